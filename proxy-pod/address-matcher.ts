@@ -1,0 +1,51 @@
+// Matches a peer's address against a list of IPs and CIDRs (a session's
+// client whitelist, or the device port's source allowlist).
+import ipaddr from 'ipaddr.js';
+
+type Range = [ipaddr.IPv4 | ipaddr.IPv6, number];
+
+/** Parses one entry; an IPv4-mapped IPv6 address or range becomes IPv4. */
+export function parseAddressEntry(entry: string): Range {
+  const text = entry.trim();
+  if (text.includes('/')) {
+    const [address, bits] = ipaddr.parseCIDR(text);
+    if (address.kind() === 'ipv6' && (address as ipaddr.IPv6).isIPv4MappedAddress() && bits >= 96) {
+      return [(address as ipaddr.IPv6).toIPv4Address(), bits - 96];
+    }
+    return [address, bits];
+  }
+  if (!ipaddr.isValid(text)) throw new Error(`"${entry}" is not an IP address or CIDR`);
+  const address = ipaddr.process(text);
+  return [address, address.kind() === 'ipv4' ? 32 : 128];
+}
+
+/** Returns the message of why `entry` is not an IP or CIDR, or undefined when it is one. */
+export function addressEntryError(entry: string): string | undefined {
+  try {
+    parseAddressEntry(entry);
+    return undefined;
+  } catch {
+    return `"${entry}" is not an IP address or CIDR`;
+  }
+}
+
+export class AddressMatcher {
+  private readonly ranges: Range[];
+
+  /** Throws on the first entry that is not an IP or CIDR. */
+  constructor(readonly entries: readonly string[]) {
+    this.ranges = entries.map(parseAddressEntry);
+  }
+
+  /** An empty list admits everyone. */
+  get admitsAll(): boolean {
+    return this.ranges.length === 0;
+  }
+
+  admits(address: string | undefined): boolean {
+    if (this.ranges.length === 0) return true;
+    if (!address || !ipaddr.isValid(address)) return false;
+    const peer = ipaddr.process(address);
+    return this.ranges.some(([range, bits]) => range.kind() === peer.kind() && peer.match(range, bits));
+  }
+}

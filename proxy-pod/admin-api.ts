@@ -1,0 +1,214 @@
+// The proxy pod's internal admin API (see admin-protocol.ts for the contract).
+// On TCP every request needs the bearer token; on a Unix socket the socket
+// file's mode (0600) is the guard.
+import { bodyParser } from '@koa/bodyparser';
+import Router from '@koa/router';
+import Koa from 'koa';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { chmod, unlink } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { PassThrough } from 'node:stream';
+import { addressEntryError } from './address-matcher.ts';
+import type { AdminError, ProxyEvent, SessionList, SessionSpec, SessionState } from './admin-protocol.ts';
+import type { Logger } from './log.ts';
+import { isValidSerial } from './registration.ts';
+import { PortUnavailableError } from './session.ts';
+
+export type AdminListen = { socketPath: string } | { host: string; port: number; token: string };
+
+/** What the admin API needs of the proxy pod. */
+export interface AdminTarget {
+  info(): { instanceId: string; startedAt: string; devicePort: number };
+  list(): SessionList;
+  put(serial: string, spec: SessionSpec): Promise<SessionState>;
+  delete(serial: string): Promise<SessionState | undefined>;
+  subscribe(listener: (event: ProxyEvent) => void): () => void;
+}
+
+/** Thrown for requests the admin API refuses; becomes `{code, message}`. */
+export class AdminHttpError extends Error {
+  constructor(readonly status: number, readonly code: AdminError['code'], message: string) {
+    super(message);
+    this.name = 'AdminHttpError';
+  }
+}
+
+export const MAX_TIMEOUT_SECONDS = 86_400;
+const MAX_WHITELIST_ENTRIES = 256;
+const HEARTBEAT_MS = 15_000;
+
+export class AdminApi {
+  private readonly server: http.Server;
+  private readonly streams = new Set<PassThrough>();
+  private socketPath: string | undefined;
+  where = '';
+
+  constructor(private readonly target: AdminTarget, private readonly logger: Logger) {
+    this.server = http.createServer();
+  }
+
+  async listen(how: AdminListen): Promise<void> {
+    const tokenDigest = 'token' in how ? digest(how.token) : undefined;
+    if ('token' in how && how.token.length < 16) throw new Error('the admin token must be at least 16 characters');
+    this.server.on('request', this.app(tokenDigest).callback());
+    if ('socketPath' in how) {
+      // A socket file left by a killed process would make listen fail.
+      await unlink(how.socketPath).catch(() => undefined);
+      await new Promise<void>((resolve, reject) => this.server.once('error', reject).listen(how.socketPath, resolve));
+      await chmod(how.socketPath, 0o600);
+      this.socketPath = how.socketPath;
+      this.where = how.socketPath;
+    } else {
+      await new Promise<void>((resolve, reject) => this.server.once('error', reject).listen(how.port, how.host, resolve));
+      const address = this.server.address() as AddressInfo;
+      this.where = `${address.address}:${address.port}`;
+    }
+  }
+
+  get port(): number | undefined {
+    const address = this.server.address();
+    return typeof address === 'object' && address ? address.port : undefined;
+  }
+
+  async close(): Promise<void> {
+    for (const stream of this.streams) stream.end();
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeAllConnections();
+    await closed;
+    if (this.socketPath) await unlink(this.socketPath).catch(() => undefined);
+  }
+
+  private app(tokenDigest: Buffer | undefined): Koa {
+    const app = new Koa();
+    const router = new Router();
+    const target = this.target;
+
+    router.get('/v1/info', (ctx) => {
+      ctx.body = target.info();
+    });
+    router.get('/v1/sessions', (ctx) => {
+      ctx.body = target.list();
+    });
+    router.put('/v1/sessions/:serial', async (ctx) => {
+      const serial = serialParam(ctx.params.serial);
+      ctx.body = await target.put(serial, parseSpec(ctx.request.body));
+    });
+    router.delete('/v1/sessions/:serial', async (ctx) => {
+      const serial = serialParam(ctx.params.serial);
+      const ended = await target.delete(serial);
+      if (!ended) throw new AdminHttpError(404, 'not_found', `no session for serial ${serial}`);
+      ctx.body = ended;
+    });
+    router.get('/v1/events', (ctx) => {
+      ctx.body = this.eventStream(ctx);
+    });
+
+    app.use(async (ctx, next) => {
+      try {
+        await next();
+        if (ctx.status === 404 && ctx.body === undefined) throw new AdminHttpError(404, 'not_found', `no such endpoint: ${ctx.method} ${ctx.path}`);
+      } catch (err) {
+        const failure = toAdminError(err);
+        if (failure.status >= 500) this.logger.error({ err, path: ctx.path }, 'admin request failed');
+        ctx.status = failure.status;
+        ctx.body = { code: failure.code, message: failure.message } satisfies AdminError;
+      }
+    });
+    app.use(async (ctx, next) => {
+      if (tokenDigest && !bearerMatches(ctx.get('authorization'), tokenDigest)) {
+        throw new AdminHttpError(401, 'unauthorized', 'a valid bearer token is required');
+      }
+      await next();
+    });
+    app.use(
+      bodyParser({
+        enableTypes: ['json'],
+        jsonLimit: '64kb',
+        onError: (err) => {
+          throw new AdminHttpError(400, 'bad_request', `the body is not valid JSON: ${err.message}`);
+        },
+      }),
+    );
+    app.use(router.routes());
+    app.use(router.allowedMethods({ throw: true }));
+    return app;
+  }
+
+  private eventStream(ctx: Koa.Context): PassThrough {
+    const stream = new PassThrough();
+    const send = (event: ProxyEvent | Record<string, unknown>) => stream.write(`${JSON.stringify(event)}\n`);
+    const info = this.target.info();
+    send({ type: 'hello', instanceId: info.instanceId, seq: 0, at: new Date().toISOString() });
+    const unsubscribe = this.target.subscribe(send);
+    // Lets the reader tell a quiet stream from a dead one.
+    const heartbeat = setInterval(() => send({ type: 'heartbeat', instanceId: info.instanceId, seq: 0, at: new Date().toISOString() }), HEARTBEAT_MS);
+    const stop = () => {
+      clearInterval(heartbeat);
+      unsubscribe();
+      this.streams.delete(stream);
+      stream.end();
+    };
+    this.streams.add(stream);
+    ctx.req.on('close', stop);
+    stream.on('close', stop);
+    ctx.type = 'application/x-ndjson';
+    ctx.set('Cache-Control', 'no-store');
+    ctx.req.socket.setTimeout(0);
+    return stream;
+  }
+}
+
+function digest(text: string): Buffer {
+  return createHash('sha256').update(text).digest();
+}
+
+/** Compares hashes so neither length nor content leaks through timing. */
+function bearerMatches(header: string, expected: Buffer): boolean {
+  const match = /^Bearer\s+(\S+)$/i.exec(header);
+  return match !== null && timingSafeEqual(digest(match[1]!), expected);
+}
+
+function serialParam(raw: string | undefined): string {
+  if (raw === undefined || !isValidSerial(raw)) {
+    throw new AdminHttpError(400, 'bad_request', 'serial must be 1-64 printable ASCII characters without spaces');
+  }
+  return raw;
+}
+
+/** Validates a PUT body field by field; unknown fields are refused so typos do not pass silently. */
+export function parseSpec(body: unknown): SessionSpec {
+  const bad = (message: string) => new AdminHttpError(400, 'bad_request', message);
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw bad('the body must be a JSON object');
+  const input = body as Record<string, unknown>;
+  const known = new Set(['id', 'port', 'persistent', 'ipWhitelist', 'timeoutSeconds']);
+  for (const key of Object.keys(input)) if (!known.has(key)) throw bad(`unknown field "${key}"`);
+  const { id, port, persistent, ipWhitelist, timeoutSeconds } = input;
+  if (typeof id !== 'string' || id.length < 1 || id.length > 128) throw bad('id must be a string of 1-128 characters');
+  if (!Number.isInteger(port) || (port as number) < 1 || (port as number) > 65_535) throw bad('port must be a whole number from 1 to 65535');
+  if (typeof persistent !== 'boolean') throw bad('persistent must be true or false');
+  if (!Array.isArray(ipWhitelist) || ipWhitelist.length > MAX_WHITELIST_ENTRIES) throw bad(`ipWhitelist must be an array of at most ${MAX_WHITELIST_ENTRIES} IPs or CIDRs`);
+  for (const entry of ipWhitelist) {
+    const problem = typeof entry === 'string' ? addressEntryError(entry) : 'entries must be strings';
+    if (problem) throw bad(`ipWhitelist: ${problem}`);
+  }
+  if (timeoutSeconds !== undefined && (!Number.isInteger(timeoutSeconds) || (timeoutSeconds as number) < 1 || (timeoutSeconds as number) > MAX_TIMEOUT_SECONDS)) {
+    throw bad(`timeoutSeconds must be a whole number from 1 to ${MAX_TIMEOUT_SECONDS}`);
+  }
+  return {
+    id,
+    port: port as number,
+    persistent,
+    ipWhitelist: ipWhitelist as string[],
+    ...(timeoutSeconds !== undefined ? { timeoutSeconds: timeoutSeconds as number } : {}),
+  };
+}
+
+function toAdminError(err: unknown): { status: number; code: AdminError['code']; message: string } {
+  if (err instanceof AdminHttpError) return err;
+  if (err instanceof PortUnavailableError) return { status: 409, code: 'port_unavailable', message: err.message };
+  // koa's own HTTP errors (405 from allowedMethods, 413 from the body parser).
+  const status = err instanceof Error && 'status' in err && typeof err.status === 'number' ? err.status : 500;
+  if (status >= 400 && status < 500) return { status, code: 'bad_request', message: (err as Error).message };
+  return { status: 500, code: 'internal', message: 'internal error' };
+}

@@ -1,0 +1,48 @@
+// The proxy pod's settings from CCCP_* environment variables.
+import { readFileSync } from 'node:fs';
+import { addressEntryError } from './address-matcher.ts';
+import type { AdminListen } from './admin-api.ts';
+import { ConfigError, envInteger, envList, envString } from './env.ts';
+import type { ProxyPodOptions } from './proxy-pod.ts';
+
+export interface ProxyConfig extends ProxyPodOptions {
+  /** Port of /healthz, /readyz and /metrics without a token; 0 turns it off. */
+  healthPort: number;
+}
+
+export function proxyOptionsFromEnv(env: NodeJS.ProcessEnv): ProxyConfig {
+  const deviceAllowlist = envList(env, 'CCCP_DEVICE_ALLOWLIST');
+  for (const entry of deviceAllowlist) {
+    const problem = addressEntryError(entry);
+    if (problem) throw new ConfigError(`CCCP_DEVICE_ALLOWLIST: ${problem}`);
+  }
+  return {
+    devicePort: envInteger(env, 'CCCP_DEVICE_PORT', 9000, 0, 65_535),
+    bindHost: envString(env, 'CCCP_BIND_HOST'),
+    admin: adminListenFromEnv(env),
+    registrationTimeoutMs: envInteger(env, 'CCCP_REGISTRATION_TIMEOUT_S', 10, 1, 3600) * 1000,
+    pendingTimeoutMs: envInteger(env, 'CCCP_PENDING_TIMEOUT_S', 300, 1, 86_400) * 1000,
+    maxPending: envInteger(env, 'CCCP_MAX_PENDING', 10_000, 1, 1_000_000),
+    maxUnregistered: envInteger(env, 'CCCP_MAX_UNREGISTERED', 20_000, 1, 1_000_000),
+    lingerMs: envInteger(env, 'CCCP_LINGER_S', 30, 1, 3600) * 1000,
+    deviceAllowlist,
+    healthPort: envInteger(env, 'CCCP_PROXY_HEALTH_PORT', 9090, 0, 65_535),
+  };
+}
+
+/** A Unix socket (CCCP_ADMIN_SOCKET), or TCP (CCCP_ADMIN_PORT) with a required token. */
+function adminListenFromEnv(env: NodeJS.ProcessEnv): AdminListen {
+  const socketPath = envString(env, 'CCCP_ADMIN_SOCKET');
+  if (socketPath) return { socketPath };
+  const port = envInteger(env, 'CCCP_ADMIN_PORT', 0, 0, 65_535);
+  if (port === 0) throw new ConfigError('set CCCP_ADMIN_SOCKET, or CCCP_ADMIN_PORT with CCCP_ADMIN_TOKEN or CCCP_ADMIN_TOKEN_FILE');
+  return { host: envString(env, 'CCCP_ADMIN_BIND_HOST') ?? '0.0.0.0', port, token: adminTokenFromEnv(env) };
+}
+
+/** The admin token, from CCCP_ADMIN_TOKEN or the file named by CCCP_ADMIN_TOKEN_FILE (a mounted Secret). */
+export function adminTokenFromEnv(env: NodeJS.ProcessEnv): string {
+  const file = envString(env, 'CCCP_ADMIN_TOKEN_FILE');
+  const token = file ? readFileSync(file, 'utf8').trim() : envString(env, 'CCCP_ADMIN_TOKEN');
+  if (!token || token.length < 16) throw new ConfigError('the admin API on TCP needs CCCP_ADMIN_TOKEN or CCCP_ADMIN_TOKEN_FILE with at least 16 characters');
+  return token;
+}

@@ -1,0 +1,164 @@
+// The device port: accepts devices, reads their registration line under a
+// deadline, and hands each registered device to its session, or keeps it as
+// pending until its session exists.
+import net from 'node:net';
+import { AddressMatcher } from './address-matcher.ts';
+import type { Logger } from './log.ts';
+import type { ProxyMetrics } from './metrics.ts';
+import { RegistrationParser } from './registration.ts';
+import { peerAddress } from './session.ts';
+
+export interface DeviceRegistryOptions {
+  port: number;
+  bindHost?: string;
+  /** Time allowed from connect to the end of the registration line. */
+  registrationTimeoutMs: number;
+  /** Time a registered device waits for its session before it is closed. */
+  pendingTimeoutMs: number;
+  maxPending: number;
+  /** Connections that have not registered yet, beyond which new ones are closed. */
+  maxUnregistered: number;
+  /** Source CIDRs allowed on the device port; empty admits all. */
+  allowlist: string[];
+  metrics: ProxyMetrics;
+  logger: Logger;
+}
+
+export interface RegisteredDevice {
+  serial: string;
+  socket: net.Socket;
+  /** Bytes that followed the line ending in the same read. */
+  payload: Buffer;
+  endedWithCr: boolean;
+}
+
+type RejectReason = 'too-long' | 'non-printable' | 'empty' | 'timeout' | 'closed-early' | 'source-not-allowed' | 'overload' | 'pending-full' | 'pending-timeout';
+
+interface PendingDevice {
+  socket: net.Socket;
+  /** Stops the pending bookkeeping (timer, handlers) and leaves the socket paused. */
+  release(): void;
+}
+
+export class DeviceRegistry {
+  private readonly server: net.Server;
+  private readonly allowlist: AddressMatcher;
+  private readonly pending = new Map<string, PendingDevice>();
+  private readonly unregistered = new Set<net.Socket>();
+
+  /** `route` returns false when no live session takes the device, which then waits as pending. */
+  constructor(private readonly opts: DeviceRegistryOptions, private readonly route: (device: RegisteredDevice) => boolean) {
+    this.allowlist = new AddressMatcher(opts.allowlist);
+    this.server = net.createServer({ allowHalfOpen: true, noDelay: true, keepAlive: true }, (socket) => this.onConnection(socket));
+    // Accept errors (EMFILE and the like) must not take the process down.
+    this.server.on('error', (err) => opts.logger.error({ err }, 'device port error'));
+  }
+
+  async listen(): Promise<number> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen({ port: this.opts.port, host: this.opts.bindHost }, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    return (this.server.address() as net.AddressInfo).port;
+  }
+
+  get pendingCount(): number {
+    return this.pending.size;
+  }
+
+  /** Takes the pending device of this serial, if one waits. */
+  takePending(serial: string): net.Socket | undefined {
+    const entry = this.pending.get(serial);
+    if (!entry) return undefined;
+    this.pending.delete(serial);
+    this.opts.metrics.pendingDevices.set(this.pending.size);
+    entry.release();
+    return entry.socket;
+  }
+
+  async close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const socket of this.unregistered) socket.destroy();
+    for (const serial of [...this.pending.keys()]) this.takePending(serial)?.destroy();
+    await closed;
+  }
+
+  private onConnection(socket: net.Socket): void {
+    const address = peerAddress(socket);
+    socket.on('error', () => {});
+    if (!this.allowlist.admits(socket.remoteAddress)) return this.reject(socket, address, 'source-not-allowed');
+    if (this.unregistered.size >= this.opts.maxUnregistered) return this.reject(socket, address, 'overload');
+    socket.setKeepAlive(true);
+    socket.setNoDelay(true);
+    this.unregistered.add(socket);
+    this.opts.metrics.unregisteredConnections.set(this.unregistered.size);
+
+    const parser = new RegistrationParser();
+    const done = () => {
+      clearTimeout(deadline);
+      socket.off('data', onData);
+      socket.off('close', onClose);
+      socket.off('end', onClose);
+      this.unregistered.delete(socket);
+      this.opts.metrics.unregisteredConnections.set(this.unregistered.size);
+    };
+    const deadline = setTimeout(() => {
+      done();
+      this.reject(socket, address, 'timeout');
+    }, this.opts.registrationTimeoutMs);
+    const onClose = () => {
+      done();
+      this.reject(socket, address, 'closed-early');
+    };
+    const onData = (chunk: Buffer) => {
+      const step = parser.push(chunk);
+      if (step.kind === 'incomplete') return;
+      done();
+      if (step.kind === 'rejected') return this.reject(socket, address, step.reason);
+      // Nothing more is read until the device's new owner wants it.
+      socket.pause();
+      this.opts.logger.info({ serial: step.serial, peer: address }, 'device registered');
+      const device = { serial: step.serial, socket, payload: step.payload, endedWithCr: step.endedWithCr };
+      if (!this.route(device)) this.addPending(device, address);
+    };
+    socket.on('data', onData);
+    socket.on('close', onClose);
+    socket.on('end', onClose);
+  }
+
+  private addPending(device: RegisteredDevice, address: string): void {
+    const { serial, socket } = device;
+    // A newer connection for the serial replaces the older one.
+    this.takePending(serial)?.destroy();
+    if (this.pending.size >= this.opts.maxPending) return this.reject(socket, address, 'pending-full');
+    // Data that arrives before the session exists is discarded.
+    const discard = () => {};
+    const gone = () => {
+      this.takePending(serial);
+      socket.destroy();
+    };
+    const timer = setTimeout(() => {
+      this.takePending(serial);
+      this.reject(socket, address, 'pending-timeout');
+    }, this.opts.pendingTimeoutMs);
+    const release = () => {
+      clearTimeout(timer);
+      socket.off('data', discard).off('end', gone).off('close', gone);
+      socket.pause();
+    };
+    this.pending.set(serial, { socket, release });
+    this.opts.metrics.pendingDevices.set(this.pending.size);
+    socket.on('data', discard).on('end', gone).on('close', gone);
+    socket.resume();
+    this.opts.logger.info({ serial, peer: address }, 'device pending: no session yet');
+  }
+
+  private reject(socket: net.Socket, address: string, reason: RejectReason): void {
+    this.opts.metrics.registrationsRejected.inc({ reason });
+    this.opts.logger.info({ peer: address, reason }, 'device connection closed');
+    socket.destroy();
+  }
+}

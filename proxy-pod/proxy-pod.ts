@@ -1,0 +1,177 @@
+// The proxy pod: the device port, the sessions it has been told to run, and
+// the admin API through which the reconciler tells it. It keeps no durable
+// state; `instanceId` tells the reconciler when it must program it again.
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { AdminApi, AdminHttpError, type AdminListen } from './admin-api.ts';
+import type { ProxyEvent, SessionList, SessionSpec, SessionState } from './admin-protocol.ts';
+import { DeviceRegistry, type RegisteredDevice } from './device-registry.ts';
+import { createLogger, type Logger } from './log.ts';
+import { ProxyMetrics } from './metrics.ts';
+import { Session, type SessionEvent } from './session.ts';
+
+export interface ProxyPodOptions {
+  devicePort: number;
+  bindHost?: string;
+  admin: AdminListen;
+  registrationTimeoutMs?: number;
+  pendingTimeoutMs?: number;
+  maxPending?: number;
+  maxUnregistered?: number;
+  deviceAllowlist?: string[];
+  /** How long an ending session waits for a party to take its last bytes. */
+  lingerMs?: number;
+  logger?: Logger;
+  /** Process-wide metrics (memory, CPU); off when several pods share a process. */
+  processMetrics?: boolean;
+}
+
+export class ProxyPod {
+  readonly instanceId = randomUUID();
+  readonly startedAt = new Date();
+  readonly metrics: ProxyMetrics;
+  private readonly logger: Logger;
+  private readonly sessions = new Map<string, Session>();
+  private readonly registry: DeviceRegistry;
+  private readonly events = new EventEmitter();
+  private seq = 0;
+  private admin: AdminApi | undefined;
+  private boundDevicePort = 0;
+  // Admin changes run one at a time: a put awaits its listen, and two puts
+  // for one serial must not both bind.
+  private lock: Promise<unknown> = Promise.resolve();
+
+  private constructor(private readonly opts: ProxyPodOptions) {
+    this.logger = opts.logger ?? createLogger('proxy-pod');
+    this.metrics = new ProxyMetrics(opts.processMetrics ?? true);
+    this.events.setMaxListeners(0);
+    this.registry = new DeviceRegistry(
+      {
+        port: opts.devicePort,
+        bindHost: opts.bindHost,
+        registrationTimeoutMs: opts.registrationTimeoutMs ?? 10_000,
+        pendingTimeoutMs: opts.pendingTimeoutMs ?? 300_000,
+        maxPending: opts.maxPending ?? 10_000,
+        maxUnregistered: opts.maxUnregistered ?? 20_000,
+        allowlist: opts.deviceAllowlist ?? [],
+        metrics: this.metrics,
+        logger: this.logger,
+      },
+      (device) => this.routeDevice(device),
+    );
+  }
+
+  static async start(opts: ProxyPodOptions): Promise<ProxyPod> {
+    const pod = new ProxyPod(opts);
+    pod.boundDevicePort = await pod.registry.listen();
+    pod.admin = new AdminApi(pod, pod.logger);
+    try {
+      await pod.admin.listen(opts.admin);
+    } catch (err) {
+      await pod.registry.close();
+      throw err;
+    }
+    pod.logger.info({ devicePort: pod.boundDevicePort, admin: pod.admin.where, instanceId: pod.instanceId }, 'proxy pod started');
+    return pod;
+  }
+
+  get devicePort(): number {
+    return this.boundDevicePort;
+  }
+
+  /** Where the admin API listens: a socket path, or host:port. */
+  get adminAddress(): string {
+    return this.admin?.where ?? '';
+  }
+
+  /** Creates or converges one session; resolves once its port listens. */
+  put(serial: string, spec: SessionSpec): Promise<SessionState> {
+    return this.exclusive(async () => {
+      const existing = this.sessions.get(serial);
+      if (existing?.live && existing.id === spec.id) {
+        if (existing.port !== spec.port) {
+          throw new AdminHttpError(409, 'conflict', `session ${serial} listens on port ${existing.port}; delete it before moving it to ${spec.port}`);
+        }
+        existing.update(spec);
+        return existing.state();
+      }
+      if (existing && !existing.live && existing.id === spec.id) {
+        throw new AdminHttpError(409, 'conflict', `session ${serial} (${spec.id}) has ended (${existing.state().endedReason}); put it with a new id to start again`);
+      }
+      // A put with a new id is a new session: the old one, live or ended, goes.
+      existing?.end('Superseded');
+      this.sessions.delete(serial);
+      const holder = [...this.sessions.values()].find((s) => s.live && s.port === spec.port);
+      if (holder) throw new AdminHttpError(409, 'port_unavailable', `port ${spec.port} is used by session ${holder.serial}`);
+
+      const session = new Session(serial, spec, {
+        bindHost: this.opts.bindHost,
+        metrics: this.metrics,
+        logger: this.logger,
+        lingerMs: this.opts.lingerMs ?? 30_000,
+        emit: (event) => this.publish(event),
+      });
+      await session.listen();
+      this.sessions.set(serial, session);
+      this.metrics.sessions.inc();
+      this.logger.info({ serial, port: spec.port, persistent: spec.persistent, whitelist: spec.ipWhitelist.length }, 'session listening');
+      const waiting = this.registry.takePending(serial);
+      // The pending device's earlier bytes were discarded, so no CRLF is half-read.
+      if (waiting) session.attachDevice(waiting, Buffer.alloc(0), false);
+      return session.state();
+    });
+  }
+
+  /** Ends and forgets one session; undefined when there was none. */
+  delete(serial: string): Promise<SessionState | undefined> {
+    return this.exclusive(async () => {
+      const session = this.sessions.get(serial);
+      if (!session) return undefined;
+      session.end('Deleted');
+      this.sessions.delete(serial);
+      return session.state();
+    });
+  }
+
+  list(): SessionList {
+    return { ...this.info(), sessions: [...this.sessions.values()].map((s) => s.state()) };
+  }
+
+  info() {
+    return { instanceId: this.instanceId, startedAt: this.startedAt.toISOString(), devicePort: this.boundDevicePort };
+  }
+
+  /** Calls `listener` with each event from now on; returns the unsubscribe. */
+  subscribe(listener: (event: ProxyEvent) => void): () => void {
+    this.events.on('event', listener);
+    return () => this.events.off('event', listener);
+  }
+
+  async stop(): Promise<void> {
+    await this.admin?.close();
+    for (const session of this.sessions.values()) session.end('Deleted');
+    this.sessions.clear();
+    await this.registry.close();
+    this.events.removeAllListeners();
+    this.logger.info({ instanceId: this.instanceId }, 'proxy pod stopped');
+  }
+
+  private routeDevice(device: RegisteredDevice): boolean {
+    const session = this.sessions.get(device.serial);
+    if (!session?.live) return false;
+    session.attachDevice(device.socket, device.payload, device.endedWithCr);
+    return true;
+  }
+
+  private publish(event: SessionEvent): void {
+    const full: ProxyEvent = { ...event, instanceId: this.instanceId, seq: ++this.seq, at: new Date().toISOString() };
+    this.events.emit('event', full);
+  }
+
+  private exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.lock.then(work, work);
+    this.lock = run.catch(() => undefined);
+    return run;
+  }
+}
+

@@ -1,0 +1,322 @@
+// One session: its listener for clients, the device and client slots, and
+// the join between them.
+//
+// Forwarding is explicit rather than `pipe()`: a party can be replaced or be
+// absent at any moment, bytes for an absent party are dropped and counted, and
+// a write that the receiver cannot take yet pauses the sender until 'drain'
+// (so memory per direction stays near one socket buffer).
+import net from 'node:net';
+import { AddressMatcher } from './address-matcher.ts';
+import type { EndedReason, SessionSpec, SessionState } from './admin-protocol.ts';
+import type { Logger } from './log.ts';
+import type { ProxyMetrics } from './metrics.ts';
+
+export type Side = 'device' | 'client';
+
+export interface SessionEvent {
+  type: 'device-connected' | 'device-disconnected' | 'client-connected' | 'client-disconnected' | 'client-refused' | 'session-ended';
+  serial: string;
+  id: string;
+  address?: string;
+  reason?: string;
+}
+
+export interface SessionContext {
+  bindHost?: string;
+  metrics: ProxyMetrics;
+  logger: Logger;
+  /** How long an ending session waits for a party to take its last bytes. */
+  lingerMs: number;
+  emit(event: SessionEvent): void;
+}
+
+export class PortUnavailableError extends Error {
+  constructor(readonly port: number, cause: unknown) {
+    super(`port ${port} cannot be bound: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.name = 'PortUnavailableError';
+  }
+}
+
+const LF = 0x0a;
+
+interface PartyHandlers {
+  data(chunk: Buffer): void;
+  end(): void;
+  close(): void;
+  error(err: Error): void;
+}
+
+/** A connected device or client, and the bookkeeping of its stream. */
+class Party {
+  /** The sender paused because this party's socket buffer is full. */
+  blockedSender: Party | undefined;
+  /**
+   * The device's line ending was a CR at the end of a read: an LF arriving
+   * as the very next byte completes a CRLF and is not payload. Cleared by the
+   * first byte in either direction, since after the client has spoken a
+   * leading LF may be a real answer.
+   */
+  awaitingLf = false;
+
+  private handlers: PartyHandlers | undefined;
+
+  constructor(readonly side: Side, readonly socket: net.Socket, readonly address: string) {}
+
+  /** Registers the session's handlers; `unlisten` removes exactly these (net.Socket has its own). */
+  listen(handlers: PartyHandlers): void {
+    this.handlers = handlers;
+    this.socket.on('data', handlers.data).on('end', handlers.end).on('close', handlers.close).on('error', handlers.error);
+  }
+
+  unlisten(): void {
+    const h = this.handlers;
+    if (h) this.socket.off('data', h.data).off('end', h.end).off('close', h.close).off('error', h.error);
+    this.handlers = undefined;
+    // A late error on a socket we let go must not become an uncaught exception.
+    this.socket.on('error', () => {});
+  }
+}
+
+export class Session {
+  private spec: SessionSpec;
+  private whitelist: AddressMatcher;
+  private readonly server: net.Server;
+  private readonly parties: Record<Side, Party | undefined> = { device: undefined, client: undefined };
+  private clientEverConnected = false;
+  private timeoutTimer: NodeJS.Timeout | undefined;
+  private transferred = 0;
+  private dropped = 0;
+  private listeningSince = new Date();
+  private endedAt: Date | undefined;
+  private endedReason: EndedReason | undefined;
+
+  constructor(readonly serial: string, spec: SessionSpec, private readonly ctx: SessionContext) {
+    this.spec = { ...spec, ipWhitelist: [...spec.ipWhitelist] };
+    this.whitelist = new AddressMatcher(spec.ipWhitelist);
+    this.server = net.createServer({ allowHalfOpen: true, noDelay: true, keepAlive: true }, (socket) => this.onClient(socket));
+    this.server.on('error', (err) => this.ctx.logger.error({ serial, err }, 'session listener error'));
+  }
+
+  get id(): string {
+    return this.spec.id;
+  }
+
+  get port(): number {
+    return this.spec.port;
+  }
+
+  get live(): boolean {
+    return this.endedReason === undefined;
+  }
+
+  /** Binds the session's port; rejects with PortUnavailableError. */
+  async listen(): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error) => reject(new PortUnavailableError(this.spec.port, err));
+      this.server.once('error', onError);
+      try {
+        this.server.listen({ port: this.spec.port, host: this.ctx.bindHost, exclusive: true }, () => {
+          this.server.off('error', onError);
+          resolve();
+        });
+      } catch (err) {
+        // An out-of-range port throws synchronously.
+        this.server.off('error', onError);
+        reject(new PortUnavailableError(this.spec.port, err));
+      }
+    });
+    this.listeningSince = new Date();
+    this.armTimeout();
+  }
+
+  /** Applies new parameters to the live session; the port never changes here. */
+  update(spec: SessionSpec): void {
+    const timeoutChanged = spec.timeoutSeconds !== this.spec.timeoutSeconds;
+    this.spec = { ...spec, ipWhitelist: [...spec.ipWhitelist] };
+    this.whitelist = new AddressMatcher(spec.ipWhitelist);
+    const client = this.parties.client;
+    if (client && !this.whitelist.admits(client.address)) {
+      this.ctx.logger.info({ serial: this.serial, client: client.address }, 'client no longer whitelisted');
+      this.detach(client, 'no longer whitelisted');
+      client.socket.destroy();
+    }
+    // A changed timeout counts from when it was set; an unchanged one (a
+    // retried /on) leaves the running timer alone.
+    if (timeoutChanged) this.armTimeout();
+  }
+
+  attachDevice(socket: net.Socket, payload: Buffer, endedWithCr: boolean): void {
+    const device = this.attach('device', socket);
+    device.awaitingLf = endedWithCr;
+    if (payload.length > 0) this.forward(device, payload);
+  }
+
+  /** Ends the session: stops listening, flushes what each party was sent, then closes it. */
+  end(reason: EndedReason): void {
+    if (!this.live) return;
+    this.endedReason = reason;
+    this.endedAt = new Date();
+    clearTimeout(this.timeoutTimer);
+    this.server.close();
+    for (const party of [this.parties.device, this.parties.client]) {
+      if (!party) continue;
+      this.detach(party, reason);
+      this.closeAfterFlush(party.socket);
+    }
+    this.ctx.metrics.sessions.dec();
+    this.ctx.metrics.sessionsEnded.inc({ reason });
+    this.ctx.logger.info({ serial: this.serial, port: this.spec.port, reason, transferred: this.transferred }, 'session ended');
+    this.ctx.emit({ type: 'session-ended', serial: this.serial, id: this.spec.id, reason });
+  }
+
+  state(): SessionState {
+    const { device, client } = this.parties;
+    return {
+      ...this.spec,
+      ipWhitelist: [...this.spec.ipWhitelist],
+      serial: this.serial,
+      state: this.live ? 'listening' : 'ended',
+      ...(this.endedReason ? { endedReason: this.endedReason } : {}),
+      deviceConnected: device !== undefined,
+      clientConnected: client !== undefined,
+      ...(device ? { deviceAddress: device.address } : {}),
+      ...(client ? { clientAddress: client.address } : {}),
+      transferredBytes: this.transferred,
+      droppedBytes: this.dropped,
+      listeningSince: this.listeningSince.toISOString(),
+      ...(this.endedAt ? { endedAt: this.endedAt.toISOString() } : {}),
+    };
+  }
+
+  private armTimeout(): void {
+    clearTimeout(this.timeoutTimer);
+    this.timeoutTimer = undefined;
+    if (this.clientEverConnected || this.spec.timeoutSeconds === undefined || !this.live) return;
+    this.timeoutTimer = setTimeout(() => this.end('ClientConnectTimeout'), this.spec.timeoutSeconds * 1000);
+  }
+
+  private onClient(socket: net.Socket): void {
+    const address = peerAddress(socket);
+    if (!this.live) {
+      socket.destroy();
+      return;
+    }
+    if (!this.whitelist.admits(socket.remoteAddress)) {
+      // Destroyed before a single byte is read from it.
+      socket.destroy();
+      this.ctx.metrics.clientsRefused.inc();
+      this.ctx.logger.warn({ serial: this.serial, client: address }, 'client refused by whitelist');
+      this.ctx.emit({ type: 'client-refused', serial: this.serial, id: this.spec.id, address });
+      return;
+    }
+    this.clientEverConnected = true;
+    clearTimeout(this.timeoutTimer);
+    this.timeoutTimer = undefined;
+    this.attach('client', socket);
+  }
+
+  private attach(side: Side, socket: net.Socket): Party {
+    socket.setKeepAlive(true);
+    socket.setNoDelay(true);
+    const previous = this.parties[side];
+    if (previous) {
+      // Replacement is not the party leaving: the session goes on.
+      this.detach(previous, 'replaced by a newer connection');
+      previous.socket.destroy();
+    }
+    const party = new Party(side, socket, peerAddress(socket));
+    this.parties[side] = party;
+    party.listen({
+      data: (chunk: Buffer) => this.forward(party, chunk),
+      end: () => this.onPartyGone(party, 'closed'),
+      close: () => this.onPartyGone(party, 'connection lost'),
+      error: (err: Error) => this.ctx.logger.debug({ serial: this.serial, side, peer: party.address, err: err.message }, 'socket error'),
+    });
+    this.ctx.metrics.connections.inc({ side });
+    this.ctx.metrics.connected.inc({ side });
+    this.ctx.logger.info({ serial: this.serial, side, peer: party.address }, `${side} connected`);
+    this.ctx.emit({ type: `${side}-connected`, serial: this.serial, id: this.spec.id, address: party.address });
+    // A sender that was waiting for the previous party's 'drain' goes on; its
+    // bytes now reach the new party.
+    this.releaseBlockedSender(previous);
+    socket.resume();
+    return party;
+  }
+
+  private forward(from: Party, chunk: Buffer): void {
+    if (this.parties[from.side] !== from) return;
+    const to = this.parties[from.side === 'device' ? 'client' : 'device'];
+    if (from.awaitingLf) {
+      from.awaitingLf = false;
+      if (chunk[0] === LF) chunk = chunk.subarray(1);
+      if (chunk.length === 0) return;
+    }
+    if (!to) {
+      this.dropped += chunk.length;
+      this.ctx.metrics.droppedBytes.inc({ from: from.side }, chunk.length);
+      return;
+    }
+    to.awaitingLf = false;
+    this.transferred += chunk.length;
+    this.ctx.metrics.forwardedBytes.inc({ from: from.side }, chunk.length);
+    if (!to.socket.write(chunk)) {
+      from.socket.pause();
+      to.blockedSender = from;
+      to.socket.once('drain', () => this.releaseBlockedSender(to));
+    }
+  }
+
+  private releaseBlockedSender(receiver: Party | undefined): void {
+    const sender = receiver?.blockedSender;
+    if (!receiver || !sender) return;
+    receiver.blockedSender = undefined;
+    if (this.parties[sender.side] === sender) sender.socket.resume();
+  }
+
+  /** The party closed its side, or its connection died. */
+  private onPartyGone(party: Party, how: string): void {
+    if (this.parties[party.side] !== party) return;
+    this.detach(party, how);
+    if (this.spec.persistent) {
+      this.closeAfterFlush(party.socket);
+      return;
+    }
+    this.end(party.side === 'device' ? 'DeviceDisconnected' : 'ClientDisconnected');
+    this.closeAfterFlush(party.socket);
+  }
+
+  /** Removes the party from its slot; its socket is the caller's to close. */
+  private detach(party: Party, why: string): void {
+    if (this.parties[party.side] !== party) return;
+    this.parties[party.side] = undefined;
+    party.unlisten();
+    this.ctx.metrics.connected.dec({ side: party.side });
+    this.ctx.logger.info({ serial: this.serial, side: party.side, peer: party.address, why }, `${party.side} disconnected`);
+    this.ctx.emit({ type: `${party.side}-disconnected`, serial: this.serial, id: this.spec.id, address: party.address, reason: why });
+    const other = this.parties[party.side === 'device' ? 'client' : 'device'];
+    // Whoever waited for this party to drain must not wait forever.
+    this.releaseBlockedSender(party);
+    if (other?.blockedSender === party) other.blockedSender = undefined;
+  }
+
+  /**
+   * Sends FIN after the bytes already written and frees the socket once the
+   * peer closes too, or after the linger time. What the peer still sends is
+   * read and discarded: closing with unread bytes would send a RST, and a RST
+   * can make the peer's kernel throw away the bytes we just flushed to it.
+   */
+  private closeAfterFlush(socket: net.Socket): void {
+    if (socket.destroyed) return;
+    const linger = setTimeout(() => socket.destroy(), this.ctx.lingerMs);
+    linger.unref();
+    socket.once('close', () => clearTimeout(linger));
+    socket.on('data', () => {});
+    socket.resume();
+    socket.end();
+  }
+}
+
+export function peerAddress(socket: net.Socket): string {
+  const host = socket.remoteAddress ?? 'unknown';
+  return host.includes(':') ? `[${host}]:${socket.remotePort}` : `${host}:${socket.remotePort}`;
+}
