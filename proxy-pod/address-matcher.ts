@@ -1,20 +1,26 @@
 // Matches a peer's address against a list of IPs and CIDRs (a session's
 // client whitelist, or the device port's source allowlist).
 import ipaddr from 'ipaddr.js';
+import { isIP } from 'node:net';
 
 type Range = [ipaddr.IPv4 | ipaddr.IPv6, number];
 
 /** Parses one entry; an IPv4-mapped IPv6 address or range becomes IPv4. */
 export function parseAddressEntry(entry: string): Range {
   const text = entry.trim();
-  if (text.includes('/')) {
+  // ipaddr.js also reads legacy forms ("1.2.3", "0x7f.1"); an allowlist
+  // entry must be the plain dotted-quad or IPv6 text a person would expect.
+  const [base = '', prefix, ...rest] = text.split('/');
+  if (isIP(base) === 0 || rest.length > 0 || (prefix !== undefined && !/^\d{1,3}$/.test(prefix))) {
+    throw new Error(`"${entry}" is not an IP address or CIDR`);
+  }
+  if (prefix !== undefined) {
     const [address, bits] = ipaddr.parseCIDR(text);
     if (address.kind() === 'ipv6' && (address as ipaddr.IPv6).isIPv4MappedAddress() && bits >= 96) {
       return [(address as ipaddr.IPv6).toIPv4Address(), bits - 96];
     }
     return [address, bits];
   }
-  if (!ipaddr.isValid(text)) throw new Error(`"${entry}" is not an IP address or CIDR`);
   const address = ipaddr.process(text);
   return [address, address.kind() === 'ipv4' ? 32 : 128];
 }
@@ -44,7 +50,7 @@ export class AddressMatcher {
 
   admits(address: string | undefined): boolean {
     if (this.ranges.length === 0) return true;
-    if (!address || !ipaddr.isValid(address)) return false;
+    if (!address || isIP(address) === 0) return false;
     const peer = ipaddr.process(address);
     return this.ranges.some(([range, bits]) => range.kind() === peer.kind() && peer.match(range, bits));
   }

@@ -51,7 +51,7 @@ function runFile(file, remainingMs) {
     const deadline = Math.min(fileDeadlineMs, remainingMs);
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', 'node_modules/uvu/bin.js', '.', `^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`],
+      ['--import', 'tsx', 'node_modules/uvu/bin.js', '--no-color', '.', `^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`],
       { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: { ...process.env, FORCE_COLOR: '0' } },
     );
     let output = '';
