@@ -126,6 +126,7 @@ export class AdminApi {
         enableTypes: ['json'],
         jsonLimit: '64kb',
         onError: (err) => {
+          if ('status' in err && err.status === 413) throw new AdminHttpError(413, 'bad_request', 'the body is larger than 64 KiB');
           throw new AdminHttpError(400, 'bad_request', `the body is not valid JSON: ${err.message}`);
         },
       }),

@@ -135,7 +135,7 @@ export class Session {
     this.spec = { ...spec, ipWhitelist: [...spec.ipWhitelist] };
     this.whitelist = new AddressMatcher(spec.ipWhitelist);
     const client = this.parties.client;
-    if (client && !this.whitelist.admits(client.address)) {
+    if (client && !this.whitelist.admits(client.socket.remoteAddress)) {
       this.ctx.logger.info({ serial: this.serial, client: client.address }, 'client no longer whitelisted');
       this.detach(client, 'no longer whitelisted');
       client.socket.destroy();
