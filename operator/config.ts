@@ -1,0 +1,64 @@
+// The operator's settings from CCCP_* environment variables, with errors that
+// name the variable. The proxy pod reads its own (proxy-pod/config.ts).
+import { ConfigError, envInteger, envList, envString } from '../proxy-pod/env.ts';
+import type { PortRange } from './port-allocator.ts';
+
+export { ConfigError };
+
+export interface OperatorConfig {
+  controlPort: number;
+  /** Where the Control API listens; undefined means all interfaces. */
+  controlBindHost: string | undefined;
+  devicePort: number;
+  portRange: PortRange;
+  publicHost: string;
+  /** Where the proxy listens (device port and session ports); undefined means all interfaces. */
+  bindHost: string | undefined;
+  /** Bearer tokens for the Control API; empty means no authentication. */
+  controlTokens: string[];
+  /** How long /on and /off wait for the reconciler before answering 500. */
+  requestTimeoutMs: number;
+  /** How long Ended and Failed sessions stay visible. */
+  endedRetentionMs: number;
+  /** How often the reconciler compares live counters with status (bounds /status staleness). */
+  pollIntervalMs: number;
+}
+
+const DEFAULT_RANGE = '20000-20099';
+
+export function parsePortRange(text: string, name = 'CCCP_PORT_RANGE'): PortRange {
+  const match = /^\s*(\d{1,5})\s*-\s*(\d{1,5})\s*$/.exec(text);
+  if (!match) throw new ConfigError(`${name} must look like 20000-20099 (inclusive), not "${text}"`);
+  const min = Number(match[1]);
+  const max = Number(match[2]);
+  if (min < 1 || max > 65_535) throw new ConfigError(`${name} must lie within 1-65535, not "${text}"`);
+  if (min > max) throw new ConfigError(`${name} is reversed: "${text}" (write the lower port first)`);
+  return { min, max };
+}
+
+export function operatorConfigFromEnv(env: NodeJS.ProcessEnv): OperatorConfig {
+  const controlTokens = envList(env, 'CCCP_CONTROL_TOKENS');
+  for (const token of controlTokens) {
+    if (!/^[\x21-\x7e]+$/.test(token)) throw new ConfigError('CCCP_CONTROL_TOKENS: tokens must be printable ASCII without spaces');
+  }
+  const config: OperatorConfig = {
+    controlPort: envInteger(env, 'CCCP_CONTROL_PORT', 8080, 0, 65_535),
+    controlBindHost: envString(env, 'CCCP_CONTROL_BIND_HOST'),
+    devicePort: envInteger(env, 'CCCP_DEVICE_PORT', 9000, 0, 65_535),
+    portRange: parsePortRange(envString(env, 'CCCP_PORT_RANGE') ?? DEFAULT_RANGE),
+    publicHost: envString(env, 'CCCP_PUBLIC_HOST') ?? 'localhost',
+    bindHost: envString(env, 'CCCP_BIND_HOST'),
+    controlTokens,
+    requestTimeoutMs: envInteger(env, 'CCCP_REQUEST_TIMEOUT_S', 10, 1, 300) * 1000,
+    endedRetentionMs: envInteger(env, 'CCCP_ENDED_RETENTION_S', 300, 0, 30 * 86_400) * 1000,
+    pollIntervalMs: envInteger(env, 'CCCP_STATUS_POLL_MS', 300, 50, 1000),
+  };
+  const { min, max } = config.portRange;
+  if (config.devicePort >= min && config.devicePort <= max) {
+    throw new ConfigError(`CCCP_DEVICE_PORT ${config.devicePort} lies inside CCCP_PORT_RANGE ${min}-${max}`);
+  }
+  if (config.controlPort >= min && config.controlPort <= max) {
+    throw new ConfigError(`CCCP_CONTROL_PORT ${config.controlPort} lies inside CCCP_PORT_RANGE ${min}-${max}`);
+  }
+  return config;
+}

@@ -1,0 +1,133 @@
+// In-memory SessionStore for the standalone mode and tests. Every operation
+// completes its read-modify-write without awaiting in between, so concurrent
+// callers (e.g. fifty /on for one serial) see one consistent session.
+import { randomUUID } from 'node:crypto';
+import {
+  SESSION_FINALIZER,
+  sameSpec,
+  type ApplyResult,
+  type DeleteResult,
+  type ProxySession,
+  type ProxySessionSpec,
+  type ProxySessionStatus,
+  type SessionChange,
+  type SessionStore,
+} from './session-store.ts';
+
+export interface MemorySessionStoreOptions {
+  now?: () => Date;
+  newUid?: () => string;
+}
+
+function copySpec(spec: ProxySessionSpec): ProxySessionSpec {
+  const copy: ProxySessionSpec = { serial: spec.serial, persistent: spec.persistent, ipWhitelist: [...spec.ipWhitelist] };
+  if (spec.timeoutSeconds !== undefined) copy.timeoutSeconds = spec.timeoutSeconds;
+  return copy;
+}
+
+/** Callers get copies, so nothing outside can mutate the stored state (as with a real API server). */
+function snapshot(session: ProxySession): ProxySession {
+  return structuredClone(session);
+}
+
+export class MemorySessionStore implements SessionStore {
+  readonly finalizer = SESSION_FINALIZER;
+  private readonly sessions = new Map<string, ProxySession>();
+  private readonly listeners = new Set<(change: SessionChange) => void>();
+  private readonly now: () => Date;
+  private readonly newUid: () => string;
+
+  constructor(options: MemorySessionStoreOptions = {}) {
+    this.now = options.now ?? (() => new Date());
+    this.newUid = options.newUid ?? randomUUID;
+  }
+
+  async get(serial: string): Promise<ProxySession | undefined> {
+    const session = this.sessions.get(serial);
+    return session && snapshot(session);
+  }
+
+  async list(): Promise<ProxySession[]> {
+    return [...this.sessions.values()].map(snapshot);
+  }
+
+  async apply(spec: ProxySessionSpec): Promise<ApplyResult> {
+    const existing = this.sessions.get(spec.serial);
+    if (existing?.deleting) return { outcome: 'deleting', session: snapshot(existing) };
+    if (existing && sameSpec(existing.spec, spec)) return { outcome: 'unchanged', session: snapshot(existing) };
+    if (existing) {
+      existing.spec = copySpec(spec);
+      existing.generation += 1;
+      this.emit({ type: 'upserted', session: snapshot(existing) });
+      return { outcome: 'updated', session: snapshot(existing) };
+    }
+    const created: ProxySession = {
+      serial: spec.serial,
+      uid: this.newUid(),
+      generation: 1,
+      creationTimestamp: this.now().toISOString(),
+      hasFinalizer: true,
+      deleting: false,
+      spec: copySpec(spec),
+      status: {},
+    };
+    this.sessions.set(spec.serial, created);
+    this.emit({ type: 'upserted', session: snapshot(created) });
+    return { outcome: 'created', session: snapshot(created) };
+  }
+
+  async delete(serial: string, uid?: string): Promise<DeleteResult> {
+    const session = this.sessions.get(serial);
+    if (!session || (uid !== undefined && session.uid !== uid)) return 'not-found';
+    if (!session.hasFinalizer) {
+      this.remove(session);
+      return 'deleted';
+    }
+    if (!session.deleting) {
+      session.deleting = true;
+      this.emit({ type: 'upserted', session: snapshot(session) });
+    }
+    return 'deleting';
+  }
+
+  async setFinalizer(serial: string, uid: string, present: boolean): Promise<ProxySession | undefined> {
+    const session = this.sessions.get(serial);
+    if (!session || session.uid !== uid) return undefined;
+    if (session.hasFinalizer === present) return snapshot(session);
+    if (!present && session.deleting) {
+      this.remove(session);
+      return undefined;
+    }
+    session.hasFinalizer = present;
+    this.emit({ type: 'upserted', session: snapshot(session) });
+    return snapshot(session);
+  }
+
+  async writeStatus(serial: string, uid: string, status: ProxySessionStatus): Promise<ProxySession | undefined> {
+    const session = this.sessions.get(serial);
+    if (!session || session.uid !== uid) return undefined;
+    session.status = structuredClone(status);
+    this.emit({ type: 'upserted', session: snapshot(session) });
+    return snapshot(session);
+  }
+
+  subscribe(listener: (change: SessionChange) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private remove(session: ProxySession): void {
+    this.sessions.delete(session.serial);
+    this.emit({ type: 'removed', serial: session.serial, uid: session.uid });
+  }
+
+  private emit(change: SessionChange): void {
+    for (const listener of [...this.listeners]) {
+      try {
+        listener(change);
+      } catch {
+        // A failing listener must not break the store or the other listeners.
+      }
+    }
+  }
+}

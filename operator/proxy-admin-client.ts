@@ -1,0 +1,337 @@
+// Typed HTTP client for the proxy pod's admin API (proxy-pod/admin-protocol.ts),
+// over a Unix socket or TCP with a bearer token. Every answer is checked
+// against the contract before it is returned, so nothing untyped leaks out.
+import http from 'node:http';
+import type {
+  AdminError,
+  EndedReason,
+  InstanceInfo,
+  ProxyEvent,
+  ProxyEventType,
+  SessionList,
+  SessionSpec,
+  SessionState,
+} from '../proxy-pod/admin-protocol.ts';
+import { realTimers, type Timers } from './work-queue.ts';
+
+export type AdminEndpoint = { socketPath: string } | { host: string; port: number; token: string };
+
+export type AdminErrorCode = AdminError['code'] | 'unreachable' | 'bad_response';
+
+export class AdminApiError extends Error {
+  constructor(
+    readonly status: number | undefined,
+    readonly code: AdminErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'AdminApiError';
+  }
+}
+
+export interface EventStreamHandlers {
+  onEvent(event: ProxyEvent): void;
+  /** Called when the stream connects (after its hello) or drops. */
+  onConnectionChange?(connected: boolean, error?: Error): void;
+}
+
+export interface EventStream {
+  close(): void;
+}
+
+/** What the reconciler needs from the proxy; faked in unit tests. */
+export interface ProxyAdmin {
+  info(): Promise<InstanceInfo>;
+  listSessions(): Promise<SessionList>;
+  putSession(serial: string, spec: SessionSpec): Promise<SessionState>;
+  /** The removed session's last state, or undefined when the proxy did not know it. */
+  deleteSession(serial: string): Promise<SessionState | undefined>;
+  watchEvents(handlers: EventStreamHandlers): EventStream;
+  close(): void;
+}
+
+export interface ProxyAdminClientOptions {
+  endpoint: AdminEndpoint;
+  requestTimeoutMs?: number;
+  reconnectMinMs?: number;
+  reconnectMaxMs?: number;
+  /** An event stream silent for this long is reconnected. */
+  streamIdleMs?: number;
+  timers?: Timers;
+}
+
+// ---- shape checks -------------------------------------------------------
+
+type Json = Record<string, unknown>;
+
+function fail(what: string): never {
+  throw new AdminApiError(undefined, 'bad_response', `Admin API answered a malformed ${what}`);
+}
+
+function isObject(value: unknown): value is Json {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function optionalString(value: unknown, what: string): string | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'string') fail(what);
+  return value;
+}
+
+const ENDED_REASONS: readonly EndedReason[] = ['ClientConnectTimeout', 'DeviceDisconnected', 'ClientDisconnected', 'Deleted', 'Superseded'];
+const EVENT_TYPES: readonly ProxyEventType[] = [
+  'hello', 'device-connected', 'device-disconnected', 'client-connected', 'client-disconnected', 'client-refused', 'session-ended',
+];
+const ERROR_CODES: readonly AdminError['code'][] = ['bad_request', 'unauthorized', 'not_found', 'port_unavailable', 'conflict', 'internal'];
+
+export function toInstanceInfo(value: unknown): InstanceInfo {
+  if (!isObject(value) || typeof value.instanceId !== 'string' || typeof value.startedAt !== 'string' || typeof value.devicePort !== 'number') {
+    fail('instance info');
+  }
+  return { instanceId: value.instanceId, startedAt: value.startedAt, devicePort: value.devicePort };
+}
+
+export function toSessionState(value: unknown): SessionState {
+  const what = 'session state';
+  if (!isObject(value)) fail(what);
+  const v = value;
+  if (
+    typeof v.serial !== 'string' || typeof v.id !== 'string' || typeof v.port !== 'number' ||
+    typeof v.persistent !== 'boolean' || !Array.isArray(v.ipWhitelist) || !v.ipWhitelist.every((e) => typeof e === 'string') ||
+    (v.state !== 'listening' && v.state !== 'ended') || typeof v.deviceConnected !== 'boolean' ||
+    typeof v.clientConnected !== 'boolean' || typeof v.transferredBytes !== 'number'
+  ) {
+    fail(what);
+  }
+  const state: SessionState = {
+    serial: v.serial,
+    id: v.id,
+    port: v.port,
+    persistent: v.persistent,
+    ipWhitelist: v.ipWhitelist as string[],
+    state: v.state,
+    deviceConnected: v.deviceConnected,
+    clientConnected: v.clientConnected,
+    transferredBytes: v.transferredBytes,
+    droppedBytes: typeof v.droppedBytes === 'number' ? v.droppedBytes : 0,
+    listeningSince: optionalString(v.listeningSince, what) ?? '',
+  };
+  if (typeof v.timeoutSeconds === 'number') state.timeoutSeconds = v.timeoutSeconds;
+  const reason = optionalString(v.endedReason, what);
+  if (reason !== undefined) {
+    if (!ENDED_REASONS.includes(reason as EndedReason)) fail(what);
+    state.endedReason = reason as EndedReason;
+  }
+  const deviceAddress = optionalString(v.deviceAddress, what);
+  if (deviceAddress !== undefined) state.deviceAddress = deviceAddress;
+  const clientAddress = optionalString(v.clientAddress, what);
+  if (clientAddress !== undefined) state.clientAddress = clientAddress;
+  const endedAt = optionalString(v.endedAt, what);
+  if (endedAt !== undefined) state.endedAt = endedAt;
+  return state;
+}
+
+export function toSessionList(value: unknown): SessionList {
+  const info = toInstanceInfo(value);
+  if (!isObject(value) || !Array.isArray(value.sessions)) fail('session list');
+  return { ...info, sessions: value.sessions.map(toSessionState) };
+}
+
+export function toProxyEvent(value: unknown): ProxyEvent {
+  const what = 'event';
+  if (!isObject(value) || !EVENT_TYPES.includes(value.type as ProxyEventType) || typeof value.instanceId !== 'string' || typeof value.seq !== 'number') {
+    fail(what);
+  }
+  const event: ProxyEvent = {
+    type: value.type as ProxyEventType,
+    instanceId: value.instanceId,
+    seq: value.seq,
+    at: optionalString(value.at, what) ?? '',
+  };
+  for (const key of ['serial', 'id', 'address', 'reason'] as const) {
+    const text = optionalString(value[key], what);
+    if (text !== undefined) event[key] = text;
+  }
+  return event;
+}
+
+function toAdminError(status: number, body: unknown): AdminApiError {
+  if (isObject(body) && ERROR_CODES.includes(body.code as AdminError['code']) && typeof body.message === 'string') {
+    return new AdminApiError(status, body.code as AdminError['code'], body.message);
+  }
+  return new AdminApiError(status, status === 401 ? 'unauthorized' : status === 404 ? 'not_found' : 'internal', `Admin API answered HTTP ${status}`);
+}
+
+// ---- the client ---------------------------------------------------------
+
+export class ProxyAdminClient implements ProxyAdmin {
+  private readonly endpoint: AdminEndpoint;
+  private readonly requestTimeoutMs: number;
+  private readonly reconnectMinMs: number;
+  private readonly reconnectMaxMs: number;
+  private readonly streamIdleMs: number;
+  private readonly timers: Timers;
+  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+  private readonly streams = new Set<EventStream>();
+
+  constructor(options: ProxyAdminClientOptions) {
+    this.endpoint = options.endpoint;
+    this.requestTimeoutMs = options.requestTimeoutMs ?? 15_000;
+    this.reconnectMinMs = options.reconnectMinMs ?? 100;
+    this.reconnectMaxMs = options.reconnectMaxMs ?? 5_000;
+    this.streamIdleMs = options.streamIdleMs ?? 45_000;
+    this.timers = options.timers ?? realTimers;
+  }
+
+  async info(): Promise<InstanceInfo> {
+    return toInstanceInfo(await this.requestJson('GET', '/v1/info'));
+  }
+
+  async listSessions(): Promise<SessionList> {
+    return toSessionList(await this.requestJson('GET', '/v1/sessions'));
+  }
+
+  async putSession(serial: string, spec: SessionSpec): Promise<SessionState> {
+    return toSessionState(await this.requestJson('PUT', sessionPath(serial), spec));
+  }
+
+  async deleteSession(serial: string): Promise<SessionState | undefined> {
+    try {
+      return toSessionState(await this.requestJson('DELETE', sessionPath(serial)));
+    } catch (error) {
+      if (error instanceof AdminApiError && error.status === 404) return undefined;
+      throw error;
+    }
+  }
+
+  watchEvents(handlers: EventStreamHandlers): EventStream {
+    let closed = false;
+    let failures = 0;
+    let request: http.ClientRequest | undefined;
+    let retryHandle: unknown;
+    const stream: EventStream = {
+      close: () => {
+        closed = true;
+        if (retryHandle !== undefined) this.timers.clearTimeout(retryHandle);
+        request?.destroy();
+        this.streams.delete(stream);
+      },
+    };
+    const scheduleReconnect = (error: Error) => {
+      if (closed) return;
+      request = undefined;
+      handlers.onConnectionChange?.(false, error);
+      failures += 1;
+      const delay = Math.min(this.reconnectMaxMs, this.reconnectMinMs * 2 ** Math.min(failures - 1, 20));
+      retryHandle = this.timers.setTimeout(() => {
+        retryHandle = undefined;
+        connect();
+      }, delay);
+    };
+    const connect = () => {
+      if (closed) return;
+      let settled = false;
+      const drop = (error: Error) => {
+        if (settled) return;
+        settled = true;
+        scheduleReconnect(error);
+      };
+      request = http.request({ ...this.target('GET', '/v1/events'), agent: false }, (response) => {
+        if (response.statusCode !== 200) {
+          response.resume();
+          drop(new AdminApiError(response.statusCode, 'unreachable', `Event stream answered HTTP ${response.statusCode}`));
+          return;
+        }
+        response.setEncoding('utf8');
+        let buffered = '';
+        // The proxy sends a heartbeat every 15 s; a longer silence means a stalled stream.
+        response.socket.setTimeout(this.streamIdleMs, () => {
+          request?.destroy();
+          drop(new AdminApiError(undefined, 'unreachable', `Event stream silent for ${this.streamIdleMs} ms`));
+        });
+        response.on('data', (chunk: string) => {
+          buffered += chunk;
+          let newline: number;
+          while ((newline = buffered.indexOf('\n')) !== -1) {
+            const line = buffered.slice(0, newline).trim();
+            buffered = buffered.slice(newline + 1);
+            if (line === '') continue;
+            let event: ProxyEvent;
+            try {
+              const parsed: unknown = JSON.parse(line);
+              // Heartbeats and event types newer than this client only prove the stream is alive.
+              if (isObject(parsed) && !EVENT_TYPES.includes(parsed.type as ProxyEventType)) continue;
+              event = toProxyEvent(parsed);
+            } catch (error) {
+              request?.destroy();
+              drop(error instanceof Error ? error : new Error(String(error)));
+              return;
+            }
+            if (event.type === 'hello') {
+              failures = 0;
+              handlers.onConnectionChange?.(true);
+            }
+            handlers.onEvent(event);
+          }
+        });
+        response.on('end', () => drop(new AdminApiError(undefined, 'unreachable', 'Event stream ended')));
+        response.on('error', (error) => drop(error));
+        response.on('close', () => drop(new AdminApiError(undefined, 'unreachable', 'Event stream closed')));
+      });
+      request.on('error', (error) => drop(error));
+      request.end();
+    };
+    this.streams.add(stream);
+    connect();
+    return stream;
+  }
+
+  close(): void {
+    for (const stream of [...this.streams]) stream.close();
+    this.agent.destroy();
+  }
+
+  private target(method: string, path: string): http.RequestOptions {
+    const headers: http.OutgoingHttpHeaders = { accept: 'application/json' };
+    if ('socketPath' in this.endpoint) return { method, path, socketPath: this.endpoint.socketPath, headers };
+    headers.authorization = `Bearer ${this.endpoint.token}`;
+    return { method, path, host: this.endpoint.host, port: this.endpoint.port, headers };
+  }
+
+  private requestJson(method: string, path: string, body?: unknown): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const options = this.target(method, path);
+      const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+      if (payload) {
+        options.headers = { ...options.headers, 'content-type': 'application/json', 'content-length': payload.length };
+      }
+      const request = http.request({ ...options, agent: this.agent, timeout: this.requestTimeoutMs }, (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('error', (error) => reject(new AdminApiError(undefined, 'unreachable', `${method} ${path}: ${error.message}`)));
+        response.on('end', () => {
+          const status = response.statusCode ?? 0;
+          const text = Buffer.concat(chunks).toString('utf8');
+          let parsed: unknown;
+          try {
+            parsed = text === '' ? undefined : JSON.parse(text);
+          } catch {
+            if (status >= 200 && status < 300) {
+              reject(new AdminApiError(status, 'bad_response', `${method} ${path}: answer is not JSON`));
+              return;
+            }
+          }
+          if (status >= 200 && status < 300) resolve(parsed);
+          else reject(toAdminError(status, parsed));
+        });
+      });
+      request.on('timeout', () => request.destroy(new Error(`timed out after ${this.requestTimeoutMs} ms`)));
+      request.on('error', (error) => reject(new AdminApiError(undefined, 'unreachable', `${method} ${path}: ${error.message}`)));
+      request.end(payload);
+    });
+  }
+}
+
+function sessionPath(serial: string): string {
+  return `/v1/sessions/${encodeURIComponent(serial)}`;
+}

@@ -1,0 +1,134 @@
+// What /on, /off and /status do, in terms of the session store, without
+// HTTP. The reconciler does the work; these write the desired state and wait
+// (bounded) until the store shows it done.
+import type { OnQuery } from './query-validation.ts';
+import { isTerminal, type ProxySession, type ProxySessionSpec, type SessionStore } from './session-store.ts';
+import { waitForSession } from './session-wait.ts';
+import { realTimers, type Timers } from './work-queue.ts';
+
+export type OnOutcome =
+  | { kind: 'listening'; host: string; port: number }
+  | { kind: 'no-ports' };
+
+export type OffOutcome = { kind: 'ended' } | { kind: 'not-found' };
+
+export type StatusOutcome =
+  | { kind: 'found'; deviceConnected: boolean; clientConnected: boolean; transferred: number }
+  | { kind: 'not-found' };
+
+/** The session did not get where it should within the time allowed; the Control API answers 500. */
+export class SessionCommandError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SessionCommandError';
+  }
+}
+
+export interface SessionCommandsOptions {
+  /** Upper bound for one /on or /off. */
+  timeoutMs?: number;
+  timers?: Timers;
+}
+
+/** /on restarts at most this often when it races with /off or a session ending. */
+const MAX_ON_ATTEMPTS = 5;
+
+export class SessionCommands {
+  private readonly timeoutMs: number;
+  private readonly timers: Timers;
+
+  constructor(private readonly store: SessionStore, options: SessionCommandsOptions = {}) {
+    this.timeoutMs = options.timeoutMs ?? 10_000;
+    this.timers = options.timers ?? realTimers;
+  }
+
+  async on(query: OnQuery): Promise<OnOutcome> {
+    const deadline = this.timers.now() + this.timeoutMs;
+    const remaining = () => Math.max(0, deadline - this.timers.now());
+    const spec: ProxySessionSpec = { serial: query.serial, persistent: query.persistent, ipWhitelist: query.ipWhitelist };
+    if (query.timeoutSeconds !== undefined) spec.timeoutSeconds = query.timeoutSeconds;
+
+    for (let attempt = 0; attempt < MAX_ON_ATTEMPTS && remaining() > 0; attempt++) {
+      // An Ended or Failed record is history: a new session replaces it.
+      const existing = await this.store.get(query.serial);
+      if (existing && !existing.deleting && isTerminal(existing)) await this.store.delete(query.serial, existing.uid);
+
+      const applied = await this.store.apply(spec);
+      if (applied.outcome === 'deleting') {
+        await this.waitUntilGone(applied.session, remaining());
+        continue;
+      }
+      const { session } = applied;
+      const wait = await waitForSession(
+        this.store,
+        query.serial,
+        (s) => !s || s.uid !== session.uid || s.deleting || isTerminal(s) || isListening(s, session.generation),
+        remaining(),
+        this.timers,
+      );
+      const final = wait.session;
+      if (!wait.reached) {
+        throw new SessionCommandError(`Timed out after ${this.timeoutMs / 1000} s waiting for the proxy to listen for serial ${query.serial}`);
+      }
+      if (final && final.uid === session.uid && isListening(final, session.generation)) {
+        return { kind: 'listening', host: final.status.host ?? '', port: final.status.port ?? 0 };
+      }
+      if (final && final.uid === session.uid && final.status.phase === 'Failed' && final.status.endedReason === 'NoAvailablePorts') {
+        if (applied.outcome === 'created') {
+          // Leave nothing behind: the caller got no session.
+          await this.store.delete(query.serial, session.uid);
+          await this.waitUntilGone(session, remaining());
+        }
+        return { kind: 'no-ports' };
+      }
+      if (final && final.uid === session.uid && final.status.phase === 'Failed') {
+        throw new SessionCommandError(`Session for serial ${query.serial} failed: ${final.status.endedReason ?? 'unknown reason'}`);
+      }
+      // Switched off or ended while starting: start again within the time left.
+    }
+    if (remaining() <= 0) {
+      throw new SessionCommandError(`Timed out after ${this.timeoutMs / 1000} s waiting for the previous session of serial ${query.serial} to close`);
+    }
+    throw new SessionCommandError(`Could not start a session for serial ${query.serial}: it kept being switched off or ending`);
+  }
+
+  async off(serial: string): Promise<OffOutcome> {
+    const existing = await this.store.get(serial);
+    if (!existing) return { kind: 'not-found' };
+    if (isTerminal(existing) && !existing.deleting) {
+      // Nothing is running; clear the record so the answer and the store agree.
+      await this.store.delete(serial, existing.uid);
+      return { kind: 'not-found' };
+    }
+    const result = await this.store.delete(serial, existing.uid);
+    if (result === 'not-found') return { kind: 'not-found' };
+    const gone = await this.waitUntilGone(existing, this.timeoutMs);
+    if (!gone) throw new SessionCommandError(`Timed out after ${this.timeoutMs / 1000} s waiting for the session of serial ${serial} to close`);
+    return { kind: 'ended' };
+  }
+
+  async status(serial: string): Promise<StatusOutcome> {
+    const session = await this.store.get(serial);
+    if (!session || session.deleting || isTerminal(session)) return { kind: 'not-found' };
+    return {
+      kind: 'found',
+      deviceConnected: session.status.deviceConnected ?? false,
+      clientConnected: session.status.clientConnected ?? false,
+      transferred: session.status.transferredBytes ?? 0,
+    };
+  }
+
+  private async waitUntilGone(session: ProxySession, timeoutMs: number): Promise<boolean> {
+    const wait = await waitForSession(this.store, session.serial, (s) => !s || s.uid !== session.uid, timeoutMs, this.timers);
+    return wait.reached;
+  }
+}
+
+function isListening(session: ProxySession, generation: number): boolean {
+  return (
+    !session.deleting &&
+    session.status.phase === 'Active' &&
+    session.status.port !== undefined &&
+    (session.status.observedGeneration ?? 0) >= generation
+  );
+}

@@ -1,0 +1,174 @@
+// Pure status merging: how a ProxySession's status follows from the proxy's
+// view of it. No I/O; the reconciler decides when to write.
+import type { SessionSpec, SessionState } from '../proxy-pod/admin-protocol.ts';
+import {
+  isLive,
+  type ProxySession,
+  type ProxySessionStatus,
+  type SessionCondition,
+  type SessionEndReason,
+} from './session-store.ts';
+
+export const READY = 'Ready';
+
+/** What the proxy should run for this session on this port. */
+export function desiredProxySpec(session: ProxySession, port: number): SessionSpec {
+  const spec: SessionSpec = {
+    id: session.uid,
+    port,
+    persistent: session.spec.persistent,
+    ipWhitelist: [...session.spec.ipWhitelist],
+  };
+  if (session.spec.timeoutSeconds !== undefined) spec.timeoutSeconds = session.spec.timeoutSeconds;
+  return spec;
+}
+
+/** True when the proxy already runs exactly the desired spec and is listening. */
+export function proxyMatches(state: SessionState | undefined, desired: SessionSpec): boolean {
+  return (
+    state !== undefined &&
+    state.state === 'listening' &&
+    state.id === desired.id &&
+    state.port === desired.port &&
+    state.persistent === desired.persistent &&
+    state.timeoutSeconds === desired.timeoutSeconds &&
+    state.ipWhitelist.length === desired.ipWhitelist.length &&
+    state.ipWhitelist.every((entry, i) => entry === desired.ipWhitelist[i])
+  );
+}
+
+/** Sets the condition, keeping its transition time when its status did not change. */
+export function withCondition(conditions: SessionCondition[] | undefined, next: Omit<SessionCondition, 'lastTransitionTime'>, now: Date): SessionCondition[] {
+  const others = (conditions ?? []).filter((c) => c.type !== next.type);
+  const previous = conditions?.find((c) => c.type === next.type);
+  const lastTransitionTime = previous && previous.status === next.status ? previous.lastTransitionTime : now.toISOString();
+  return [...others, { ...next, lastTransitionTime }];
+}
+
+function liveCounters(state: SessionState | undefined): Pick<ProxySessionStatus, 'deviceConnected' | 'clientConnected' | 'transferredBytes' | 'deviceAddress' | 'clientAddress'> {
+  const counters: ProxySessionStatus = {
+    deviceConnected: state?.deviceConnected ?? false,
+    clientConnected: state?.clientConnected ?? false,
+    transferredBytes: state?.transferredBytes ?? 0,
+  };
+  if (state?.deviceConnected && state.deviceAddress) counters.deviceAddress = state.deviceAddress;
+  if (state?.clientConnected && state.clientAddress) counters.clientAddress = state.clientAddress;
+  return counters;
+}
+
+/** A port is allocated and about to be programmed. */
+export function pendingStatus(session: ProxySession, host: string, port: number, now: Date): ProxySessionStatus {
+  const status: ProxySessionStatus = {
+    phase: 'Pending',
+    host,
+    port,
+    deviceConnected: false,
+    clientConnected: false,
+    transferredBytes: 0,
+    conditions: withCondition(session.status.conditions, {
+      type: READY, status: 'False', reason: 'PortAllocated', message: `Port ${port} allocated; programming the proxy`, observedGeneration: session.generation,
+    }, now),
+  };
+  if (session.status.observedGeneration !== undefined) status.observedGeneration = session.status.observedGeneration;
+  return status;
+}
+
+/** The proxy listens on the port with the spec of session.generation. */
+export function activeStatus(session: ProxySession, host: string, port: number, state: SessionState, now: Date): ProxySessionStatus {
+  return {
+    phase: 'Active',
+    host,
+    port,
+    ...liveCounters(state),
+    observedGeneration: session.generation,
+    conditions: withCondition(session.status.conditions, {
+      type: READY, status: 'True', reason: 'Listening', message: `Listening on port ${port}`, observedGeneration: session.generation,
+    }, now),
+  };
+}
+
+export function endedStatus(session: ProxySession, reason: SessionEndReason, state: SessionState | undefined, now: Date): ProxySessionStatus {
+  const status: ProxySessionStatus = {
+    ...session.status,
+    phase: 'Ended',
+    ...liveCounters(undefined),
+    transferredBytes: state?.transferredBytes ?? session.status.transferredBytes ?? 0,
+    endedReason: reason,
+    endedAt: now.toISOString(),
+    conditions: withCondition(session.status.conditions, {
+      type: READY, status: 'False', reason, message: `Session ended: ${reason}`, observedGeneration: session.generation,
+    }, now),
+  };
+  delete status.deviceAddress;
+  delete status.clientAddress;
+  return status;
+}
+
+export function failedStatus(session: ProxySession, reason: SessionEndReason, message: string, now: Date): ProxySessionStatus {
+  return {
+    phase: 'Failed',
+    deviceConnected: false,
+    clientConnected: false,
+    transferredBytes: 0,
+    endedReason: reason,
+    endedAt: now.toISOString(),
+    observedGeneration: session.generation,
+    conditions: withCondition(session.status.conditions, {
+      type: READY, status: 'False', reason, message, observedGeneration: session.generation,
+    }, now),
+  };
+}
+
+/** Structural equality of statuses, so unchanged counters cause no write. */
+export function sameStatus(a: ProxySessionStatus, b: ProxySessionStatus): boolean {
+  return JSON.stringify(canonical(a)) === JSON.stringify(canonical(b));
+}
+
+function canonical(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(canonical);
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(
+      Object.entries(value as Record<string, unknown>)
+        .filter(([, v]) => v !== undefined)
+        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+        .map(([k, v]) => [k, canonical(v)]),
+    );
+  }
+  return value;
+}
+
+/**
+ * Serials whose stored status and the proxy's list disagree, so the
+ * reconciler should look at them: counters moved, a session ended, a live
+ * session is missing from the proxy, or the proxy runs one the store does not want.
+ */
+export function driftedSerials(sessions: ProxySession[], proxied: SessionState[]): string[] {
+  const drifted = new Set<string>();
+  const bySerial = new Map(proxied.map((state) => [state.serial, state]));
+  for (const session of sessions) {
+    const state = bySerial.get(session.serial);
+    bySerial.delete(session.serial);
+    if (!isLive(session)) {
+      if (state) drifted.add(session.serial);
+      continue;
+    }
+    const s = session.status;
+    if (
+      !state ||
+      state.id !== session.uid ||
+      state.state !== 'listening' ||
+      s.phase !== 'Active' ||
+      s.observedGeneration !== session.generation ||
+      state.port !== s.port ||
+      state.deviceConnected !== s.deviceConnected ||
+      state.clientConnected !== s.clientConnected ||
+      state.transferredBytes !== s.transferredBytes ||
+      (state.deviceConnected ? state.deviceAddress : undefined) !== s.deviceAddress ||
+      (state.clientConnected ? state.clientAddress : undefined) !== s.clientAddress
+    ) {
+      drifted.add(session.serial);
+    }
+  }
+  for (const serial of bySerial.keys()) drifted.add(serial);
+  return [...drifted];
+}

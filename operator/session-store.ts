@@ -1,0 +1,116 @@
+// The ProxySession store: what the Control API writes and the reconciler
+// converges. The names mirror the ProxySession custom resource
+// (cccp.tcxn.net/v1alpha1) so the Kubernetes store maps field for field;
+// the memory store serves the standalone mode and tests.
+import type { EndedReason } from '../proxy-pod/admin-protocol.ts';
+
+export interface ProxySessionSpec {
+  /** Immutable; also the store key (the resource name is derived from it). */
+  serial: string;
+  persistent: boolean;
+  /** Normalized IPs or CIDRs; empty admits every client. */
+  ipWhitelist: string[];
+  /** Seconds to wait for the first client; absent means forever. */
+  timeoutSeconds?: number;
+}
+
+export type SessionPhase = 'Pending' | 'Active' | 'Ended' | 'Failed';
+
+/** Why a session is Ended (from the proxy) or Failed (from the reconciler). */
+export type SessionEndReason = EndedReason | 'NoAvailablePorts' | 'ProxyLost';
+
+export interface SessionCondition {
+  type: string;
+  status: 'True' | 'False' | 'Unknown';
+  reason: string;
+  message: string;
+  lastTransitionTime: string;
+  observedGeneration?: number;
+}
+
+export interface ProxySessionStatus {
+  phase?: SessionPhase;
+  host?: string;
+  port?: number;
+  deviceConnected?: boolean;
+  clientConnected?: boolean;
+  transferredBytes?: number;
+  deviceAddress?: string;
+  clientAddress?: string;
+  endedReason?: SessionEndReason;
+  /** ISO time the session ended or failed; drives retention of ended records. */
+  endedAt?: string;
+  observedGeneration?: number;
+  conditions?: SessionCondition[];
+}
+
+/** The finalizer that makes deletion wait until the reconciler freed the port. */
+export const SESSION_FINALIZER = 'cccp.tcxn.net/session-cleanup';
+
+export interface ProxySession {
+  serial: string;
+  /** Identity of this incarnation; a session re-created for the same serial gets a new one. */
+  uid: string;
+  /** Increments on every spec change, never on status writes. */
+  generation: number;
+  creationTimestamp: string;
+  /** metadata.finalizers holds SESSION_FINALIZER. */
+  hasFinalizer: boolean;
+  /** metadata.deletionTimestamp is set: deletion waits for the finalizer to go. */
+  deleting: boolean;
+  spec: ProxySessionSpec;
+  status: ProxySessionStatus;
+}
+
+export type ApplyResult =
+  | { outcome: 'created' | 'updated' | 'unchanged'; session: ProxySession }
+  /** The existing session is being deleted; apply again once it is gone. */
+  | { outcome: 'deleting'; session: ProxySession };
+
+export type DeleteResult = 'deleted' | 'deleting' | 'not-found';
+
+export type SessionChange =
+  | { type: 'upserted'; session: ProxySession }
+  | { type: 'removed'; serial: string; uid: string };
+
+export interface SessionStore {
+  get(serial: string): Promise<ProxySession | undefined>;
+  list(): Promise<ProxySession[]>;
+  /**
+   * Create-or-update of the spec for spec.serial. A new session carries the
+   * finalizer; an update bumps the generation only if the spec changed.
+   */
+  apply(spec: ProxySessionSpec): Promise<ApplyResult>;
+  /**
+   * Requests deletion (of that incarnation only, when uid is given). With the
+   * finalizer present the session turns `deleting` until the reconciler
+   * removes it; without it the session is gone at once.
+   */
+  delete(serial: string, uid?: string): Promise<DeleteResult>;
+  /** Adds or removes the finalizer; removing it from a deleting session removes the session. */
+  setFinalizer(serial: string, uid: string, present: boolean): Promise<ProxySession | undefined>;
+  /** Replaces the status of that incarnation; undefined when it no longer exists. */
+  writeStatus(serial: string, uid: string, status: ProxySessionStatus): Promise<ProxySession | undefined>;
+  /** Calls the listener after every change; returns the unsubscribe function. */
+  subscribe(listener: (change: SessionChange) => void): () => void;
+}
+
+/** Ended and Failed sessions hold no port and answer 404 to /status. */
+export function isTerminal(session: ProxySession): boolean {
+  return session.status.phase === 'Ended' || session.status.phase === 'Failed';
+}
+
+/** A session that should be listening: neither terminal nor being deleted. */
+export function isLive(session: ProxySession): boolean {
+  return !session.deleting && !isTerminal(session);
+}
+
+export function sameSpec(a: ProxySessionSpec, b: ProxySessionSpec): boolean {
+  return (
+    a.serial === b.serial &&
+    a.persistent === b.persistent &&
+    a.timeoutSeconds === b.timeoutSeconds &&
+    a.ipWhitelist.length === b.ipWhitelist.length &&
+    a.ipWhitelist.every((entry, i) => entry === b.ipWhitelist[i])
+  );
+}

@@ -1,0 +1,133 @@
+// `npm start`: the whole product in one process, without a cluster. The
+// proxy pod, the memory session store, the reconciler and the Control API run
+// the same code as in a cluster; the reconciler reaches the proxy through its
+// admin API on a private Unix socket, exactly as it would over the pod network.
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { proxyOptionsFromEnv } from '../proxy-pod/config.ts';
+import { createLogger, type Logger } from '../proxy-pod/log.ts';
+import { ProxyPod } from '../proxy-pod/proxy-pod.ts';
+import { operatorConfigFromEnv, type OperatorConfig } from './config.ts';
+import { createControlApi } from './control-api.ts';
+import { ControlMetrics } from './control-metrics.ts';
+import { MemorySessionStore } from './memory-session-store.ts';
+import { PortAllocator } from './port-allocator.ts';
+import { ProxyAdminClient } from './proxy-admin-client.ts';
+import { Reconciler } from './reconciler.ts';
+import { SessionCommands } from './session-commands.ts';
+
+export interface Standalone {
+  controlUrl: string;
+  devicePort: number;
+  stop(): Promise<void>;
+}
+
+export async function startStandalone(env: NodeJS.ProcessEnv, logger: Logger): Promise<Standalone> {
+  const config: OperatorConfig = operatorConfigFromEnv(env);
+  const cleanups: Array<() => Promise<unknown>> = [];
+  const stop = async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) {
+      await cleanup().catch((error: unknown) => logger.warn({ err: error }, 'error while stopping'));
+    }
+  };
+  try {
+    // The admin socket lives in a fresh directory only this user can enter.
+    const socketDir = await mkdtemp(join(tmpdir(), 'cccp-'));
+    cleanups.push(() => rm(socketDir, { recursive: true, force: true }));
+    await chmod(socketDir, 0o700);
+    const socketPath = join(socketDir, 'admin.sock');
+
+    const proxyOptions = proxyOptionsFromEnv({ ...env, CCCP_ADMIN_SOCKET: socketPath });
+    const pod = await ProxyPod.start({
+      ...proxyOptions,
+      devicePort: config.devicePort,
+      bindHost: config.bindHost,
+      admin: { socketPath },
+      logger: logger.child({ part: 'proxy-pod' }),
+    });
+    cleanups.push(() => pod.stop());
+    await chmod(socketPath, 0o600);
+
+    const store = new MemorySessionStore();
+    const admin = new ProxyAdminClient({ endpoint: { socketPath } });
+    cleanups.push(async () => admin.close());
+    const reconciler = new Reconciler({
+      store,
+      admin,
+      allocator: new PortAllocator(config.portRange),
+      publicHost: config.publicHost,
+      logger: logger.child({ part: 'reconciler' }),
+      pollIntervalMs: config.pollIntervalMs,
+      endedRetentionMs: config.endedRetentionMs,
+    });
+    await reconciler.start();
+    cleanups.push(() => reconciler.stop());
+
+    const metrics = new ControlMetrics(store);
+    const app = createControlApi({
+      commands: new SessionCommands(store, { timeoutMs: config.requestTimeoutMs }),
+      metrics,
+      logger: logger.child({ part: 'control-api' }),
+      tokens: config.controlTokens,
+      notReadyReason: () => (reconciler.isReady() ? undefined : 'the reconciler has not synced with the proxy yet'),
+    });
+    const server = http.createServer(app.callback());
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.controlPort, config.controlBindHost, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    cleanups.push(
+      () =>
+        new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeAllConnections();
+        }),
+    );
+    const address = server.address() as AddressInfo;
+    const controlHost = config.controlBindHost ?? 'localhost';
+    const controlUrl = `http://${controlHost.includes(':') ? `[${controlHost}]` : controlHost}:${address.port}`;
+    const bindText = config.bindHost ?? 'all interfaces';
+    process.stdout.write(
+      `Control API listening on ${controlUrl}\n` +
+        `Device port ${pod.devicePort} listening on ${bindText}\n` +
+        `Session ports ${config.portRange.min}-${config.portRange.max} on ${bindText}, answered as host ${config.publicHost}\n`,
+    );
+    return { controlUrl, devicePort: pod.devicePort, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+async function main(): Promise<void> {
+  const logger = createLogger('cccp-standalone');
+  let running: Standalone;
+  try {
+    running = await startStandalone(process.env, logger);
+  } catch (error) {
+    logger.fatal({ err: error }, 'standalone mode failed to start');
+    process.stderr.write(`cccp: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(1);
+  }
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'stopping');
+    void running.stop().finally(() => process.exit(0));
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}
+
+// Run only as the entry point, so tests and embedders can import startStandalone.
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === resolve(process.argv[1])) {
+  await main();
+}

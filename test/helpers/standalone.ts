@@ -1,0 +1,91 @@
+// Runs the standalone mode (`operator/standalone.ts`) as a real child process
+// on loopback, with free ports and a small session port range, and calls its
+// Control API over HTTP. Every wait is bounded.
+import net from 'node:net';
+import { freePort, waitFor } from './net.ts';
+import { startNodeProcess, type Started } from './process.ts';
+
+export interface PortRange {
+  min: number;
+  max: number;
+}
+
+export interface Answer {
+  status: number;
+  headers: Headers;
+  /** Parsed JSON, or the text when the body is not JSON. */
+  body: unknown;
+}
+
+export interface RunningStandalone {
+  url: string;
+  devicePort: number;
+  range: PortRange;
+  process: Started;
+  /** GET (or another method) on the Control API; `token` adds a bearer header. */
+  call(path: string, options?: { method?: string; token?: string }): Promise<Answer>;
+  stop(): Promise<number | null>;
+}
+
+function canBind(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once('error', () => resolve(false));
+    server.listen({ port, host: '127.0.0.1', exclusive: true }, () => server.close(() => resolve(true)));
+  });
+}
+
+/**
+ * `size` consecutive ports that were free a moment ago, below Linux's
+ * ephemeral range so outgoing connections do not take them meanwhile.
+ */
+export async function freePortRange(size: number): Promise<PortRange> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const min = 20_000 + Math.floor(Math.random() * (12_000 - size));
+    const checks = await Promise.all(Array.from({ length: size }, (_, i) => canBind(min + i)));
+    if (checks.every(Boolean)) return { min, max: min + size - 1 };
+  }
+  throw new Error(`no ${size} consecutive free ports found`);
+}
+
+export async function startStandalone(options: { rangeSize?: number; env?: Record<string, string> } = {}): Promise<RunningStandalone> {
+  const range = await freePortRange(options.rangeSize ?? 5);
+  const devicePort = await freePort();
+  const started = await startNodeProcess(
+    'operator/standalone.ts',
+    {
+      CCCP_CONTROL_PORT: '0',
+      CCCP_CONTROL_BIND_HOST: '127.0.0.1',
+      CCCP_DEVICE_PORT: String(devicePort),
+      CCCP_BIND_HOST: '127.0.0.1',
+      CCCP_PUBLIC_HOST: '127.0.0.1',
+      CCCP_PORT_RANGE: `${range.min}-${range.max}`,
+      CCCP_LOG_LEVEL: process.env.CCCP_TEST_LOG_LEVEL ?? 'warn',
+      ...options.env,
+    },
+    /Session ports /,
+  );
+  const url = /Control API listening on (http:\/\/\S+)/.exec(started.output())?.[1];
+  if (!url) {
+    await started.stop();
+    throw new Error(`standalone printed no Control API URL:\n${started.output()}`);
+  }
+  const call = async (path: string, { method = 'GET', token }: { method?: string; token?: string } = {}): Promise<Answer> => {
+    const response = await fetch(url + path, {
+      method,
+      headers: token ? { authorization: `Bearer ${token}` } : {},
+      signal: AbortSignal.timeout(20_000),
+    });
+    const text = await response.text();
+    let body: unknown = text;
+    try {
+      body = JSON.parse(text);
+    } catch {}
+    return { status: response.status, headers: response.headers, body };
+  };
+  await waitFor(async () => (await call('/readyz')).status === 200, 10_000, 'the standalone mode to be ready').catch(async (error: Error) => {
+    await started.stop();
+    throw new Error(`${error.message}; output:\n${started.output().slice(-2000)}`);
+  });
+  return { url, devicePort, range, process: started, call, stop: () => started.stop() };
+}
