@@ -9,6 +9,7 @@ import type {
   ProxyEvent,
   ProxyEventType,
   SessionList,
+  SessionLookup,
   SessionSpec,
   SessionState,
 } from '../proxy-pod/admin-protocol.ts';
@@ -43,6 +44,8 @@ export interface EventStream {
 export interface ProxyAdmin {
   info(): Promise<InstanceInfo>;
   listSessions(): Promise<SessionList>;
+  /** One session by serial, with the instance that answered. */
+  getSession(serial: string): Promise<SessionLookup>;
   putSession(serial: string, spec: SessionSpec): Promise<SessionState>;
   /** The removed session's last state, or undefined when the proxy did not know it. */
   deleteSession(serial: string): Promise<SessionState | undefined>;
@@ -189,6 +192,13 @@ export class ProxyAdminClient implements ProxyAdmin {
 
   async listSessions(): Promise<SessionList> {
     return toSessionList(await this.requestJson('GET', '/v1/sessions'));
+  }
+
+  async getSession(serial: string): Promise<SessionLookup> {
+    const value = await this.requestJson('GET', sessionPath(serial));
+    const info = toInstanceInfo(value);
+    const session = (value as { session?: unknown }).session;
+    return session === undefined ? info : { ...info, session: toSessionState(session) };
   }
 
   async putSession(serial: string, spec: SessionSpec): Promise<SessionState> {

@@ -6,7 +6,7 @@
 // poll that compares live counters with status (so /status is at most about
 // one poll interval stale), a full resync when the proxy restarted, and a
 // periodic full resync. Payloads of triggers are never trusted.
-import type { ProxyEvent, SessionList, SessionState } from '../proxy-pod/admin-protocol.ts';
+import type { InstanceInfo, ProxyEvent, SessionState } from '../proxy-pod/admin-protocol.ts';
 import type { Logger } from '../proxy-pod/log.ts';
 import { AdminApiError, type EventStream, type ProxyAdmin } from './proxy-admin-client.ts';
 import type { PortAllocator } from './port-allocator.ts';
@@ -162,9 +162,9 @@ export class Reconciler {
 
   async reconcile(serial: string): Promise<WorkResult | void> {
     const session = await this.store.get(serial);
-    const list = await this.admin.listSessions();
-    this.noteContact(list);
-    const proxied = list.sessions.find((s) => s.serial === serial);
+    const lookup = await this.admin.getSession(serial);
+    this.noteContact(lookup);
+    const proxied = lookup.session;
 
     if (!session) return this.removeOrphan(serial, proxied);
     if (session.deleting) return this.finishDeletion(session, proxied);
@@ -287,9 +287,9 @@ export class Reconciler {
 
   // ---- triggers ------------------------------------------------------------
 
-  private noteContact(list: SessionList): void {
+  private noteContact(answer: InstanceInfo): void {
     this.lastProxyContact = this.timers.now();
-    this.noteInstance(list.instanceId);
+    this.noteInstance(answer.instanceId);
   }
 
   /** A new proxy instance has forgotten every session: reprogram them all. */

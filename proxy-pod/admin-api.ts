@@ -10,7 +10,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { addressEntryError } from './address-matcher.ts';
-import type { AdminError, ProxyEvent, SessionList, SessionSpec, SessionState } from './admin-protocol.ts';
+import type { AdminError, ProxyEvent, SessionList, SessionLookup, SessionSpec, SessionState } from './admin-protocol.ts';
 import type { Logger } from './log.ts';
 import { isValidSerial } from './registration.ts';
 import { PortUnavailableError } from './session.ts';
@@ -21,6 +21,7 @@ export type AdminListen = { socketPath: string } | { host: string; port: number;
 export interface AdminTarget {
   info(): { instanceId: string; startedAt: string; devicePort: number };
   list(): SessionList;
+  lookup(serial: string): SessionLookup;
   put(serial: string, spec: SessionSpec): Promise<SessionState>;
   delete(serial: string): Promise<SessionState | undefined>;
   subscribe(listener: (event: ProxyEvent) => void): () => void;
@@ -89,6 +90,9 @@ export class AdminApi {
     });
     router.get('/v1/sessions', (ctx) => {
       ctx.body = target.list();
+    });
+    router.get('/v1/sessions/:serial', (ctx) => {
+      ctx.body = target.lookup(serialParam(ctx.params.serial));
     });
     router.put('/v1/sessions/:serial', async (ctx) => {
       const serial = serialParam(ctx.params.serial);

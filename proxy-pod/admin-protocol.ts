@@ -3,6 +3,7 @@
 //
 //   GET    /v1/info                  -> InstanceInfo
 //   GET    /v1/sessions              -> SessionList (live counters)
+//   GET    /v1/sessions/{serial}     -> SessionLookup (one session, or none)
 //   PUT    /v1/sessions/{serial}     SessionSpec -> SessionState (200), 400, 409
 //   DELETE /v1/sessions/{serial}     -> 200 SessionState | 404
 //   GET    /v1/events                -> NDJSON stream of ProxyEvent, first a "hello"
@@ -63,6 +64,11 @@ export interface SessionList extends InstanceInfo {
   sessions: SessionState[];
 }
 
+/** One session by serial; `session` is absent when the proxy has none. */
+export interface SessionLookup extends InstanceInfo {
+  session?: SessionState;
+}
+
 export type ProxyEventType =
   | 'hello'
   | 'device-connected'
@@ -70,7 +76,9 @@ export type ProxyEventType =
   | 'client-connected'
   | 'client-disconnected'
   | 'client-refused'
-  | 'session-ended';
+  | 'session-ended'
+  /** Sent every 15 s on an otherwise quiet stream, so a reader can tell quiet from dead. */
+  | 'heartbeat';
 
 export interface ProxyEvent {
   type: ProxyEventType;

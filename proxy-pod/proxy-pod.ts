@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { AdminApi, AdminHttpError, type AdminListen } from './admin-api.ts';
-import type { ProxyEvent, SessionList, SessionSpec, SessionState } from './admin-protocol.ts';
+import type { ProxyEvent, SessionList, SessionLookup, SessionSpec, SessionState } from './admin-protocol.ts';
 import { DeviceRegistry, type RegisteredDevice } from './device-registry.ts';
 import { createLogger, type Logger } from './log.ts';
 import { ProxyMetrics } from './metrics.ts';
@@ -135,6 +135,11 @@ export class ProxyPod {
 
   list(): SessionList {
     return { ...this.info(), sessions: [...this.sessions.values()].map((s) => s.state()) };
+  }
+
+  lookup(serial: string): SessionLookup {
+    const session = this.sessions.get(serial);
+    return { ...this.info(), ...(session ? { session: session.state() } : {}) };
   }
 
   info() {

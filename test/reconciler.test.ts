@@ -2,7 +2,7 @@
 // end-to-end tests use the real proxy). Time is a manual clock.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { EndedReason, SessionList, SessionSpec, SessionState } from '../proxy-pod/admin-protocol.ts';
+import type { EndedReason, SessionList, SessionLookup, SessionSpec, SessionState } from '../proxy-pod/admin-protocol.ts';
 import { silentLogger } from '../proxy-pod/log.ts';
 import { MemorySessionStore } from '../operator/memory-session-store.ts';
 import { PortAllocator } from '../operator/port-allocator.ts';
@@ -24,6 +24,10 @@ class FakeProxy implements ProxyAdmin {
   }
   async listSessions(): Promise<SessionList> {
     return { ...(await this.info()), sessions: [...this.sessions.values()].map((s) => ({ ...s })) };
+  }
+  async getSession(serial: string): Promise<SessionLookup> {
+    const session = this.sessions.get(serial);
+    return { ...(await this.info()), ...(session ? { session: { ...session } } : {}) };
   }
   async putSession(serial: string, spec: SessionSpec): Promise<SessionState> {
     this.calls.push(`PUT ${serial} ${spec.port}`);

@@ -1,0 +1,185 @@
+// SessionStore backed by ProxySession resources in one namespace. Reads come
+// from the informer's cache (as a controller's do); writes go to the API
+// server and are observed into the cache at once, so a caller reads its own
+// writes. A resource made with kubectl under any name is a session like one
+// made by /on; if two resources carry one serial, the older one is the
+// session and the newer is marked Failed (DuplicateSerial).
+import type { Logger } from '../../proxy-pod/log.ts';
+import {
+  SESSION_FINALIZER,
+  sameSpec,
+  type ApplyResult,
+  type DeleteResult,
+  type ProxySession,
+  type ProxySessionSpec,
+  type ProxySessionStatus,
+  type SessionChange,
+  type SessionStore,
+} from '../session-store.ts';
+import { KubeApiError, type ProxySessionClient, type ProxySessionResource, resourceNameForSerial } from './proxysession-client.ts';
+import type { SessionInformer } from './session-informer.ts';
+
+/** apply and setFinalizer retry this often on write conflicts. */
+const MAX_CONFLICT_RETRIES = 5;
+
+export class KubeSessionStore implements SessionStore {
+  private readonly listeners = new Set<(change: SessionChange) => void>();
+  private readonly unsubscribe: () => void;
+
+  constructor(private readonly client: ProxySessionClient, private readonly informer: SessionInformer, private readonly logger: Logger) {
+    this.unsubscribe = informer.subscribe((change) => {
+      const serial = change.object.spec.serial;
+      const current = this.resourceFor(serial);
+      if (current) this.emit({ type: 'upserted', session: toSession(current) });
+      else this.emit({ type: 'removed', serial, uid: change.object.metadata.uid });
+    });
+  }
+
+  close(): void {
+    this.unsubscribe();
+  }
+
+  async get(serial: string): Promise<ProxySession | undefined> {
+    const resource = this.resourceFor(serial);
+    return resource && toSession(resource);
+  }
+
+  async list(): Promise<ProxySession[]> {
+    const serials = new Set(this.informer.list().map((r) => r.spec.serial));
+    return [...serials].flatMap((serial) => {
+      const resource = this.resourceFor(serial);
+      return resource ? [toSession(resource)] : [];
+    });
+  }
+
+  /** Resources whose serial another, older resource already holds. */
+  duplicates(): ProxySessionResource[] {
+    return this.informer.list().filter((r) => this.resourceFor(r.spec.serial)?.metadata.uid !== r.metadata.uid);
+  }
+
+  async apply(spec: ProxySessionSpec): Promise<ApplyResult> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const existing = this.resourceFor(spec.serial) ?? (await this.fetch(resourceNameForSerial(spec.serial)));
+        if (existing?.metadata.deletionTimestamp) return { outcome: 'deleting', session: toSession(existing) };
+        if (existing && sameSpec(existing.spec, spec)) return { outcome: 'unchanged', session: toSession(existing) };
+        if (existing) {
+          const updated = await this.client.patchSpec(existing.metadata.name, existing.metadata.uid, spec);
+          this.informer.observe(updated);
+          return { outcome: 'updated', session: toSession(updated) };
+        }
+        // The name is derived from the serial: concurrent creators collide
+        // here (409) instead of making two sessions.
+        const created = await this.client.create(resourceNameForSerial(spec.serial), spec, [SESSION_FINALIZER]);
+        this.informer.observe(created);
+        return { outcome: 'created', session: toSession(created) };
+      } catch (err) {
+        if (!(err instanceof KubeApiError && err.conflict) || attempt >= MAX_CONFLICT_RETRIES) throw err;
+      }
+    }
+  }
+
+  async delete(serial: string, uid?: string): Promise<DeleteResult> {
+    const resource = this.resourceFor(serial) ?? (await this.fetch(resourceNameForSerial(serial)));
+    if (!resource || (uid !== undefined && resource.metadata.uid !== uid)) return 'not-found';
+    const result = await this.client.delete(resource.metadata.name, resource.metadata.uid);
+    if (result === 'deleting') {
+      const fresh = await this.fetch(resource.metadata.name);
+      if (fresh) this.informer.observe(fresh);
+    }
+    return result;
+  }
+
+  async setFinalizer(serial: string, uid: string, present: boolean): Promise<ProxySession | undefined> {
+    for (let attempt = 0; ; attempt++) {
+      const resource = this.byUid(serial, uid) ?? (await this.fetch(resourceNameForSerial(serial)));
+      if (!resource || resource.metadata.uid !== uid) return undefined;
+      const has = resource.metadata.finalizers.includes(SESSION_FINALIZER);
+      if (has === present) return toSession(resource);
+      const finalizers = present ? [...resource.metadata.finalizers, SESSION_FINALIZER] : resource.metadata.finalizers.filter((f) => f !== SESSION_FINALIZER);
+      try {
+        const updated = await this.client.patchFinalizers(resource.metadata.name, resource.metadata.resourceVersion, finalizers);
+        this.informer.observe(updated);
+        // Without finalizers a deleting resource is gone now.
+        return updated.metadata.deletionTimestamp && finalizers.length === 0 ? undefined : toSession(updated);
+      } catch (err) {
+        if (err instanceof KubeApiError && err.notFound) return undefined;
+        if (!(err instanceof KubeApiError && err.conflict) || attempt >= MAX_CONFLICT_RETRIES) throw err;
+        // Someone else changed it: read it again and retry.
+        const fresh = await this.fetch(resource.metadata.name);
+        if (fresh) this.informer.observe(fresh);
+      }
+    }
+  }
+
+  async writeStatus(serial: string, uid: string, status: ProxySessionStatus): Promise<ProxySession | undefined> {
+    const resource = this.byUid(serial, uid);
+    if (!resource) return undefined;
+    return this.writeResourceStatus(resource, status);
+  }
+
+  /** Writes status to a resource by name, e.g. to mark a duplicate Failed. */
+  async writeResourceStatus(resource: ProxySessionResource, status: ProxySessionStatus): Promise<ProxySession | undefined> {
+    try {
+      const updated = await this.client.replaceStatus(resource.metadata.name, resource.metadata.uid, status);
+      this.informer.observe(updated);
+      return toSession(updated);
+    } catch (err) {
+      // Gone, or the name now holds another incarnation (uid precondition).
+      if (err instanceof KubeApiError && (err.notFound || err.conflict)) return undefined;
+      throw err;
+    }
+  }
+
+  subscribe(listener: (change: SessionChange) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private resourceFor(serial: string): ProxySessionResource | undefined {
+    let chosen: ProxySessionResource | undefined;
+    for (const r of this.informer.list()) {
+      if (r.spec.serial !== serial) continue;
+      if (!chosen || older(r, chosen)) chosen = r;
+    }
+    return chosen;
+  }
+
+  private byUid(serial: string, uid: string): ProxySessionResource | undefined {
+    return this.informer.list().find((r) => r.spec.serial === serial && r.metadata.uid === uid);
+  }
+
+  private async fetch(name: string): Promise<ProxySessionResource | undefined> {
+    const resource = await this.client.get(name);
+    if (resource) this.informer.observe(resource);
+    return resource;
+  }
+
+  private emit(change: SessionChange): void {
+    for (const listener of [...this.listeners]) {
+      try {
+        listener(change);
+      } catch (err) {
+        this.logger.error({ err }, 'session change listener failed');
+      }
+    }
+  }
+}
+
+function older(a: ProxySessionResource, b: ProxySessionResource): boolean {
+  if (a.metadata.creationTimestamp !== b.metadata.creationTimestamp) return a.metadata.creationTimestamp < b.metadata.creationTimestamp;
+  return a.metadata.name < b.metadata.name;
+}
+
+export function toSession(resource: ProxySessionResource): ProxySession {
+  return {
+    serial: resource.spec.serial,
+    uid: resource.metadata.uid,
+    generation: resource.metadata.generation,
+    creationTimestamp: resource.metadata.creationTimestamp,
+    hasFinalizer: resource.metadata.finalizers.includes(SESSION_FINALIZER),
+    deleting: resource.metadata.deletionTimestamp !== undefined,
+    spec: structuredClone(resource.spec),
+    status: structuredClone(resource.status),
+  };
+}

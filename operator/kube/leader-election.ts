@@ -1,0 +1,136 @@
+// Leader election on a coordination.k8s.io Lease: every operator replica
+// serves the Control API, one reconciles. The holder renews the lease every
+// `renewEveryMs`; a replica takes it over once `leaseDurationSeconds` passed
+// without a renewal. Writes carry the resourceVersion they read, so two
+// replicas cannot both win the same round.
+import { CoordinationV1Api, type KubeConfig, V1MicroTime, type V1Lease } from '@kubernetes/client-node';
+import type { Logger } from '../../proxy-pod/log.ts';
+import { toKubeError } from './proxysession-client.ts';
+
+export interface LeaderElectionOptions {
+  namespace: string;
+  leaseName: string;
+  identity: string;
+  leaseDurationSeconds?: number;
+  renewEveryMs?: number;
+  logger: Logger;
+  onStartedLeading(): void;
+  /** Called when a held lease could not be renewed in time; the process should stop reconciling at once. */
+  onStoppedLeading(): void;
+}
+
+export class LeaderElector {
+  private readonly api: CoordinationV1Api;
+  private readonly durationS: number;
+  private readonly renewEveryMs: number;
+  private timer: NodeJS.Timeout | undefined;
+  private leading = false;
+  private lastRenewed = 0;
+  private stopped = false;
+  /** The other holder's renewTime as we last saw it, and when we saw it change (our clock). */
+  private observed: { holder: string; renewTime: string; seenAt: number } | undefined;
+
+  constructor(kubeConfig: KubeConfig, private readonly opts: LeaderElectionOptions) {
+    this.api = kubeConfig.makeApiClient(CoordinationV1Api);
+    this.durationS = opts.leaseDurationSeconds ?? 15;
+    this.renewEveryMs = opts.renewEveryMs ?? Math.floor((this.durationS * 1000) / 3);
+  }
+
+  get isLeader(): boolean {
+    return this.leading;
+  }
+
+  start(): void {
+    void this.tick();
+  }
+
+  /** Stops campaigning; a leader gives the lease up so another can take it at once. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    if (this.leading) {
+      this.leading = false;
+      await this.release().catch((err) => this.opts.logger.warn({ err: toKubeError(err).message }, 'could not release the lease'));
+    }
+  }
+
+  private async tick(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      const won = await this.tryAcquireOrRenew();
+      if (won) this.lastRenewed = Date.now();
+      if (won && !this.leading) {
+        this.leading = true;
+        this.opts.logger.info({ identity: this.opts.identity, lease: this.opts.leaseName }, 'became leader');
+        this.opts.onStartedLeading();
+      }
+      if (!won && this.leading) this.lose('another replica holds the lease');
+    } catch (err) {
+      this.opts.logger.warn({ err: toKubeError(err).message }, 'lease update failed');
+    }
+    // A leader that could not renew within the lease time must assume another took over.
+    if (this.leading && Date.now() - this.lastRenewed > this.durationS * 1000) this.lose('lease not renewed in time');
+    if (!this.stopped) this.timer = setTimeout(() => void this.tick(), this.leading ? this.renewEveryMs : Math.min(this.renewEveryMs, 2000));
+  }
+
+  private lose(why: string): void {
+    this.leading = false;
+    this.opts.logger.warn({ identity: this.opts.identity, why }, 'stopped leading');
+    this.opts.onStoppedLeading();
+  }
+
+  private async tryAcquireOrRenew(): Promise<boolean> {
+    const { namespace, leaseName: name, identity } = this.opts;
+    const now = new V1MicroTime(Date.now());
+    let lease: V1Lease;
+    try {
+      lease = await this.api.readNamespacedLease({ name, namespace });
+    } catch (err) {
+      if (toKubeError(err).status !== 404) throw err;
+      await this.api.createNamespacedLease({
+        namespace,
+        body: { metadata: { name, namespace }, spec: { holderIdentity: identity, leaseDurationSeconds: this.durationS, acquireTime: now, renewTime: now, leaseTransitions: 0 } },
+      });
+      return true;
+    }
+    const spec = lease.spec ?? {};
+    const holder = spec.holderIdentity ?? '';
+    if (holder && holder !== identity && !this.expired(holder, spec.renewTime, spec.leaseDurationSeconds ?? this.durationS)) return false;
+    const takingOver = holder !== identity;
+    lease.spec = {
+      ...spec,
+      holderIdentity: identity,
+      leaseDurationSeconds: this.durationS,
+      renewTime: now,
+      ...(takingOver ? { acquireTime: now, leaseTransitions: (spec.leaseTransitions ?? 0) + 1 } : {}),
+    };
+    try {
+      // resourceVersion in metadata makes this a compare-and-swap.
+      await this.api.replaceNamespacedLease({ name, namespace, body: lease });
+      return true;
+    } catch (err) {
+      if (toKubeError(err).conflict) return false;
+      throw err;
+    }
+  }
+
+  /**
+   * Judged on our own clock, not the holder's: the lease is expired when its
+   * renewTime has not changed for a whole lease duration since we first saw it.
+   */
+  private expired(holder: string, renewTime: Date | undefined, durationS: number): boolean {
+    const stamp = renewTime ? new Date(renewTime).toISOString() : '';
+    if (!this.observed || this.observed.holder !== holder || this.observed.renewTime !== stamp) {
+      this.observed = { holder, renewTime: stamp, seenAt: Date.now() };
+    }
+    return Date.now() - this.observed.seenAt > durationS * 1000;
+  }
+
+  private async release(): Promise<void> {
+    const { namespace, leaseName: name, identity } = this.opts;
+    const lease = await this.api.readNamespacedLease({ name, namespace });
+    if (lease.spec?.holderIdentity !== identity) return;
+    lease.spec = { ...lease.spec, holderIdentity: '', renewTime: new V1MicroTime(Date.now()) };
+    await this.api.replaceNamespacedLease({ name, namespace, body: lease });
+  }
+}

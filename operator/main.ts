@@ -1,0 +1,159 @@
+// `operator`: the cluster mode. Every replica serves the Control API over
+// ProxySession resources; the replica holding the Lease also runs the
+// reconciler that programs the proxy pod through its admin API. Kubernetes
+// access comes from KUBECONFIG, or the in-cluster service account.
+import { KubeConfig } from '@kubernetes/client-node';
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { adminTokenFromEnv } from '../proxy-pod/config.ts';
+import { ConfigError, envInteger, envString } from '../proxy-pod/env.ts';
+import { createLogger, type Logger } from '../proxy-pod/log.ts';
+import { operatorConfigFromEnv } from './config.ts';
+import { createControlApi } from './control-api.ts';
+import { ControlMetrics } from './control-metrics.ts';
+import { EventRecorder } from './kube/event-recorder.ts';
+import { KubeSessionStore } from './kube/kube-session-store.ts';
+import { LeaderElector } from './kube/leader-election.ts';
+import { ProxySessionClient } from './kube/proxysession-client.ts';
+import { SessionInformer } from './kube/session-informer.ts';
+import { PortAllocator } from './port-allocator.ts';
+import { ProxyAdminClient } from './proxy-admin-client.ts';
+import { Reconciler } from './reconciler.ts';
+import { SessionCommands } from './session-commands.ts';
+import { proxyEventToKubeEvent } from './kube/session-events.ts';
+
+const IN_CLUSTER_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
+
+export interface ClusterConfig {
+  namespace: string;
+  identity: string;
+  leaseName: string;
+  leaseDurationSeconds: number;
+  admin: { host: string; port: number; token: string };
+}
+
+export function clusterConfigFromEnv(env: NodeJS.ProcessEnv): ClusterConfig {
+  const adminAddress = envString(env, 'CCCP_ADMIN_ADDRESS');
+  const match = adminAddress ? /^(.+):(\d{1,5})$/.exec(adminAddress) : null;
+  if (!match) throw new ConfigError('CCCP_ADMIN_ADDRESS must name the proxy pod admin API as host:port');
+  return {
+    namespace: envString(env, 'CCCP_NAMESPACE') ?? envString(env, 'POD_NAMESPACE') ?? readNamespaceFile() ?? 'default',
+    identity: envString(env, 'POD_NAME') ?? `${envString(env, 'HOSTNAME') ?? 'operator'}-${randomUUID().slice(0, 8)}`,
+    leaseName: envString(env, 'CCCP_LEASE_NAME') ?? 'cccp-operator',
+    leaseDurationSeconds: envInteger(env, 'CCCP_LEASE_DURATION_S', 15, 2, 300),
+    admin: { host: match[1]!.replace(/^\[|\]$/g, ''), port: Number(match[2]), token: adminTokenFromEnv(env) },
+  };
+}
+
+function readNamespaceFile(): string | undefined {
+  try {
+    return readFileSync(IN_CLUSTER_NAMESPACE_FILE, 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface RunningOperator {
+  controlUrl: string;
+  stop(): Promise<void>;
+}
+
+export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger, onLostLeadership: () => void): Promise<RunningOperator> {
+  const config = operatorConfigFromEnv(env);
+  const cluster = clusterConfigFromEnv(env);
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromDefault();
+
+  const client = new ProxySessionClient(kubeConfig, cluster.namespace, cluster.identity);
+  const informer = new SessionInformer(client, logger.child({ part: 'informer' }));
+  informer.start();
+  await informer.synced;
+  const store = new KubeSessionStore(client, informer, logger.child({ part: 'store' }));
+  const admin = new ProxyAdminClient({ endpoint: cluster.admin });
+  const recorder = new EventRecorder(kubeConfig, cluster.namespace, logger.child({ part: 'events' }));
+
+  let reconciler: Reconciler | undefined;
+  const elector = new LeaderElector(kubeConfig, {
+    namespace: cluster.namespace,
+    leaseName: cluster.leaseName,
+    identity: cluster.identity,
+    leaseDurationSeconds: cluster.leaseDurationSeconds,
+    logger: logger.child({ part: 'leader-election' }),
+    onStartedLeading: () => {
+      reconciler = new Reconciler({
+        store,
+        admin,
+        allocator: new PortAllocator(config.portRange),
+        publicHost: config.publicHost,
+        logger: logger.child({ part: 'reconciler' }),
+        pollIntervalMs: config.pollIntervalMs,
+        endedRetentionMs: config.endedRetentionMs,
+        // Each step waits on the API server; more keys in flight keep a burst of /on quick.
+        concurrency: 16,
+        onProxyEvent: (event) => {
+          const session = informer.list().find((r) => r.spec.serial === event.serial && r.metadata.uid === event.id);
+          const kubeEvent = proxyEventToKubeEvent(event);
+          if (session && kubeEvent) recorder.record({ name: session.metadata.name, uid: session.metadata.uid }, kubeEvent);
+        },
+      });
+      reconciler.start().catch((err: unknown) => {
+        logger.fatal({ err }, 'reconciler failed to start');
+        onLostLeadership();
+      });
+    },
+    // Another replica may already reconcile: stop at once rather than race it.
+    onStoppedLeading: onLostLeadership,
+  });
+  elector.start();
+
+  const app = createControlApi({
+    commands: new SessionCommands(store, { timeoutMs: config.requestTimeoutMs }),
+    metrics: new ControlMetrics(store),
+    logger: logger.child({ part: 'control-api' }),
+    tokens: config.controlTokens,
+    notReadyReason: () => undefined,
+  });
+  const server = http.createServer(app.callback());
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(config.controlPort, config.controlBindHost, resolve));
+  const { port } = server.address() as AddressInfo;
+  const controlUrl = `http://${config.controlBindHost ?? 'localhost'}:${port}`;
+  logger.info({ controlUrl, namespace: cluster.namespace, identity: cluster.identity }, 'operator ready');
+
+  return {
+    controlUrl,
+    async stop() {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      await reconciler?.stop();
+      await elector.stop();
+      informer.stop();
+      store.close();
+      admin.close();
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const logger = createLogger('cccp-operator');
+  let running: RunningOperator | undefined;
+  let stopping = false;
+  const stop = (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    void (running?.stop() ?? Promise.resolve()).finally(() => process.exit(code));
+  };
+  try {
+    running = await startOperator(process.env, logger, () => stop(1));
+  } catch (err) {
+    logger.fatal({ err }, 'operator failed to start');
+    process.exit(1);
+  }
+  process.on('SIGTERM', () => stop(0));
+  process.on('SIGINT', () => stop(0));
+}
+
+await main();

@@ -1,0 +1,143 @@
+// The cluster mode under test: the rig's real kube-apiserver with the CRD,
+// a proxy pod and operator replicas as real processes, wired like the chart
+// wires them (admin API on TCP with a token, KUBECONFIG for the operator).
+import { fileURLToPath } from 'node:url';
+import { startRig, type Rig } from '../kube/rig.ts';
+import { freePort, freePorts, waitFor } from './net.ts';
+import { type Started, startNodeProcess } from './process.ts';
+
+const crdFile = fileURLToPath(new URL('../../crds/proxysession.yaml', import.meta.url));
+const ADMIN_TOKEN = 'cluster-test-admin-token-0123456789';
+
+export interface ClusterOptions {
+  namespace: string;
+  portRange: { min: number; max: number };
+  leaseDurationSeconds?: number;
+  /** Acts as this kubeconfig instead of the rig's admin. */
+  operatorKubeconfig?: string;
+}
+
+export class TestCluster {
+  proxy: Started | undefined;
+  readonly operators = new Map<string, Started>();
+  readonly controlPorts = new Map<string, number>();
+  devicePort = 0;
+  adminPort = 0;
+
+  private constructor(readonly rig: Rig, readonly opts: ClusterOptions) {}
+
+  static async start(rig: Rig, opts: ClusterOptions): Promise<TestCluster> {
+    const cluster = new TestCluster(rig, opts);
+    [cluster.devicePort, cluster.adminPort] = (await freePorts(2)) as [number, number];
+    await mustKubectl(rig, ['create', 'namespace', opts.namespace], true);
+    await cluster.startProxy();
+    return cluster;
+  }
+
+  async startProxy(): Promise<Started> {
+    this.proxy = await startNodeProcess(
+      'proxy-pod/main.ts',
+      {
+        CCCP_DEVICE_PORT: String(this.devicePort),
+        CCCP_BIND_HOST: '127.0.0.1',
+        CCCP_ADMIN_PORT: String(this.adminPort),
+        CCCP_ADMIN_BIND_HOST: '127.0.0.1',
+        CCCP_ADMIN_TOKEN: ADMIN_TOKEN,
+        CCCP_PROXY_HEALTH_PORT: '0',
+      },
+      /proxy pod ready/,
+    );
+    return this.proxy;
+  }
+
+  /** Starts one operator replica; `name` is its identity for the Lease and field manager. */
+  async startOperator(name: string, extraEnv: Record<string, string> = {}): Promise<Started> {
+    const controlPort = this.controlPorts.get(name) ?? (await freePort());
+    this.controlPorts.set(name, controlPort);
+    const operator = await startNodeProcess(
+      'operator/main.ts',
+      {
+        KUBECONFIG: this.opts.operatorKubeconfig ?? this.rig.kubeconfig,
+        CCCP_NAMESPACE: this.opts.namespace,
+        POD_NAME: name,
+        CCCP_CONTROL_PORT: String(controlPort),
+        CCCP_CONTROL_BIND_HOST: '127.0.0.1',
+        CCCP_DEVICE_PORT: String(this.devicePort),
+        CCCP_PORT_RANGE: `${this.opts.portRange.min}-${this.opts.portRange.max}`,
+        CCCP_PUBLIC_HOST: '127.0.0.1',
+        CCCP_ADMIN_ADDRESS: `127.0.0.1:${this.adminPort}`,
+        CCCP_ADMIN_TOKEN: ADMIN_TOKEN,
+        CCCP_LEASE_DURATION_S: String(this.opts.leaseDurationSeconds ?? 4),
+        CCCP_LOG_LEVEL: 'info',
+        ...extraEnv,
+      },
+      /operator ready/,
+    );
+    this.operators.set(name, operator);
+    return operator;
+  }
+
+  controlUrl(name?: string): string {
+    // Without a name: any replica still running.
+    const port = this.controlPorts.get(name ?? [...this.operators.keys()][0] ?? '');
+    return `http://127.0.0.1:${port}`;
+  }
+
+  async control<T = Record<string, unknown>>(path: string, name?: string): Promise<{ status: number; body: T }> {
+    const res = await fetch(`${this.controlUrl(name)}${path}`, { signal: AbortSignal.timeout(30_000) });
+    const text = await res.text();
+    return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
+  }
+
+  kubectl(args: string[], input?: string) {
+    return this.rig.kubectl(['-n', this.opts.namespace, ...args], input === undefined ? {} : { input });
+  }
+
+  /** The ProxySessions of the namespace as JSON. */
+  async sessions(): Promise<ProxySessionJson[]> {
+    const { stdout } = await mustKubectl(this.rig, ['-n', this.opts.namespace, 'get', 'proxysessions', '-o', 'json', '--show-managed-fields']);
+    return (JSON.parse(stdout) as { items: ProxySessionJson[] }).items;
+  }
+
+  async session(serial: string): Promise<ProxySessionJson | undefined> {
+    return (await this.sessions()).find((s) => s.spec.serial === serial);
+  }
+
+  async waitForOperatorLeader(): Promise<string> {
+    let holder = '';
+    await waitFor(
+      async () => {
+        const { stdout, code } = await this.kubectl(['get', 'lease', 'cccp-operator', '-o', 'jsonpath={.spec.holderIdentity}']);
+        holder = stdout.trim();
+        return code === 0 && holder !== '';
+      },
+      30_000,
+      'a leader',
+    );
+    return holder;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([...this.operators.values()].map((o) => o.stop()));
+    await this.proxy?.stop();
+  }
+}
+
+export interface ProxySessionJson {
+  metadata: { name: string; uid: string; deletionTimestamp?: string; finalizers?: string[]; managedFields?: Array<{ manager: string; subresource?: string }> };
+  spec: { serial: string; persistent?: boolean; ipWhitelist?: string[]; timeoutSeconds?: number };
+  status?: { phase?: string; port?: number; host?: string; deviceConnected?: boolean; clientConnected?: boolean; transferredBytes?: number; endedReason?: string; observedGeneration?: number };
+}
+
+export async function startRigWithCrd(): Promise<Rig> {
+  const rig = await startRig();
+  await mustKubectl(rig, ['apply', '--server-side', '-f', crdFile]);
+  await mustKubectl(rig, ['wait', '--for=condition=Established', '--timeout=60s', 'crd/proxysessions.cccp.tcxn.net']);
+  return rig;
+}
+
+export async function mustKubectl(rig: Rig, args: string[], allowFailure = false, input?: string) {
+  const result = await rig.kubectl(args, input === undefined ? {} : { input });
+  if (result.code !== 0 && !allowFailure) throw new Error(`kubectl ${args.join(' ')} failed: ${result.stderr}`);
+  return result;
+}
