@@ -2,7 +2,7 @@
 // ProxySession resources; the replica holding the Lease also runs the
 // reconciler that programs the proxy pod through its admin API. Kubernetes
 // access comes from KUBECONFIG, or the in-cluster service account.
-import { KubeConfig } from '@kubernetes/client-node';
+import { KeepAliveKubeConfig } from './kube/kube-config.ts';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
@@ -60,10 +60,10 @@ export interface RunningOperator {
   stop(): Promise<void>;
 }
 
-export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger, onLostLeadership: () => void): Promise<RunningOperator> {
+export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Promise<RunningOperator> {
   const config = operatorConfigFromEnv(env);
   const cluster = clusterConfigFromEnv(env);
-  const kubeConfig = new KubeConfig();
+  const kubeConfig = new KeepAliveKubeConfig();
   kubeConfig.loadFromDefault();
 
   const client = new ProxySessionClient(kubeConfig, cluster.namespace, cluster.identity);
@@ -75,36 +75,48 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger, onLo
   const recorder = new EventRecorder(kubeConfig, cluster.namespace, logger.child({ part: 'events' }));
 
   let reconciler: Reconciler | undefined;
+  // Starting and stopping the reconciler run one after another, so a lease
+  // lost and won again in quick succession never leaves two running.
+  let transition: Promise<void> = Promise.resolve();
+  const startReconciling = () => {
+    transition = transition.then(async () => {
+      reconciler = newReconciler();
+      await informer.refresh().catch((err: unknown) => logger.warn({ err }, 'relist before reconciling failed'));
+      await reconciler.start().catch((err: unknown) => logger.error({ err }, 'reconciler failed to start'));
+    });
+  };
+  const stopReconciling = () => {
+    transition = transition.then(async () => {
+      await reconciler?.stop();
+      reconciler = undefined;
+    });
+  };
+  const newReconciler = () =>
+    new Reconciler({
+      store,
+      admin,
+      allocator: new PortAllocator(config.portRange),
+      publicHost: config.publicHost,
+      logger: logger.child({ part: 'reconciler' }),
+      pollIntervalMs: config.pollIntervalMs,
+      endedRetentionMs: config.endedRetentionMs,
+      // Each step waits on the API server; more keys in flight keep a burst of /on quick.
+      concurrency: 16,
+      onProxyEvent: (event) => {
+        const session = informer.list().find((r) => r.spec.serial === event.serial && r.metadata.uid === event.id);
+        const kubeEvent = proxyEventToKubeEvent(event);
+        if (session && kubeEvent) recorder.record({ name: session.metadata.name, uid: session.metadata.uid }, kubeEvent);
+      },
+    });
   const elector = new LeaderElector(kubeConfig, {
     namespace: cluster.namespace,
     leaseName: cluster.leaseName,
     identity: cluster.identity,
     leaseDurationSeconds: cluster.leaseDurationSeconds,
     logger: logger.child({ part: 'leader-election' }),
-    onStartedLeading: () => {
-      reconciler = new Reconciler({
-        store,
-        admin,
-        allocator: new PortAllocator(config.portRange),
-        publicHost: config.publicHost,
-        logger: logger.child({ part: 'reconciler' }),
-        pollIntervalMs: config.pollIntervalMs,
-        endedRetentionMs: config.endedRetentionMs,
-        // Each step waits on the API server; more keys in flight keep a burst of /on quick.
-        concurrency: 16,
-        onProxyEvent: (event) => {
-          const session = informer.list().find((r) => r.spec.serial === event.serial && r.metadata.uid === event.id);
-          const kubeEvent = proxyEventToKubeEvent(event);
-          if (session && kubeEvent) recorder.record({ name: session.metadata.name, uid: session.metadata.uid }, kubeEvent);
-        },
-      });
-      reconciler.start().catch((err: unknown) => {
-        logger.fatal({ err }, 'reconciler failed to start');
-        onLostLeadership();
-      });
-    },
-    // Another replica may already reconcile: stop at once rather than race it.
-    onStoppedLeading: onLostLeadership,
+    onStartedLeading: startReconciling,
+    // Another replica may reconcile now: stop at once rather than race it, and campaign on.
+    onStoppedLeading: stopReconciling,
   });
   elector.start();
 
@@ -128,7 +140,8 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger, onLo
         server.close(() => resolve());
         server.closeAllConnections();
       });
-      await reconciler?.stop();
+      stopReconciling();
+      await transition;
       await elector.stop();
       informer.stop();
       store.close();
@@ -147,7 +160,7 @@ async function main(): Promise<void> {
     void (running?.stop() ?? Promise.resolve()).finally(() => process.exit(code));
   };
   try {
-    running = await startOperator(process.env, logger, () => stop(1));
+    running = await startOperator(process.env, logger);
   } catch (err) {
     logger.fatal({ err }, 'operator failed to start');
     process.exit(1);

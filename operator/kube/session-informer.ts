@@ -58,6 +58,20 @@ export class SessionInformer {
     this.watch?.abort();
   }
 
+  /**
+   * Lists again now and resumes watching from there. A new leader calls this
+   * before it rebuilds its port table, so no allocation made by the previous
+   * leader can be missing from a cache that went stale during an outage.
+   */
+  async refresh(): Promise<void> {
+    this.generation++;
+    this.watch?.abort();
+    this.watch = undefined;
+    clearTimeout(this.restartTimer);
+    await this.relist();
+    void this.run(false);
+  }
+
   list(): ProxySessionResource[] {
     return [...this.cache.values()];
   }

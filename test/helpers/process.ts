@@ -5,6 +5,11 @@ import { readFileSync } from 'node:fs';
 import { waitFor } from './net.ts';
 
 const running = new Set<ChildProcess>();
+// The test runner stops a file that outlives its deadline with SIGTERM: exit,
+// so that the 'exit' handlers below (and the rig's) kill what was started.
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.once(signal, () => process.exit(signal === 'SIGTERM' ? 143 : 130));
+}
 process.on('exit', () => {
   for (const child of running) {
     try {
