@@ -13,6 +13,7 @@ let cluster: TestCluster | undefined;
 let startError: unknown;
 const sockets: net.Socket[] = [];
 const RANGE_SIZE = 200;
+const RETENTION_S = 4;
 
 test.before(async () => {
   try {
@@ -21,7 +22,7 @@ test.before(async () => {
     // A range of 200 ports above a free one; collisions with other listeners are unlikely on loopback.
     const min = Math.min(base! + 1000, 65_000 - RANGE_SIZE);
     cluster = await TestCluster.start(rig, { namespace: 'cccp-e2e', portRange: { min, max: min + RANGE_SIZE - 1 } });
-    await cluster.startOperator('operator-a');
+    await cluster.startOperator('operator-a', { CCCP_ENDED_RETENTION_S: String(RETENTION_S) });
     await cluster.waitForOperatorLeader();
   } catch (err) {
     startError = err;
@@ -78,6 +79,35 @@ test('/on creates a ProxySession that carries traffic; kubectl and /status agree
   assert.is((await c.control('/off?serial=E2E-1')).status, 200);
   assert.is(await c.session('E2E-1'), undefined);
   assert.ok(await refuses(on.body.port));
+});
+
+test('a session that times out stays visible as Ended with its reason, then is deleted after the retention time', async () => {
+  const c = theCluster();
+  const on = await c.control<{ port: number }>('/on?serial=E2E-timeout&timeout=1');
+  assert.is(on.status, 200);
+  await waitFor(async () => (await c.session('E2E-timeout'))?.status?.phase === 'Ended', 10_000, 'phase Ended');
+  const ended = await c.session('E2E-timeout');
+  assert.is(ended?.status?.endedReason, 'ClientConnectTimeout');
+  assert.is((await c.control('/status?serial=E2E-timeout')).status, 404);
+  assert.ok(await refuses(on.body.port), 'the port is freed at once');
+  const table = await c.kubectl(['get', 'pxs', '-o', 'wide']);
+  assert.match(table.stdout, /E2E-timeout\s+\d+\s+Ended/);
+  await waitFor(async () => (await c.session('E2E-timeout')) === undefined, (RETENTION_S + 10) * 1000, 'the ended session to be deleted');
+});
+
+test('connects, disconnects and the end of a session are recorded as Kubernetes Events', async () => {
+  const c = theCluster();
+  const on = await c.control<{ port: number }>('/on?serial=E2E-events');
+  const { client } = await exchange(on.body.port, 'E2E-events');
+  client.socket.end();
+  await waitFor(async () => (await c.session('E2E-events'))?.status?.phase === 'Ended', 10_000, 'the session to end');
+  const name = (await c.session('E2E-events'))!.metadata.name;
+  let reasons: string[] = [];
+  await waitFor(async () => {
+    const { stdout } = await c.kubectl(['get', 'events', '--field-selector', `involvedObject.name=${name}`, '-o', 'jsonpath={.items[*].reason}']);
+    reasons = stdout.split(/\s+/).filter(Boolean);
+    return ['ClientConnected', 'DeviceConnected', 'ClientDisconnected', 'SessionEnded'].every((r) => reasons.includes(r));
+  }, 10_000, 'the events').catch(() => assert.unreachable(`events seen: ${reasons.join(', ')}`));
 });
 
 test('a ProxySession made with kubectl apply gets a port and carries traffic; kubectl delete frees it', async () => {

@@ -26,7 +26,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createPki, type Pki } from './pki.ts';
-import { logTail, startServerProcess, type ServerProcess } from './server-process.ts';
+import { killAllGroups, logTail, startServerProcess, type ServerProcess } from './server-process.ts';
 
 export interface KubectlResult {
   stdout: string;
@@ -71,14 +71,37 @@ const kubectlTimeoutMs = 120_000;
 export async function startRig(): Promise<Rig> {
   const binDir = process.env.CCCP_KUBE_BIN_DIR || (await buildBinaries());
   const dataDir = mkdtempSync(join(tmpdir(), 'cccp-rig-'));
+  trackDataDir(dataDir);
   const servers: ServerProcess[] = [];
   try {
     return await startIn(binDir, dataDir, servers);
   } catch (err) {
     await Promise.all(servers.map((s) => s.stop(2_000)));
-    if (!process.env.CCCP_RIG_KEEP) rmSync(dataDir, { recursive: true, force: true });
+    removeDataDir(dataDir);
     throw err;
   }
+}
+
+// Data directories of rigs not yet stopped: etcd's alone is over 100 MB, so
+// they are removed even when the process exits without stop() (a failed
+// test, SIGINT, SIGTERM; only SIGKILL leaves one behind).
+const liveDataDirs = new Set<string>();
+
+function trackDataDir(dataDir: string): void {
+  if (liveDataDirs.size === 0) process.on('exit', removeLiveDataDirs);
+  liveDataDirs.add(dataDir);
+}
+
+function removeDataDir(dataDir: string): void {
+  liveDataDirs.delete(dataDir);
+  if (liveDataDirs.size === 0) process.off('exit', removeLiveDataDirs);
+  if (!process.env.CCCP_RIG_KEEP) rmSync(dataDir, { recursive: true, force: true });
+}
+
+function removeLiveDataDirs(): void {
+  // The servers first, so that none writes into a directory being removed.
+  killAllGroups();
+  for (const dataDir of [...liveDataDirs]) removeDataDir(dataDir);
 }
 
 async function startIn(binDir: string, dataDir: string, servers: ServerProcess[]): Promise<Rig> {
@@ -128,7 +151,7 @@ async function startIn(binDir: string, dataDir: string, servers: ServerProcess[]
       // The apiserver first: it would log etcd errors while shutting down.
       await apiServer.stop();
       await Promise.all(servers.map((s) => s.stop()));
-      if (!process.env.CCCP_RIG_KEEP) rmSync(dataDir, { recursive: true, force: true });
+      removeDataDir(dataDir);
     },
   };
 }

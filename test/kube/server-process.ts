@@ -19,7 +19,7 @@ const watchdogScript = [
   'server=$!',
   // Forward a stop request and keep waiting, so the server is reaped here.
   'trap \'kill -TERM "$server" 2>/dev/null\' TERM INT',
-  'while kill -0 "$parent" 2>/dev/null && kill -0 "$server" 2>/dev/null; do sleep 1; done',
+  'while kill -0 "$parent" 2>/dev/null && kill -0 "$server" 2>/dev/null; do sleep 0.2; done',
   'kill -KILL "$server" 2>/dev/null',
   'wait "$server"',
 ].join('\n');
@@ -95,7 +95,8 @@ function signalGroup(pgid: number, signal: NodeJS.Signals): void {
   }
 }
 
-function killAllGroups(): void {
+/** SIGKILLs every server still running; synchronous, for exit handlers. */
+export function killAllGroups(): void {
   for (const pgid of liveGroups) signalGroup(pgid, 'SIGKILL');
 }
 
