@@ -51,6 +51,7 @@ function parseParams(query: string, allowed: readonly string[]): QueryResult<Par
     } catch {
       return refuse(rawName, `Parameter name '${printable(rawName)}' has malformed percent-encoding`);
     }
+    if (name === '') return refuse('(unnamed)', `Parameter (unnamed) in '${printable(segment)}' has no name (allowed: ${allowed.join(', ')})`);
     if (!allowed.includes(name)) {
       return refuse(name, `Unknown parameter '${printable(name)}' (allowed: ${allowed.join(', ')})`);
     }

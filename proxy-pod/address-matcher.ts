@@ -11,12 +11,14 @@ export function parseAddressEntry(entry: string): Range {
   // ipaddr.js also reads legacy forms ("1.2.3", "0x7f.1"); an allowlist
   // entry must be the plain dotted-quad or IPv6 text a person would expect.
   const [base = '', prefix, ...rest] = text.split('/');
-  if (isIP(base) === 0 || rest.length > 0 || (prefix !== undefined && !/^\d{1,3}$/.test(prefix))) {
+  if (isIP(base) === 0 || rest.length > 0 || (prefix !== undefined && !/^(0|[1-9]\d{0,2})$/.test(prefix))) {
     throw new Error(`"${entry}" is not an IP address or CIDR`);
   }
   if (prefix !== undefined) {
     const [address, bits] = ipaddr.parseCIDR(text);
-    if (address.kind() === 'ipv6' && (address as ipaddr.IPv6).isIPv4MappedAddress() && bits >= 96) {
+    if (address.kind() === 'ipv6' && (address as ipaddr.IPv6).isIPv4MappedAddress()) {
+      // Peers are compared as IPv4, so a mapped range must stay inside ::ffff:0:0/96.
+      if (bits < 96) throw new Error(`"${entry}" is an IPv4-mapped address with a prefix shorter than 96`);
       return [(address as ipaddr.IPv6).toIPv4Address(), bits - 96];
     }
     return [address, bits];

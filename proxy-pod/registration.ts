@@ -38,13 +38,13 @@ export class RegistrationParser {
       const byte = chunk[i]!;
       if (byte === CR || byte === LF) {
         if (this.serial.length === 0) return { kind: 'rejected', reason: 'empty' };
-        let next = i + 1;
-        if (byte === CR && chunk[next] === LF) next += 1;
+        const crIsLast = byte === CR && i + 1 === chunk.length;
+        const next = byte === CR && chunk[i + 1] === LF ? i + 2 : i + 1;
         return {
           kind: 'registered',
           serial: Buffer.from(this.serial).toString('latin1'),
           payload: chunk.subarray(next),
-          endedWithCr: byte === CR && next === chunk.length,
+          endedWithCr: crIsLast,
         };
       }
       if (!isSerialByte(byte)) return { kind: 'rejected', reason: 'non-printable' };

@@ -32,6 +32,11 @@ test('a CR at the end of a read is flagged so the next LF can be recognised', ()
   assert.equal(step.kind === 'registered' && [step.serial, step.endedWithCr], ['SERIAL', true]);
 });
 
+test('a complete CRLF inside one read leaves no LF pending', () => {
+  const step = feed('SERIAL\r\n');
+  assert.equal(step.kind === 'registered' && [step.serial, step.endedWithCr], ['SERIAL', false]);
+});
+
 test('a serial split over many reads is assembled', () => {
   const step = feed(...'CLD-9\r'.split(''));
   assert.equal(step.kind === 'registered' && step.serial, 'CLD-9');
