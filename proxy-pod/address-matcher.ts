@@ -7,11 +7,12 @@ type Range = [ipaddr.IPv4 | ipaddr.IPv6, number];
 
 /** Parses one entry; an IPv4-mapped IPv6 address or range becomes IPv4. */
 export function parseAddressEntry(entry: string): Range {
-  const text = entry.trim();
+  const text = entry;
   // ipaddr.js also reads legacy forms ("1.2.3", "0x7f.1"); an allowlist
   // entry must be the plain dotted-quad or IPv6 text a person would expect.
+  // Zone ids (fe80::1%eth0) name an interface of this host, not a peer.
   const [base = '', prefix, ...rest] = text.split('/');
-  if (isIP(base) === 0 || rest.length > 0 || (prefix !== undefined && !/^(0|[1-9]\d{0,2})$/.test(prefix))) {
+  if (isIP(base) === 0 || base.includes('%') || rest.length > 0 || (prefix !== undefined && !/^(0|[1-9]\d{0,2})$/.test(prefix))) {
     throw new Error(`"${entry}" is not an IP address or CIDR`);
   }
   if (prefix !== undefined) {

@@ -110,8 +110,8 @@ export const whitelistProperties = {
         return true;
       }
       // Accepted only as plain IP text, with an optional decimal prefix, and it admits its own address.
-      const [base = '', prefix, ...rest] = entry.trim().split('/');
-      return isIP(base) !== 0 && rest.length === 0 && (prefix === undefined || /^(0|[1-9]\d{0,2})$/.test(prefix)) && matcher.admits(base);
+      const [base = '', prefix, ...rest] = entry.split('/');
+      return isIP(base) !== 0 && !base.includes('%') && rest.length === 0 && (prefix === undefined || /^(0|[1-9]\d{0,2})$/.test(prefix)) && matcher.admits(base);
     },
   ),
 };
