@@ -158,7 +158,8 @@ export class DeviceRegistry {
 
   private reject(socket: net.Socket, address: string, reason: RejectReason): void {
     this.opts.metrics.registrationsRejected.inc({ reason });
-    this.opts.logger.info({ peer: address, reason }, 'device connection closed');
+    // Debug, not info: a flood would otherwise write a line per connection; the metric counts them.
+    this.opts.logger.debug({ peer: address, reason }, 'device connection closed');
     socket.destroy();
   }
 }

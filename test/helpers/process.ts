@@ -29,8 +29,11 @@ export interface Started {
 }
 
 /** Runs a TypeScript entry point with tsx and resolves once `ready` matches its output. */
-export async function startNodeProcess(entry: string, env: Record<string, string>, ready: RegExp, timeoutMs = 20_000): Promise<Started> {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry], {
+export async function startNodeProcess(entry: string, env: Record<string, string>, ready: RegExp, timeoutMs = 20_000, fdLimit?: number): Promise<Started> {
+  const node = [process.execPath, '--import', 'tsx', entry];
+  // With a descriptor limit, a shell lowers it and then becomes the node process (same pid).
+  const [command, ...args] = fdLimit ? ['bash', '-c', `ulimit -n ${fdLimit} && exec "$@"`, 'bash', ...node] : node;
+  const child = spawn(command!, args, {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
