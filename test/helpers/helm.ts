@@ -1,0 +1,267 @@
+// The Helm chart under test: the real `helm` binary (built with the rig,
+// test/kube/build.sh), rendering helm/cccp-proxy with values given as JSON,
+// and the rendered objects parsed as plain JSON (typed with the client
+// library's models where a test reads them).
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { V1Deployment, V1EnvVar, V1Secret } from '@kubernetes/client-node';
+import { parseAllDocuments } from 'yaml';
+import type { Rig } from '../kube/rig.ts';
+import { mustKubectl } from './cluster.ts';
+import { freePorts } from './net.ts';
+import { type Started, startNodeProcess } from './process.ts';
+
+export const chartDir = fileURLToPath(new URL('../../helm/cccp-proxy', import.meta.url));
+export const topLevelCrdFile = fileURLToPath(new URL('../../crds/proxysession.yaml', import.meta.url));
+export const chartCrdFile = join(chartDir, 'crds', 'proxysession.yaml');
+
+/** Values every render needs: publicHost has no default on purpose. */
+export const requiredValues = { publicHost: 'proxy.customer.example' };
+
+// Helm keeps caches and repository config in these; a scratch home per process
+// keeps the tests off the user's own Helm setup.
+const helmHome = mkdtempSync(join(tmpdir(), 'cccp-helm-'));
+process.on('exit', () => rmSync(helmHome, { recursive: true, force: true }));
+
+export interface HelmResult {
+  stdout: string;
+  stderr: string;
+  code: number;
+}
+
+/** The directory with helm and kubectl: CCCP_KUBE_BIN_DIR, else build.sh (instant when cached). */
+export async function kubeBinDir(): Promise<string> {
+  if (process.env.CCCP_KUBE_BIN_DIR) return process.env.CCCP_KUBE_BIN_DIR;
+  const script = fileURLToPath(new URL('../kube/build.sh', import.meta.url));
+  const child = spawn('bash', [script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let stdout = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  const code = await new Promise<number | null>((resolve, reject) => child.on('error', reject).on('close', resolve));
+  const dir = stdout.trim().split('\n').pop();
+  if (code !== 0 || !dir) throw new Error(`test/kube/build.sh failed (exit ${code})`);
+  return dir;
+}
+
+export function runHelm(binDir: string, args: string[], kubeconfig?: string): Promise<HelmResult> {
+  return new Promise((resolve, reject) => {
+    execFile(join(binDir, 'helm'), args, {
+      env: {
+        ...process.env,
+        HELM_CACHE_HOME: join(helmHome, 'cache'),
+        HELM_CONFIG_HOME: join(helmHome, 'config'),
+        HELM_DATA_HOME: join(helmHome, 'data'),
+        ...(kubeconfig ? { KUBECONFIG: kubeconfig } : {}),
+      },
+      timeout: 120_000,
+      maxBuffer: 64 * 1024 * 1024,
+    }, (err, stdout, stderr) => {
+      if (err && typeof err.code !== 'number') {
+        reject(new Error(`helm ${args.join(' ')}: ${err.message}`, { cause: err }));
+        return;
+      }
+      resolve({ stdout, stderr, code: err ? Number(err.code) : 0 });
+    });
+  });
+}
+
+let valuesFiles = 0;
+
+/** Writes values to a file for `-f` (JSON is YAML), so types survive unlike with --set. */
+export function valuesFile(values: object): string {
+  const path = join(helmHome, `values-${++valuesFiles}.json`);
+  writeFileSync(path, JSON.stringify(values));
+  return path;
+}
+
+export interface RenderOptions {
+  release?: string;
+  namespace?: string;
+}
+
+/** `helm template` with these values; the result carries helm's exit code and stderr. */
+export function template(binDir: string, values: object, opts: RenderOptions = {}): Promise<HelmResult> {
+  return runHelm(binDir, ['template', opts.release ?? 'cust', chartDir, '-n', opts.namespace ?? 'cust', '-f', valuesFile(values)]);
+}
+
+/** Any Kubernetes object as rendered; typed models come from `ofKind`. */
+export interface KubeObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  [field: string]: unknown;
+}
+
+export interface Rendered {
+  yaml: string;
+  objects: KubeObject[];
+}
+
+/** Renders and parses; throws with helm's message when rendering fails. */
+export async function render(binDir: string, values: object, opts: RenderOptions = {}): Promise<Rendered> {
+  const result = await template(binDir, values, opts);
+  if (result.code !== 0) throw new Error(`helm template failed: ${result.stderr}`);
+  return { yaml: result.stdout, objects: parseManifests(result.stdout) };
+}
+
+export function parseManifests(yaml: string): KubeObject[] {
+  const documents = parseAllDocuments(yaml).map((doc) => {
+    if (doc.errors.length > 0) throw new Error(`rendered YAML does not parse: ${doc.errors[0]!.message}`);
+    return doc.toJS() as KubeObject | null;
+  });
+  return documents.filter((o): o is KubeObject => o !== null && typeof o === 'object');
+}
+
+export function ofKind<T = KubeObject>(objects: KubeObject[], kind: string): T[] {
+  return objects.filter((o) => o.kind === kind) as unknown as T[];
+}
+
+export function named<T = KubeObject>(objects: KubeObject[], kind: string, name: string): T {
+  const found = objects.find((o) => o.kind === kind && o.metadata.name === name);
+  if (!found) throw new Error(`no ${kind} ${name} among ${objects.map((o) => `${o.kind}/${o.metadata.name}`).join(', ')}`);
+  return found as unknown as T;
+}
+
+/** The Deployment of one part of the chart, by its app.kubernetes.io/component label. */
+export function deploymentOf(objects: KubeObject[], component: 'operator' | 'proxy'): V1Deployment {
+  const found = ofKind<V1Deployment>(objects, 'Deployment').find((d) => d.metadata?.labels?.['app.kubernetes.io/component'] === component);
+  if (!found) throw new Error(`no ${component} Deployment rendered`);
+  return found;
+}
+
+export function containerEnv(deployment: V1Deployment): V1EnvVar[] {
+  return deployment.spec?.template.spec?.containers[0]?.env ?? [];
+}
+
+/** The value of a Secret's key, whether rendered as data (base64) or stringData. */
+export function secretValue(secret: V1Secret, key: string): string | undefined {
+  const plain = secret.stringData?.[key];
+  if (plain !== undefined) return plain;
+  const encoded = secret.data?.[key];
+  return encoded === undefined ? undefined : Buffer.from(encoded, 'base64').toString('utf8');
+}
+
+/**
+ * The process environment a container of the chart would get, as far as it
+ * can be known outside a cluster: literal values, the downward API from
+ * `pod`, and Secret keys from the rendered Secrets.
+ */
+export function resolveEnv(objects: KubeObject[], deployment: V1Deployment, pod: { name: string; namespace: string }): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const variable of containerEnv(deployment)) {
+    const from = variable.valueFrom;
+    if (variable.value !== undefined) env[variable.name] = variable.value;
+    else if (from?.fieldRef?.fieldPath === 'metadata.name') env[variable.name] = pod.name;
+    else if (from?.fieldRef?.fieldPath === 'metadata.namespace') env[variable.name] = pod.namespace;
+    else if (from?.secretKeyRef) {
+      const { name, key } = from.secretKeyRef;
+      const value = secretValue(named<V1Secret>(objects, 'Secret', name ?? ''), key);
+      if (value === undefined) throw new Error(`Secret ${name} has no key ${key}`);
+      env[variable.name] = value;
+    } else throw new Error(`cannot resolve env ${variable.name} outside a cluster`);
+  }
+  return env;
+}
+
+/** One release of the chart run as local processes against the rig, as its own ServiceAccount. */
+export interface LocalRelease {
+  release: string;
+  namespace: string;
+  portRange: { min: number; max: number };
+  devicePort: number;
+  serviceAccount: string;
+  leaseName: string;
+  operatorIdentity: string;
+  objects: KubeObject[];
+  operator: Started;
+  proxy: Started;
+  control<T = Record<string, unknown>>(path: string): Promise<{ status: number; body: T }>;
+  stop(): Promise<void>;
+}
+
+export interface LocalReleaseOptions {
+  release: string;
+  namespace: string;
+  portRange: { min: number; max: number };
+}
+
+/**
+ * Renders the chart for a namespace, applies everything it renders (pods never
+ * run in the rig), then starts the proxy and one operator replica as local
+ * processes with the environment of the rendered Deployments. Only what
+ * points into the pod is redirected to loopback: the admin token file, the
+ * admin Service address and the bind addresses. The operator acts with a
+ * TokenRequest token of the chart's own ServiceAccount.
+ */
+export async function startLocalRelease(rig: Rig, opts: LocalReleaseOptions): Promise<LocalRelease> {
+  const { release, namespace, portRange } = opts;
+  const [devicePort, adminPort, controlPort, healthPort] = (await freePorts(4)) as [number, number, number, number];
+  const values = {
+    publicHost: '127.0.0.1',
+    devicePort,
+    portRange,
+    operator: { controlPort, leaseDurationSeconds: 4 },
+    proxy: { adminPort, healthPort },
+  };
+  const rendered = await render(rig.binDir, values, { release, namespace });
+  await mustKubectl(rig, ['create', 'namespace', namespace], true);
+  await mustKubectl(rig, ['apply', '--server-side', '--field-manager=helm-test', '-f', '-'], false, rendered.yaml);
+
+  const operatorDeployment = deploymentOf(rendered.objects, 'operator');
+  const serviceAccount = operatorDeployment.spec?.template.spec?.serviceAccountName ?? '';
+  const kubeconfig = await rig.serviceAccountKubeconfig(namespace, serviceAccount);
+  const adminSecret = ofKind<V1Secret>(rendered.objects, 'Secret').find((s) => s.metadata?.name?.endsWith('-admin-token'));
+  const tokenFile = join(helmHome, `${namespace}-${release}-admin-token`);
+  writeFileSync(tokenFile, secretValue(adminSecret ?? {}, 'token') ?? '', { mode: 0o600 });
+
+  const operatorIdentity = `${release}-operator-7f9c-0`;
+  const pod = { name: operatorIdentity, namespace };
+  const proxyEnv = resolveEnv(rendered.objects, deploymentOf(rendered.objects, 'proxy'), pod);
+  const operatorEnv = resolveEnv(rendered.objects, operatorDeployment, pod);
+  const adminAddress = operatorEnv.CCCP_ADMIN_ADDRESS ?? '';
+  if (!adminAddress.endsWith(`.${namespace}.svc:${adminPort}`)) throw new Error(`unexpected CCCP_ADMIN_ADDRESS ${adminAddress}`);
+
+  const proxy = await startNodeProcess('proxy-pod/main.ts', {
+    ...proxyEnv,
+    CCCP_ADMIN_TOKEN_FILE: tokenFile,
+    CCCP_BIND_HOST: '127.0.0.1',
+    CCCP_ADMIN_BIND_HOST: '127.0.0.1',
+  }, /proxy pod ready/);
+  let operator: Started;
+  try {
+    operator = await startNodeProcess('operator/main.ts', {
+      ...operatorEnv,
+      KUBECONFIG: kubeconfig,
+      CCCP_NAMESPACE: '',
+      CCCP_ADMIN_TOKEN_FILE: tokenFile,
+      CCCP_ADMIN_ADDRESS: `127.0.0.1:${adminPort}`,
+      CCCP_CONTROL_BIND_HOST: '127.0.0.1',
+    }, /operator ready/);
+  } catch (err) {
+    await proxy.stop();
+    throw err;
+  }
+  return {
+    release,
+    namespace,
+    portRange,
+    devicePort,
+    serviceAccount,
+    leaseName: operatorEnv.CCCP_LEASE_NAME ?? '',
+    operatorIdentity,
+    objects: rendered.objects,
+    operator,
+    proxy,
+    async control<T>(path: string) {
+      const res = await fetch(`http://127.0.0.1:${controlPort}${path}`, { signal: AbortSignal.timeout(30_000) });
+      const text = await res.text();
+      return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
+    },
+    async stop() {
+      await operator.stop();
+      await proxy.stop();
+    },
+  };
+}
