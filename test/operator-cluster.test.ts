@@ -5,7 +5,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Rig } from './kube/rig.ts';
 import { TestCluster, startRigWithCrd } from './helpers/cluster.ts';
-import { Received, connect, connectDevice, freePorts, refuses, sleep, waitFor } from './helpers/net.ts';
+import { Received, connect, connectDevice, freePortRange, refuses, sleep, waitFor } from './helpers/net.ts';
 
 const test = suite('operator in cluster mode');
 let rig: Rig | undefined;
@@ -18,10 +18,8 @@ const RETENTION_S = 4;
 test.before(async () => {
   try {
     rig = await startRigWithCrd();
-    const [base] = await freePorts(1);
-    // A range of 200 ports above a free one; collisions with other listeners are unlikely on loopback.
-    const min = Math.min(base! + 1000, 65_000 - RANGE_SIZE);
-    cluster = await TestCluster.start(rig, { namespace: 'cccp-e2e', portRange: { min, max: min + RANGE_SIZE - 1 } });
+    // Below the ephemeral ports: an outgoing connection's local port would make a session port unbindable.
+    cluster = await TestCluster.start(rig, { namespace: 'cccp-e2e', portRange: await freePortRange(RANGE_SIZE) });
     await cluster.startOperator('operator-a', { CCCP_ENDED_RETENTION_S: String(RETENTION_S) });
     await cluster.waitForOperatorLeader();
   } catch (err) {

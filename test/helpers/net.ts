@@ -106,3 +106,30 @@ export async function freePorts(count: number): Promise<number[]> {
   await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
   return ports;
 }
+
+export interface PortRange {
+  min: number;
+  max: number;
+}
+
+function canBind(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once('error', () => resolve(false));
+    server.listen({ port, host: '127.0.0.1', exclusive: true }, () => server.close(() => resolve(true)));
+  });
+}
+
+/**
+ * `size` consecutive ports that were free a moment ago, below Linux's
+ * ephemeral range so outgoing connections do not take them meanwhile.
+ */
+export async function freePortRange(size: number): Promise<PortRange> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const min = 20_000 + Math.floor(Math.random() * (12_000 - size));
+    const checks = await Promise.all(Array.from({ length: size }, (_, i) => canBind(min + i)));
+    if (checks.every(Boolean)) return { min, max: min + size - 1 };
+  }
+  throw new Error(`no ${size} consecutive free ports found`);
+}
+

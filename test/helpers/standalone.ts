@@ -2,13 +2,9 @@
 // on loopback, with free ports and a small session port range, and calls its
 // Control API over HTTP. Every wait is bounded.
 import net from 'node:net';
-import { freePort, waitFor } from './net.ts';
+import { freePort, freePortRange, type PortRange, waitFor } from './net.ts';
 import { startNodeProcess, type Started } from './process.ts';
 
-export interface PortRange {
-  min: number;
-  max: number;
-}
 
 export interface Answer {
   status: number;
@@ -27,26 +23,7 @@ export interface RunningStandalone {
   stop(): Promise<number | null>;
 }
 
-function canBind(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.once('error', () => resolve(false));
-    server.listen({ port, host: '127.0.0.1', exclusive: true }, () => server.close(() => resolve(true)));
-  });
-}
-
-/**
- * `size` consecutive ports that were free a moment ago, below Linux's
- * ephemeral range so outgoing connections do not take them meanwhile.
- */
-export async function freePortRange(size: number): Promise<PortRange> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const min = 20_000 + Math.floor(Math.random() * (12_000 - size));
-    const checks = await Promise.all(Array.from({ length: size }, (_, i) => canBind(min + i)));
-    if (checks.every(Boolean)) return { min, max: min + size - 1 };
-  }
-  throw new Error(`no ${size} consecutive free ports found`);
-}
+export { freePortRange, type PortRange };
 
 export async function startStandalone(options: { rangeSize?: number; env?: Record<string, string> } = {}): Promise<RunningStandalone> {
   const range = await freePortRange(options.rangeSize ?? 5);
