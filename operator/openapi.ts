@@ -20,6 +20,8 @@ const commonErrors = {
   '400': json('Message', 'A parameter is missing, malformed, repeated or unknown; the message names it.'),
   '401': json('Message', 'Bearer tokens are configured and the request carries no valid one.'),
   '405': json('Message', 'Only GET is allowed.'),
+  // Answered by Node's HTTP parser before the application sees the request.
+  '431': { description: 'The request line and headers together exceed 16 KiB; no body.' },
   '500': json('Message', 'The session did not reach the requested state in time, or an internal error.'),
 };
 
