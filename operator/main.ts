@@ -31,6 +31,8 @@ export interface ClusterConfig {
   identity: string;
   leaseName: string;
   leaseDurationSeconds: number;
+  /** Status writes per second that only move byte counters (CCCP_COUNTER_FLUSHES_PER_S). */
+  counterFlushesPerSecond: number;
   admin: { host: string; port: number; token: string };
 }
 
@@ -43,6 +45,7 @@ export function clusterConfigFromEnv(env: NodeJS.ProcessEnv): ClusterConfig {
     identity: envString(env, 'POD_NAME') ?? `${envString(env, 'HOSTNAME') ?? 'operator'}-${randomUUID().slice(0, 8)}`,
     leaseName: envString(env, 'CCCP_LEASE_NAME') ?? 'cccp-operator',
     leaseDurationSeconds: envInteger(env, 'CCCP_LEASE_DURATION_S', 15, 2, 300),
+    counterFlushesPerSecond: envInteger(env, 'CCCP_COUNTER_FLUSHES_PER_S', 50, 1, 10_000),
     admin: { host: match[1]!.replace(/^\[|\]$/g, ''), port: Number(match[2]), token: adminTokenFromEnv(env) },
   };
 }
@@ -102,6 +105,7 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
       endedRetentionMs: config.endedRetentionMs,
       // Each step waits on the API server; more keys in flight keep a burst of /on quick.
       concurrency: 16,
+      counterFlushesPerSecond: cluster.counterFlushesPerSecond,
       onProxyEvent: (event) => {
         const session = informer.list().find((r) => r.spec.serial === event.serial && r.metadata.uid === event.id);
         const kubeEvent = proxyEventToKubeEvent(event);

@@ -39,6 +39,12 @@ export interface ReconcilerOptions {
   /** The proxy counts as reachable while its last answer is younger than this. */
   proxyStaleAfterMs?: number;
   concurrency?: number;
+  /**
+   * Status writes per second that only update the byte counter, over all
+   * sessions (the API server's write load under steady traffic); unlimited
+   * when absent.
+   */
+  counterFlushesPerSecond?: number;
   /** Sees every proxy event (e.g. to record Kubernetes Events); never changes what is reconciled. */
   onProxyEvent?: (event: ProxyEvent) => void;
   timers?: Timers;
@@ -58,6 +64,7 @@ export class Reconciler {
   private readonly timers: Timers;
   private readonly now: () => Date;
   private readonly onProxyEvent: ((event: ProxyEvent) => void) | undefined;
+  private readonly counterFlush: RateLimiter;
   readonly queue: WorkQueue<string>;
   private instanceId: string | undefined;
   private synced = false;
@@ -84,6 +91,7 @@ export class Reconciler {
     this.proxyStaleAfterMs = options.proxyStaleAfterMs ?? 5_000;
     this.timers = options.timers ?? realTimers;
     this.onProxyEvent = options.onProxyEvent;
+    this.counterFlush = new RateLimiter(options.counterFlushesPerSecond ?? Number.POSITIVE_INFINITY);
     this.now = options.now ?? (() => new Date(this.timers.now()));
     this.queue = new WorkQueue((serial) => this.reconcile(serial), {
       concurrency: options.concurrency ?? 4,
@@ -264,7 +272,14 @@ export class Reconciler {
     }
     if (!state) return;
     const next: ProxySessionStatus = activeStatus(session, this.publicHost, port, state, this.now());
-    if (!sameStatus(next, session.status)) await this.store.writeStatus(serial, session.uid, next);
+    if (sameStatus(next, session.status)) return;
+    // A write that only moves the byte counter waits its turn; connects,
+    // disconnects and phase changes are written at once.
+    if (sameStatus({ ...next, transferredBytes: 0 }, { ...session.status, transferredBytes: 0 })) {
+      const waitMs = this.counterFlush.take(this.timers.now());
+      if (waitMs > 0) return { requeueAfterMs: waitMs };
+    }
+    await this.store.writeStatus(serial, session.uid, next);
   }
 
   /** The stored port if this session still holds it in the allocator (re-reserving it if needed). */
@@ -335,5 +350,26 @@ export class Reconciler {
         .catch((error: unknown) => this.logger.warn({ err: error }, 'resync failed'))
         .finally(() => this.scheduleResync());
     }, this.resyncIntervalMs);
+  }
+}
+
+/** A token bucket: `take` answers 0 when a write may go now, else how long to wait. */
+export class RateLimiter {
+  private tokens: number;
+  private last = Number.NEGATIVE_INFINITY;
+
+  constructor(private readonly perSecond: number) {
+    this.tokens = Math.min(perSecond, 1e9);
+  }
+
+  take(nowMs: number): number {
+    if (this.perSecond === Number.POSITIVE_INFINITY) return 0;
+    if (this.last !== Number.NEGATIVE_INFINITY) this.tokens = Math.min(this.perSecond, this.tokens + ((nowMs - this.last) / 1000) * this.perSecond);
+    this.last = nowMs;
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      return 0;
+    }
+    return Math.ceil(((1 - this.tokens) / this.perSecond) * 1000);
   }
 }

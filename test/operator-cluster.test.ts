@@ -79,6 +79,16 @@ test('/on creates a ProxySession that carries traffic; kubectl and /status agree
   assert.ok(await refuses(on.body.port));
 });
 
+test('kubectl explain teaches every field of the resource', async () => {
+  const c = theCluster();
+  for (const field of ['spec.serial', 'spec.persistent', 'spec.ipWhitelist', 'spec.timeoutSeconds', 'status.phase', 'status.port', 'status.transferredBytes', 'status.endedReason', 'status.endedAt', 'status.conditions']) {
+    const explained = await c.kubectl(['explain', `proxysessions.${field}`]);
+    assert.is(explained.code, 0, explained.stderr);
+    const description = explained.stdout.split('DESCRIPTION:')[1]?.trim() ?? '';
+    assert.ok(description.length > 20 && !description.startsWith('<empty>'), `${field} has no description: ${explained.stdout}`);
+  }
+});
+
 test('a session that times out stays visible as Ended with its reason, then is deleted after the retention time', async () => {
   const c = theCluster();
   const on = await c.control<{ port: number }>('/on?serial=E2E-timeout&timeout=1');
