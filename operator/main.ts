@@ -129,7 +129,8 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
     metrics: new ControlMetrics(store),
     logger: logger.child({ part: 'control-api' }),
     tokens: config.controlTokens,
-    notReadyReason: () => undefined,
+    // Every replica serves /on from the cache; the leader is ready once its reconciler reaches the proxy.
+    notReadyReason: () => (reconciler && !reconciler.isReady() ? 'the reconciler has not reached the proxy yet' : undefined),
   });
   const server = http.createServer(app.callback());
   await new Promise<void>((resolve, reject) => server.once('error', reject).listen(config.controlPort, config.controlBindHost, resolve));
