@@ -1,8 +1,8 @@
 // Parses and validates the query of /on, /off and /status. Pure: takes the
 // raw query string, returns a typed result and never throws for client input.
 //
-// Decisions (see README): '+' is a literal plus, not a space (no parameter
-// value may contain a space, so a '+' can only mean '+'); a parameter given
+// Decisions (see README): '+' means a space, as in every form-encoded query
+// (HTML forms, URLSearchParams, OpenAPI tooling), so a plus is written %2B; a parameter given
 // twice or one the endpoint does not know is refused, because a typo such as
 // `timeot` silently ignored would leave a session without its timeout.
 import ipaddr from 'ipaddr.js';
@@ -47,7 +47,7 @@ function parseParams(query: string, allowed: readonly string[]): QueryResult<Par
     let name: string;
     let value: string;
     try {
-      name = decodeURIComponent(rawName);
+      name = decodeURIComponent(rawName.replaceAll('+', ' '));
     } catch {
       return refuse(rawName, `Parameter name '${printable(rawName)}' has malformed percent-encoding`);
     }
@@ -56,7 +56,7 @@ function parseParams(query: string, allowed: readonly string[]): QueryResult<Par
       return refuse(name, `Unknown parameter '${printable(name)}' (allowed: ${allowed.join(', ')})`);
     }
     try {
-      value = decodeURIComponent(rawValue);
+      value = decodeURIComponent(rawValue.replaceAll('+', ' '));
     } catch {
       return refuse(name, `Parameter '${name}' has malformed percent-encoding`);
     }
@@ -82,7 +82,7 @@ export function validateSerial(serial: string | undefined): QueryResult<string> 
   for (let i = 0; i < serial.length; i++) {
     const code = serial.charCodeAt(i);
     if (code < 0x21 || code > 0x7e) {
-      return refuse('serial', "Parameter 'serial' may only contain printable ASCII without space (0x21-0x7E)");
+      return refuse('serial', "Parameter 'serial' may only contain printable ASCII without space (0x21-0x7E); in a query '+' means a space, so write a plus as %2B");
     }
   }
   return { ok: true, value: serial };

@@ -22,11 +22,13 @@ test('all /on parameters are parsed and typed', () => {
   assert.equal(result, { ok: true, value: { serial: 'A1', persistent: true, ipWhitelist: ['10.0.0.1', '192.168.0.0/16'], timeoutSeconds: 30 } });
 });
 
-test('a serial may hold any printable ASCII without space, percent-encoded, and + stays +', () => {
-  const result = parseOnQuery(`serial=${encodeURIComponent('a/b?c%d&e=f')}`);
-  assert.is(result.ok && result.value.serial, 'a/b?c%d&e=f');
-  const plus = parseSerialQuery('serial=A+B');
+test('a serial may hold any printable ASCII without space, percent-encoded; + is a space as in every form-encoded query', () => {
+  const result = parseOnQuery(`serial=${encodeURIComponent('a/b?c%d&e=f+g')}`);
+  assert.is(result.ok && result.value.serial, 'a/b?c%d&e=f+g');
+  const plus = parseSerialQuery('serial=A%2BB');
   assert.is(plus.ok && plus.value.serial, 'A+B');
+  const space = parseSerialQuery('serial=A+B');
+  assert.ok(!space.ok && space.parameter === 'serial' && space.message.includes('%2B'), 'a + reads as a space, which a serial cannot hold');
 });
 
 test('a 64-byte serial is accepted and a 65-byte one refused', () => {
