@@ -1,0 +1,79 @@
+// Control-plane figures: how long /on takes until the session's port accepts
+// a connection, how many /on + /off pairs per second one caller gets, and (in
+// cluster mode) how long the sessions take to listen again after the proxy
+// pod is killed.
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import { percentile } from './load.ts';
+
+export type Call = (path: string) => Promise<{ status: number; body: unknown }>;
+
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ port, host: '127.0.0.1' });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+export interface OnLatency {
+  p50Ms: number;
+  p99Ms: number;
+  count: number;
+}
+
+/** Sequential /on calls, each timed until its port accepts a connection, each session turned off before the next call. */
+export async function onToListening(call: Call, count: number, prefix: string): Promise<OnLatency> {
+  const times: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const started = performance.now();
+    const answer = await call(`/on?serial=${prefix}-${i}&persistent=true`);
+    if (answer.status !== 200) throw new Error(`/on answered ${answer.status}: ${JSON.stringify(answer.body)}`);
+    const { port } = answer.body as { port: number };
+    const deadline = started + 10_000;
+    while (!(await accepts(port))) {
+      if (performance.now() > deadline) throw new Error(`port ${port} did not accept within 10 s of /on`);
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    times.push(performance.now() - started);
+    await call(`/off?serial=${prefix}-${i}`);
+  }
+  times.sort((a, b) => a - b);
+  return { p50Ms: percentile(times, 50), p99Ms: percentile(times, 99), count };
+}
+
+/** /on then /off for a fresh serial, one pair after another, for `seconds`. */
+export async function onOffPairsPerSecond(call: Call, seconds: number, prefix: string): Promise<number> {
+  const started = performance.now();
+  let pairs = 0;
+  while (performance.now() - started < seconds * 1000) {
+    const serial = `${prefix}-${pairs}`;
+    const on = await call(`/on?serial=${serial}`);
+    if (on.status !== 200) throw new Error(`/on answered ${on.status}: ${JSON.stringify(on.body)}`);
+    const off = await call(`/off?serial=${serial}`);
+    if (off.status !== 200) throw new Error(`/off answered ${off.status}: ${JSON.stringify(off.body)}`);
+    pairs++;
+  }
+  return pairs / ((performance.now() - started) / 1000);
+}
+
+/** Ports in LISTEN state on this machine, from /proc/net/tcp{,6}: no connection is made. */
+export function listeningPorts(): Set<number> {
+  const ports = new Set<number>();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text = '';
+    try {
+      text = readFileSync(table, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      if (fields[3] === '0A') ports.add(parseInt(fields[1]!.split(':').pop()!, 16));
+    }
+  }
+  return ports;
+}
