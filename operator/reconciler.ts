@@ -6,7 +6,7 @@
 // poll that compares live counters with status (so /status is at most about
 // one poll interval stale), a full resync when the proxy restarted, and a
 // periodic full resync. Payloads of triggers are never trusted.
-import type { InstanceInfo, ProxyEvent, SessionState } from '../proxy-pod/admin-protocol.ts';
+import type { InstanceInfo, ProxyEvent, SessionList, SessionLookup, SessionSpec, SessionState } from '../proxy-pod/admin-protocol.ts';
 import type { Logger } from '../proxy-pod/log.ts';
 import { AdminApiError, type EventStream, type ProxyAdmin } from './proxy-admin-client.ts';
 import type { PortAllocator } from './port-allocator.ts';
@@ -65,6 +65,15 @@ export class Reconciler {
   private readonly now: () => Date;
   private readonly onProxyEvent: ((event: ProxyEvent) => void) | undefined;
   private readonly counterFlush: RateLimiter;
+  /**
+   * The proxy's list from the last poll, and when each serial last changed
+   * in the proxy (our PUT or DELETE, or an event). A reconcile reads the
+   * list instead of asking the proxy when the list is younger than the
+   * serial's last change: with many sessions whose counters move, one list
+   * per poll replaces one request per session.
+   */
+  private listed: { requestedAt: number; list: SessionList; bySerial: Map<string, SessionState> } | undefined;
+  private readonly changedAt = new Map<string, number>();
   readonly queue: WorkQueue<string>;
   private instanceId: string | undefined;
   private synced = false;
@@ -126,7 +135,10 @@ export class Reconciler {
       onEvent: (event) => {
         this.lastProxyContact = this.timers.now();
         if (event.type === 'hello') this.noteInstance(event.instanceId);
-        else if (event.serial !== undefined) this.queue.add(event.serial);
+        else if (event.serial !== undefined) {
+          this.changedAt.set(event.serial, this.timers.now());
+          this.queue.add(event.serial);
+        }
         this.onProxyEvent?.(event);
       },
       onConnectionChange: (connected, error) => {
@@ -170,7 +182,7 @@ export class Reconciler {
 
   async reconcile(serial: string): Promise<WorkResult | void> {
     const session = await this.store.get(serial);
-    const lookup = await this.admin.getSession(serial);
+    const lookup = this.cachedLookup(serial) ?? (await this.admin.getSession(serial));
     this.noteContact(lookup);
     const proxied = lookup.session;
 
@@ -190,7 +202,7 @@ export class Reconciler {
   /** The proxy runs a session nobody wants (e.g. its record was removed). */
   private async removeOrphan(serial: string, proxied: SessionState | undefined): Promise<void> {
     if (proxied) {
-      await this.admin.deleteSession(serial);
+      await this.deleteFromProxy(serial);
       this.logger.info({ serial, port: proxied.port }, 'removed a session the store does not hold');
     }
     this.allocator.releaseOwner(serial);
@@ -198,7 +210,7 @@ export class Reconciler {
 
   /** /off or a deleted resource: close the session in the proxy, free the port, let the record go. */
   private async finishDeletion(session: ProxySession, proxied: SessionState | undefined): Promise<void> {
-    if (proxied) await this.admin.deleteSession(session.serial);
+    if (proxied) await this.deleteFromProxy(session.serial);
     this.releasePortOf(session);
     if (session.hasFinalizer) await this.store.setFinalizer(session.serial, session.uid, false);
     this.logger.info({ serial: session.serial, port: session.status.port }, 'session deleted');
@@ -206,7 +218,7 @@ export class Reconciler {
 
   /** Ended or Failed: nothing may run or stay allocated; the record goes after the retention time. */
   private async settleTerminal(session: ProxySession, proxied: SessionState | undefined): Promise<WorkResult | void> {
-    if (proxied) await this.admin.deleteSession(session.serial);
+    if (proxied) await this.deleteFromProxy(session.serial);
     this.releasePortOf(session);
     if (session.hasFinalizer) await this.store.setFinalizer(session.serial, session.uid, false);
     const endedAt = Date.parse(session.status.endedAt ?? '');
@@ -223,7 +235,7 @@ export class Reconciler {
     const reason = proxied.endedReason ?? 'Deleted';
     const written = await this.store.writeStatus(session.serial, session.uid, endedStatus(session, reason, proxied, this.now()));
     this.releasePortOf(session);
-    await this.admin.deleteSession(session.serial);
+    await this.deleteFromProxy(session.serial);
     this.logger.info({ serial: session.serial, port: session.status.port, reason }, 'session ended');
     if (!written) return;
     return this.settleTerminal(written, undefined);
@@ -254,10 +266,10 @@ export class Reconciler {
     if (!proxyMatches(proxied, desired)) {
       // The proxy refuses to move a live session to another port: close it first.
       if (proxied && proxied.id === session.uid && proxied.state === 'listening' && proxied.port !== port) {
-        await this.admin.deleteSession(serial);
+        await this.deleteFromProxy(serial);
       }
       try {
-        state = await this.admin.putSession(serial, desired);
+        state = await this.putToProxy(serial, desired);
       } catch (error) {
         if (error instanceof AdminApiError && error.code === 'port_unavailable') {
           this.allocator.quarantine(port);
@@ -300,6 +312,33 @@ export class Reconciler {
     return session.generation > (session.status.observedGeneration ?? 0);
   }
 
+  private cachedLookup(serial: string): SessionLookup | undefined {
+    const listed = this.listed;
+    if (!listed || listed.list.instanceId !== this.instanceId || this.timers.now() - listed.requestedAt > this.pollIntervalMs * 2) return undefined;
+    if ((this.changedAt.get(serial) ?? Number.NEGATIVE_INFINITY) >= listed.requestedAt) return undefined;
+    const session = listed.bySerial.get(serial);
+    const { sessions: _all, ...info } = listed.list;
+    return session ? { ...info, session } : info;
+  }
+
+  private async putToProxy(serial: string, spec: SessionSpec): Promise<SessionState> {
+    this.changedAt.set(serial, this.timers.now());
+    try {
+      return await this.admin.putSession(serial, spec);
+    } finally {
+      this.changedAt.set(serial, this.timers.now());
+    }
+  }
+
+  private async deleteFromProxy(serial: string): Promise<SessionState | undefined> {
+    this.changedAt.set(serial, this.timers.now());
+    try {
+      return await this.admin.deleteSession(serial);
+    } finally {
+      this.changedAt.set(serial, this.timers.now());
+    }
+  }
+
   // ---- triggers ------------------------------------------------------------
 
   private noteContact(answer: InstanceInfo): void {
@@ -331,8 +370,12 @@ export class Reconciler {
   /** Enqueues the serials whose live counters or state moved since the last status write. */
   private async poll(): Promise<void> {
     try {
+      const requestedAt = this.timers.now();
       const [sessions, list] = await Promise.all([this.store.list(), this.admin.listSessions()]);
       this.noteContact(list);
+      this.listed = { requestedAt, list, bySerial: new Map(list.sessions.map((state) => [state.serial, state])) };
+      // Changes older than this list no longer keep a serial from using it.
+      for (const [serial, at] of this.changedAt) if (at < requestedAt) this.changedAt.delete(serial);
       for (const serial of driftedSerials(sessions, list.sessions)) this.queue.addUnlessDelayed(serial);
       if (this.pollFailing) this.logger.info('proxy reachable again');
       this.pollFailing = false;
