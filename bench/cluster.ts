@@ -20,7 +20,7 @@ export async function clusterFigures(opts: { onCount: number; pairSeconds: numbe
     rig = await startRigWithCrd();
     const portRange = await freePortRange(opts.restartSessions + 20);
     cluster = await TestCluster.start(rig, { namespace: 'cccp-bench', portRange });
-    await cluster.startOperator('operator-a', { CCCP_LOG_LEVEL: 'warn' });
+    await cluster.startOperator('operator-a');
     await cluster.waitForOperatorLeader();
     const c = cluster;
     const call = (path: string) => c.control(path);
