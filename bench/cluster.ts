@@ -5,7 +5,8 @@
 import { TestCluster, startRigWithCrd } from '../test/helpers/cluster.ts';
 import { freePortRange } from '../test/helpers/standalone.ts';
 import type { Rig } from '../test/kube/rig.ts';
-import { listeningPorts, onOffPairsPerSecond, onToListening, type OnLatency } from './control-plane.ts';
+import { listeningPorts } from '../test/helpers/net.ts';
+import { onOffPairsPerSecond, onToListening, type OnLatency } from './control-plane.ts';
 
 export interface ClusterFigures {
   on: OnLatency;

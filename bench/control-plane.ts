@@ -2,7 +2,6 @@
 // a connection, how many /on + /off pairs per second one caller gets, and (in
 // cluster mode) how long the sessions take to listen again after the proxy
 // pod is killed.
-import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { percentile } from './load.ts';
 
@@ -60,20 +59,3 @@ export async function onOffPairsPerSecond(call: Call, seconds: number, prefix: s
   return pairs / ((performance.now() - started) / 1000);
 }
 
-/** Ports in LISTEN state on this machine, from /proc/net/tcp{,6}: no connection is made. */
-export function listeningPorts(): Set<number> {
-  const ports = new Set<number>();
-  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text = '';
-    try {
-      text = readFileSync(table, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n').slice(1)) {
-      const fields = line.trim().split(/\s+/);
-      if (fields[3] === '0A') ports.add(parseInt(fields[1]!.split(':').pop()!, 16));
-    }
-  }
-  return ports;
-}

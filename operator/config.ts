@@ -1,7 +1,7 @@
 // The operator's settings from CCCP_* environment variables, with errors that
 // name the variable. The proxy pod reads its own (proxy-pod/config.ts).
 import { ConfigError, envInteger, envList, envString } from '../proxy-pod/env.ts';
-import type { PortRange } from './port-allocator.ts';
+import { PortAllocator, type PortRange } from './port-allocator.ts';
 
 export { ConfigError };
 
@@ -61,4 +61,14 @@ export function operatorConfigFromEnv(env: NodeJS.ProcessEnv): OperatorConfig {
     throw new ConfigError(`CCCP_CONTROL_PORT ${config.controlPort} lies inside CCCP_PORT_RANGE ${min}-${max}`);
   }
   return config;
+}
+
+/** What both entry points give the reconciler from the configuration: a fresh port table and the timings. */
+export function reconcilerSettings(config: OperatorConfig) {
+  return {
+    allocator: new PortAllocator(config.portRange),
+    publicHost: config.publicHost,
+    pollIntervalMs: config.pollIntervalMs,
+    endedRetentionMs: config.endedRetentionMs,
+  };
 }

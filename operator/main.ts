@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { adminTokenFromEnv } from '../proxy-pod/config.ts';
 import { ConfigError, envInteger, envString } from '../proxy-pod/env.ts';
 import { createLogger, type Logger } from '../proxy-pod/log.ts';
-import { operatorConfigFromEnv } from './config.ts';
+import { operatorConfigFromEnv, reconcilerSettings } from './config.ts';
 import { createControlApi } from './control-api.ts';
 import { ControlMetrics } from './control-metrics.ts';
 import { EventRecorder } from './kube/event-recorder.ts';
@@ -18,7 +18,6 @@ import { KubeSessionStore } from './kube/kube-session-store.ts';
 import { LeaderElector } from './kube/leader-election.ts';
 import { ProxySessionClient } from './kube/proxysession-client.ts';
 import { SessionInformer } from './kube/session-informer.ts';
-import { PortAllocator } from './port-allocator.ts';
 import { ProxyAdminClient } from './proxy-admin-client.ts';
 import { Reconciler } from './reconciler.ts';
 import { SessionCommands } from './session-commands.ts';
@@ -96,13 +95,10 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
   };
   const newReconciler = () =>
     new Reconciler({
+      ...reconcilerSettings(config),
       store,
       admin,
-      allocator: new PortAllocator(config.portRange),
-      publicHost: config.publicHost,
       logger: logger.child({ part: 'reconciler' }),
-      pollIntervalMs: config.pollIntervalMs,
-      endedRetentionMs: config.endedRetentionMs,
       // Each step waits on the API server; more keys in flight keep a burst of /on quick.
       concurrency: 16,
       counterFlushesPerSecond: cluster.counterFlushesPerSecond,

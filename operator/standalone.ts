@@ -11,11 +11,10 @@ import { fileURLToPath } from 'node:url';
 import { proxyOptionsFromEnv } from '../proxy-pod/config.ts';
 import { createLogger, type Logger } from '../proxy-pod/log.ts';
 import { ProxyPod } from '../proxy-pod/proxy-pod.ts';
-import { operatorConfigFromEnv, type OperatorConfig } from './config.ts';
+import { operatorConfigFromEnv, reconcilerSettings, type OperatorConfig } from './config.ts';
 import { createControlApi } from './control-api.ts';
 import { ControlMetrics } from './control-metrics.ts';
 import { MemorySessionStore } from './memory-session-store.ts';
-import { PortAllocator } from './port-allocator.ts';
 import { ProxyAdminClient } from './proxy-admin-client.ts';
 import { Reconciler } from './reconciler.ts';
 import { SessionCommands } from './session-commands.ts';
@@ -56,13 +55,10 @@ export async function startStandalone(env: NodeJS.ProcessEnv, logger: Logger): P
     const admin = new ProxyAdminClient({ endpoint: { socketPath } });
     cleanups.push(async () => admin.close());
     const reconciler = new Reconciler({
+      ...reconcilerSettings(config),
       store,
       admin,
-      allocator: new PortAllocator(config.portRange),
-      publicHost: config.publicHost,
       logger: logger.child({ part: 'reconciler' }),
-      pollIntervalMs: config.pollIntervalMs,
-      endedRetentionMs: config.endedRetentionMs,
     });
     await reconciler.start();
     cleanups.push(() => reconciler.stop());

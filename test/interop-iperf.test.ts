@@ -9,8 +9,8 @@
 // iperf server (DeviceRelay).
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DeviceRelay, type Program, isListening, requirePrograms, runProgram, startProgram } from './helpers/interop.ts';
-import { freePort, waitFor } from './helpers/net.ts';
+import { DeviceRelay, type Program, requirePrograms, runProgram, startProgram } from './helpers/interop.ts';
+import { freePort, listeningPorts, waitFor } from './helpers/net.ts';
 import { type RunningStandalone, startStandalone } from './helpers/standalone.ts';
 
 const test = suite('interop: iperf through a session');
@@ -30,7 +30,7 @@ test.before(async () => {
     // -y C: one CSV line per finished test, with the byte count.
     server = await startProgram('iperf', ['-s', '-B', '127.0.0.1', '-p', String(serverPort), '-y', 'C']);
     // A probe connection would count as a test in iperf's output: look at the socket table instead.
-    await waitFor(() => isListening(serverPort), 5000, 'the iperf server to listen');
+    await waitFor(() => listeningPorts().has(serverPort), 5000, 'the iperf server to listen');
   } catch (err) {
     startError = err;
   }

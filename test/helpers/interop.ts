@@ -3,7 +3,6 @@
 // stopped with their process group, and a relay that turns any local TCP
 // server into a "device" that registers at the proxy's device port.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { waitFor } from './net.ts';
 
@@ -152,18 +151,3 @@ export class DeviceRelay {
   }
 }
 
-/** True when a TCP socket listens on `port` (from /proc/net/tcp), without connecting to it. */
-export function isListening(port: number): boolean {
-  const hex = `:${port.toString(16).toUpperCase().padStart(4, '0')} `;
-  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text = '';
-    try {
-      text = readFileSync(table, 'utf8');
-    } catch {
-      continue;
-    }
-    // Fields: sl local_address rem_address st ...; st 0A is LISTEN.
-    if (text.split('\n').some((line) => line.trim().split(/\s+/)[1]?.endsWith(hex.trim()) && line.trim().split(/\s+/)[3] === '0A')) return true;
-  }
-  return false;
-}

@@ -1,4 +1,5 @@
 // Socket helpers for tests on loopback. Every wait is bounded.
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 
 export function connect(port: number, opts: { host?: string; localAddress?: string } = {}): Promise<net.Socket> {
@@ -133,3 +134,21 @@ export async function freePortRange(size: number): Promise<PortRange> {
   throw new Error(`no ${size} consecutive free ports found`);
 }
 
+
+/** Ports in LISTEN state on this machine, from /proc/net/tcp{,6}: no connection is made. */
+export function listeningPorts(): Set<number> {
+  const ports = new Set<number>();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text = '';
+    try {
+      text = readFileSync(table, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      if (fields[3] === '0A') ports.add(parseInt(fields[1]!.split(':').pop()!, 16));
+    }
+  }
+  return ports;
+}
