@@ -1,5 +1,6 @@
 // Bytes through a session from /on, end to end: a device on the device port,
 // a client on the session port, the Control API reporting on them.
+import { createHash, randomBytes } from 'node:crypto';
 import type net from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -100,6 +101,43 @@ test('a non-persistent session ends when the device leaves: its port is freed an
   await waitFor(async () => (await app.call('/status?serial=NP-1')).status === 404, 1500, '/status to answer 404');
   assert.ok(await refuses(port));
   assert.is((await app.call('/off?serial=NP-1')).status, 404);
+});
+
+test('bulk transfers that alternate direction on one pair all arrive exact, with /status counting every byte', async () => {
+  const port = await on('serial=TRAFFIC-bulk&persistent=true');
+  const client = await connect(port);
+  sockets.push(client);
+  const dev = await device('TRAFFIC-bulk');
+  dev.socket.removeAllListeners('data');
+  await waitFor(async () => JSON.stringify(await status('TRAFFIC-bulk')).includes('"client_connected":true'), 2000, 'both parties');
+  const size = 64 * 1024 * 1024;
+  let total = 0;
+  for (const [sender, receiver] of [[dev.socket, client], [client, dev.socket], [dev.socket, client], [client, dev.socket]] as const) {
+    const block = randomBytes(1024 * 1024);
+    const sent = createHash('sha256');
+    const got = createHash('sha256');
+    let received = 0;
+    const arrived = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`only ${received} of ${size} bytes after 30 s`)), 30_000);
+      const onData = (chunk: Buffer) => {
+        got.update(chunk);
+        received += chunk.length;
+        if (received < size) return;
+        clearTimeout(timer);
+        receiver.off('data', onData);
+        resolve();
+      };
+      receiver.on('data', onData);
+    });
+    for (let offset = 0; offset < size; offset += block.length) {
+      sent.update(block);
+      if (!sender.write(block)) await new Promise((resolve) => sender.once('drain', resolve));
+    }
+    await arrived;
+    assert.is(got.digest('hex'), sent.digest('hex'));
+    total += size;
+  }
+  await waitFor(async () => (await status('TRAFFIC-bulk') as { transferred: number }).transferred === total, 2000, `transferred to reach ${total}`);
 });
 
 test.run();
