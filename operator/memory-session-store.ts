@@ -4,6 +4,9 @@
 import { randomUUID } from 'node:crypto';
 import {
   SESSION_FINALIZER,
+  copySession,
+  copySpec,
+  copyStatus,
   sameSpec,
   type ApplyResult,
   type DeleteResult,
@@ -19,16 +22,8 @@ export interface MemorySessionStoreOptions {
   newUid?: () => string;
 }
 
-function copySpec(spec: ProxySessionSpec): ProxySessionSpec {
-  const copy: ProxySessionSpec = { serial: spec.serial, persistent: spec.persistent, ipWhitelist: [...spec.ipWhitelist] };
-  if (spec.timeoutSeconds !== undefined) copy.timeoutSeconds = spec.timeoutSeconds;
-  return copy;
-}
-
-/** Callers get copies, so nothing outside can mutate the stored state (as with a real API server). */
-function snapshot(session: ProxySession): ProxySession {
-  return structuredClone(session);
-}
+// Callers get copies (copySession), so nothing outside can mutate the stored
+// state, as with a real API server.
 
 export class MemorySessionStore implements SessionStore {
   readonly finalizer = SESSION_FINALIZER;
@@ -44,22 +39,22 @@ export class MemorySessionStore implements SessionStore {
 
   async get(serial: string): Promise<ProxySession | undefined> {
     const session = this.sessions.get(serial);
-    return session && snapshot(session);
+    return session && copySession(session);
   }
 
   async list(): Promise<ProxySession[]> {
-    return [...this.sessions.values()].map(snapshot);
+    return [...this.sessions.values()].map(copySession);
   }
 
   async apply(spec: ProxySessionSpec): Promise<ApplyResult> {
     const existing = this.sessions.get(spec.serial);
-    if (existing?.deleting) return { outcome: 'deleting', session: snapshot(existing) };
-    if (existing && sameSpec(existing.spec, spec)) return { outcome: 'unchanged', session: snapshot(existing) };
+    if (existing?.deleting) return { outcome: 'deleting', session: copySession(existing) };
+    if (existing && sameSpec(existing.spec, spec)) return { outcome: 'unchanged', session: copySession(existing) };
     if (existing) {
       existing.spec = copySpec(spec);
       existing.generation += 1;
-      this.emit({ type: 'upserted', session: snapshot(existing) });
-      return { outcome: 'updated', session: snapshot(existing) };
+      this.emit({ type: 'upserted', session: copySession(existing) });
+      return { outcome: 'updated', session: copySession(existing) };
     }
     const created: ProxySession = {
       serial: spec.serial,
@@ -72,8 +67,8 @@ export class MemorySessionStore implements SessionStore {
       status: {},
     };
     this.sessions.set(spec.serial, created);
-    this.emit({ type: 'upserted', session: snapshot(created) });
-    return { outcome: 'created', session: snapshot(created) };
+    this.emit({ type: 'upserted', session: copySession(created) });
+    return { outcome: 'created', session: copySession(created) };
   }
 
   async delete(serial: string, uid?: string): Promise<DeleteResult> {
@@ -85,7 +80,7 @@ export class MemorySessionStore implements SessionStore {
     }
     if (!session.deleting) {
       session.deleting = true;
-      this.emit({ type: 'upserted', session: snapshot(session) });
+      this.emit({ type: 'upserted', session: copySession(session) });
     }
     return 'deleting';
   }
@@ -93,22 +88,22 @@ export class MemorySessionStore implements SessionStore {
   async setFinalizer(serial: string, uid: string, present: boolean): Promise<ProxySession | undefined> {
     const session = this.sessions.get(serial);
     if (!session || session.uid !== uid) return undefined;
-    if (session.hasFinalizer === present) return snapshot(session);
+    if (session.hasFinalizer === present) return copySession(session);
     if (!present && session.deleting) {
       this.remove(session);
       return undefined;
     }
     session.hasFinalizer = present;
-    this.emit({ type: 'upserted', session: snapshot(session) });
-    return snapshot(session);
+    this.emit({ type: 'upserted', session: copySession(session) });
+    return copySession(session);
   }
 
   async writeStatus(serial: string, uid: string, status: ProxySessionStatus): Promise<ProxySession | undefined> {
     const session = this.sessions.get(serial);
     if (!session || session.uid !== uid) return undefined;
-    session.status = structuredClone(status);
-    this.emit({ type: 'upserted', session: snapshot(session) });
-    return snapshot(session);
+    session.status = copyStatus(status);
+    this.emit({ type: 'upserted', session: copySession(session) });
+    return copySession(session);
   }
 
   subscribe(listener: (change: SessionChange) => void): () => void {

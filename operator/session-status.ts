@@ -119,22 +119,31 @@ export function failedStatus(session: ProxySession, reason: SessionEndReason, me
   };
 }
 
-/** Structural equality of statuses, so unchanged counters cause no write. */
+/** Structural equality of statuses, so unchanged counters cause no write (absent and undefined are equal). */
 export function sameStatus(a: ProxySessionStatus, b: ProxySessionStatus): boolean {
-  return JSON.stringify(canonical(a)) === JSON.stringify(canonical(b));
+  return STATUS_SCALARS.every((field) => a[field] === b[field]) && sameConditions(a.conditions, b.conditions);
 }
 
-function canonical(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(canonical);
-  if (value && typeof value === 'object') {
-    return Object.fromEntries(
-      Object.entries(value as Record<string, unknown>)
-        .filter(([, v]) => v !== undefined)
-        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-        .map(([k, v]) => [k, canonical(v)]),
-    );
-  }
-  return value;
+const STATUS_SCALARS = [
+  'phase', 'host', 'port', 'deviceConnected', 'clientConnected', 'transferredBytes',
+  'deviceAddress', 'clientAddress', 'endedReason', 'endedAt', 'observedGeneration',
+] as const satisfies ReadonlyArray<Exclude<keyof ProxySessionStatus, 'conditions'>>;
+// A status field added later without being listed above fails to compile here.
+const everyScalarListed: Exclude<keyof ProxySessionStatus, 'conditions' | (typeof STATUS_SCALARS)[number]> extends never ? true : never = true;
+void everyScalarListed;
+
+function sameConditions(a: SessionCondition[] | undefined, b: SessionCondition[] | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return (
+    a.length === b.length &&
+    a.every((c, i) => {
+      const d = b[i]!;
+      return (
+        c.type === d.type && c.status === d.status && c.reason === d.reason && c.message === d.message &&
+        c.lastTransitionTime === d.lastTransitionTime && c.observedGeneration === d.observedGeneration
+      );
+    })
+  );
 }
 
 /**

@@ -7,6 +7,8 @@
 import type { Logger } from '../../proxy-pod/log.ts';
 import {
   SESSION_FINALIZER,
+  copySpec,
+  copyStatus,
   sameSpec,
   type ApplyResult,
   type DeleteResult,
@@ -179,7 +181,7 @@ export function toSession(resource: ProxySessionResource): ProxySession {
     creationTimestamp: resource.metadata.creationTimestamp,
     hasFinalizer: resource.metadata.finalizers.includes(SESSION_FINALIZER),
     deleting: resource.metadata.deletionTimestamp !== undefined,
-    spec: structuredClone(resource.spec),
-    status: structuredClone(resource.status),
+    spec: copySpec(resource.spec),
+    status: copyStatus(resource.status),
   };
 }
