@@ -15,6 +15,12 @@ export class ProxyMetrics {
   readonly clientsRefused = new Counter({ name: 'cccp_proxy_clients_refused_total', help: 'Client connections refused by a session whitelist', registers: [this.registry] });
   readonly sessionsEnded = new Counter({ name: 'cccp_proxy_sessions_ended_total', help: 'Sessions ended, by reason', labelNames: ['reason'] as const, registers: [this.registry] });
 
+  /** Byte counters bound to their side once, so the per-chunk path does no label lookup. */
+  readonly bytesFrom = {
+    device: { forwarded: this.forwardedBytes.labels('device'), dropped: this.droppedBytes.labels('device') },
+    client: { forwarded: this.forwardedBytes.labels('client'), dropped: this.droppedBytes.labels('client') },
+  };
+
   constructor(withProcessMetrics = true) {
     if (withProcessMetrics) collectDefaultMetrics({ register: this.registry });
   }

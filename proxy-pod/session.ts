@@ -253,12 +253,12 @@ export class Session {
     }
     if (!to) {
       this.dropped += chunk.length;
-      this.ctx.metrics.droppedBytes.inc({ from: from.side }, chunk.length);
+      this.ctx.metrics.bytesFrom[from.side].dropped.inc(chunk.length);
       return;
     }
     to.awaitingLf = false;
     this.transferred += chunk.length;
-    this.ctx.metrics.forwardedBytes.inc({ from: from.side }, chunk.length);
+    this.ctx.metrics.bytesFrom[from.side].forwarded.inc(chunk.length);
     if (!to.socket.write(chunk)) {
       from.socket.pause();
       to.blockedSender = from;
