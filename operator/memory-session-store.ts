@@ -16,6 +16,7 @@ import {
   type SessionChange,
   type SessionStore,
 } from './session-store.ts';
+import { ChangeListeners } from './change-listeners.ts';
 
 export interface MemorySessionStoreOptions {
   now?: () => Date;
@@ -28,7 +29,7 @@ export interface MemorySessionStoreOptions {
 export class MemorySessionStore implements SessionStore {
   readonly finalizer = SESSION_FINALIZER;
   private readonly sessions = new Map<string, ProxySession>();
-  private readonly listeners = new Set<(change: SessionChange) => void>();
+  private readonly listeners = new ChangeListeners<SessionChange>();
   private readonly now: () => Date;
   private readonly newUid: () => string;
 
@@ -53,7 +54,7 @@ export class MemorySessionStore implements SessionStore {
     if (existing) {
       existing.spec = copySpec(spec);
       existing.generation += 1;
-      this.emit({ type: 'upserted', session: copySession(existing) });
+      this.listeners.emit({ type: 'upserted', session: copySession(existing) });
       return { outcome: 'updated', session: copySession(existing) };
     }
     const created: ProxySession = {
@@ -67,7 +68,7 @@ export class MemorySessionStore implements SessionStore {
       status: {},
     };
     this.sessions.set(spec.serial, created);
-    this.emit({ type: 'upserted', session: copySession(created) });
+    this.listeners.emit({ type: 'upserted', session: copySession(created) });
     return { outcome: 'created', session: copySession(created) };
   }
 
@@ -80,7 +81,7 @@ export class MemorySessionStore implements SessionStore {
     }
     if (!session.deleting) {
       session.deleting = true;
-      this.emit({ type: 'upserted', session: copySession(session) });
+      this.listeners.emit({ type: 'upserted', session: copySession(session) });
     }
     return 'deleting';
   }
@@ -94,7 +95,7 @@ export class MemorySessionStore implements SessionStore {
       return undefined;
     }
     session.hasFinalizer = present;
-    this.emit({ type: 'upserted', session: copySession(session) });
+    this.listeners.emit({ type: 'upserted', session: copySession(session) });
     return copySession(session);
   }
 
@@ -102,27 +103,16 @@ export class MemorySessionStore implements SessionStore {
     const session = this.sessions.get(serial);
     if (!session || session.uid !== uid) return undefined;
     session.status = copyStatus(status);
-    this.emit({ type: 'upserted', session: copySession(session) });
+    this.listeners.emit({ type: 'upserted', session: copySession(session) });
     return copySession(session);
   }
 
   subscribe(listener: (change: SessionChange) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.listeners.subscribe(listener);
   }
 
   private remove(session: ProxySession): void {
     this.sessions.delete(session.serial);
-    this.emit({ type: 'removed', serial: session.serial, uid: session.uid });
-  }
-
-  private emit(change: SessionChange): void {
-    for (const listener of [...this.listeners]) {
-      try {
-        listener(change);
-      } catch {
-        // A failing listener must not break the store or the other listeners.
-      }
-    }
+    this.listeners.emit({ type: 'removed', serial: session.serial, uid: session.uid });
   }
 }

@@ -20,20 +20,21 @@ import {
 } from '../session-store.ts';
 import { KubeApiError, type ProxySessionClient, type ProxySessionResource, resourceNameForSerial } from './proxysession-client.ts';
 import type { SessionInformer } from './session-informer.ts';
+import { ChangeListeners } from '../change-listeners.ts';
 
 /** apply and setFinalizer retry this often on write conflicts. */
 const MAX_CONFLICT_RETRIES = 5;
 
 export class KubeSessionStore implements SessionStore {
-  private readonly listeners = new Set<(change: SessionChange) => void>();
+  private readonly listeners = new ChangeListeners<SessionChange>((err) => this.logger.error({ err }, 'session change listener failed'));
   private readonly unsubscribe: () => void;
 
   constructor(private readonly client: ProxySessionClient, private readonly informer: SessionInformer, private readonly logger: Logger) {
     this.unsubscribe = informer.subscribe((change) => {
       const serial = change.object.spec.serial;
       const current = this.resourceFor(serial);
-      if (current) this.emit({ type: 'upserted', session: toSession(current) });
-      else this.emit({ type: 'removed', serial, uid: change.object.metadata.uid });
+      if (current) this.listeners.emit({ type: 'upserted', session: toSession(current) });
+      else this.listeners.emit({ type: 'removed', serial, uid: change.object.metadata.uid });
     });
   }
 
@@ -134,8 +135,7 @@ export class KubeSessionStore implements SessionStore {
   }
 
   subscribe(listener: (change: SessionChange) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.listeners.subscribe(listener);
   }
 
   private resourceFor(serial: string): ProxySessionResource | undefined {
@@ -157,15 +157,7 @@ export class KubeSessionStore implements SessionStore {
     return resource;
   }
 
-  private emit(change: SessionChange): void {
-    for (const listener of [...this.listeners]) {
-      try {
-        listener(change);
-      } catch (err) {
-        this.logger.error({ err }, 'session change listener failed');
-      }
-    }
-  }
+
 }
 
 function older(a: ProxySessionResource, b: ProxySessionResource): boolean {

@@ -5,6 +5,7 @@
 // arrived for a while, since watches can stall silently.
 import type { Logger } from '../../proxy-pod/log.ts';
 import type { ProxySessionClient, ProxySessionResource, WatchEvent, WatchHandle } from './proxysession-client.ts';
+import { ChangeListeners } from '../change-listeners.ts';
 
 export type InformerChange = { type: 'upserted'; object: ProxySessionResource } | { type: 'removed'; object: ProxySessionResource };
 
@@ -17,7 +18,7 @@ export interface SessionInformerOptions {
 
 export class SessionInformer {
   private readonly cache = new Map<string, ProxySessionResource>();
-  private readonly listeners = new Set<(change: InformerChange) => void>();
+  private readonly listeners = new ChangeListeners<InformerChange>((err) => this.logger.error({ err }, 'ProxySession change listener failed'));
   private resourceVersion = '';
   private watch: WatchHandle | undefined;
   private stopped = false;
@@ -81,8 +82,7 @@ export class SessionInformer {
   }
 
   subscribe(listener: (change: InformerChange) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.listeners.subscribe(listener);
   }
 
   /** Takes an object the caller just wrote, so its own reads see it before the watch does. */
@@ -135,7 +135,7 @@ export class SessionInformer {
     for (const [name, object] of this.cache) {
       if (!present.has(name)) {
         this.cache.delete(name);
-        this.emit({ type: 'removed', object });
+        this.listeners.emit({ type: 'removed', object });
       }
     }
     for (const item of items) {
@@ -159,7 +159,7 @@ export class SessionInformer {
       case 'DELETED':
         this.resourceVersion = event.object.metadata.resourceVersion;
         this.cache.delete(event.object.metadata.name);
-        this.emit({ type: 'removed', object: event.object });
+        this.listeners.emit({ type: 'removed', object: event.object });
         return;
       default:
         this.resourceVersion = event.object.metadata.resourceVersion;
@@ -172,16 +172,6 @@ export class SessionInformer {
     const known = this.cache.get(object.metadata.name);
     if (known && known.metadata.uid === object.metadata.uid && Number(known.metadata.resourceVersion) >= Number(object.metadata.resourceVersion)) return;
     this.cache.set(object.metadata.name, object);
-    this.emit({ type: 'upserted', object });
-  }
-
-  private emit(change: InformerChange): void {
-    for (const listener of [...this.listeners]) {
-      try {
-        listener(change);
-      } catch (err) {
-        this.logger.error({ err }, 'ProxySession change listener failed');
-      }
-    }
+    this.listeners.emit({ type: 'upserted', object });
   }
 }
