@@ -1,6 +1,6 @@
 // The operator's settings from CCCP_* environment variables, with errors that
 // name the variable. The proxy pod reads its own (proxy-pod/config.ts).
-import { ConfigError, envInteger, envList, envString } from '../proxy-pod/env.ts';
+import { ConfigError, envInteger, envList, envString } from '../common/env.ts';
 import { PortAllocator, type PortRange } from './port-allocator.ts';
 
 export { ConfigError };

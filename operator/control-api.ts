@@ -4,7 +4,7 @@
 // 4xx, never 500.
 import Router from '@koa/router';
 import Koa from 'koa';
-import type { Logger } from '../proxy-pod/log.ts';
+import type { Logger } from '../common/log.ts';
 import { BearerTokens } from './bearer-tokens.ts';
 import type { ControlMetrics } from './control-metrics.ts';
 import { openApiDocument } from './openapi.ts';

@@ -8,8 +8,8 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { adminTokenFromEnv } from '../proxy-pod/config.ts';
-import { ConfigError, envInteger, envString } from '../proxy-pod/env.ts';
-import { createLogger, type Logger } from '../proxy-pod/log.ts';
+import { ConfigError, envInteger, envString } from '../common/env.ts';
+import { createLogger, type Logger } from '../common/log.ts';
 import { operatorConfigFromEnv, reconcilerSettings } from './config.ts';
 import { createControlApi } from './control-api.ts';
 import { ControlMetrics } from './control-metrics.ts';
@@ -74,7 +74,7 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
   await informer.synced;
   const store = new KubeSessionStore(client, informer, logger.child({ part: 'store' }));
   const admin = new ProxyAdminClient({ endpoint: cluster.admin });
-  const recorder = new EventRecorder(kubeConfig, cluster.namespace, logger.child({ part: 'events' }));
+  const recorder = EventRecorder.forCluster(kubeConfig, cluster.namespace, logger.child({ part: 'events' }));
 
   let reconciler: Reconciler | undefined;
   // Starting and stopping the reconciler run one after another, so a lease
@@ -108,7 +108,7 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
         if (session && kubeEvent) recorder.record({ name: session.metadata.name, uid: session.metadata.uid }, kubeEvent);
       },
     });
-  const elector = new LeaderElector(kubeConfig, {
+  const elector = LeaderElector.forCluster(kubeConfig, {
     namespace: cluster.namespace,
     leaseName: cluster.leaseName,
     identity: cluster.identity,

@@ -12,8 +12,8 @@ import type {
   SessionLookup,
   SessionSpec,
   SessionState,
-} from '../proxy-pod/admin-protocol.ts';
-import { realTimers, type Timers } from './work-queue.ts';
+} from '../common/admin-protocol.ts';
+import { type Clock, systemClock } from '../common/clock.ts';
 
 export type AdminEndpoint = { socketPath: string } | { host: string; port: number; token: string };
 
@@ -60,7 +60,7 @@ export interface ProxyAdminClientOptions {
   reconnectMaxMs?: number;
   /** An event stream silent for this long is reconnected. */
   streamIdleMs?: number;
-  timers?: Timers;
+  clock?: Clock;
 }
 
 // ---- shape checks -------------------------------------------------------
@@ -173,7 +173,7 @@ export class ProxyAdminClient implements ProxyAdmin {
   private readonly reconnectMinMs: number;
   private readonly reconnectMaxMs: number;
   private readonly streamIdleMs: number;
-  private readonly timers: Timers;
+  private readonly clock: Clock;
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
   private readonly streams = new Set<EventStream>();
 
@@ -183,7 +183,7 @@ export class ProxyAdminClient implements ProxyAdmin {
     this.reconnectMinMs = options.reconnectMinMs ?? 100;
     this.reconnectMaxMs = options.reconnectMaxMs ?? 5_000;
     this.streamIdleMs = options.streamIdleMs ?? 45_000;
-    this.timers = options.timers ?? realTimers;
+    this.clock = options.clock ?? systemClock;
   }
 
   async info(): Promise<InstanceInfo> {
@@ -222,7 +222,7 @@ export class ProxyAdminClient implements ProxyAdmin {
     const stream: EventStream = {
       close: () => {
         closed = true;
-        if (retryHandle !== undefined) this.timers.clearTimeout(retryHandle);
+        if (retryHandle !== undefined) this.clock.clearTimeout(retryHandle);
         request?.destroy();
         this.streams.delete(stream);
       },
@@ -233,7 +233,7 @@ export class ProxyAdminClient implements ProxyAdmin {
       handlers.onConnectionChange?.(false, error);
       failures += 1;
       const delay = Math.min(this.reconnectMaxMs, this.reconnectMinMs * 2 ** Math.min(failures - 1, 20));
-      retryHandle = this.timers.setTimeout(() => {
+      retryHandle = this.clock.setTimeout(() => {
         retryHandle = undefined;
         connect();
       }, delay);

@@ -4,7 +4,7 @@
 import type { OnQuery } from './query-validation.ts';
 import { isTerminal, type ProxySession, type ProxySessionSpec, type SessionStore } from './session-store.ts';
 import { waitForSession } from './session-wait.ts';
-import { realTimers, type Timers } from './work-queue.ts';
+import { type Clock, systemClock } from '../common/clock.ts';
 
 export type OnOutcome =
   | { kind: 'listening'; host: string; port: number }
@@ -27,7 +27,7 @@ export class SessionCommandError extends Error {
 export interface SessionCommandsOptions {
   /** Upper bound for one /on or /off. */
   timeoutMs?: number;
-  timers?: Timers;
+  clock?: Clock;
 }
 
 /** /on restarts at most this often when it races with /off or a session ending. */
@@ -35,16 +35,16 @@ const MAX_ON_ATTEMPTS = 5;
 
 export class SessionCommands {
   private readonly timeoutMs: number;
-  private readonly timers: Timers;
+  private readonly clock: Clock;
 
   constructor(private readonly store: SessionStore, options: SessionCommandsOptions = {}) {
     this.timeoutMs = options.timeoutMs ?? 10_000;
-    this.timers = options.timers ?? realTimers;
+    this.clock = options.clock ?? systemClock;
   }
 
   async on(query: OnQuery): Promise<OnOutcome> {
-    const deadline = this.timers.now() + this.timeoutMs;
-    const remaining = () => Math.max(0, deadline - this.timers.now());
+    const deadline = this.clock.now() + this.timeoutMs;
+    const remaining = () => Math.max(0, deadline - this.clock.now());
     const spec: ProxySessionSpec = { serial: query.serial, persistent: query.persistent, ipWhitelist: query.ipWhitelist };
     if (query.timeoutSeconds !== undefined) spec.timeoutSeconds = query.timeoutSeconds;
 
@@ -64,7 +64,7 @@ export class SessionCommands {
         query.serial,
         (s) => !s || s.uid !== session.uid || s.deleting || isTerminal(s) || isListening(s, session.generation),
         remaining(),
-        this.timers,
+        this.clock,
       );
       const final = wait.session;
       if (!wait.reached) {
@@ -119,7 +119,7 @@ export class SessionCommands {
   }
 
   private async waitUntilGone(session: ProxySession, timeoutMs: number): Promise<boolean> {
-    const wait = await waitForSession(this.store, session.serial, (s) => !s || s.uid !== session.uid, timeoutMs, this.timers);
+    const wait = await waitForSession(this.store, session.serial, (s) => !s || s.uid !== session.uid, timeoutMs, this.clock);
     return wait.reached;
   }
 }

@@ -1,6 +1,6 @@
 // Pure status merging: how a ProxySession's status follows from the proxy's
 // view of it. No I/O; the reconciler decides when to write.
-import type { SessionSpec, SessionState } from '../proxy-pod/admin-protocol.ts';
+import type { SessionSpec, SessionState } from '../common/admin-protocol.ts';
 import {
   isLive,
   type ProxySession,

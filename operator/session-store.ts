@@ -2,7 +2,7 @@
 // converges. The names mirror the ProxySession custom resource
 // (cccp.tcxn.net/v1alpha1) so the Kubernetes store maps field for field;
 // the memory store serves the standalone mode and tests.
-import type { EndedReason } from '../proxy-pod/admin-protocol.ts';
+import type { EndedReason } from '../common/admin-protocol.ts';
 
 export interface ProxySessionSpec {
   /** Immutable; also the store key (the resource name is derived from it). */

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { proxyOptionsFromEnv } from '../proxy-pod/config.ts';
-import { createLogger, type Logger } from '../proxy-pod/log.ts';
+import { createLogger, type Logger } from '../common/log.ts';
 import { ProxyPod } from '../proxy-pod/proxy-pod.ts';
 import { operatorConfigFromEnv, reconcilerSettings, type OperatorConfig } from './config.ts';
 import { createControlApi } from './control-api.ts';

@@ -10,8 +10,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { addressEntryError } from './address-matcher.ts';
-import type { AdminError, ProxyEvent, SessionList, SessionLookup, SessionSpec, SessionState } from './admin-protocol.ts';
-import type { Logger } from './log.ts';
+import type { AdminError, ProxyEvent, SessionList, SessionLookup, SessionSpec, SessionState } from '../common/admin-protocol.ts';
+import type { Logger } from '../common/log.ts';
 import { isValidSerial } from './registration.ts';
 import { PortUnavailableError } from './session.ts';
 

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { addressEntryError } from './address-matcher.ts';
 import type { AdminListen } from './admin-api.ts';
-import { ConfigError, envInteger, envList, envString } from './env.ts';
+import { ConfigError, envInteger, envList, envString } from '../common/env.ts';
 import type { ProxyPodOptions } from './proxy-pod.ts';
 
 export interface ProxyConfig extends ProxyPodOptions {

@@ -3,7 +3,7 @@
 // pending until its session exists.
 import net from 'node:net';
 import { AddressMatcher } from './address-matcher.ts';
-import type { Logger } from './log.ts';
+import type { Logger } from '../common/log.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import { RegistrationParser } from './registration.ts';
 import { peerAddress } from './session.ts';

@@ -1,7 +1,7 @@
 // Entry point of the proxy pod process.
 import { proxyOptionsFromEnv } from './config.ts';
 import { HealthServer } from './health-server.ts';
-import { createLogger } from './log.ts';
+import { createLogger } from '../common/log.ts';
 import { ProxyPod } from './proxy-pod.ts';
 
 const logger = createLogger('proxy-pod');

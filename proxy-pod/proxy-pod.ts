@@ -4,9 +4,9 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { AdminApi, AdminHttpError, type AdminListen } from './admin-api.ts';
-import type { ProxyEvent, SessionList, SessionLookup, SessionSpec, SessionState } from './admin-protocol.ts';
+import type { ProxyEvent, SessionList, SessionLookup, SessionSpec, SessionState } from '../common/admin-protocol.ts';
 import { DeviceRegistry, type RegisteredDevice } from './device-registry.ts';
-import { createLogger, type Logger } from './log.ts';
+import { createLogger, type Logger } from '../common/log.ts';
 import { ProxyMetrics } from './metrics.ts';
 import { Session, type SessionEvent } from './session.ts';
 

@@ -7,8 +7,8 @@
 // (so memory per direction stays near one socket buffer).
 import net from 'node:net';
 import { AddressMatcher } from './address-matcher.ts';
-import type { EndedReason, SessionSpec, SessionState } from './admin-protocol.ts';
-import type { Logger } from './log.ts';
+import type { EndedReason, SessionSpec, SessionState } from '../common/admin-protocol.ts';
+import type { Logger } from '../common/log.ts';
 import type { ProxyMetrics } from './metrics.ts';
 
 export type Side = 'device' | 'client';

@@ -5,7 +5,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { silentLogger } from '../proxy-pod/log.ts';
+import { silentLogger } from '../common/log.ts';
 import { createControlApi } from '../operator/control-api.ts';
 import { ControlMetrics } from '../operator/control-metrics.ts';
 import { MemorySessionStore } from '../operator/memory-session-store.ts';

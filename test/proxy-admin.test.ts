@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { AdminError, InstanceInfo, ProxyEvent, SessionList } from '../proxy-pod/admin-protocol.ts';
+import type { AdminError, InstanceInfo, ProxyEvent, SessionList } from '../common/admin-protocol.ts';
 import { Received, connect, connectDevice, freePort, freePorts, waitFor } from './helpers/net.ts';
 import { type Started, startNodeProcess } from './helpers/process.ts';
 import { AdminCaller, startProxy, type TestProxy } from './helpers/proxy.ts';

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { RateLimiter } from '../operator/reconciler.ts';
+import { RateLimiter } from '../common/rate-limiter.ts';
 
 test('a full bucket lets a burst of its size through, then spaces writes evenly', () => {
   const limiter = new RateLimiter(5);

@@ -2,14 +2,14 @@
 // end-to-end tests use the real proxy). Time is a manual clock.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { EndedReason, SessionList, SessionLookup, SessionSpec, SessionState } from '../proxy-pod/admin-protocol.ts';
-import { silentLogger } from '../proxy-pod/log.ts';
+import type { EndedReason, SessionList, SessionLookup, SessionSpec, SessionState } from '../common/admin-protocol.ts';
+import { silentLogger } from '../common/log.ts';
 import { MemorySessionStore } from '../operator/memory-session-store.ts';
 import { PortAllocator } from '../operator/port-allocator.ts';
 import { AdminApiError, type EventStream, type EventStreamHandlers, type ProxyAdmin } from '../operator/proxy-admin-client.ts';
 import { Reconciler } from '../operator/reconciler.ts';
 import type { ProxySessionSpec } from '../operator/session-store.ts';
-import { FakeTimers } from './helpers/fake-timers.ts';
+import { FakeClock } from './helpers/fake-clock.ts';
 
 class FakeProxy implements ProxyAdmin {
   instanceId = 'instance-1';
@@ -65,15 +65,15 @@ class FakeProxy implements ProxyAdmin {
 }
 
 function setup(range = { min: 100, max: 102 }, options: { endedRetentionMs?: number } = {}) {
-  const timers = new FakeTimers();
-  const store = new MemorySessionStore({ now: () => new Date(timers.now()) });
+  const clock = new FakeClock();
+  const store = new MemorySessionStore({ now: () => new Date(clock.now()) });
   const proxy = new FakeProxy();
-  const allocator = new PortAllocator({ ...range, now: () => timers.now() });
+  const allocator = new PortAllocator({ ...range, now: () => clock.now() });
   const reconciler = new Reconciler({
-    store, admin: proxy, allocator, publicHost: 'proxy.example', logger: silentLogger(), timers,
+    store, admin: proxy, allocator, publicHost: 'proxy.example', logger: silentLogger(), clock,
     pollIntervalMs: 300, resyncIntervalMs: 30_000, endedRetentionMs: options.endedRetentionMs ?? 60_000,
   });
-  return { timers, store, proxy, allocator, reconciler };
+  return { clock, store, proxy, allocator, reconciler };
 }
 
 const spec = (serial: string, extra: Partial<ProxySessionSpec> = {}): ProxySessionSpec => ({ serial, persistent: false, ipWhitelist: [], ...extra });
@@ -179,12 +179,12 @@ test('live counters and addresses are copied from the proxy into status', async 
 });
 
 test('the port table is rebuilt from the store before anything is allocated', async () => {
-  const { store, proxy, reconciler, timers } = setup();
+  const { store, proxy, reconciler, clock } = setup();
   const { session } = await store.apply(spec('OLD'));
   await store.writeStatus('OLD', session.uid, { phase: 'Active', host: 'proxy.example', port: 100, observedGeneration: 1 });
   await store.apply(spec('NEW'));
   await reconciler.start();
-  await timers.advance(100);
+  await clock.advance(100);
   await reconciler.queue.idle();
   assert.is((await store.get('NEW'))?.status.port, 101);
   assert.ok(proxy.calls.includes('PUT OLD 100'), 'the old session is reprogrammed on its own port');
@@ -192,48 +192,48 @@ test('the port table is rebuilt from the store before anything is allocated', as
 });
 
 test('a restarted proxy (new instanceId, empty list) gets every live session again on the same port', async () => {
-  const { store, proxy, reconciler, timers } = setup();
+  const { store, proxy, reconciler, clock } = setup();
   await store.apply(spec('A'));
   await store.apply(spec('B'));
   await reconciler.start();
-  await timers.advance(100);
+  await clock.advance(100);
   await reconciler.queue.idle();
   const before = [(await store.get('A'))?.status.port, (await store.get('B'))?.status.port];
   proxy.sessions.clear();
   proxy.instanceId = 'instance-2';
   proxy.calls = [];
-  await timers.advance(400);
+  await clock.advance(400);
   await reconciler.queue.idle();
-  await timers.advance(10);
+  await clock.advance(10);
   assert.equal(proxy.calls.sort(), [`PUT A ${before[0]}`, `PUT B ${before[1]}`]);
   await reconciler.stop();
 });
 
 test('the poller notices changed counters and updates status without any other trigger', async () => {
-  const { store, proxy, reconciler, timers } = setup();
+  const { store, proxy, reconciler, clock } = setup();
   await store.apply(spec('A'));
   await reconciler.start();
-  await timers.advance(100);
+  await clock.advance(100);
   await reconciler.queue.idle();
   const state = proxy.sessions.get('A')!;
   proxy.sessions.set('A', { ...state, transferredBytes: 7, deviceConnected: true });
-  await timers.advance(350);
+  await clock.advance(350);
   await reconciler.queue.idle();
   assert.is((await store.get('A'))?.status.transferredBytes, 7);
   await reconciler.stop();
 });
 
 test('an Ended session is deleted after the retention time', async () => {
-  const { store, proxy, reconciler, timers } = setup(undefined, { endedRetentionMs: 1000 });
+  const { store, proxy, reconciler, clock } = setup(undefined, { endedRetentionMs: 1000 });
   await store.apply(spec('A'));
   await reconciler.start();
-  await timers.advance(100);
+  await clock.advance(100);
   await reconciler.queue.idle();
   proxy.end('A', 'DeviceDisconnected');
-  await timers.advance(400);
+  await clock.advance(400);
   await reconciler.queue.idle();
   assert.is((await store.get('A'))?.status.phase, 'Ended');
-  await timers.advance(1200);
+  await clock.advance(1200);
   await reconciler.queue.idle();
   assert.is(await store.get('A'), undefined);
   await reconciler.stop();
@@ -247,14 +247,14 @@ test('a session the store does not hold is removed from the proxy', async () => 
 });
 
 test('a proxy that keeps failing is retried with backoff, not on every poll', async () => {
-  const { store, proxy, reconciler, timers } = setup();
+  const { store, proxy, reconciler, clock } = setup();
   proxy.putSession = async (serial) => {
     proxy.calls.push(`PUT ${serial}`);
     throw new AdminApiError(500, 'internal', 'broken');
   };
   await store.apply(spec('A'));
   await reconciler.start();
-  await timers.advance(3000);
+  await clock.advance(3000);
   // Backoff 100, 200, 400, 800 ms: runs at about 0, 100, 300, 700, 1500; ten polls happened meanwhile.
   assert.ok(proxy.calls.length >= 4 && proxy.calls.length <= 6, `${proxy.calls.length} attempts`);
   assert.is((await store.get('A'))?.status.phase, 'Pending');

@@ -2,7 +2,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { WorkQueue } from '../operator/work-queue.ts';
-import { FakeTimers, flush } from './helpers/fake-timers.ts';
+import { FakeClock, flush } from './helpers/fake-clock.ts';
 
 function deferred() {
   let resolve!: () => void;
@@ -16,7 +16,7 @@ test('a key added many times while waiting runs once', async () => {
   const queue = new WorkQueue<string>(async (key) => {
     if (key === 'blocker') await gate.promise;
     runs.push(key);
-  }, { concurrency: 1, timers: new FakeTimers() });
+  }, { concurrency: 1, clock: new FakeClock() });
   queue.add('blocker');
   for (let i = 0; i < 10; i++) queue.add('a');
   gate.resolve();
@@ -34,7 +34,7 @@ test('one key never runs twice at once; an add during a run causes exactly one m
     maxActive = Math.max(maxActive, active);
     await gates[runs++]?.promise;
     active--;
-  }, { concurrency: 4, timers: new FakeTimers() });
+  }, { concurrency: 4, clock: new FakeClock() });
   queue.add('a');
   await flush();
   queue.add('a');
@@ -56,7 +56,7 @@ test('different keys run concurrently up to the limit', async () => {
     maxActive = Math.max(maxActive, active);
     await gate.promise;
     active--;
-  }, { concurrency: 2, timers: new FakeTimers() });
+  }, { concurrency: 2, clock: new FakeClock() });
   for (const key of ['a', 'b', 'c', 'd']) queue.add(key);
   await flush();
   assert.is(maxActive, 2);
@@ -65,76 +65,76 @@ test('different keys run concurrently up to the limit', async () => {
 });
 
 test('a failing key is retried with exponential backoff, and success resets it', async () => {
-  const timers = new FakeTimers();
+  const clock = new FakeClock();
   const attempts: number[] = [];
   let failUntil = 3;
   const queue = new WorkQueue<string>(async () => {
-    attempts.push(timers.now());
+    attempts.push(clock.now());
     if (attempts.length <= failUntil) throw new Error('boom');
-  }, { baseDelayMs: 100, maxDelayMs: 10_000, timers });
+  }, { baseDelayMs: 100, maxDelayMs: 10_000, clock });
   queue.add('a');
   await flush();
-  await timers.advance(1000);
+  await clock.advance(1000);
   assert.equal(attempts, [0, 100, 300, 700]);
   assert.is(queue.failuresOf('a'), 0);
   failUntil = 0;
 });
 
 test('backoff is capped at the maximum delay', async () => {
-  const timers = new FakeTimers();
+  const clock = new FakeClock();
   const attempts: number[] = [];
   const queue = new WorkQueue<string>(async () => {
-    attempts.push(timers.now());
+    attempts.push(clock.now());
     throw new Error('always');
-  }, { baseDelayMs: 100, maxDelayMs: 400, timers });
+  }, { baseDelayMs: 100, maxDelayMs: 400, clock });
   queue.add('a');
-  await timers.advance(1500);
+  await clock.advance(1500);
   assert.equal(attempts, [0, 100, 300, 700, 1100, 1500]);
   await queue.stop();
-  assert.is(timers.pending, 0, 'stop cancels the pending retry');
+  assert.is(clock.pending, 0, 'stop cancels the pending retry');
 });
 
 test('requeueAfterMs runs the key again later', async () => {
-  const timers = new FakeTimers();
+  const clock = new FakeClock();
   const attempts: number[] = [];
   const queue = new WorkQueue<string>(async () => {
-    attempts.push(timers.now());
+    attempts.push(clock.now());
     return attempts.length < 3 ? { requeueAfterMs: 50 } : undefined;
-  }, { timers });
+  }, { clock });
   queue.add('a');
-  await timers.advance(500);
+  await clock.advance(500);
   assert.equal(attempts, [0, 50, 100]);
 });
 
 test('an add supersedes a pending delayed retry', async () => {
-  const timers = new FakeTimers();
+  const clock = new FakeClock();
   const attempts: number[] = [];
   const queue = new WorkQueue<string>(async () => {
-    attempts.push(timers.now());
+    attempts.push(clock.now());
     if (attempts.length === 1) throw new Error('once');
-  }, { baseDelayMs: 1000, timers });
+  }, { baseDelayMs: 1000, clock });
   queue.add('a');
   await flush();
-  await timers.advance(10);
+  await clock.advance(10);
   queue.add('a');
-  await timers.advance(2000);
+  await clock.advance(2000);
   assert.equal(attempts, [0, 10]);
 });
 
 test('addUnlessDelayed does not cut a backoff short, add does', async () => {
-  const timers = new FakeTimers();
+  const clock = new FakeClock();
   const attempts: number[] = [];
   const queue = new WorkQueue<string>(async () => {
-    attempts.push(timers.now());
+    attempts.push(clock.now());
     throw new Error('always');
-  }, { baseDelayMs: 1000, maxDelayMs: 1000, timers });
+  }, { baseDelayMs: 1000, maxDelayMs: 1000, clock });
   queue.add('a');
-  await timers.advance(10);
+  await clock.advance(10);
   queue.addUnlessDelayed('a');
-  await timers.advance(10);
+  await clock.advance(10);
   assert.equal(attempts, [0], 'the poll-style trigger waited for the backoff');
   queue.add('a');
-  await timers.advance(10);
+  await clock.advance(10);
   assert.equal(attempts, [0, 20], 'a real change runs at once');
   await queue.stop();
 });

@@ -4,7 +4,7 @@
 // writes. A resource made with kubectl under any name is a session like one
 // made by /on; if two resources carry one serial, the older one is the
 // session and the newer is marked Failed (DuplicateSerial).
-import type { Logger } from '../../proxy-pod/log.ts';
+import type { Logger } from '../../common/log.ts';
 import {
   SESSION_FINALIZER,
   copySpec,

@@ -5,14 +5,19 @@
 // arrived for a while, since watches can stall silently. The cache
 // (session-cache.ts) orders the copies that race in from the watch, relists
 // and the store's own writes, and never resurrects a deleted object.
-import type { Logger } from '../../proxy-pod/log.ts';
+import type { Logger } from '../../common/log.ts';
+import { type Clock, systemClock } from '../../common/clock.ts';
 import type { ProxySessionClient, ProxySessionResource, WatchEvent, WatchHandle } from './proxysession-client.ts';
 import { ChangeListeners } from '../change-listeners.ts';
 import { SessionCache } from './session-cache.ts';
 
 export type InformerChange = { type: 'upserted'; object: ProxySessionResource } | { type: 'removed'; object: ProxySessionResource };
 
+/** The two calls the informer makes: the ProxySession client, or a test's script. */
+export type SessionSource = Pick<ProxySessionClient, 'list' | 'watch'>;
+
 export interface SessionInformerOptions {
+  clock?: Clock;
   /** Relist when nothing arrived for this long. */
   silenceMs?: number;
   initialBackoffMs?: number;
@@ -28,9 +33,10 @@ export class SessionInformer {
   private watch: WatchHandle | undefined;
   private stopped = false;
   private backoffMs: number;
-  private lastHeard = Date.now();
-  private watchdog: NodeJS.Timeout | undefined;
-  private restartTimer: NodeJS.Timeout | undefined;
+  private lastHeard: number;
+  private watchdog: unknown;
+  private restartTimer: unknown;
+  private readonly clock: Clock;
   private generation = 0;
   private resolveSynced!: () => void;
   /** Resolves after the first successful list. */
@@ -39,29 +45,31 @@ export class SessionInformer {
   private readonly initialBackoffMs: number;
   private readonly maxBackoffMs: number;
 
-  constructor(private readonly client: ProxySessionClient, private readonly logger: Logger, options: SessionInformerOptions = {}) {
+  constructor(private readonly client: SessionSource, private readonly logger: Logger, options: SessionInformerOptions = {}) {
+    this.clock = options.clock ?? systemClock;
+    this.lastHeard = this.clock.now();
     this.silenceMs = options.silenceMs ?? 120_000;
     this.initialBackoffMs = options.initialBackoffMs ?? 250;
     this.maxBackoffMs = options.maxBackoffMs ?? 10_000;
     this.backoffMs = this.initialBackoffMs;
-    this.cache = new SessionCache(options.tombstoneTtlMs === undefined ? {} : { tombstoneTtlMs: options.tombstoneTtlMs });
+    this.cache = new SessionCache({ now: () => this.clock.now(), ...(options.tombstoneTtlMs === undefined ? {} : { tombstoneTtlMs: options.tombstoneTtlMs }) });
   }
 
   start(): void {
-    this.watchdog = setInterval(() => {
-      if (Date.now() - this.lastHeard > this.silenceMs) {
-        this.logger.warn({ silentForMs: Date.now() - this.lastHeard }, 'ProxySession watch silent; relisting');
+    this.watchdog = this.clock.setInterval(() => {
+      const silentForMs = this.clock.now() - this.lastHeard;
+      if (silentForMs > this.silenceMs) {
+        this.logger.warn({ silentForMs }, 'ProxySession watch silent; relisting');
         this.restart(true, 0);
       }
     }, Math.min(this.silenceMs, 10_000));
-    this.watchdog.unref();
     void this.run(true);
   }
 
   stop(): void {
     this.stopped = true;
-    clearInterval(this.watchdog);
-    clearTimeout(this.restartTimer);
+    this.clock.clearInterval(this.watchdog);
+    this.clock.clearTimeout(this.restartTimer);
     this.watch?.abort();
   }
 
@@ -74,7 +82,7 @@ export class SessionInformer {
     this.generation++;
     this.watch?.abort();
     this.watch = undefined;
-    clearTimeout(this.restartTimer);
+    this.clock.clearTimeout(this.restartTimer);
     await this.relist();
     void this.run(false);
   }
@@ -133,8 +141,8 @@ export class SessionInformer {
     this.generation++;
     this.watch?.abort();
     this.watch = undefined;
-    clearTimeout(this.restartTimer);
-    this.restartTimer = setTimeout(() => void this.run(relist), delayMs);
+    this.clock.clearTimeout(this.restartTimer);
+    this.restartTimer = this.clock.setTimeout(() => void this.run(relist), delayMs);
   }
 
   private nextBackoff(): number {
@@ -145,7 +153,7 @@ export class SessionInformer {
 
   private async relist(): Promise<void> {
     const { items, resourceVersion } = await this.client.list();
-    this.lastHeard = Date.now();
+    this.lastHeard = this.clock.now();
     const { removed, upserted } = this.cache.replaceAll(items, resourceVersion);
     for (const object of removed) this.listeners.emit({ type: 'removed', object });
     for (const object of upserted) this.listeners.emit({ type: 'upserted', object });
@@ -154,7 +162,7 @@ export class SessionInformer {
   }
 
   private onEvent(event: WatchEvent): void {
-    this.lastHeard = Date.now();
+    this.lastHeard = this.clock.now();
     switch (event.type) {
       case 'BOOKMARK':
         this.resourceVersion = event.resourceVersion;

@@ -4,8 +4,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { SessionList, SessionSpec, SessionState } from '../../proxy-pod/admin-protocol.ts';
-import { silentLogger } from '../../proxy-pod/log.ts';
+import type { SessionList, SessionSpec, SessionState } from '../../common/admin-protocol.ts';
+import { silentLogger } from '../../common/log.ts';
 import { ProxyPod, type ProxyPodOptions } from '../../proxy-pod/proxy-pod.ts';
 import { freePort } from './net.ts';
 
