@@ -22,6 +22,7 @@ import { ProxyAdminClient } from './proxy-admin-client.ts';
 import { Reconciler } from './reconciler.ts';
 import { SessionCommands } from './session-commands.ts';
 import { proxyEventToKubeEvent } from './kube/session-events.ts';
+import { listen } from '../common/sockets.ts';
 
 const IN_CLUSTER_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
 
@@ -129,7 +130,7 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
     notReadyReason: () => (reconciler && !reconciler.isReady() ? 'the reconciler has not reached the proxy yet' : undefined),
   });
   const server = http.createServer(app.callback());
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(config.controlPort, config.controlBindHost, resolve));
+  await listen(server, { port: config.controlPort, host: config.controlBindHost });
   const { port } = server.address() as AddressInfo;
   const controlUrl = `http://${config.controlBindHost ?? 'localhost'}:${port}`;
   logger.info({ controlUrl, namespace: cluster.namespace, identity: cluster.identity }, 'operator ready');

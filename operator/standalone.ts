@@ -18,6 +18,7 @@ import { MemorySessionStore } from './memory-session-store.ts';
 import { ProxyAdminClient } from './proxy-admin-client.ts';
 import { Reconciler } from './reconciler.ts';
 import { SessionCommands } from './session-commands.ts';
+import { listen } from '../common/sockets.ts';
 
 export interface Standalone {
   controlUrl: string;
@@ -72,13 +73,7 @@ export async function startStandalone(env: NodeJS.ProcessEnv, logger: Logger): P
       notReadyReason: () => (reconciler.isReady() ? undefined : 'the reconciler has not synced with the proxy yet'),
     });
     const server = http.createServer(app.callback());
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(config.controlPort, config.controlBindHost, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listen(server, { port: config.controlPort, host: config.controlBindHost });
     cleanups.push(
       () =>
         new Promise<void>((resolve) => {

@@ -14,6 +14,7 @@ import type { AdminError, ProxyEvent, SessionList, SessionLookup, SessionSpec, S
 import type { Logger } from '../common/log.ts';
 import { isValidSerial } from './registration.ts';
 import { PortUnavailableError } from './session.ts';
+import { listen } from '../common/sockets.ts';
 
 export type AdminListen = { socketPath: string } | { host: string; port: number; token: string };
 
@@ -56,12 +57,12 @@ export class AdminApi {
     if ('socketPath' in how) {
       // A socket file left by a killed process would make listen fail.
       await unlink(how.socketPath).catch(() => undefined);
-      await new Promise<void>((resolve, reject) => this.server.once('error', reject).listen(how.socketPath, resolve));
+      await listen(this.server, { path: how.socketPath });
       await chmod(how.socketPath, 0o600);
       this.socketPath = how.socketPath;
       this.where = how.socketPath;
     } else {
-      await new Promise<void>((resolve, reject) => this.server.once('error', reject).listen(how.port, how.host, resolve));
+      await listen(this.server, { port: how.port, host: how.host });
       const address = this.server.address() as AddressInfo;
       this.where = `${address.address}:${address.port}`;
     }

@@ -3,10 +3,11 @@
 // pending until its session exists.
 import net from 'node:net';
 import { AddressMatcher } from './address-matcher.ts';
+import type { Clock } from '../common/clock.ts';
 import type { Logger } from '../common/log.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import { RegistrationParser } from './registration.ts';
-import { peerAddress } from './session.ts';
+import { listen, peerAddress } from '../common/sockets.ts';
 
 export interface DeviceRegistryOptions {
   port: number;
@@ -22,6 +23,7 @@ export interface DeviceRegistryOptions {
   allowlist: string[];
   metrics: ProxyMetrics;
   logger: Logger;
+  clock: Clock;
 }
 
 export interface RegisteredDevice {
@@ -55,13 +57,7 @@ export class DeviceRegistry {
   }
 
   async listen(): Promise<number> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen({ port: this.opts.port, host: this.opts.bindHost }, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
+    await listen(this.server, { port: this.opts.port, host: this.opts.bindHost });
     return (this.server.address() as net.AddressInfo).port;
   }
 
@@ -98,14 +94,14 @@ export class DeviceRegistry {
 
     const parser = new RegistrationParser();
     const done = () => {
-      clearTimeout(deadline);
+      this.opts.clock.clearTimeout(deadline);
       socket.off('data', onData);
       socket.off('close', onClose);
       socket.off('end', onClose);
       this.unregistered.delete(socket);
       this.opts.metrics.unregisteredConnections.set(this.unregistered.size);
     };
-    const deadline = setTimeout(() => {
+    const deadline = this.opts.clock.setTimeout(() => {
       done();
       this.reject(socket, address, 'timeout');
     }, this.opts.registrationTimeoutMs);
@@ -140,12 +136,12 @@ export class DeviceRegistry {
       this.takePending(serial);
       socket.destroy();
     };
-    const timer = setTimeout(() => {
+    const timer = this.opts.clock.setTimeout(() => {
       this.takePending(serial);
       this.reject(socket, address, 'pending-timeout');
     }, this.opts.pendingTimeoutMs);
     const release = () => {
-      clearTimeout(timer);
+      this.opts.clock.clearTimeout(timer);
       socket.off('data', discard).off('end', gone).off('close', gone);
       socket.pause();
     };

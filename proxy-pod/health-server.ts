@@ -3,6 +3,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
+import { listen } from '../common/sockets.ts';
 
 export class HealthServer {
   private readonly server: http.Server;
@@ -26,7 +27,7 @@ export class HealthServer {
   }
 
   async listen(port: number, host?: string): Promise<number> {
-    await new Promise<void>((resolve, reject) => this.server.once('error', reject).listen(port, host, resolve));
+    await listen(this.server, { port, host });
     return (this.server.address() as AddressInfo).port;
   }
 

@@ -6,6 +6,7 @@ import { EventEmitter } from 'node:events';
 import { AdminApi, AdminHttpError, type AdminListen } from './admin-api.ts';
 import type { ProxyEvent, SessionList, SessionLookup, SessionSpec, SessionState } from '../common/admin-protocol.ts';
 import { DeviceRegistry, type RegisteredDevice } from './device-registry.ts';
+import { type Clock, systemClock } from '../common/clock.ts';
 import { createLogger, type Logger } from '../common/log.ts';
 import { ProxyMetrics } from './metrics.ts';
 import { Session, type SessionEvent } from './session.ts';
@@ -24,11 +25,13 @@ export interface ProxyPodOptions {
   logger?: Logger;
   /** Process-wide metrics (memory, CPU); off when several pods share a process. */
   processMetrics?: boolean;
+  clock?: Clock;
 }
 
 export class ProxyPod {
   readonly instanceId = randomUUID();
-  readonly startedAt = new Date();
+  readonly startedAt: Date;
+  private readonly clock: Clock;
   readonly metrics: ProxyMetrics;
   private readonly logger: Logger;
   private readonly sessions = new Map<string, Session>();
@@ -42,6 +45,8 @@ export class ProxyPod {
   private lock: Promise<unknown> = Promise.resolve();
 
   private constructor(private readonly opts: ProxyPodOptions) {
+    this.clock = opts.clock ?? systemClock;
+    this.startedAt = new Date(this.clock.now());
     this.logger = opts.logger ?? createLogger('proxy-pod');
     this.metrics = new ProxyMetrics(opts.processMetrics ?? true);
     this.events.setMaxListeners(0);
@@ -56,6 +61,7 @@ export class ProxyPod {
         allowlist: opts.deviceAllowlist ?? [],
         metrics: this.metrics,
         logger: this.logger,
+        clock: this.clock,
       },
       (device) => this.routeDevice(device),
     );
@@ -110,6 +116,7 @@ export class ProxyPod {
         logger: this.logger,
         lingerMs: this.opts.lingerMs ?? 30_000,
         emit: (event) => this.publish(event),
+        clock: this.clock,
       });
       await session.listen();
       this.sessions.set(serial, session);
@@ -169,7 +176,7 @@ export class ProxyPod {
   }
 
   private publish(event: SessionEvent): void {
-    const full: ProxyEvent = { ...event, instanceId: this.instanceId, seq: ++this.seq, at: new Date().toISOString() };
+    const full: ProxyEvent = { ...event, instanceId: this.instanceId, seq: ++this.seq, at: new Date(this.clock.now()).toISOString() };
     this.events.emit('event', full);
   }
 

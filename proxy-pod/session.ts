@@ -8,8 +8,10 @@
 import net from 'node:net';
 import { AddressMatcher } from './address-matcher.ts';
 import type { EndedReason, SessionSpec, SessionState } from '../common/admin-protocol.ts';
+import type { Clock } from '../common/clock.ts';
 import type { Logger } from '../common/log.ts';
 import type { ProxyMetrics } from './metrics.ts';
+import { listen, peerAddress } from '../common/sockets.ts';
 
 export type Side = 'device' | 'client';
 
@@ -28,6 +30,7 @@ export interface SessionContext {
   /** How long an ending session waits for a party to take its last bytes. */
   lingerMs: number;
   emit(event: SessionEvent): void;
+  clock: Clock;
 }
 
 export class PortUnavailableError extends Error {
@@ -83,7 +86,7 @@ export class Session {
   private readonly server: net.Server;
   private readonly parties: Record<Side, Party | undefined> = { device: undefined, client: undefined };
   private clientEverConnected = false;
-  private timeoutTimer: NodeJS.Timeout | undefined;
+  private timeoutTimer: unknown;
   private transferred = 0;
   private dropped = 0;
   private listeningSince = new Date();
@@ -111,21 +114,10 @@ export class Session {
 
   /** Binds the session's port; rejects with PortUnavailableError. */
   async listen(): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: Error) => reject(new PortUnavailableError(this.spec.port, err));
-      this.server.once('error', onError);
-      try {
-        this.server.listen({ port: this.spec.port, host: this.ctx.bindHost, exclusive: true }, () => {
-          this.server.off('error', onError);
-          resolve();
-        });
-      } catch (err) {
-        // An out-of-range port throws synchronously.
-        this.server.off('error', onError);
-        reject(new PortUnavailableError(this.spec.port, err));
-      }
+    await listen(this.server, { port: this.spec.port, host: this.ctx.bindHost, exclusive: true }).catch((err: unknown) => {
+      throw new PortUnavailableError(this.spec.port, err);
     });
-    this.listeningSince = new Date();
+    this.listeningSince = new Date(this.ctx.clock.now());
     this.armTimeout();
   }
 
@@ -155,8 +147,8 @@ export class Session {
   end(reason: EndedReason): void {
     if (!this.live) return;
     this.endedReason = reason;
-    this.endedAt = new Date();
-    clearTimeout(this.timeoutTimer);
+    this.endedAt = new Date(this.ctx.clock.now());
+    this.ctx.clock.clearTimeout(this.timeoutTimer);
     this.server.close();
     for (const party of [this.parties.device, this.parties.client]) {
       if (!party) continue;
@@ -189,10 +181,10 @@ export class Session {
   }
 
   private armTimeout(): void {
-    clearTimeout(this.timeoutTimer);
+    this.ctx.clock.clearTimeout(this.timeoutTimer);
     this.timeoutTimer = undefined;
     if (this.clientEverConnected || this.spec.timeoutSeconds === undefined || !this.live) return;
-    this.timeoutTimer = setTimeout(() => this.end('ClientConnectTimeout'), this.spec.timeoutSeconds * 1000);
+    this.timeoutTimer = this.ctx.clock.setTimeout(() => this.end('ClientConnectTimeout'), this.spec.timeoutSeconds * 1000);
   }
 
   private onClient(socket: net.Socket): void {
@@ -210,7 +202,7 @@ export class Session {
       return;
     }
     this.clientEverConnected = true;
-    clearTimeout(this.timeoutTimer);
+    this.ctx.clock.clearTimeout(this.timeoutTimer);
     this.timeoutTimer = undefined;
     this.attach('client', socket);
   }
@@ -307,16 +299,11 @@ export class Session {
    */
   private closeAfterFlush(socket: net.Socket): void {
     if (socket.destroyed) return;
-    const linger = setTimeout(() => socket.destroy(), this.ctx.lingerMs);
-    linger.unref();
-    socket.once('close', () => clearTimeout(linger));
+    const linger = this.ctx.clock.setTimeout(() => socket.destroy(), this.ctx.lingerMs);
+    socket.once('close', () => this.ctx.clock.clearTimeout(linger));
     socket.on('data', () => {});
     socket.resume();
     socket.end();
   }
 }
 
-export function peerAddress(socket: net.Socket): string {
-  const host = socket.remoteAddress ?? 'unknown';
-  return host.includes(':') ? `[${host}]:${socket.remotePort}` : `${host}:${socket.remotePort}`;
-}
