@@ -30,12 +30,9 @@ export interface SessionSpec {
   timeoutSeconds?: number;
 }
 
-export type EndedReason =
-  | 'ClientConnectTimeout'
-  | 'DeviceDisconnected'
-  | 'ClientDisconnected'
-  | 'Deleted'
-  | 'Superseded';
+/** Why a session ended on the proxy. */
+export const ENDED_REASONS = ['ClientConnectTimeout', 'DeviceDisconnected', 'ClientDisconnected', 'Deleted', 'Superseded'] as const;
+export type EndedReason = (typeof ENDED_REASONS)[number];
 
 export interface SessionState extends SessionSpec {
   serial: string;
@@ -69,16 +66,18 @@ export interface SessionLookup extends InstanceInfo {
   session?: SessionState;
 }
 
-export type ProxyEventType =
-  | 'hello'
-  | 'device-connected'
-  | 'device-disconnected'
-  | 'client-connected'
-  | 'client-disconnected'
-  | 'client-refused'
-  | 'session-ended'
-  /** Sent every 15 s on an otherwise quiet stream, so a reader can tell quiet from dead. */
-  | 'heartbeat';
+export const PROXY_EVENT_TYPES = [
+  'hello',
+  'device-connected',
+  'device-disconnected',
+  'client-connected',
+  'client-disconnected',
+  'client-refused',
+  'session-ended',
+  // Sent every 15 s on an otherwise quiet stream, so a reader can tell quiet from dead.
+  'heartbeat',
+] as const;
+export type ProxyEventType = (typeof PROXY_EVENT_TYPES)[number];
 
 export interface ProxyEvent {
   type: ProxyEventType;
@@ -92,8 +91,15 @@ export interface ProxyEvent {
   reason?: string;
 }
 
+export const ADMIN_ERROR_CODES = ['bad_request', 'unauthorized', 'not_found', 'port_unavailable', 'conflict', 'internal'] as const;
+
 /** Body of every 4xx/5xx answer. `code` is stable, `message` is for people. */
 export interface AdminError {
-  code: 'bad_request' | 'unauthorized' | 'not_found' | 'port_unavailable' | 'conflict' | 'internal';
+  code: (typeof ADMIN_ERROR_CODES)[number];
   message: string;
+}
+
+/** Membership test that narrows: `isOneOf(ENDED_REASONS, value)`. */
+export function isOneOf<T extends string>(list: readonly T[], value: unknown): value is T {
+  return (list as readonly unknown[]).includes(value);
 }

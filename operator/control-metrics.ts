@@ -1,9 +1,8 @@
 // Prometheus metrics of the Control API, in its own Registry so that nothing
 // else in the process (the proxy pod in standalone mode) mixes in.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { SessionPhase, SessionStore } from './session-store.ts';
+import { SESSION_PHASES, type SessionStore } from './session-store.ts';
 
-const PHASES: readonly SessionPhase[] = ['Pending', 'Active', 'Ended', 'Failed'];
 
 export class ControlMetrics {
   readonly registry = new Registry();
@@ -30,7 +29,7 @@ export class ControlMetrics {
       labelNames: ['phase'],
       registers: [this.registry],
       async collect() {
-        const counts = new Map<string, number>([...PHASES, 'Deleting', 'New'].map((p) => [p, 0]));
+        const counts = new Map<string, number>([...SESSION_PHASES, 'Deleting', 'New'].map((p) => [p, 0]));
         for (const session of await store.list()) {
           const phase = session.deleting ? 'Deleting' : session.status.phase ?? 'New';
           counts.set(phase, (counts.get(phase) ?? 0) + 1);

@@ -2,16 +2,18 @@
 // over a Unix socket or TCP with a bearer token. Every answer is checked
 // against the contract before it is returned, so nothing untyped leaks out.
 import http from 'node:http';
-import type {
-  AdminError,
-  EndedReason,
-  InstanceInfo,
-  ProxyEvent,
-  ProxyEventType,
-  SessionList,
-  SessionLookup,
-  SessionSpec,
-  SessionState,
+import {
+  ADMIN_ERROR_CODES,
+  type AdminError,
+  ENDED_REASONS,
+  type InstanceInfo,
+  isOneOf,
+  PROXY_EVENT_TYPES,
+  type ProxyEvent,
+  type SessionList,
+  type SessionLookup,
+  type SessionSpec,
+  type SessionState,
 } from '../common/admin-protocol.ts';
 import { type Clock, systemClock } from '../common/clock.ts';
 
@@ -81,12 +83,6 @@ function optionalString(value: unknown, what: string): string | undefined {
   return value;
 }
 
-const ENDED_REASONS: readonly EndedReason[] = ['ClientConnectTimeout', 'DeviceDisconnected', 'ClientDisconnected', 'Deleted', 'Superseded'];
-const EVENT_TYPES: readonly ProxyEventType[] = [
-  'hello', 'device-connected', 'device-disconnected', 'client-connected', 'client-disconnected', 'client-refused', 'session-ended',
-];
-const ERROR_CODES: readonly AdminError['code'][] = ['bad_request', 'unauthorized', 'not_found', 'port_unavailable', 'conflict', 'internal'];
-
 export function toInstanceInfo(value: unknown): InstanceInfo {
   if (!isObject(value) || typeof value.instanceId !== 'string' || typeof value.startedAt !== 'string' || typeof value.devicePort !== 'number') {
     fail('instance info');
@@ -122,8 +118,8 @@ export function toSessionState(value: unknown): SessionState {
   if (typeof v.timeoutSeconds === 'number') state.timeoutSeconds = v.timeoutSeconds;
   const reason = optionalString(v.endedReason, what);
   if (reason !== undefined) {
-    if (!ENDED_REASONS.includes(reason as EndedReason)) fail(what);
-    state.endedReason = reason as EndedReason;
+    if (!isOneOf(ENDED_REASONS, reason)) fail(what);
+    state.endedReason = reason;
   }
   const deviceAddress = optionalString(v.deviceAddress, what);
   if (deviceAddress !== undefined) state.deviceAddress = deviceAddress;
@@ -142,11 +138,11 @@ export function toSessionList(value: unknown): SessionList {
 
 export function toProxyEvent(value: unknown): ProxyEvent {
   const what = 'event';
-  if (!isObject(value) || !EVENT_TYPES.includes(value.type as ProxyEventType) || typeof value.instanceId !== 'string' || typeof value.seq !== 'number') {
+  if (!isObject(value) || !isOneOf(PROXY_EVENT_TYPES, value.type) || typeof value.instanceId !== 'string' || typeof value.seq !== 'number') {
     fail(what);
   }
   const event: ProxyEvent = {
-    type: value.type as ProxyEventType,
+    type: value.type,
     instanceId: value.instanceId,
     seq: value.seq,
     at: optionalString(value.at, what) ?? '',
@@ -159,8 +155,8 @@ export function toProxyEvent(value: unknown): ProxyEvent {
 }
 
 function toAdminError(status: number, body: unknown): AdminApiError {
-  if (isObject(body) && ERROR_CODES.includes(body.code as AdminError['code']) && typeof body.message === 'string') {
-    return new AdminApiError(status, body.code as AdminError['code'], body.message);
+  if (isObject(body) && isOneOf(ADMIN_ERROR_CODES, body.code) && typeof body.message === 'string') {
+    return new AdminApiError(status, body.code, body.message);
   }
   return new AdminApiError(status, status === 401 ? 'unauthorized' : status === 404 ? 'not_found' : 'internal', `Admin API answered HTTP ${status}`);
 }
@@ -270,7 +266,7 @@ export class ProxyAdminClient implements ProxyAdmin {
             try {
               const parsed: unknown = JSON.parse(line);
               // Heartbeats and event types newer than this client only prove the stream is alive.
-              if (isObject(parsed) && !EVENT_TYPES.includes(parsed.type as ProxyEventType)) continue;
+              if (isObject(parsed) && !isOneOf(PROXY_EVENT_TYPES, parsed.type)) continue;
               event = toProxyEvent(parsed);
             } catch (error) {
               request?.destroy();

@@ -7,6 +7,7 @@ import {
   type ProxySessionStatus,
   type SessionCondition,
   type SessionEndReason,
+  STATUS_SCALARS,
 } from './session-store.ts';
 
 export const READY = 'Ready';
@@ -123,14 +124,6 @@ export function failedStatus(session: ProxySession, reason: SessionEndReason, me
 export function sameStatus(a: ProxySessionStatus, b: ProxySessionStatus): boolean {
   return STATUS_SCALARS.every((field) => a[field] === b[field]) && sameConditions(a.conditions, b.conditions);
 }
-
-const STATUS_SCALARS = [
-  'phase', 'host', 'port', 'deviceConnected', 'clientConnected', 'transferredBytes',
-  'deviceAddress', 'clientAddress', 'endedReason', 'endedAt', 'observedGeneration',
-] as const satisfies ReadonlyArray<Exclude<keyof ProxySessionStatus, 'conditions'>>;
-// A status field added later without being listed above fails to compile here.
-const everyScalarListed: Exclude<keyof ProxySessionStatus, 'conditions' | (typeof STATUS_SCALARS)[number]> extends never ? true : never = true;
-void everyScalarListed;
 
 function sameConditions(a: SessionCondition[] | undefined, b: SessionCondition[] | undefined): boolean {
   if (a === undefined || b === undefined) return a === b;

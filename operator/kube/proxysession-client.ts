@@ -10,7 +10,7 @@ import {
   setHeaderOptions,
 } from '@kubernetes/client-node';
 import { createHash } from 'node:crypto';
-import type { ProxySessionSpec, ProxySessionStatus, SessionCondition, SessionEndReason, SessionPhase } from '../session-store.ts';
+import { isOfKind, type ProxySessionSpec, type ProxySessionStatus, type SessionCondition, STATUS_SCALAR_KINDS, STATUS_SCALARS, type StatusScalars } from '../session-store.ts';
 
 export const GROUP = 'cccp.tcxn.net';
 export const VERSION = 'v1alpha1';
@@ -184,10 +184,7 @@ export class ProxySessionClient {
 
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
-const STATUS_FIELDS: Array<keyof ProxySessionStatus> = [
-  'phase', 'host', 'port', 'deviceConnected', 'clientConnected', 'transferredBytes', 'deviceAddress',
-  'clientAddress', 'endedReason', 'endedAt', 'observedGeneration', 'conditions',
-];
+const STATUS_FIELDS: Array<keyof ProxySessionStatus> = [...STATUS_SCALARS, 'conditions'];
 
 async function call<T>(request: () => Promise<T>): Promise<T> {
   try {
@@ -257,21 +254,11 @@ export function toResource(value: unknown): ProxySessionResource {
 
 function toStatus(status: Record<string, unknown>): ProxySessionStatus {
   const result: ProxySessionStatus = {};
-  const phase = optional(status.phase, isString);
-  if (phase && ['Pending', 'Active', 'Ended', 'Failed'].includes(phase)) result.phase = phase as SessionPhase;
-  const assign = <K extends keyof ProxySessionStatus>(key: K, value: ProxySessionStatus[K] | undefined) => {
-    if (value !== undefined) result[key] = value;
-  };
-  assign('host', optional(status.host, isString));
-  assign('port', optional(status.port, isNumber));
-  assign('deviceConnected', optional(status.deviceConnected, isBoolean));
-  assign('clientConnected', optional(status.clientConnected, isBoolean));
-  assign('transferredBytes', optional(status.transferredBytes, isNumber));
-  assign('deviceAddress', optional(status.deviceAddress, isString));
-  assign('clientAddress', optional(status.clientAddress, isString));
-  assign('endedReason', optional(status.endedReason, isString) as SessionEndReason | undefined);
-  assign('endedAt', optional(status.endedAt, isString));
-  assign('observedGeneration', optional(status.observedGeneration, isNumber));
+  // What the schema's kind does not admit is left out, as if absent.
+  const scalars = result as Record<keyof StatusScalars, unknown>;
+  for (const field of STATUS_SCALARS) {
+    if (isOfKind(STATUS_SCALAR_KINDS[field], status[field])) scalars[field] = status[field];
+  }
   if (Array.isArray(status.conditions)) {
     result.conditions = status.conditions.flatMap((c): SessionCondition[] => {
       const condition = typeof c === 'object' && c !== null ? (c as Record<string, unknown>) : {};
