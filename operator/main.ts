@@ -23,6 +23,7 @@ import { Reconciler } from './reconciler.ts';
 import { SessionCommands } from './session-commands.ts';
 import { proxyEventToKubeEvent } from './kube/session-events.ts';
 import { listen } from '../common/sockets.ts';
+import { isEntryPoint } from '../common/entry-point.ts';
 
 const IN_CLUSTER_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
 
@@ -171,4 +172,4 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => stop(0));
 }
 
-await main();
+if (isEntryPoint(import.meta.url)) await main();

@@ -6,8 +6,7 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { proxyOptionsFromEnv } from '../proxy-pod/config.ts';
 import { createLogger, type Logger } from '../common/log.ts';
 import { ProxyPod } from '../proxy-pod/proxy-pod.ts';
@@ -19,6 +18,7 @@ import { ProxyAdminClient } from './proxy-admin-client.ts';
 import { Reconciler } from './reconciler.ts';
 import { SessionCommands } from './session-commands.ts';
 import { listen } from '../common/sockets.ts';
+import { isEntryPoint } from '../common/entry-point.ts';
 
 export interface Standalone {
   controlUrl: string;
@@ -119,6 +119,4 @@ async function main(): Promise<void> {
 }
 
 // Run only as the entry point, so tests and embedders can import startStandalone.
-if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === resolve(process.argv[1])) {
-  await main();
-}
+if (isEntryPoint(import.meta.url)) await main();
