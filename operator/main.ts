@@ -7,8 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { adminTokenFromEnv } from '../proxy-pod/config.ts';
-import { ConfigError, envInteger, envString } from '../common/env.ts';
+import { adminTokenFromEnv, ConfigError, envInteger, envString } from '../common/env.ts';
 import { createLogger, type Logger } from '../common/log.ts';
 import { operatorConfigFromEnv, reconcilerSettings } from './config.ts';
 import { createControlApi } from './control-api.ts';
@@ -47,7 +46,7 @@ export function clusterConfigFromEnv(env: NodeJS.ProcessEnv): ClusterConfig {
     leaseName: envString(env, 'CCCP_LEASE_NAME') ?? 'cccp-operator',
     leaseDurationSeconds: envInteger(env, 'CCCP_LEASE_DURATION_S', 15, 2, 300),
     counterFlushesPerSecond: envInteger(env, 'CCCP_COUNTER_FLUSHES_PER_S', 50, 1, 10_000),
-    admin: { host: match[1]!.replace(/^\[|\]$/g, ''), port: Number(match[2]), token: adminTokenFromEnv(env) },
+    admin: { host: (match[1] ?? '').replace(/^\[|\]$/g, ''), port: Number(match[2]), token: adminTokenFromEnv(env) },
   };
 }
 

@@ -257,8 +257,7 @@ export class ProxyAdminClient implements ProxyAdmin {
         });
         response.on('data', (chunk: string) => {
           buffered += chunk;
-          let newline: number;
-          while ((newline = buffered.indexOf('\n')) !== -1) {
+          for (let newline = buffered.indexOf('\n'); newline !== -1; newline = buffered.indexOf('\n')) {
             const line = buffered.slice(0, newline).trim();
             buffered = buffered.slice(newline + 1);
             if (line === '') continue;

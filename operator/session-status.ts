@@ -130,7 +130,8 @@ function sameConditions(a: SessionCondition[] | undefined, b: SessionCondition[]
   return (
     a.length === b.length &&
     a.every((c, i) => {
-      const d = b[i]!;
+      const d = b[i];
+      if (d === undefined) return false;
       return (
         c.type === d.type && c.status === d.status && c.reason === d.reason && c.message === d.message &&
         c.lastTransitionTime === d.lastTransitionTime && c.observedGeneration === d.observedGeneration

@@ -71,7 +71,10 @@ export class WorkQueue<K> {
   /** Queues key after delayMs; an earlier pending delay for the key wins. */
   addAfter(key: K, delayMs: number): void {
     if (this.stopped) return;
-    if (delayMs <= 0) return this.add(key);
+    if (delayMs <= 0) {
+      this.add(key);
+      return;
+    }
     const dueAt = this.clock.now() + delayMs;
     const existing = this.delayed.get(key);
     if (existing && existing.dueAt <= dueAt) return;

@@ -172,7 +172,8 @@ function digest(text: string): Buffer {
 /** Compares hashes so neither length nor content leaks through timing. */
 function bearerMatches(header: string, expected: Buffer): boolean {
   const match = /^Bearer\s+(\S+)$/i.exec(header);
-  return match !== null && timingSafeEqual(digest(match[1]!), expected);
+  const presented = match?.[1];
+  return presented !== undefined && timingSafeEqual(digest(presented), expected);
 }
 
 function serialParam(raw: string | undefined): string {

@@ -85,8 +85,14 @@ export class DeviceRegistry {
   private onConnection(socket: net.Socket): void {
     const address = peerAddress(socket);
     socket.on('error', () => {});
-    if (!this.allowlist.admits(socket.remoteAddress)) return this.reject(socket, address, 'source-not-allowed');
-    if (this.unregistered.size >= this.opts.maxUnregistered) return this.reject(socket, address, 'overload');
+    if (!this.allowlist.admits(socket.remoteAddress)) {
+      this.reject(socket, address, 'source-not-allowed');
+      return;
+    }
+    if (this.unregistered.size >= this.opts.maxUnregistered) {
+      this.reject(socket, address, 'overload');
+      return;
+    }
     socket.setKeepAlive(true);
     socket.setNoDelay(true);
     this.unregistered.add(socket);
@@ -129,7 +135,10 @@ export class DeviceRegistry {
     const { serial, socket } = device;
     // A newer connection for the serial replaces the older one.
     this.takePending(serial)?.destroy();
-    if (this.pending.size >= this.opts.maxPending) return this.reject(socket, address, 'pending-full');
+    if (this.pending.size >= this.opts.maxPending) {
+      this.reject(socket, address, 'pending-full');
+      return;
+    }
     // Data that arrives before the session exists is discarded.
     const discard = () => {};
     const gone = () => {

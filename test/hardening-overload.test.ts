@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Received, connect, connectDevice, freePorts, sleep, waitFor } from './helpers/net.ts';
+import { connect, connectDevice, freePorts, sleep, waitFor } from './helpers/net.ts';
 import { type Started, startNodeProcess } from './helpers/process.ts';
 import { AdminCaller } from './helpers/proxy.ts';
 

@@ -10,7 +10,10 @@ const test = suite('device registration');
 let proxy: TestProxy;
 let ports: number[];
 const sockets: net.Socket[] = [];
-const track = <T extends net.Socket>(s: T) => (sockets.push(s), s);
+const track = <T extends net.Socket>(s: T) => {
+  sockets.push(s);
+  return s;
+};
 
 test.before(async () => {
   proxy = await startProxy({ registrationTimeoutMs: 1500, pendingTimeoutMs: 1000 });
@@ -64,7 +67,7 @@ test('an LF arriving in the read after a trailing CR is taken as part of CRLF', 
 test('over-long, non-printable, empty and unterminated registrations are closed', async () => {
   const cases: Array<[string, string, string]> = [
     ['x'.repeat(65), 'too-long', 'over 64 bytes without a line ending'],
-    ['x'.repeat(70) + '\r', 'too-long', 'a 70-byte serial'],
+    [`${'x'.repeat(70)}\r`, 'too-long', 'a 70-byte serial'],
     ['CLD 1\r', 'non-printable', 'a space'],
     ['CLD\x01\r', 'non-printable', 'a control byte'],
     ['\r', 'empty', 'an empty line'],

@@ -4,7 +4,7 @@ import { RegistrationParser, isValidSerial } from '../proxy-pod/registration.ts'
 
 const feed = (...chunks: string[]) => {
   const parser = new RegistrationParser();
-  let step;
+  let step: ReturnType<RegistrationParser['push']> | undefined;
   for (const chunk of chunks) step = parser.push(Buffer.from(chunk, 'latin1'));
   return step!;
 };
@@ -43,9 +43,9 @@ test('a serial split over many reads is assembled', () => {
 });
 
 test('64 printable bytes register; 65 are refused', () => {
-  const ok = feed('x'.repeat(64) + '\r');
+  const ok = feed(`${'x'.repeat(64)}\r`);
   assert.equal(ok.kind === 'registered' && ok.serial.length, 64);
-  assert.equal(feed('x'.repeat(65) + '\r'), { kind: 'rejected', reason: 'too-long' });
+  assert.equal(feed(`${'x'.repeat(65)}\r`), { kind: 'rejected', reason: 'too-long' });
   assert.equal(feed('x'.repeat(65)), { kind: 'rejected', reason: 'too-long' });
 });
 

@@ -218,7 +218,6 @@ function asRecord(value: unknown, what: string): Record<string, unknown> {
 const optional = <T>(value: unknown, check: (v: unknown) => v is T): T | undefined => (check(value) ? value : undefined);
 const isString = (v: unknown): v is string => typeof v === 'string';
 const isNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
-const isBoolean = (v: unknown): v is boolean => typeof v === 'boolean';
 
 /** Checks and converts one object from the API server. */
 export function toResource(value: unknown): ProxySessionResource {

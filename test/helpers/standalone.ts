@@ -1,7 +1,4 @@
-// Runs the standalone mode (`operator/standalone.ts`) as a real child process
-// on loopback, with free ports and a small session port range, and calls its
-// Control API over HTTP. Every wait is bounded.
-import net from 'node:net';
+
 import { freePort, freePortRange, type PortRange, waitFor } from './net.ts';
 import { startNodeProcess, type Started } from './process.ts';
 
