@@ -110,7 +110,7 @@ export class DeviceRegistry {
     const deadline = this.opts.clock.setTimeout(() => {
       done();
       this.reject(socket, address, 'timeout');
-    }, this.opts.registrationTimeoutMs);
+    }, this.opts.registrationTimeoutMs, { keepAlive: true });
     const onClose = () => {
       done();
       this.reject(socket, address, 'closed-early');
@@ -148,7 +148,7 @@ export class DeviceRegistry {
     const timer = this.opts.clock.setTimeout(() => {
       this.takePending(serial);
       this.reject(socket, address, 'pending-timeout');
-    }, this.opts.pendingTimeoutMs);
+    }, this.opts.pendingTimeoutMs, { keepAlive: true });
     const release = () => {
       this.opts.clock.clearTimeout(timer);
       socket.off('data', discard).off('end', gone).off('close', gone);

@@ -184,7 +184,7 @@ export class Session {
     this.ctx.clock.clearTimeout(this.timeoutTimer);
     this.timeoutTimer = undefined;
     if (this.clientEverConnected || this.spec.timeoutSeconds === undefined || !this.live) return;
-    this.timeoutTimer = this.ctx.clock.setTimeout(() => this.end('ClientConnectTimeout'), this.spec.timeoutSeconds * 1000);
+    this.timeoutTimer = this.ctx.clock.setTimeout(() => this.end('ClientConnectTimeout'), this.spec.timeoutSeconds * 1000, { keepAlive: true });
   }
 
   private onClient(socket: net.Socket): void {

@@ -79,7 +79,7 @@ export class LeaderElector {
     }
     // A leader that could not renew within the lease time must assume another took over.
     if (this.leading && this.clock.now() - this.lastRenewed > this.durationS * 1000) this.lose('lease not renewed in time');
-    if (!this.stopped) this.timer = this.clock.setTimeout(() => void this.tick(), this.leading ? this.renewEveryMs : Math.min(this.renewEveryMs, 2000));
+    if (!this.stopped) this.timer = this.clock.setTimeout(() => void this.tick(), this.leading ? this.renewEveryMs : Math.min(this.renewEveryMs, 2000), { keepAlive: true });
   }
 
   private lose(why: string): void {

@@ -142,7 +142,7 @@ export class SessionInformer {
     this.watch?.abort();
     this.watch = undefined;
     this.clock.clearTimeout(this.restartTimer);
-    this.restartTimer = this.clock.setTimeout(() => void this.run(relist), delayMs);
+    this.restartTimer = this.clock.setTimeout(() => void this.run(relist), delayMs, { keepAlive: true });
   }
 
   private nextBackoff(): number {

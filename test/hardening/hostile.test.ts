@@ -5,7 +5,7 @@ import type net from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Received, connect, connectDevice, freePorts, sleep, waitFor } from '../helpers/net.ts';
-import { startProxy, type TestProxy } from '../helpers/proxy.ts';
+import { joinPair, startProxy, type TestProxy } from '../helpers/proxy.ts';
 
 const test = suite('hostile input');
 let proxy: TestProxy;
@@ -40,13 +40,11 @@ test('a serial with control bytes or spaces never reaches the session of the ser
 });
 
 test('bytes after the line ending are payload and never register the connection again', async () => {
-  await proxy.admin.put('HOST-A', { port: ports[1]!, persistent: true });
   await proxy.admin.put('HOST-B', { port: ports[2]!, persistent: true });
-  const clientA = new Received(await connect(ports[1]!));
-  sockets.push(clientA.socket);
-  await waitFor(async () => (await proxy.admin.session('HOST-A'))?.clientConnected === true, 2000, 'client A');
-  const device = await connectDevice(proxy.pod.devicePort, 'HOST-A', '\r', 'HOST-B\r');
-  sockets.push(device);
+  const pair = await joinPair(proxy.admin, proxy.pod.devicePort, 'HOST-A', { port: ports[1]!, persistent: true }, { payload: 'HOST-B\r' });
+  const clientA = new Received(pair.client);
+  const device = pair.device;
+  sockets.push(clientA.socket, device);
   device.write('HOST-B\n');
   assert.is((await clientA.untilLength(14)).toString(), 'HOST-B\rHOST-B\n');
   assert.not.ok((await proxy.admin.session('HOST-B'))?.deviceConnected, 'HOST-B never got a device');

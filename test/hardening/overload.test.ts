@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect, connectDevice, freePorts, sleep, waitFor } from '../helpers/net.ts';
-import { type Started, startNodeProcess } from '../helpers/process.ts';
+import { type Started, startNodeProcess } from '../helpers/processes.ts';
 import { AdminCaller } from '../helpers/proxy.ts';
 
 const test = suite('overload');

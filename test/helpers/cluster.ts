@@ -3,8 +3,9 @@
 // wires them (admin API on TCP with a token, KUBECONFIG for the operator).
 import { fileURLToPath } from 'node:url';
 import { startRig, type Rig } from '../kube/rig.ts';
+import { type Answer, request } from './http.ts';
 import { freePort, freePorts, waitFor } from './net.ts';
-import { type Started, startNodeProcess } from './process.ts';
+import { type Started, startNodeProcess } from './processes.ts';
 
 const crdFile = fileURLToPath(new URL('../../crds/proxysession.yaml', import.meta.url));
 const ADMIN_TOKEN = 'cluster-test-admin-token-0123456789';
@@ -83,10 +84,8 @@ export class TestCluster {
     return `http://127.0.0.1:${port}`;
   }
 
-  async control<T = Record<string, unknown>>(path: string, name?: string): Promise<{ status: number; body: T }> {
-    const res = await fetch(`${this.controlUrl(name)}${path}`, { signal: AbortSignal.timeout(30_000) });
-    const text = await res.text();
-    return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
+  async control<T = Record<string, unknown>>(path: string, name?: string): Promise<Answer<T>> {
+    return request<T>(`${this.controlUrl(name)}${path}`, { timeoutMs: 30_000 });
   }
 
   kubectl(args: string[], input?: string) {

@@ -2,7 +2,7 @@
 // test/kube/build.sh), rendering helm/cccp-proxy with values given as JSON,
 // and the rendered objects parsed as plain JSON (typed with the client
 // library's models where a test reads them).
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +12,7 @@ import { parseAllDocuments } from 'yaml';
 import type { Rig } from '../kube/rig.ts';
 import { mustKubectl } from './cluster.ts';
 import { freePorts } from './net.ts';
-import { type Started, startNodeProcess } from './process.ts';
+import { finished, runProgram, type Started, startNodeProcess } from './processes.ts';
 
 export const chartDir = fileURLToPath(new URL('../../helm/cccp-proxy', import.meta.url));
 export const topLevelCrdFile = fileURLToPath(new URL('../../crds/proxysession.yaml', import.meta.url));
@@ -45,26 +45,14 @@ export async function kubeBinDir(): Promise<string> {
   return dir;
 }
 
-export function runHelm(binDir: string, args: string[], kubeconfig?: string): Promise<HelmResult> {
-  return new Promise((resolve, reject) => {
-    execFile(join(binDir, 'helm'), args, {
-      env: {
-        ...process.env,
-        HELM_CACHE_HOME: join(helmHome, 'cache'),
-        HELM_CONFIG_HOME: join(helmHome, 'config'),
-        HELM_DATA_HOME: join(helmHome, 'data'),
-        ...(kubeconfig ? { KUBECONFIG: kubeconfig } : {}),
-      },
-      timeout: 120_000,
-      maxBuffer: 64 * 1024 * 1024,
-    }, (err, stdout, stderr) => {
-      if (err && typeof err.code !== 'number') {
-        reject(new Error(`helm ${args.join(' ')}: ${err.message}`, { cause: err }));
-        return;
-      }
-      resolve({ stdout, stderr, code: err ? Number(err.code) : 0 });
-    });
-  });
+export async function runHelm(binDir: string, args: string[], kubeconfig?: string): Promise<HelmResult> {
+  const env: Record<string, string> = {
+    HELM_CACHE_HOME: join(helmHome, 'cache'),
+    HELM_CONFIG_HOME: join(helmHome, 'config'),
+    HELM_DATA_HOME: join(helmHome, 'data'),
+    ...(kubeconfig ? { KUBECONFIG: kubeconfig } : {}),
+  };
+  return finished(`helm ${args.join(' ')}`, await runProgram(join(binDir, 'helm'), args, { env, timeoutMs: 120_000 }));
 }
 
 let valuesFiles = 0;

@@ -1,14 +1,10 @@
 
+import { type Answer, request } from './http.ts';
 import { freePort, freePortRange, type PortRange, waitFor } from './net.ts';
-import { startNodeProcess, type Started } from './process.ts';
+import { startNodeProcess, type Started } from './processes.ts';
 
 
-export interface Answer {
-  status: number;
-  headers: Headers;
-  /** Parsed JSON, or the text when the body is not JSON. */
-  body: unknown;
-}
+export type { Answer };
 
 export interface RunningStandalone {
   url: string;
@@ -44,19 +40,8 @@ export async function startStandalone(options: { rangeSize?: number; env?: Recor
     await started.stop();
     throw new Error(`standalone printed no Control API URL:\n${started.output()}`);
   }
-  const call = async (path: string, { method = 'GET', token }: { method?: string; token?: string } = {}): Promise<Answer> => {
-    const response = await fetch(url + path, {
-      method,
-      headers: token ? { authorization: `Bearer ${token}` } : {},
-      signal: AbortSignal.timeout(20_000),
-    });
-    const text = await response.text();
-    let body: unknown = text;
-    try {
-      body = JSON.parse(text);
-    } catch {}
-    return { status: response.status, headers: response.headers, body };
-  };
+  const call = (path: string, { method, token }: { method?: string; token?: string } = {}) =>
+    request(url + path, { ...(method ? { method } : {}), ...(token ? { token } : {}) });
   await waitFor(async () => (await call('/readyz')).status === 200, 10_000, 'the standalone mode to be ready').catch(async (error: Error) => {
     await started.stop();
     throw new Error(`${error.message}; output:\n${started.output().slice(-2000)}`);

@@ -9,7 +9,8 @@
 // iperf server (DeviceRelay).
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DeviceRelay, type Program, requirePrograms, runProgram, startProgram } from '../helpers/interop.ts';
+import { DeviceRelay, requirePrograms } from '../helpers/interop.ts';
+import { runProgram, type Started as Program, startProcess } from '../helpers/processes.ts';
 import { freePort, listeningPorts, waitFor } from '../helpers/net.ts';
 import { type RunningStandalone, startStandalone } from '../helpers/standalone.ts';
 
@@ -28,7 +29,7 @@ test.before(async () => {
     app = await startStandalone();
     serverPort = await freePort();
     // -y C: one CSV line per finished test, with the byte count.
-    server = await startProgram('iperf', ['-s', '-B', '127.0.0.1', '-p', String(serverPort), '-y', 'C']);
+    server = await startProcess('iperf', ['-s', '-B', '127.0.0.1', '-p', String(serverPort), '-y', 'C']);
     // A probe connection would count as a test in iperf's output: look at the socket table instead.
     await waitFor(() => listeningPorts().has(serverPort), 5000, 'the iperf server to listen');
   } catch (err) {
@@ -77,7 +78,7 @@ async function runIperf(serial: string, extra: string[]): Promise<{ client: Repo
   relays.push(await DeviceRelay.connect(a.devicePort, serial, serverPort));
   await waitFor(async () => ((await a.call(`/status?serial=${serial}`)).body as { device_connected: boolean }).device_connected, 5000, 'the relay to attach as the device');
   const seen = reports(server!.output()).length;
-  const result = await runProgram('iperf', ['-c', '127.0.0.1', '-p', String(sessionPort), '-t', String(SECONDS), '-y', 'C', ...extra], 60_000);
+  const result = await runProgram('iperf', ['-c', '127.0.0.1', '-p', String(sessionPort), '-t', String(SECONDS), '-y', 'C', ...extra], { timeoutMs: 60_000 });
   assert.is(result.code, 0, result.stdout + result.stderr);
   const [client] = reports(result.stdout);
   assert.ok(client, `iperf printed no report: ${result.stdout}${result.stderr}`);

@@ -6,7 +6,8 @@
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { PYTHON, type Program, requirePrograms, runProgram, startProgram } from '../helpers/interop.ts';
+import { PYTHON, requirePrograms } from '../helpers/interop.ts';
+import { runProgram, type Started as Program, startProcess } from '../helpers/processes.ts';
 import { waitFor } from '../helpers/net.ts';
 import { type RunningStandalone, startStandalone } from '../helpers/standalone.ts';
 
@@ -26,7 +27,7 @@ test.before(async () => {
     const on = await app.call(`/on?serial=${SERIAL}&persistent=true`);
     if (on.status !== 200) throw new Error(`/on answered ${on.status}: ${JSON.stringify(on.body)}`);
     port = (on.body as { port: number }).port;
-    device = await startProgram(PYTHON, [deviceScript, '127.0.0.1', String(app.devicePort), SERIAL], /registered/);
+    device = await startProcess(PYTHON, [deviceScript, '127.0.0.1', String(app.devicePort), SERIAL], { ready: /registered/, timeoutMs: 10_000 });
     await waitFor(async () => (await status()).device_connected, 5000, 'the Modbus device to attach');
   } catch (err) {
     startError = err;
@@ -50,7 +51,7 @@ async function status(): Promise<{ device_connected: boolean; client_connected: 
 /** One mbpoll run against the session port (one request, 5 s response timeout); with `values` it writes them. */
 async function mbpoll(options: string[], values: number[] = []): Promise<string> {
   const args = ['-1', '-q', '-o', '5', '-p', String(port), ...options, '127.0.0.1', ...(values.length > 0 ? ['--', ...values.map(String)] : [])];
-  const result = await runProgram('mbpoll', args, 20_000);
+  const result = await runProgram('mbpoll', args, { timeoutMs: 20_000 });
   assert.is(result.code, 0, `mbpoll ${args.join(' ')} failed: ${result.stdout}${result.stderr}${device?.output() ?? ''}`);
   return result.stdout;
 }

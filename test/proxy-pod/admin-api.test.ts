@@ -9,7 +9,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { AdminError, InstanceInfo, ProxyEvent, SessionList } from '../../common/admin-protocol.ts';
 import { Received, connect, connectDevice, freePort, freePorts, waitFor } from '../helpers/net.ts';
-import { type Started, startNodeProcess } from '../helpers/process.ts';
+import { type Started, startNodeProcess } from '../helpers/processes.ts';
 import { AdminCaller, startProxy, type TestProxy } from '../helpers/proxy.ts';
 
 const test = suite('admin API');

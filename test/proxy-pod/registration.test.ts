@@ -4,7 +4,7 @@ import type net from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Received, connect, connectDevice, freePorts, sleep, waitFor } from '../helpers/net.ts';
-import { startProxy, type TestProxy } from '../helpers/proxy.ts';
+import { joinPair, startProxy, type TestProxy } from '../helpers/proxy.ts';
 
 const test = suite('device registration');
 let proxy: TestProxy;
@@ -39,12 +39,11 @@ test('CR, LF and CRLF each register; payload in the same packet reaches the clie
   for (const [name, ending] of Object.entries(endings)) {
     const serial = `REG-${name}`;
     const port = ports[i++]!;
-    assert.is((await proxy.admin.put(serial, { port })).status, 200);
-    const client = new Received(track(await connect(port)));
-    await waitFor(async () => (await proxy.admin.session(serial))?.clientConnected === true, 2000, 'the client');
     // Payload that starts with bytes a careless parser would eat: CR, LF.
     const payload = Buffer.from([0x0d, 0x0a, 0x00, 0xff, 0x41, 0x0a]);
-    track(await connectDevice(proxy.pod.devicePort, serial, ending, payload));
+    const pair = await joinPair(proxy.admin, proxy.pod.devicePort, serial, { port }, { ending, payload });
+    track(pair.device);
+    const client = new Received(track(pair.client));
     await client.untilLength(payload.length);
     await sleep(50);
     assert.equal([...client.bytes()], [...payload], `ending ${name}`);

@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect, connectDevice, freePorts, waitFor } from '../helpers/net.ts';
-import { type Started, startNodeProcess } from '../helpers/process.ts';
-import { AdminCaller } from '../helpers/proxy.ts';
+import { type Started, startNodeProcess } from '../helpers/processes.ts';
+import { AdminCaller, joinPair } from '../helpers/proxy.ts';
 
 const test = suite('throughput and memory');
 const MiB = 1024 * 1024;
@@ -92,13 +92,8 @@ function receive(socket: net.Socket, total: number, bytesPerSecond?: number): Pr
 }
 
 test('64 MiB each way at once, slow-reading client: byte-exact, and the proxy RSS grows less than 48 MiB', async () => {
-  assert.is((await admin.put('BULK-1', { port: sessionPort, persistent: true })).status, 200);
-  const client = await connect(sessionPort);
-  sockets.push(client);
-  await waitFor(async () => (await admin.session('BULK-1'))?.clientConnected === true, 2000, 'the client');
-  const device = await connectDevice(devicePort, 'BULK-1');
-  sockets.push(device);
-  await waitFor(async () => (await admin.session('BULK-1'))?.deviceConnected === true, 2000, 'the device');
+  const { client, device } = await joinPair(admin, devicePort, 'BULK-1', { port: sessionPort, persistent: true });
+  sockets.push(client, device);
 
   const baseline = proxy.rss();
   let peak = baseline;
