@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { V1Deployment, V1EnvVar, V1Secret } from '@kubernetes/client-node';
+import type { V1Deployment, V1EnvVar, V1PodTemplateSpec, V1Secret } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
 import type { Rig } from '../kube/rig.ts';
 import { mustKubectl } from './cluster.ts';
@@ -179,7 +179,12 @@ export function deploymentOf(objects: KubeObject[], component: 'operator' | 'pro
   return found;
 }
 
-export function containerEnv(deployment: V1Deployment): V1EnvVar[] {
+/** Anything with a pod template: a Deployment, a Job. */
+export interface Workload {
+  spec?: { template: V1PodTemplateSpec };
+}
+
+export function containerEnv(deployment: Workload): V1EnvVar[] {
   return deployment.spec?.template.spec?.containers[0]?.env ?? [];
 }
 
@@ -196,7 +201,7 @@ export function secretValue(secret: V1Secret, key: string): string | undefined {
  * can be known outside a cluster: literal values, the downward API from
  * `pod`, and Secret keys from the rendered Secrets.
  */
-export function resolveEnv(objects: KubeObject[], deployment: V1Deployment, pod: { name: string; namespace: string }): Record<string, string> {
+export function resolveEnv(objects: KubeObject[], deployment: Workload, pod: { name: string; namespace: string }): Record<string, string> {
   const env: Record<string, string> = {};
   for (const variable of containerEnv(deployment)) {
     const from = variable.valueFrom;
