@@ -68,7 +68,7 @@ test('a token rotation by helm upgrade reaches the running operator without a re
   assert.is((await release.control('/status?serial=NOPE', NEW_TOKEN)).status, 401);
   const deploymentBefore = (await mustKubectl(r, ['get', 'deploy', 'rotate-cccp-proxy-operator', '-n', 'rotate', '-o', 'json'])).stdout;
   const adminBefore = await secretFromCluster(r, 'rotate', 'rotate-cccp-proxy-admin-token');
-  assert.ok((adminBefore.token ?? '').length >= 16, 'the operator filled the admin token Secret');
+  assert.ok((adminBefore.token ?? '').length >= 16, 'the admin token Secret was filled (operator/kube/admin-token-secret.ts)');
 
   const upgrade = await runHelm(r.binDir, ['upgrade', 'rotate', chartDir, '-n', 'rotate', '-f', release.valuesFile, '-f', valuesFile({ controlTokens: [NEW_TOKEN] })], r.kubeconfig);
   assert.is(upgrade.code, 0, upgrade.stderr);

@@ -7,7 +7,8 @@ import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { V1Deployment, V1EnvVar, V1PodTemplateSpec, V1Secret } from '@kubernetes/client-node';
+import { KubeConfig, type V1Deployment, type V1EnvVar, type V1PodTemplateSpec, type V1Secret } from '@kubernetes/client-node';
+import { ensureAdminToken } from '../../operator/kube/admin-token-secret.ts';
 import { parseAllDocuments } from 'yaml';
 import type { Rig } from '../kube/rig.ts';
 import { mustKubectl } from './cluster.ts';
@@ -256,8 +257,7 @@ export interface LocalReleaseOptions {
  * what points into the pod is redirected to loopback: the mounted Secret
  * files (projected from the Secrets in the API server, as the kubelet does),
  * the admin Service address and the bind addresses. The operator acts with a
- * TokenRequest token of the chart's own ServiceAccount and fills the admin
- * token Secret; the proxy starts once that token exists, as its pod would.
+ * TokenRequest token of the chart's own ServiceAccount.
  */
 export async function startLocalRelease(rig: Rig, opts: LocalReleaseOptions): Promise<LocalRelease> {
   const { release, namespace, portRange } = opts;
@@ -298,26 +298,34 @@ export async function startLocalRelease(rig: Rig, opts: LocalReleaseOptions): Pr
   };
   await syncControlTokens();
 
-  const operator = await startNodeProcess('operator/main.ts', {
-    ...operatorEnv,
-    KUBECONFIG: kubeconfig,
-    CCCP_NAMESPACE: '',
-    CCCP_ADMIN_ADDRESS: `127.0.0.1:${adminPort}`,
-    CCCP_CONTROL_BIND_HOST: '127.0.0.1',
-    ...(operatorEnv.CCCP_CONTROL_TOKENS_FILE ? { CCCP_CONTROL_TOKENS_FILE: join(tokensDir, 'tokens') } : {}),
-  }, /operator ready/);
-  let proxy: Started;
+  // The operator's own code fills the admin token Secret first (as the first
+  // replica would); the proxy then starts with it, as its pod does once the key
+  // exists, and the operator process reads it back through the API.
+  const adminSecret = deploymentOf(rendered.objects, 'proxy').spec?.template.spec?.volumes?.find((v) => v.name === 'admin-token')?.secret?.secretName ?? '';
+  if (operatorEnv.CCCP_ADMIN_TOKEN_SECRET) {
+    const asOperator = new KubeConfig();
+    asOperator.loadFromFile(kubeconfig);
+    await ensureAdminToken(asOperator, namespace, operatorEnv.CCCP_ADMIN_TOKEN_SECRET);
+  }
+  const adminDir = projectSecretVolume(join(mounts, 'admin-token'), await secretFromCluster(rig, namespace, adminSecret));
+  const proxy = await startNodeProcess('proxy-pod/main.ts', {
+    ...proxyEnv,
+    CCCP_ADMIN_TOKEN_FILE: join(adminDir, 'token'),
+    CCCP_BIND_HOST: '127.0.0.1',
+    CCCP_ADMIN_BIND_HOST: '127.0.0.1',
+  }, /proxy pod ready/);
+  let operator: Started;
   try {
-    const adminSecret = deploymentOf(rendered.objects, 'proxy').spec?.template.spec?.volumes?.find((v) => v.name === 'admin-token')?.secret?.secretName ?? '';
-    const adminDir = projectSecretVolume(join(mounts, 'admin-token'), await secretFromCluster(rig, namespace, adminSecret));
-    proxy = await startNodeProcess('proxy-pod/main.ts', {
-      ...proxyEnv,
-      CCCP_ADMIN_TOKEN_FILE: join(adminDir, 'token'),
-      CCCP_BIND_HOST: '127.0.0.1',
-      CCCP_ADMIN_BIND_HOST: '127.0.0.1',
-    }, /proxy pod ready/);
+    operator = await startNodeProcess('operator/main.ts', {
+      ...operatorEnv,
+      KUBECONFIG: kubeconfig,
+      CCCP_NAMESPACE: '',
+      CCCP_ADMIN_ADDRESS: `127.0.0.1:${adminPort}`,
+      CCCP_CONTROL_BIND_HOST: '127.0.0.1',
+      ...(operatorEnv.CCCP_CONTROL_TOKENS_FILE ? { CCCP_CONTROL_TOKENS_FILE: join(tokensDir, 'tokens') } : {}),
+    }, /operator ready/);
   } catch (err) {
-    await operator.stop();
+    await proxy.stop();
     throw err;
   }
   return {
