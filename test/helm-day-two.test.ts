@@ -4,6 +4,7 @@
 // leaves alone, the Kubernetes version the CRD needs, resources from the
 // bench, and the conventions of well-kept charts. What needs the API server
 // is in helm-day-two-cluster.test.ts.
+import { spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +14,7 @@ import * as assert from 'uvu/assert';
 import type { V1Deployment, V1Ingress, V1Job, V1Pod, V1Service } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
 import { addressEntryError } from '../proxy-pod/address-matcher.ts';
+import { startStandalone } from './helpers/standalone.ts';
 import {
   chartDir, containerEnv, deploymentOf, kubeBinDir, named, ofKind, render, requiredValues, runHelm, template, topLevelCrdFile,
 } from './helpers/helm.ts';
@@ -260,6 +262,43 @@ test('helm test: a hook pod calls /readyz and /status through the Control Servic
     assert.equal(container.args?.slice(0, 2), ['--input-type=module', '-e']);
     assert.is(container.securityContext?.readOnlyRootFilesystem, true);
     assert.is(pod.spec?.automountServiceAccountToken, false);
+  }
+});
+
+/** Runs the helm test pod's container command with node, as the image would, against a real Control API. */
+function runTestPod(pod: V1Pod, controlUrl: string): Promise<{ code: number | null; output: string }> {
+  const container = pod.spec!.containers[0]!;
+  const env = Object.fromEntries((container.env ?? []).map((e) => [e.name, e.value ?? '']));
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, container.args ?? [], { env: { ...process.env, ...env, CONTROL_URL: controlUrl }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, output });
+    });
+  });
+}
+
+test("helm test's command passes against a real Control API, with and without tokens, and fails when the tokens setting disagrees", async () => {
+  const open = await startStandalone({ rangeSize: 1 });
+  const guarded = await startStandalone({ rangeSize: 1, env: { CCCP_CONTROL_TOKENS: 'control-token-0123456789' } });
+  try {
+    const openPod = ofKind<V1Pod>((await render(bin(), requiredValues)).objects, 'Pod')[0]!;
+    const guardedPod = ofKind<V1Pod>((await render(bin(), { ...requiredValues, controlTokens: ['control-token-0123456789'] })).objects, 'Pod')[0]!;
+    const pass = await runTestPod(openPod, open.url);
+    assert.is(pass.code, 0, pass.output);
+    assert.match(pass.output, 'is ready and answers as expected');
+    const passGuarded = await runTestPod(guardedPod, guarded.url);
+    assert.is(passGuarded.code, 0, passGuarded.output);
+    const wrong = await runTestPod(openPod, guarded.url);
+    assert.is.not(wrong.code, 0, 'an open-API expectation against a guarded API fails');
+    assert.match(wrong.output, '/status answered 401, expected 404');
+  } finally {
+    await open.stop();
+    await guarded.stop();
   }
 });
 
