@@ -283,6 +283,12 @@ test('publicHost is required: without it the schema refuses the values, naming i
   assert.match(await refused({}), "missing property 'publicHost'");
 });
 
+test('a publicHost with a scheme, a path or a space is refused, saying how to write it', async () => {
+  for (const host of ['https://proxy.example', 'proxy example', 'proxy.example/x', '-proxy']) {
+    assert.match(await refused({ publicHost: host }), `publicHost ${JSON.stringify(host)} is not a host name or IP address: write it without scheme, port or path`);
+  }
+});
+
 test('a reversed port range is refused', async () => {
   const message = await refused({ ...requiredValues, portRange: { min: 20099, max: 20000 } });
   assert.match(message, 'portRange is reversed: min 20099 is above max 20000');
@@ -326,8 +332,8 @@ test('an unknown exposure mode or a misspelt value is refused', async () => {
 
 test('control tokens that are short or contain a comma or space are refused', async () => {
   assert.match(await refused({ ...requiredValues, controlTokens: ['short'] }), "at '/controlTokens/0': minLength");
-  assert.match(await refused({ ...requiredValues, controlTokens: ['has,a-comma-0123456789'] }), "at '/controlTokens/0'");
-  assert.match(await refused({ ...requiredValues, controlTokens: ['has a space 0123456789'] }), "at '/controlTokens/0'");
+  assert.match(await refused({ ...requiredValues, controlTokens: ['has,a-comma-0123456789'] }), 'controlTokens[0] contains a comma, which separates tokens');
+  assert.match(await refused({ ...requiredValues, controlTokens: ['ok-token-0123456789', 'has a space 0123456789'] }), 'controlTokens[1] contains a space or a character outside printable ASCII');
 });
 
 test.run();

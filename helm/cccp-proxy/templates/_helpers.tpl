@@ -108,6 +108,10 @@ spelled out form by form. Used by validate.yaml for readable refusals.
 {{- if and $ok $.cidrOnly (not (contains "/" $text)) -}}
 {{- fail (printf "%s[%d] %q needs a prefix length: write a CIDR such as 192.0.2.0/24, or 192.0.2.7/32 for one address" $.name $i $text) -}}
 {{- end -}}
+{{- /* Peers are compared as IPv4, so a mapped range must stay inside ::ffff:0:0/96 (as proxy-pod/address-matcher.ts). */ -}}
+{{- if and $ok (regexMatch "^::[fF]{4}:[0-9.]+/" $text) (lt (int (last (splitList "/" $text))) 96) -}}
+{{- fail (printf "%s[%d] %q is an IPv4-mapped address with a prefix shorter than 96: write the IPv4 CIDR instead, such as 10.0.0.0/8" $.name $i $text) -}}
+{{- end -}}
 {{- if not $ok -}}
 {{- fail (printf "%s[%d] %q is not an IP address or CIDR: write an IPv4 or IPv6 address, optionally with a prefix length (0-32 for IPv4, 0-128 for IPv6), such as 192.0.2.0/24 or 2001:db8::/32" $.name $i $text) -}}
 {{- end -}}
