@@ -76,13 +76,14 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
   const cluster = clusterConfigFromEnv(env);
   const kubeConfig = new KeepAliveKubeConfig();
   kubeConfig.loadFromDefault();
+  // Before anything starts: without the admin token there is nothing to do (the pod restarts and retries).
+  const adminToken = 'token' in cluster.admin ? cluster.admin.token : await ensureAdminToken(kubeConfig, cluster.namespace, cluster.admin.tokenSecret);
 
   const client = new ProxySessionClient(kubeConfig, cluster.namespace, cluster.identity);
   const informer = new SessionInformer(client, logger.child({ part: 'informer' }));
   informer.start();
   await informer.synced;
   const store = new KubeSessionStore(client, informer, logger.child({ part: 'store' }));
-  const adminToken = 'token' in cluster.admin ? cluster.admin.token : await ensureAdminToken(kubeConfig, cluster.namespace, cluster.admin.tokenSecret);
   const admin = new ProxyAdminClient({ endpoint: { host: cluster.admin.host, port: cluster.admin.port, token: adminToken } });
   const recorder = new EventRecorder(kubeConfig, cluster.namespace, logger.child({ part: 'events' }));
 
