@@ -134,17 +134,21 @@ export class ProxySessionClient {
     return toResource(await call(() => this.api.patchNamespacedCustomObjectStatus({ ...this.target, name, body, fieldManager: this.fieldManager }, mergePatch)));
   }
 
-  /** Deletes that incarnation; returns the object if it lingers for its finalizers. */
-  async delete(name: string, uid: string): Promise<'deleted' | 'deleting' | 'not-found'> {
+  /**
+   * Deletes that incarnation. While finalizers hold it, the answer carries the
+   * object as it is now (marked for deletion).
+   */
+  async delete(name: string, uid: string): Promise<{ outcome: 'deleted' | 'not-found' } | { outcome: 'deleting'; object: ProxySessionResource }> {
     try {
       const result = await this.api.deleteNamespacedCustomObject({ ...this.target, name, body: { preconditions: { uid } } });
       const record = asRecord(result, 'delete answer');
       // The API answers with the object while finalizers hold it, else a Status.
-      return record.kind === KIND && asRecord(record.metadata ?? {}, 'metadata').deletionTimestamp ? 'deleting' : 'deleted';
+      if (record.kind === KIND && asRecord(record.metadata ?? {}, 'metadata').deletionTimestamp) return { outcome: 'deleting', object: toResource(record) };
+      return { outcome: 'deleted' };
     } catch (err) {
       const failure = toKubeError(err);
       // 409: the uid precondition failed, the name holds another incarnation.
-      if (failure.notFound || failure.conflict) return 'not-found';
+      if (failure.notFound || failure.conflict) return { outcome: 'not-found' };
       throw failure;
     }
   }

@@ -2,10 +2,13 @@
 // reports every change. Unlike a bare watch it never stops for good: any
 // error restarts it with backoff, a 410 (or any restart after an error)
 // relists, and a watchdog relists when nothing at all (not even a bookmark)
-// arrived for a while, since watches can stall silently.
+// arrived for a while, since watches can stall silently. The cache
+// (session-cache.ts) orders the copies that race in from the watch, relists
+// and the store's own writes, and never resurrects a deleted object.
 import type { Logger } from '../../proxy-pod/log.ts';
 import type { ProxySessionClient, ProxySessionResource, WatchEvent, WatchHandle } from './proxysession-client.ts';
 import { ChangeListeners } from '../change-listeners.ts';
+import { SessionCache } from './session-cache.ts';
 
 export type InformerChange = { type: 'upserted'; object: ProxySessionResource } | { type: 'removed'; object: ProxySessionResource };
 
@@ -14,10 +17,12 @@ export interface SessionInformerOptions {
   silenceMs?: number;
   initialBackoffMs?: number;
   maxBackoffMs?: number;
+  /** How long a deleted object's uid is remembered, so no late copy of it returns. */
+  tombstoneTtlMs?: number;
 }
 
 export class SessionInformer {
-  private readonly cache = new Map<string, ProxySessionResource>();
+  private readonly cache: SessionCache;
   private readonly listeners = new ChangeListeners<InformerChange>((err) => this.logger.error({ err }, 'ProxySession change listener failed'));
   private resourceVersion = '';
   private watch: WatchHandle | undefined;
@@ -39,6 +44,7 @@ export class SessionInformer {
     this.initialBackoffMs = options.initialBackoffMs ?? 250;
     this.maxBackoffMs = options.maxBackoffMs ?? 10_000;
     this.backoffMs = this.initialBackoffMs;
+    this.cache = new SessionCache(options.tombstoneTtlMs === undefined ? {} : { tombstoneTtlMs: options.tombstoneTtlMs });
   }
 
   start(): void {
@@ -85,9 +91,18 @@ export class SessionInformer {
     return this.listeners.subscribe(listener);
   }
 
-  /** Takes an object the caller just wrote, so its own reads see it before the watch does. */
+  /**
+   * Takes a copy the caller just wrote or read, so its own reads see it
+   * before the watch does; a copy older than what the cache holds, or of an
+   * object already deleted, is ignored.
+   */
   observe(object: ProxySessionResource): void {
     this.upsert(object);
+  }
+
+  /** Takes the store's word that this incarnation is gone (its own delete, or a write that found it missing). */
+  forget(object: ProxySessionResource): void {
+    this.remove(object);
   }
 
   private async run(relist: boolean): Promise<void> {
@@ -131,16 +146,9 @@ export class SessionInformer {
   private async relist(): Promise<void> {
     const { items, resourceVersion } = await this.client.list();
     this.lastHeard = Date.now();
-    const present = new Set(items.map((item) => item.metadata.name));
-    for (const [name, object] of this.cache) {
-      if (!present.has(name)) {
-        this.cache.delete(name);
-        this.listeners.emit({ type: 'removed', object });
-      }
-    }
-    for (const item of items) {
-      this.upsert(item);
-    }
+    const { removed, upserted } = this.cache.replaceAll(items, resourceVersion);
+    for (const object of removed) this.listeners.emit({ type: 'removed', object });
+    for (const object of upserted) this.listeners.emit({ type: 'upserted', object });
     this.resourceVersion = resourceVersion;
     this.resolveSynced();
   }
@@ -158,8 +166,7 @@ export class SessionInformer {
         return;
       case 'DELETED':
         this.resourceVersion = event.object.metadata.resourceVersion;
-        this.cache.delete(event.object.metadata.name);
-        this.listeners.emit({ type: 'removed', object: event.object });
+        this.remove(event.object);
         return;
       default:
         this.resourceVersion = event.object.metadata.resourceVersion;
@@ -168,10 +175,16 @@ export class SessionInformer {
   }
 
   private upsert(object: ProxySessionResource): void {
-    // A write the caller observed may be newer than a watch event still on its way.
-    const known = this.cache.get(object.metadata.name);
-    if (known && known.metadata.uid === object.metadata.uid && Number(known.metadata.resourceVersion) >= Number(object.metadata.resourceVersion)) return;
-    this.cache.set(object.metadata.name, object);
-    this.listeners.emit({ type: 'upserted', object });
+    const wasPresent = this.cache.get(object.metadata.name);
+    if (!this.cache.upsert(object)) return;
+    const now = this.cache.get(object.metadata.name);
+    if (now) this.listeners.emit({ type: 'upserted', object: now });
+    // A copy that shows the object gone removed it.
+    else if (wasPresent) this.listeners.emit({ type: 'removed', object: wasPresent });
+  }
+
+  private remove(object: ProxySessionResource): void {
+    const dropped = this.cache.remove(object);
+    if (dropped) this.listeners.emit({ type: 'removed', object: dropped });
   }
 }
