@@ -78,7 +78,7 @@ test('a token rotation by helm upgrade reaches the running operator without a re
 
   // The kubelet's part: project the changed Secret into the mounted directory.
   await release.syncControlTokens();
-  await waitFor(async () => (await release.control('/status?serial=NOPE', OLD_TOKEN)).status === 401, 10_000, 'the old token to be refused');
+  await waitFor(async () => (await release.control('/status?serial=NOPE', OLD_TOKEN)).status === 401, 15_000, 'the old token to be refused');
   assert.is((await release.control('/status?serial=NOPE', NEW_TOKEN)).status, 404, 'the new token is accepted');
   const on = await release.control<{ port: number }>('/on?serial=ROTATED&persistent=true', NEW_TOKEN);
   assert.is(on.status, 200, JSON.stringify(on.body));
@@ -148,7 +148,7 @@ async function uninstall(release: LocalRelease): Promise<UninstallOutcome> {
     const got = await r.kubectl(['get', 'job', jobName, '-n', namespace, '-o', 'json']);
     if (got.code === 0) job = JSON.parse(got.stdout) as V1Job;
     return job !== undefined;
-  }, 30_000, 'helm to create the pre-delete Job');
+  }, 60_000, 'helm to create the pre-delete Job');
   const pod = job!.spec!.template.spec!;
   const kubeconfig = await r.serviceAccountKubeconfig(namespace, pod.serviceAccountName ?? '');
   const env = resolveEnv(release.objects, job!, { name: `${jobName}-x7k2p`, namespace });
