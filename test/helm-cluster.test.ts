@@ -103,7 +103,7 @@ function inRange(port: number, range: { min: number; max: number }): boolean {
   return port >= range.min && port <= range.max;
 }
 
-test('helm install creates the CRD from the chart and every object; an upgrade keeps the admin token the operator wrote', async () => {
+test('helm install creates the CRD from the chart and every object; an upgrade and a rollback keep the admin token the operator wrote', async () => {
   const r = theRig();
   const values = valuesFile({ ...requiredValues, portRange: { min: 24000, max: 24009 } });
   const install = await runHelm(r.binDir, ['install', 'shop', chartDir, '-n', 'shop', '--create-namespace', '-f', values], r.kubeconfig);
@@ -133,6 +133,9 @@ test('helm install creates the CRD from the chart and every object; an upgrade k
   assert.is(await tokenOf(), token, 'the admin token survives the upgrade');
   const env = (await mustKubectl(r, ['get', 'deploy', 'shop-cccp-proxy-proxy', '-n', 'shop', '-o', 'jsonpath={.spec.template.spec.containers[0].env[0].value}'])).stdout;
   assert.is(env, '9100', 'the upgrade applied the new value');
+  const rollback = await runHelm(r.binDir, ['rollback', 'shop', '1', '-n', 'shop'], r.kubeconfig);
+  assert.is(rollback.code, 0, rollback.stderr);
+  assert.is(await tokenOf(), token, 'the admin token survives a rollback to the first revision');
 });
 
 test('every rendered manifest, in each exposure mode, passes server-side dry run', async () => {
