@@ -15,8 +15,8 @@ export interface ControlApiOptions {
   commands: SessionCommands;
   metrics: ControlMetrics;
   logger: Logger;
-  /** Bearer tokens; empty admits every request. */
-  tokens: readonly string[];
+  /** Bearer tokens; empty admits every request. A BearerTokens instance may be replaced while serving (rotation). */
+  tokens: readonly string[] | BearerTokens;
   /** Why the operator is not ready, or undefined when it is. */
   notReadyReason: () => string | undefined;
 }
@@ -39,7 +39,7 @@ function accepted<T>(result: QueryResult<T>): T {
 
 export function createControlApi(options: ControlApiOptions): Koa {
   const { commands, metrics, logger } = options;
-  const tokens = new BearerTokens(options.tokens);
+  const tokens = options.tokens instanceof BearerTokens ? options.tokens : new BearerTokens(options.tokens);
   const app = new Koa();
   const router = new Router();
 

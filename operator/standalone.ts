@@ -11,8 +11,10 @@ import { fileURLToPath } from 'node:url';
 import { proxyOptionsFromEnv } from '../proxy-pod/config.ts';
 import { createLogger, type Logger } from '../proxy-pod/log.ts';
 import { ProxyPod } from '../proxy-pod/proxy-pod.ts';
+import { BearerTokens } from './bearer-tokens.ts';
 import { operatorConfigFromEnv, reconcilerSettings, type OperatorConfig } from './config.ts';
 import { createControlApi } from './control-api.ts';
+import { ControlTokensFile } from './control-tokens-file.ts';
 import { ControlMetrics } from './control-metrics.ts';
 import { MemorySessionStore } from './memory-session-store.ts';
 import { ProxyAdminClient } from './proxy-admin-client.ts';
@@ -64,11 +66,17 @@ export async function startStandalone(env: NodeJS.ProcessEnv, logger: Logger): P
     cleanups.push(() => reconciler.stop());
 
     const metrics = new ControlMetrics(store);
+    const tokens = new BearerTokens(config.controlTokens);
+    if (config.controlTokensFile) {
+      const tokensFile = new ControlTokensFile(config.controlTokensFile, tokens, config.controlTokens, logger.child({ part: 'control-tokens' }));
+      tokensFile.start();
+      cleanups.push(async () => tokensFile.stop());
+    }
     const app = createControlApi({
       commands: new SessionCommands(store, { timeoutMs: config.requestTimeoutMs }),
       metrics,
       logger: logger.child({ part: 'control-api' }),
-      tokens: config.controlTokens,
+      tokens,
       notReadyReason: () => (reconciler.isReady() ? undefined : 'the reconciler has not synced with the proxy yet'),
     });
     const server = http.createServer(app.callback());
