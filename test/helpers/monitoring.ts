@@ -123,9 +123,9 @@ export class TestPrometheus {
     const url = `http://127.0.0.1:${port}`;
     const started = await startProgram(
       'prometheus',
-      [`--config.file=${configFile}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'],
+      [`--config.file=${configFile}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`],
       {},
-      /./,
+      /Server is ready to receive web requests/,
       20_000,
       'prometheus',
     ).catch((err: unknown) => {
