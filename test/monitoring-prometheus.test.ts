@@ -61,6 +61,8 @@ let rules: AlertRule[] = [];
 let startError: unknown;
 const startedAt = Date.now() / 1000;
 const sockets: net.Socket[] = [];
+const pairs: Array<{ device: Received; client: Received }> = [];
+let lonely: net.Socket | undefined;
 
 interface PrometheusRuleObject {
   spec: { groups: Array<{ name: string; interval?: string; rules: AlertRule[] }> };
@@ -199,13 +201,14 @@ test('driving sessions through the cluster: traffic, refusals, pending devices, 
     const client = new Received(await connect(port));
     const device = new Received(await connectDevice(c.devicePort, serial));
     sockets.push(client.socket, device.socket);
+    pairs.push({ device, client });
     device.socket.write('x'.repeat(2000));
     await client.untilLength(2000, 5000);
     client.socket.write('y'.repeat(500));
     await device.untilLength(500, 5000);
   }
   // A device without its client: its bytes are dropped.
-  const lonely = await connectDevice(c.devicePort, 'MON-3');
+  lonely = await connectDevice(c.devicePort, 'MON-3');
   sockets.push(lonely);
   await on('MON-3', '&persistent=true');
   await waitFor(async () => (await c.session('MON-3'))?.status?.deviceConnected === true, 5000, 'MON-3 device attached');
@@ -232,7 +235,29 @@ test('driving sessions through the cluster: traffic, refusals, pending devices, 
   assert.is((await c.control('/status?serial=MON-1')).status, 200);
   // Let Prometheus see the movement over a few scrapes.
   await sleep(3000);
+  if (process.env.CCCP_DASHBOARD_DATA) await variedTraffic(60);
 });
+
+/** A minute of changing load for the dashboard picture (only with CCCP_DASHBOARD_DATA). */
+async function variedTraffic(seconds: number): Promise<void> {
+  const { c } = running();
+  for (let i = 0; i < seconds; i++) {
+    const burst = Math.round(20_000 * (1 + Math.sin(i / 6)));
+    for (const { device, client } of pairs) {
+      device.socket.write('d'.repeat(burst));
+      client.socket.write('c'.repeat(Math.round(burst / 4)));
+    }
+    if (i % 3 === 0) sockets.push(await connect(await on(`MON-SHORT-${i}`)));
+    lonely?.write('z'.repeat(burst / 10));
+    if (i % 3 === 2) await c.control(`/off?serial=MON-SHORT-${i - 2}`);
+    if (i % 5 === 0) {
+      const s = await connect(c.devicePort);
+      s.end('no space allowed\r');
+    }
+    await c.control('/status?serial=MON-1');
+    await sleep(1000);
+  }
+}
 
 test('"ports nearly exhausted" fires when the range fills and resolves when sessions end', async () => {
   const { c } = running();
