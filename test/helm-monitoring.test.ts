@@ -79,7 +79,7 @@ test('enabled: ServiceMonitor with labels and intervals, PrometheusRule with sev
   // Scoped to the release's namespace, so several releases never alert twice.
   for (const a of alerts) for (const selector of a.expr.match(/\{[^}]*\}/g) ?? []) assert.match(selector, 'namespace="cust"', a.alert);
   const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
-  for (const a of alerts) assert.match(readme, `#### ${a.alert}`, `README runbook for ${a.alert}`);
+  for (const a of alerts) assert.match(readme, `#### Runbook: ${a.alert}`, `README runbook for ${a.alert}`);
   const dashboard = ofKind<V1ConfigMap>(objects, 'ConfigMap')[0]!;
   assert.is(dashboard.metadata!.labels!.grafana_dashboard, '1');
   assert.is(dashboard.metadata!.annotations!.grafana_folder, 'CCCP');
