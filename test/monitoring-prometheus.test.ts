@@ -307,9 +307,25 @@ test('"proxy unreachable" fires while the proxy is down and resolves when it is 
   assert.not.ok(await active('CCCPProxyUnreachable'));
   await c.proxy!.stop();
   await waitFor(() => firing('CCCPProxyUnreachable'), 40_000, 'CCCPProxyUnreachable to fire');
+  // Both views of the outage: Prometheus's scrape and the operator's admin API.
+  await waitFor(async () => (await gauge(`max(cccp_operator_proxy_reachable{namespace="${NAMESPACE}"})`)) === 0, 20_000, 'the operator to report the proxy unreachable');
+  assert.is(await gauge(`max(up{job="cccp-proxy",namespace="${NAMESPACE}"})`), 0);
+  const restarted = Date.now();
   await c.startProxy();
+  await waitFor(async () => (await gauge(`max(cccp_operator_proxy_reachable{namespace="${NAMESPACE}"})`)) === 1, 20_000, 'the operator to reach the proxy again');
   await waitFor(async () => !(await active('CCCPProxyUnreachable')), 40_000, 'CCCPProxyUnreachable to resolve');
+  console.log(`proxy unreachable: resolved ${((Date.now() - restarted) / 1000).toFixed(1)} s after the restart`);
+  // Resolved for good, not between two evaluations.
+  for (let i = 0; i < 5; i++) {
+    await sleep(1000);
+    assert.not.ok(await active('CCCPProxyUnreachable'), 'CCCPProxyUnreachable came back');
+  }
 });
+
+async function gauge(expr: string): Promise<number | undefined> {
+  const [sample] = await running().p.query(expr);
+  return sample ? Number(sample.value[1]) : undefined;
+}
 
 /** Every panel's series over the whole run, for the dashboard picture. */
 async function writeDashboardData(p: TestPrometheus, file: string): Promise<void> {
