@@ -72,12 +72,18 @@ def main(data_file, out_file):
             ax.text(0.5, 0.45, "\n".join(texts) or "no data", color="#73bf69", fontsize=22, ha="center", va="center", transform=ax.transAxes)
             continue
         for i, s in enumerate(panel["series"]):
-            xs = [t for t, _ in s["values"]]
-            ys = [v for _, v in s["values"]]
+            xs, ys = [], []
+            for t, v in s["values"]:
+                if xs and t - xs[-1] > 1.5:  # no data (e.g. the proxy was down): a gap, as Grafana draws it
+                    xs.append(xs[-1] + 1)
+                    ys.append(float("nan"))
+                xs.append(t)
+                ys.append(v)
             ax.plot(xs, ys, color=PALETTE[i % len(PALETTE)], linewidth=1.2, label=s["legend"])
         ax.tick_params(colors=TEXT, labelsize=7)
         ax.grid(color=GRID, linewidth=0.5)
         ax.set_ylim(bottom=0)
+        ax.set_xlim(0, data["seconds"])
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos, unit=unit: human(v, unit)))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:.0f}s"))
         if panel["series"]:
