@@ -3,9 +3,12 @@
 // only when asked, and the values the schema or the templates refuse.
 import { readFileSync } from 'node:fs';
 import type { V1ConfigMap, V1Service } from '@kubernetes/client-node';
+import { PodMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PodMonitor';
+import { PrometheusRule } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule';
+import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { kubeBinDir, ofKind, render, requiredValues, template } from './helpers/helm.ts';
+import { type KubeObject, kubeBinDir, ofKind, render, requiredValues, template } from './helpers/helm.ts';
 import { dashboardFile } from './helpers/monitoring.ts';
 
 const test = suite('helm chart monitoring');
@@ -93,6 +96,22 @@ test('the PodMonitor alternative: one per part, job set by relabelling', async (
     monitors.map((m) => [m.spec.selector.matchLabels['app.kubernetes.io/component'], m.spec.podMetricsEndpoints[0]!.port, m.spec.podMetricsEndpoints[0]!.relabelings[0]!.replacement]),
     [['operator', 'control', 'cccp-operator'], ['proxy', 'health', 'cccp-proxy']],
   );
+});
+
+test('the ServiceMonitor, PodMonitors and PrometheusRule satisfy the Prometheus Operator CRD schemas', async () => {
+  // @kubernetes-models/prometheus-operator ships validators generated from the CRDs' OpenAPI schemas.
+  const models = { ServiceMonitor, PodMonitor, PrometheusRule } as const;
+  const validate = (o: KubeObject) => new models[o.kind as keyof typeof models](o as never).validate();
+  const all = [
+    ...(await render(bin(), { ...requiredValues, metrics: { serviceMonitor: { enabled: true }, prometheusRule: { enabled: true, interval: '30s' } } })).objects,
+    ...(await render(bin(), { ...requiredValues, metrics: { podMonitor: { enabled: true } } })).objects,
+  ].filter((o) => o.kind in models);
+  assert.equal(all.map((o) => o.kind).sort(), ['PodMonitor', 'PodMonitor', 'PrometheusRule', 'ServiceMonitor']);
+  for (const o of all) validate(o);
+  // The check can fail: a duration Prometheus would not parse.
+  const broken = JSON.parse(JSON.stringify(all.find((o) => o.kind === 'ServiceMonitor'))) as KubeObject & { spec: { endpoints: Array<{ interval: string }> } };
+  broken.spec.endpoints[0]!.interval = '30 seconds';
+  assert.throws(() => validate(broken), /interval/);
 });
 
 test('refused: both monitors at once, a ServiceMonitor without the Services, a malformed duration, a ratio above 1', async () => {

@@ -59,7 +59,8 @@ let prometheus: TestPrometheus | undefined;
 let objects: KubeObject[] = [];
 let rules: AlertRule[] = [];
 let startError: unknown;
-const startedAt = Date.now() / 1000;
+/** When Prometheus started scraping: the start of the dashboard picture. */
+let startedAt = Date.now() / 1000;
 const sockets: net.Socket[] = [];
 const pairs: Array<{ device: Received; client: Received }> = [];
 let lonely: net.Socket | undefined;
@@ -122,6 +123,7 @@ test.before(async () => {
     await cluster.waitForOperatorLeader();
     const groups = ofKind<PrometheusRuleObject>(objects, 'PrometheusRule')[0]!.spec.groups;
     prometheus = await TestPrometheus.start({ scrapeConfigs: scrapeConfigFor(cluster), rules: { groups }, scrapeInterval: '1s', evaluationInterval: '1s' });
+    startedAt = Date.now() / 1000;
   } catch (err) {
     startError = err;
   }
