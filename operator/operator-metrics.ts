@@ -57,12 +57,11 @@ export class OperatorMetrics {
         this.set({ state: 'free' }, Math.max(0, allocator.size - allocated - quarantined));
       },
     });
-    new Gauge({
+    new LeaderOnlyGauge(state, {
       name: 'cccp_operator_proxy_reachable',
       help: '1 while the proxy pod answered the reconciler lately (admin API), else 0; exported by the leader only',
       registers,
       collect() {
-        this.reset();
         const reconciler = state.reconciler();
         if (reconciler) this.set(reconciler.proxyReachable() ? 1 : 0);
       },
@@ -127,6 +126,22 @@ export class OperatorMetrics {
         }
       },
     };
+  }
+}
+
+/**
+ * A gauge without labels that only the leader exports: prom-client always
+ * reports an unlabelled gauge (0 by default), and a 0 from a replica that
+ * does not reconcile would read as "unreachable".
+ */
+class LeaderOnlyGauge extends Gauge {
+  constructor(private readonly state: OperatorState, configuration: ConstructorParameters<typeof Gauge>[0]) {
+    super(configuration);
+  }
+
+  override async get(): ReturnType<Gauge['get']> {
+    const metric = await super.get();
+    return this.state.reconciler() ? metric : { ...metric, values: [] };
   }
 }
 
