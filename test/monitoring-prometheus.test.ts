@@ -271,6 +271,8 @@ test('"ports nearly exhausted" fires when the range fills and resolves when sess
   await waitFor(() => firing('CCCPPortsNearlyExhausted'), 30_000, 'CCCPPortsNearlyExhausted to fire');
   for (const serial of fillers) assert.is((await c.control(`/off?serial=${serial}`)).status, 200);
   await waitFor(async () => !(await active('CCCPPortsNearlyExhausted')), 30_000, 'CCCPPortsNearlyExhausted to resolve');
+  // No replica keeps a deleted session in its cache (it would count as Deleting for ever).
+  await waitFor(async () => (await gauge(`max(cccp_sessions{phase="Deleting",namespace="${NAMESPACE}"})`)) === 0, 10_000, 'no session left Deleting');
 });
 
 test('every dashboard panel query returns series', async () => {
