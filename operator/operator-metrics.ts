@@ -1,7 +1,8 @@
 // Prometheus metrics of the operator's own work: leader election, the session
 // port range, reachability of the API server and the proxy, reconciles and
-// status writes. Registered beside the Control API's (one /metrics), read
-// when scraped, so nothing on the hot path pays for them.
+// status writes. Registered beside the Control API's (one /metrics). The
+// gauges read the state they describe when scraped; the counters are
+// updated by the reconciler (observeReconcile) and the store wrapper.
 import { performance } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 'prom-client';
 import type { PortAllocator } from './port-allocator.ts';
