@@ -8,7 +8,7 @@ import { PrometheusRule } from '@kubernetes-models/prometheus-operator/monitorin
 import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { type KubeObject, kubeBinDir, ofKind, render, requiredValues, template } from './helpers/helm.ts';
+import { type KubeObject, chartDir, kubeBinDir, ofKind, render, requiredValues, runHelm, template, valuesFile } from './helpers/helm.ts';
 import { dashboardFile } from './helpers/monitoring.ts';
 
 const test = suite('helm chart monitoring');
@@ -87,6 +87,12 @@ test('enabled: ServiceMonitor with labels and intervals, PrometheusRule with sev
   assert.is(dashboard.metadata!.labels!.grafana_dashboard, '1');
   assert.is(dashboard.metadata!.annotations!.grafana_folder, 'CCCP');
   assert.is(dashboard.data!['cccp-proxy.json'], readFileSync(dashboardFile, 'utf8').trimEnd());
+});
+
+test('helm lint --strict passes with every monitoring object enabled', async () => {
+  const values = { ...requiredValues, metrics: { serviceMonitor: { enabled: true }, prometheusRule: { enabled: true }, dashboard: { enabled: true } } };
+  const lint = await runHelm(bin(), ['lint', '--strict', chartDir, '-f', valuesFile(values)]);
+  assert.is(lint.code, 0, lint.stdout + lint.stderr);
 });
 
 test('the PodMonitor alternative: one per part, job set by relabelling', async () => {
