@@ -91,8 +91,8 @@ export function createControlApi(options: ControlApiOptions): Koa {
       await next();
     } finally {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      metrics.requests.inc({ route, status: String(ctx.status) });
-      metrics.duration.observe({ route }, seconds);
+      metrics.requests.inc({ route, code: String(ctx.status) });
+      metrics.duration.observe({ route, code: String(ctx.status) }, seconds);
       // The query names serials and addresses only; headers (tokens) are never logged.
       const line = { method: ctx.method, path: ctx.path, query: ctx.querystring, status: ctx.status, ms: Math.round(seconds * 1000) };
       if (ctx.status >= 500) logger.warn(line, 'control request failed');

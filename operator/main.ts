@@ -16,6 +16,7 @@ import { createControlApi } from './control-api.ts';
 import { ControlTokensFile } from './control-tokens-file.ts';
 import { ensureAdminToken } from './kube/admin-token-secret.ts';
 import { ControlMetrics } from './control-metrics.ts';
+import { OperatorMetrics } from './operator-metrics.ts';
 import { EventRecorder } from './kube/event-recorder.ts';
 import { KubeSessionStore } from './kube/kube-session-store.ts';
 import { LeaderElector } from './kube/leader-election.ts';
@@ -88,6 +89,12 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
   const recorder = new EventRecorder(kubeConfig, cluster.namespace, logger.child({ part: 'events' }));
 
   let reconciler: Reconciler | undefined;
+  const controlMetrics = new ControlMetrics(store);
+  const metrics = new OperatorMetrics(
+    controlMetrics.registry,
+    { leading: () => elector.isLeader, reconciler: () => reconciler, apiServerReachable: () => elector.apiServerReachable() },
+    { processMetrics: true },
+  );
   // Starting and stopping the reconciler run one after another, so a lease
   // lost and won again in quick succession never leaves two running.
   let transition: Promise<void> = Promise.resolve();
@@ -107,9 +114,10 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
   const newReconciler = () =>
     new Reconciler({
       ...reconcilerSettings(config),
-      store,
+      store: metrics.countStatusWrites(store),
       admin,
       logger: logger.child({ part: 'reconciler' }),
+      observeReconcile: metrics.observeReconcile,
       // Each step waits on the API server; more keys in flight keep a burst of /on quick.
       concurrency: 16,
       counterFlushesPerSecond: cluster.counterFlushesPerSecond,
@@ -136,7 +144,7 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
   tokensFile?.start();
   const app = createControlApi({
     commands: new SessionCommands(store, { timeoutMs: config.requestTimeoutMs }),
-    metrics: new ControlMetrics(store),
+    metrics: controlMetrics,
     logger: logger.child({ part: 'control-api' }),
     tokens,
     // Every replica serves /on from the cache; the leader is ready once its reconciler reaches the proxy.

@@ -16,6 +16,7 @@ import { operatorConfigFromEnv, reconcilerSettings, type OperatorConfig } from '
 import { createControlApi } from './control-api.ts';
 import { ControlTokensFile } from './control-tokens-file.ts';
 import { ControlMetrics } from './control-metrics.ts';
+import { OperatorMetrics } from './operator-metrics.ts';
 import { MemorySessionStore } from './memory-session-store.ts';
 import { ProxyAdminClient } from './proxy-admin-client.ts';
 import { Reconciler } from './reconciler.ts';
@@ -56,16 +57,19 @@ export async function startStandalone(env: NodeJS.ProcessEnv, logger: Logger): P
     const store = new MemorySessionStore();
     const admin = new ProxyAdminClient({ endpoint: { socketPath } });
     cleanups.push(async () => admin.close());
-    const reconciler = new Reconciler({
+    const metrics = new ControlMetrics(store);
+    // Always the leader; process metrics come with the proxy pod's registry.
+    const operatorMetrics = new OperatorMetrics(metrics.registry, { leading: () => true, reconciler: () => reconciler });
+    const reconciler: Reconciler = new Reconciler({
       ...reconcilerSettings(config),
-      store,
+      store: operatorMetrics.countStatusWrites(store),
       admin,
       logger: logger.child({ part: 'reconciler' }),
+      observeReconcile: operatorMetrics.observeReconcile,
     });
     await reconciler.start();
     cleanups.push(() => reconciler.stop());
 
-    const metrics = new ControlMetrics(store);
     const tokens = new BearerTokens(config.controlTokens);
     if (config.controlTokensFile) {
       const tokensFile = new ControlTokensFile(config.controlTokensFile, tokens, config.controlTokens, logger.child({ part: 'control-tokens' }));

@@ -69,8 +69,10 @@ test('the default values render both Deployments, the Services, RBAC, NetworkPol
     'RoleBinding/cust-cccp-proxy-operator',
     'Secret/cust-cccp-proxy-admin-token',
     'Service/cust-cccp-proxy-control',
+    'Service/cust-cccp-proxy-operator-metrics',
     'Service/cust-cccp-proxy-proxy',
     'Service/cust-cccp-proxy-proxy-admin',
+    'Service/cust-cccp-proxy-proxy-metrics',
     'ServiceAccount/cust-cccp-proxy-operator',
     'ServiceAccount/cust-cccp-proxy-proxy',
   ]);
@@ -136,7 +138,7 @@ test('loadBalancer mode: one LoadBalancer Service lists the device port and ever
   assert.equal(ports, [9000, ...Array.from({ length: 100 }, (_, i) => 21000 + i)]);
   assert.ok(lb[0]!.spec!.ports!.every((p) => p.protocol === 'TCP' && (p.name?.length ?? 0) <= 15));
   const others = services.filter((s) => s !== lb[0]).map((s) => s.spec?.type);
-  assert.equal(others, ['ClusterIP', 'ClusterIP'], 'the Control API and the admin API stay inside the cluster');
+  assert.equal(others, ['ClusterIP', 'ClusterIP', 'ClusterIP', 'ClusterIP'], 'the Control API, the admin API and the metrics stay inside the cluster');
 });
 
 test('hostNetwork mode: the proxy runs on the chosen node network and no LoadBalancer Service is rendered', async () => {
