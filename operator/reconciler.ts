@@ -20,6 +20,7 @@ import {
   proxyMatches,
   sameStatus,
 } from './session-status.ts';
+import { timedReconcile, type ReconcileResult } from './operator-metrics.ts';
 import { isTerminal, type ProxySession, type ProxySessionStatus, type SessionStore } from './session-store.ts';
 import { type Clock, systemClock } from '../common/clock.ts';
 import { WorkQueue, type WorkResult } from './work-queue.ts';
@@ -49,6 +50,8 @@ export interface ReconcilerOptions {
   counterFlushesPerSecond?: number;
   /** Sees every proxy event (e.g. to record Kubernetes Events); never changes what is reconciled. */
   onProxyEvent?: (event: ProxyEvent) => void;
+  /** Told the duration and result of every reconcile (metrics). */
+  observeReconcile?: (seconds: number, result: ReconcileResult) => void;
   clock?: Clock;
   now?: () => Date;
 }
@@ -56,7 +59,7 @@ export interface ReconcilerOptions {
 export class Reconciler {
   private readonly store: SessionStore;
   private readonly admin: ProxyAdmin;
-  private readonly allocator: PortAllocator;
+  readonly allocator: PortAllocator;
   private readonly publicHost: string;
   private readonly logger: Logger;
   private readonly pollIntervalMs: number;
@@ -104,7 +107,8 @@ export class Reconciler {
     this.onProxyEvent = options.onProxyEvent;
     this.counterFlush = new RateLimiter(options.counterFlushesPerSecond ?? Number.POSITIVE_INFINITY);
     this.now = options.now ?? (() => new Date(this.clock.now()));
-    this.queue = new WorkQueue((serial) => this.reconcile(serial), {
+    const observeReconcile = options.observeReconcile;
+    this.queue = new WorkQueue((serial) => timedReconcile(() => this.reconcile(serial), observeReconcile), {
       concurrency: options.concurrency ?? 4,
       clock: this.clock,
       onError: (serial, error, retryInMs) => this.logger.warn({ serial, err: error, retryInMs }, 'reconcile failed; retrying'),
@@ -164,7 +168,12 @@ export class Reconciler {
 
   /** Ready once the port table is rebuilt and the proxy answered recently. */
   isReady(): boolean {
-    return this.synced && this.clock.now() - this.lastProxyContact <= this.proxyStaleAfterMs;
+    return this.synced && this.proxyReachable();
+  }
+
+  /** The proxy answered (a request or its event stream) within proxyStaleAfterMs. */
+  proxyReachable(): boolean {
+    return this.clock.now() - this.lastProxyContact <= this.proxyStaleAfterMs;
   }
 
   /** Enqueues every stored session and every session the proxy runs. */

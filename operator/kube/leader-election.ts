@@ -31,6 +31,8 @@ export class LeaderElector {
   private timer: unknown;
   private leading = false;
   private lastRenewed = 0;
+  /** When the API server last answered a Lease round trip (won or not). */
+  private lastApiContact = Number.NEGATIVE_INFINITY;
   private stopped = false;
   /** The other holder's renewTime as we last saw it, and when we saw it change (our clock). */
   private observed: { holder: string; renewTime: string; seenAt: number } | undefined;
@@ -47,6 +49,11 @@ export class LeaderElector {
 
   get isLeader(): boolean {
     return this.leading;
+  }
+
+  /** The API server answered a Lease round trip within one lease duration. */
+  apiServerReachable(): boolean {
+    return this.clock.now() - this.lastApiContact <= this.durationS * 1000;
   }
 
   start(): void {
@@ -67,6 +74,7 @@ export class LeaderElector {
     if (this.stopped) return;
     try {
       const won = await this.tryAcquireOrRenew();
+      this.lastApiContact = this.clock.now();
       if (won) this.lastRenewed = this.clock.now();
       if (won && !this.leading) {
         this.leading = true;

@@ -4,7 +4,7 @@
 import type net from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Received, connect, connectDevice, freePorts, sleep, waitFor } from '../helpers/net.ts';
+import { Received, connect, freePorts, sleep, } from '../helpers/net.ts';
 import { joinPair, startProxy, type TestProxy } from '../helpers/proxy.ts';
 
 const test = suite('hostile input');

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { connect, connectDevice, freePorts, waitFor } from '../helpers/net.ts';
+import { freePorts, waitFor } from '../helpers/net.ts';
 import { type Started, startNodeProcess } from '../helpers/processes.ts';
 import { AdminCaller, joinPair } from '../helpers/proxy.ts';
 
