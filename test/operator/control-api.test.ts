@@ -21,7 +21,8 @@ function inRange(port: unknown): boolean {
 }
 
 test('/on answers 200 {host, port} with the public host and a range port that listens', async () => {
-  const answer = await app.call('/on?serial=ON-1');
+  // Persistent: the test's own probe connection closing must not end it before /off.
+  const answer = await app.call('/on?serial=ON-1&persistent=true');
   assert.is(answer.status, 200);
   assert.equal(Object.keys(answer.body as object).sort(), ['host', 'port']);
   const { host, port } = answer.body as { host: string; port: number };
