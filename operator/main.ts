@@ -9,6 +9,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { adminTokenFromEnv } from '../proxy-pod/config.ts';
 import { ConfigError, envInteger, envString } from '../proxy-pod/env.ts';
+import { limitConnections } from '../proxy-pod/http-limits.ts';
+import { LogSummary } from '../proxy-pod/log-summary.ts';
 import { createLogger, type Logger } from '../proxy-pod/log.ts';
 import { operatorConfigFromEnv, reconcilerSettings } from './config.ts';
 import { createControlApi } from './control-api.ts';
@@ -127,8 +129,11 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
     tokens: config.controlTokens,
     // Every replica serves /on from the cache; the leader is ready once its reconciler reaches the proxy.
     notReadyReason: () => (reconciler && !reconciler.isReady() ? 'the reconciler has not reached the proxy yet' : undefined),
+    logSummaryMs: config.logSummaryMs,
   });
   const server = http.createServer(app.callback());
+  const pressure = new LogSummary(logger.child({ part: 'control-api' }), config.logSummaryMs);
+  limitConnections(server, config.httpLimits, (what) => pressure.warn({ what, limit: config.httpLimits.maxConnections }, 'control connection closed by the limits'));
   await new Promise<void>((resolve, reject) => server.once('error', reject).listen(config.controlPort, config.controlBindHost, resolve));
   const { port } = server.address() as AddressInfo;
   const controlUrl = `http://${config.controlBindHost ?? 'localhost'}:${port}`;
@@ -144,6 +149,7 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
       stopReconciling();
       await transition;
       await elector.stop();
+      pressure.close();
       informer.stop();
       store.close();
       admin.close();

@@ -1,7 +1,9 @@
-// `npm start`: the whole product in one process, without a cluster. The
-// proxy pod, the memory session store, the reconciler and the Control API run
-// the same code as in a cluster; the reconciler reaches the proxy through its
-// admin API on a private Unix socket, exactly as it would over the pod network.
+// `npm start`: the whole product without a cluster. The proxy pod runs in a
+// child process of its own (as in a cluster, so control-plane load cannot
+// stall live sessions); the memory session store, the reconciler and the
+// Control API run here, the same code as in a cluster. The reconciler reaches
+// the proxy through its admin API on a private Unix socket, exactly as it
+// would over the pod network.
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -9,19 +11,23 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { proxyOptionsFromEnv } from '../proxy-pod/config.ts';
+import { limitConnections } from '../proxy-pod/http-limits.ts';
+import { LogSummary } from '../proxy-pod/log-summary.ts';
 import { createLogger, type Logger } from '../proxy-pod/log.ts';
-import { ProxyPod } from '../proxy-pod/proxy-pod.ts';
 import { operatorConfigFromEnv, reconcilerSettings, type OperatorConfig } from './config.ts';
 import { createControlApi } from './control-api.ts';
 import { ControlMetrics } from './control-metrics.ts';
 import { MemorySessionStore } from './memory-session-store.ts';
 import { ProxyAdminClient } from './proxy-admin-client.ts';
+import { ProxyProcess } from './proxy-process.ts';
 import { Reconciler } from './reconciler.ts';
 import { SessionCommands } from './session-commands.ts';
 
 export interface Standalone {
   controlUrl: string;
   devicePort: number;
+  /** The proxy's child process. */
+  proxyPid: number | undefined;
   stop(): Promise<void>;
 }
 
@@ -40,15 +46,17 @@ export async function startStandalone(env: NodeJS.ProcessEnv, logger: Logger): P
     await chmod(socketDir, 0o700);
     const socketPath = join(socketDir, 'admin.sock');
 
-    const proxyOptions = proxyOptionsFromEnv({ ...env, CCCP_ADMIN_SOCKET: socketPath });
-    const pod = await ProxyPod.start({
-      ...proxyOptions,
-      devicePort: config.devicePort,
-      bindHost: config.bindHost,
-      admin: { socketPath },
-      logger: logger.child({ part: 'proxy-pod' }),
-    });
-    cleanups.push(() => pod.stop());
+    const proxyEnv: NodeJS.ProcessEnv = {
+      ...env,
+      CCCP_ADMIN_SOCKET: socketPath,
+      CCCP_DEVICE_PORT: String(config.devicePort),
+      // The standalone mode has no proxy health port unless one is asked for.
+      CCCP_PROXY_HEALTH_PORT: env.CCCP_PROXY_HEALTH_PORT ?? '0',
+    };
+    // Bad proxy settings stop the start here, with the message, before a process is made.
+    proxyOptionsFromEnv(proxyEnv);
+    const proxy = await ProxyProcess.start({ env: proxyEnv, logger: logger.child({ part: 'proxy-process' }) });
+    cleanups.push(() => proxy.stop());
     await chmod(socketPath, 0o600);
 
     const store = new MemorySessionStore();
@@ -70,8 +78,12 @@ export async function startStandalone(env: NodeJS.ProcessEnv, logger: Logger): P
       logger: logger.child({ part: 'control-api' }),
       tokens: config.controlTokens,
       notReadyReason: () => (reconciler.isReady() ? undefined : 'the reconciler has not synced with the proxy yet'),
+      logSummaryMs: config.logSummaryMs,
     });
     const server = http.createServer(app.callback());
+    const pressure = new LogSummary(logger.child({ part: 'control-api' }), config.logSummaryMs);
+    cleanups.push(async () => pressure.close());
+    limitConnections(server, config.httpLimits, (what) => pressure.warn({ what, limit: config.httpLimits.maxConnections }, 'control connection closed by the limits'));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(config.controlPort, config.controlBindHost, () => {
@@ -92,10 +104,10 @@ export async function startStandalone(env: NodeJS.ProcessEnv, logger: Logger): P
     const bindText = config.bindHost ?? 'all interfaces';
     process.stdout.write(
       `Control API listening on ${controlUrl}\n` +
-        `Device port ${pod.devicePort} listening on ${bindText}\n` +
+        `Device port ${proxy.devicePort} listening on ${bindText}\n` +
         `Session ports ${config.portRange.min}-${config.portRange.max} on ${bindText}, answered as host ${config.publicHost}\n`,
     );
-    return { controlUrl, devicePort: pod.devicePort, stop };
+    return { controlUrl, devicePort: proxy.devicePort, proxyPid: proxy.pid, stop };
   } catch (error) {
     await stop();
     throw error;

@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { addressEntryError } from './address-matcher.ts';
 import type { AdminError, ProxyEvent, SessionList, SessionLookup, SessionSpec, SessionState } from './admin-protocol.ts';
+import { type HttpLimits, limitConnections } from './http-limits.ts';
 import type { Logger } from './log.ts';
 import { isValidSerial } from './registration.ts';
 import { PortUnavailableError } from './session.ts';
@@ -45,8 +46,9 @@ export class AdminApi {
   private socketPath: string | undefined;
   where = '';
 
-  constructor(private readonly target: AdminTarget, private readonly logger: Logger) {
+  constructor(private readonly target: AdminTarget, private readonly logger: Logger, limits?: HttpLimits) {
     this.server = http.createServer();
+    if (limits) limitConnections(this.server, limits);
   }
 
   async listen(how: AdminListen): Promise<void> {

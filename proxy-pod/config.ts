@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { addressEntryError } from './address-matcher.ts';
 import type { AdminListen } from './admin-api.ts';
 import { ConfigError, envInteger, envList, envString } from './env.ts';
+import { httpLimitsFromEnv } from './http-limits.ts';
 import type { ProxyPodOptions } from './proxy-pod.ts';
 
 export interface ProxyConfig extends ProxyPodOptions {
@@ -27,7 +28,14 @@ export function proxyOptionsFromEnv(env: NodeJS.ProcessEnv): ProxyConfig {
     lingerMs: envInteger(env, 'CCCP_LINGER_S', 30, 1, 3600) * 1000,
     deviceAllowlist,
     healthPort: envInteger(env, 'CCCP_PROXY_HEALTH_PORT', 9090, 0, 65_535),
+    logSummaryMs: logSummaryMsFromEnv(env),
+    httpLimits: httpLimitsFromEnv(env),
   };
+}
+
+/** CCCP_LOG_SUMMARY_S: the interval of the rate-limited log summaries (proxy pod and Control API). */
+export function logSummaryMsFromEnv(env: NodeJS.ProcessEnv): number {
+  return envInteger(env, 'CCCP_LOG_SUMMARY_S', 10, 1, 3600) * 1000;
 }
 
 /** A Unix socket (CCCP_ADMIN_SOCKET), or TCP (CCCP_ADMIN_PORT) with a required token. */

@@ -3,6 +3,7 @@
 // pending until its session exists.
 import net from 'node:net';
 import { AddressMatcher } from './address-matcher.ts';
+import type { LogSummary } from './log-summary.ts';
 import type { Logger } from './log.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import { RegistrationParser } from './registration.ts';
@@ -22,6 +23,8 @@ export interface DeviceRegistryOptions {
   allowlist: string[];
   metrics: ProxyMetrics;
   logger: Logger;
+  /** For registration lines, which anyone who reaches the device port can cause. */
+  summary: LogSummary;
 }
 
 export interface RegisteredDevice {
@@ -120,7 +123,8 @@ export class DeviceRegistry {
       if (step.kind === 'rejected') return this.reject(socket, address, step.reason);
       // Nothing more is read until the device's new owner wants it.
       socket.pause();
-      this.opts.logger.info({ serial: step.serial, peer: address }, 'device registered');
+      this.opts.metrics.registrations.inc();
+      this.opts.summary.info({ serial: step.serial, peer: address }, 'device registered');
       const device = { serial: step.serial, socket, payload: step.payload, endedWithCr: step.endedWithCr };
       if (!this.route(device)) this.addPending(device, address);
     };
@@ -153,7 +157,7 @@ export class DeviceRegistry {
     this.opts.metrics.pendingDevices.set(this.pending.size);
     socket.on('data', discard).on('end', gone).on('close', gone);
     socket.resume();
-    this.opts.logger.info({ serial, peer: address }, 'device pending: no session yet');
+    this.opts.summary.info({ serial, peer: address }, 'device pending: no session yet');
   }
 
   private reject(socket: net.Socket, address: string, reason: RejectReason): void {

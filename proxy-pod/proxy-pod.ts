@@ -6,6 +6,8 @@ import { EventEmitter } from 'node:events';
 import { AdminApi, AdminHttpError, type AdminListen } from './admin-api.ts';
 import type { ProxyEvent, SessionList, SessionLookup, SessionSpec, SessionState } from './admin-protocol.ts';
 import { DeviceRegistry, type RegisteredDevice } from './device-registry.ts';
+import type { HttpLimits } from './http-limits.ts';
+import { LogSummary } from './log-summary.ts';
 import { createLogger, type Logger } from './log.ts';
 import { ProxyMetrics } from './metrics.ts';
 import { Session, type SessionEvent } from './session.ts';
@@ -22,6 +24,10 @@ export interface ProxyPodOptions {
   /** How long an ending session waits for a party to take its last bytes. */
   lingerMs?: number;
   logger?: Logger;
+  /** Interval of the rate-limited summaries of lines a peer can cause at will. */
+  logSummaryMs?: number;
+  /** Connection cap and timeouts of the admin API's HTTP server. */
+  httpLimits?: HttpLimits;
   /** Process-wide metrics (memory, CPU); off when several pods share a process. */
   processMetrics?: boolean;
 }
@@ -31,6 +37,7 @@ export class ProxyPod {
   readonly startedAt = new Date();
   readonly metrics: ProxyMetrics;
   private readonly logger: Logger;
+  private readonly summary: LogSummary;
   private readonly sessions = new Map<string, Session>();
   private readonly registry: DeviceRegistry;
   private readonly events = new EventEmitter();
@@ -44,6 +51,7 @@ export class ProxyPod {
   private constructor(private readonly opts: ProxyPodOptions) {
     this.logger = opts.logger ?? createLogger('proxy-pod');
     this.metrics = new ProxyMetrics(opts.processMetrics ?? true);
+    this.summary = new LogSummary(this.logger, opts.logSummaryMs ?? 10_000);
     this.events.setMaxListeners(0);
     this.registry = new DeviceRegistry(
       {
@@ -56,6 +64,7 @@ export class ProxyPod {
         allowlist: opts.deviceAllowlist ?? [],
         metrics: this.metrics,
         logger: this.logger,
+        summary: this.summary,
       },
       (device) => this.routeDevice(device),
     );
@@ -64,7 +73,7 @@ export class ProxyPod {
   static async start(opts: ProxyPodOptions): Promise<ProxyPod> {
     const pod = new ProxyPod(opts);
     pod.boundDevicePort = await pod.registry.listen();
-    pod.admin = new AdminApi(pod, pod.logger);
+    pod.admin = new AdminApi(pod, pod.logger, opts.httpLimits);
     try {
       await pod.admin.listen(opts.admin);
     } catch (err) {
@@ -108,6 +117,7 @@ export class ProxyPod {
         bindHost: this.opts.bindHost,
         metrics: this.metrics,
         logger: this.logger,
+        summary: this.summary,
         lingerMs: this.opts.lingerMs ?? 30_000,
         emit: (event) => this.publish(event),
       });
@@ -158,6 +168,7 @@ export class ProxyPod {
     this.sessions.clear();
     await this.registry.close();
     this.events.removeAllListeners();
+    this.summary.close();
     this.logger.info({ instanceId: this.instanceId }, 'proxy pod stopped');
   }
 
