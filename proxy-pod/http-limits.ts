@@ -54,28 +54,32 @@ export interface ConnectionCounts {
 interface Connection {
   /** Requests received and not yet answered. */
   inFlight: number;
+  /** Requests answered on this connection. */
+  answered: number;
   timer: NodeJS.Timeout | undefined;
 }
 
 /**
  * Applies `limits` to `server`. A connection without a request in progress
- * (new, or kept alive between requests) is *idle*; the oldest idle one is the
- * first to go when the cap is reached, so a flood of silent connections
- * cannot lock out clients that send their request at once. When every slot
- * holds a request in progress, the newcomer is closed.
+ * is *idle*. When the cap is reached, the oldest idle connection that never
+ * sent a request goes first, then the oldest kept alive between requests, so
+ * a flood of silent connections cannot lock out clients that send their
+ * request at once, nor break their kept-alive connections while silent ones
+ * remain. When every slot holds a request in progress, the newcomer is
+ * closed. The count is kept here, not by Node's maxConnections, whose count
+ * lags behind closes and would turn a legitimate client away during a churn.
  */
 export function limitConnections(server: http.Server, limits: HttpLimits, onPressure?: (event: 'refused' | 'evicted' | 'timed-out') => void): ConnectionCounts {
   const counts: ConnectionCounts = { open: 0, refused: 0, evicted: 0, timedOut: 0 };
   const connections = new Map<net.Socket, Connection>();
-  // Idle connections, oldest first (a Set keeps insertion order).
-  const idle = new Set<net.Socket>();
+  // Idle connections, oldest first (a Set keeps insertion order): those that
+  // never sent a request, and those kept alive after an answer.
+  const fresh = new Set<net.Socket>();
+  const kept = new Set<net.Socket>();
 
   server.headersTimeout = limits.headerTimeoutMs;
   server.requestTimeout = Math.max(limits.headerTimeoutMs, 30_000);
   server.keepAliveTimeout = limits.idleTimeoutMs;
-  // One slot beyond the cap lets a newcomer in to be judged; Node refuses
-  // anything further before a socket object is even made.
-  server.maxConnections = limits.maxConnections + 1;
 
   const close = (socket: net.Socket, why: 'refused' | 'evicted' | 'timed-out') => {
     if (why === 'refused') counts.refused++;
@@ -87,19 +91,19 @@ export function limitConnections(server: http.Server, limits: HttpLimits, onPres
 
   const makeIdle = (socket: net.Socket, connection: Connection, timeoutMs: number) => {
     clearTimeout(connection.timer);
-    idle.add(socket);
+    (connection.answered === 0 ? fresh : kept).add(socket);
     connection.timer = setTimeout(() => close(socket, 'timed-out'), timeoutMs);
     connection.timer.unref();
   };
 
   server.on('connection', (socket: net.Socket) => {
     if (connections.size >= limits.maxConnections) {
-      const oldest = idle.values().next();
+      const oldest = fresh.size > 0 ? fresh.values().next() : kept.values().next();
       if (oldest.done) return close(socket, 'refused');
       forget(oldest.value);
       close(oldest.value, 'evicted');
     }
-    const connection: Connection = { inFlight: 0, timer: undefined };
+    const connection: Connection = { inFlight: 0, answered: 0, timer: undefined };
     connections.set(socket, connection);
     counts.open = connections.size;
     makeIdle(socket, connection, limits.headerTimeoutMs);
@@ -111,7 +115,8 @@ export function limitConnections(server: http.Server, limits: HttpLimits, onPres
     if (!connection) return;
     clearTimeout(connection.timer);
     connections.delete(socket);
-    idle.delete(socket);
+    fresh.delete(socket);
+    kept.delete(socket);
     counts.open = connections.size;
   };
 
@@ -122,12 +127,14 @@ export function limitConnections(server: http.Server, limits: HttpLimits, onPres
     connection.inFlight++;
     clearTimeout(connection.timer);
     connection.timer = undefined;
-    idle.delete(socket);
+    fresh.delete(socket);
+    kept.delete(socket);
     let done = false;
     const answered = () => {
       if (done) return;
       done = true;
       connection.inFlight--;
+      connection.answered++;
       // The next head must be complete within the idle time plus the head
       // deadline; Node's keepAliveTimeout closes a silent one sooner.
       if (connection.inFlight === 0 && connections.has(socket) && !socket.destroyed) {

@@ -25,7 +25,8 @@ export interface RunningStandalone {
 
 export { freePortRange, type PortRange };
 
-export async function startStandalone(options: { rangeSize?: number; env?: Record<string, string> } = {}): Promise<RunningStandalone> {
+/** `fdLimit` runs the standalone mode (and so its proxy process) under `ulimit -n`. */
+export async function startStandalone(options: { rangeSize?: number; env?: Record<string, string>; fdLimit?: number } = {}): Promise<RunningStandalone> {
   const range = await freePortRange(options.rangeSize ?? 5);
   const devicePort = await freePort();
   const started = await startNodeProcess(
@@ -41,6 +42,8 @@ export async function startStandalone(options: { rangeSize?: number; env?: Recor
       ...options.env,
     },
     /Session ports /,
+    20_000,
+    options.fdLimit,
   );
   const url = /Control API listening on (http:\/\/\S+)/.exec(started.output())?.[1];
   if (!url) {
