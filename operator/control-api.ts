@@ -20,8 +20,8 @@ export interface ControlApiOptions {
   tokens: readonly string[];
   /** Why the operator is not ready, or undefined when it is. */
   notReadyReason: () => string | undefined;
-  /** Interval of the request-log summaries (default 10 s). */
-  logSummaryMs?: number;
+  /** Rate-limits the request lines; the caller closes it (flushing the last summaries) on stop. */
+  summary?: LogSummary;
 }
 
 /** An answer other than 200 that the Control API gives on purpose. */
@@ -53,7 +53,7 @@ function accepted<T>(result: QueryResult<T>): T {
 export function createControlApi(options: ControlApiOptions): Koa {
   const { commands, metrics, logger } = options;
   const tokens = new BearerTokens(options.tokens);
-  const summary = new LogSummary(logger, options.logSummaryMs ?? 10_000);
+  const summary = options.summary ?? new LogSummary(logger, 10_000);
   const app = new Koa();
   // Exact paths: `/ON` and `/on/` are unknown paths, not aliases.
   const router = new Router({ sensitive: true, strict: true });

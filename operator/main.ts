@@ -122,6 +122,7 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
   });
   elector.start();
 
+  const summary = new LogSummary(logger.child({ part: 'control-api' }), config.logSummaryMs);
   const app = createControlApi({
     commands: new SessionCommands(store, { timeoutMs: config.requestTimeoutMs }),
     metrics: new ControlMetrics(store),
@@ -129,11 +130,10 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
     tokens: config.controlTokens,
     // Every replica serves /on from the cache; the leader is ready once its reconciler reaches the proxy.
     notReadyReason: () => (reconciler && !reconciler.isReady() ? 'the reconciler has not reached the proxy yet' : undefined),
-    logSummaryMs: config.logSummaryMs,
+    summary,
   });
   const server = http.createServer(app.callback());
-  const pressure = new LogSummary(logger.child({ part: 'control-api' }), config.logSummaryMs);
-  limitConnections(server, config.httpLimits, (what) => pressure.warn({ what, limit: config.httpLimits.maxConnections }, 'control connection closed by the limits'));
+  limitConnections(server, config.httpLimits, (what) => summary.warn({ what, limit: config.httpLimits.maxConnections }, 'control connection closed by the limits'));
   await new Promise<void>((resolve, reject) => server.once('error', reject).listen(config.controlPort, config.controlBindHost, resolve));
   const { port } = server.address() as AddressInfo;
   const controlUrl = `http://${config.controlBindHost ?? 'localhost'}:${port}`;
@@ -149,7 +149,7 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
       stopReconciling();
       await transition;
       await elector.stop();
-      pressure.close();
+      summary.close();
       informer.stop();
       store.close();
       admin.close();

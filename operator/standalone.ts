@@ -72,18 +72,18 @@ export async function startStandalone(env: NodeJS.ProcessEnv, logger: Logger): P
     cleanups.push(() => reconciler.stop());
 
     const metrics = new ControlMetrics(store);
+    const summary = new LogSummary(logger.child({ part: 'control-api' }), config.logSummaryMs);
+    cleanups.push(async () => summary.close());
     const app = createControlApi({
       commands: new SessionCommands(store, { timeoutMs: config.requestTimeoutMs }),
       metrics,
       logger: logger.child({ part: 'control-api' }),
       tokens: config.controlTokens,
       notReadyReason: () => (reconciler.isReady() ? undefined : 'the reconciler has not synced with the proxy yet'),
-      logSummaryMs: config.logSummaryMs,
+      summary,
     });
     const server = http.createServer(app.callback());
-    const pressure = new LogSummary(logger.child({ part: 'control-api' }), config.logSummaryMs);
-    cleanups.push(async () => pressure.close());
-    limitConnections(server, config.httpLimits, (what) => pressure.warn({ what, limit: config.httpLimits.maxConnections }, 'control connection closed by the limits'));
+    limitConnections(server, config.httpLimits, (what) => summary.warn({ what, limit: config.httpLimits.maxConnections }, 'control connection closed by the limits'));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(config.controlPort, config.controlBindHost, () => {

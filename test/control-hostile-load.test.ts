@@ -132,7 +132,7 @@ test('600 idle connections on a Control API at ulimit -n 512: /on answers and ne
   assert.ok(percentile(during, 99) < PAIR_P99_BOUND_MS);
 });
 
-test('/on and /off racing for one serial for 30 s from 50 clients: every answer is 200, 404 for /off, or 409 with a code; no 5xx', async () => {
+test('/on and /off racing for one serial for 30 s from 50 clients (10 calling /on, 40 /off): every answer is 200, 404 for /off, or 409 with a code; no 5xx', async () => {
   const app = await standalone({ rangeSize: 4 });
   const seconds = Number(process.env.CCCP_RACE_SECONDS ?? 30);
   const until = Date.now() + seconds * 1000;
@@ -140,7 +140,7 @@ test('/on and /off racing for one serial for 30 s from 50 clients: every answer 
   const unexpected: string[] = [];
   const client = async (index: number) => {
     while (Date.now() < until) {
-      const path = index % 2 === 0 ? '/on?serial=RACE' : '/off?serial=RACE';
+      const path = index % 5 === 0 ? '/on?serial=RACE' : '/off?serial=RACE';
       const answer = await app.call(path);
       const code = (answer.body as { code?: string }).code;
       const key = `${path.slice(0, 4)} ${answer.status}${code ? ` ${code}` : ''}`;
