@@ -17,10 +17,17 @@ export interface HttpLimits {
   idleTimeoutMs: number;
 }
 
-/** Connection-cap default: at most 1,000, and at most a quarter of the process's descriptor limit. */
+/** Connection-cap default: at most 4,096, and at most a quarter of the process's descriptor limit. */
 export function defaultMaxConnections(openFileLimit = softOpenFileLimit()): number {
-  return Math.max(16, Math.min(1000, Math.floor(openFileLimit / 4)));
+  return Math.max(16, Math.min(4096, Math.floor(openFileLimit / 4)));
 }
+
+/**
+ * An idle connection younger than this is not evicted: in a burst, Node
+ * accepts many connections before it reads any, so a young "idle" one may
+ * well have its request already waiting in the kernel.
+ */
+const MIN_AGE_TO_EVICT_MS = 1000;
 
 /** The soft RLIMIT_NOFILE from /proc (Linux); Infinity where it cannot be read. */
 export function softOpenFileLimit(): number {
@@ -52,6 +59,8 @@ export interface ConnectionCounts {
 }
 
 interface Connection {
+  /** When it became idle (performance.now()). */
+  idleSince: number;
   /** Requests received and not yet answered. */
   inFlight: number;
   /** Requests answered on this connection. */
@@ -91,6 +100,7 @@ export function limitConnections(server: http.Server, limits: HttpLimits, onPres
 
   const makeIdle = (socket: net.Socket, connection: Connection, timeoutMs: number) => {
     clearTimeout(connection.timer);
+    connection.idleSince = performance.now();
     (connection.answered === 0 ? fresh : kept).add(socket);
     connection.timer = setTimeout(() => close(socket, 'timed-out'), timeoutMs);
     connection.timer.unref();
@@ -98,17 +108,27 @@ export function limitConnections(server: http.Server, limits: HttpLimits, onPres
 
   server.on('connection', (socket: net.Socket) => {
     if (connections.size >= limits.maxConnections) {
-      const oldest = fresh.size > 0 ? fresh.values().next() : kept.values().next();
-      if (oldest.done) return close(socket, 'refused');
-      forget(oldest.value);
-      close(oldest.value, 'evicted');
+      const oldest = evictable();
+      if (!oldest) return close(socket, 'refused');
+      forget(oldest);
+      close(oldest, 'evicted');
     }
-    const connection: Connection = { inFlight: 0, answered: 0, timer: undefined };
+    const connection: Connection = { idleSince: 0, inFlight: 0, answered: 0, timer: undefined };
     connections.set(socket, connection);
     counts.open = connections.size;
     makeIdle(socket, connection, limits.headerTimeoutMs);
     socket.once('close', () => forget(socket));
   });
+
+  const minAgeMs = Math.min(MIN_AGE_TO_EVICT_MS, limits.headerTimeoutMs / 2);
+  const evictable = (): net.Socket | undefined => {
+    const now = performance.now();
+    for (const set of [fresh, kept]) {
+      const oldest = set.values().next();
+      if (!oldest.done && now - connections.get(oldest.value)!.idleSince >= minAgeMs) return oldest.value;
+    }
+    return undefined;
+  };
 
   const forget = (socket: net.Socket) => {
     const connection = connections.get(socket);

@@ -25,12 +25,12 @@ export interface RunningStandalone {
 
 export { freePortRange, type PortRange };
 
-/** `fdLimit` runs the standalone mode (and so its proxy process) under `ulimit -n`. */
-export async function startStandalone(options: { rangeSize?: number; env?: Record<string, string>; fdLimit?: number } = {}): Promise<RunningStandalone> {
+/** `entry` may name another checkout's standalone.ts (benchmarks compare two); `fdLimit` runs the standalone mode (and so its proxy process) under `ulimit -n`. */
+export async function startStandalone(options: { rangeSize?: number; env?: Record<string, string>; fdLimit?: number; entry?: string } = {}): Promise<RunningStandalone> {
   const range = await freePortRange(options.rangeSize ?? 5);
   const devicePort = await freePort();
   const started = await startNodeProcess(
-    'operator/standalone.ts',
+    options.entry ?? 'operator/standalone.ts',
     {
       CCCP_CONTROL_PORT: '0',
       CCCP_CONTROL_BIND_HOST: '127.0.0.1',
