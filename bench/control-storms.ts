@@ -1,7 +1,7 @@
 // The standalone mode's live pair under control-plane storms: a device and a
 // client exchanging 64 bytes every 50 ms, its p99 round trip at rest, during
-// 3,000 concurrent /on calls and during 3,000 registrations replacing one
-// serial. With --before=DIR the same phases run, in the same run, against the
+// 3,000 concurrent /on calls, at rest again with those sessions live, and
+// during 3,000 registrations replacing one serial. With --before=DIR the same phases run, in the same run, against the
 // standalone mode of another checkout (e.g. the commit before a change), so
 // the two can be compared as ratios on the same (shared, noisy) machine.
 //
@@ -76,6 +76,8 @@ for (let round = 1; round <= rounds; round++) {
 
       const onStorm = await storm({ kind: 'on', url: app.url, count, prefix: `R${round}` });
       row(variant.name, round, `during ${count} concurrent /on`, pair.mark(), `${JSON.stringify(onStorm.statuses)} in ${onStorm.ms} ms`);
+      await sleep(restSeconds * 1000);
+      row(variant.name, round, `at rest with the ${count} sessions live`, pair.mark());
       await storm({ kind: 'off', url: app.url, count, prefix: `R${round}` });
       await sleep(2000);
       pair.mark();
