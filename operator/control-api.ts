@@ -136,7 +136,7 @@ export function createControlApi(options: ControlApiOptions): Koa {
         if (error.status === 405) ctx.set('Allow', 'GET');
         if (error.status === 401) ctx.set('WWW-Authenticate', 'Bearer');
       } else if (error instanceof SessionConflictError) {
-        // Another caller's /off (or the session's end) overtook this /on: not a failure of ours.
+        // Another caller's /off overtook this /on: not a failure of ours.
         ctx.status = 409;
         ctx.body = errorBody(error.message, error.code);
       } else if (error instanceof SessionCommandError) {
