@@ -22,12 +22,6 @@ export function defaultMaxConnections(openFileLimit = softOpenFileLimit()): numb
   return Math.max(16, Math.min(4096, Math.floor(openFileLimit / 4)));
 }
 
-/**
- * An idle connection younger than this is not evicted: in a burst, Node
- * accepts many connections before it reads any, so a young "idle" one may
- * well have its request already waiting in the kernel.
- */
-const MIN_AGE_TO_EVICT_MS = 1000;
 
 /** The soft RLIMIT_NOFILE from /proc (Linux); Infinity where it cannot be read. */
 export function softOpenFileLimit(): number {
@@ -59,8 +53,6 @@ export interface ConnectionCounts {
 }
 
 interface Connection {
-  /** When it became idle (performance.now()). */
-  idleSince: number;
   /** Requests received and not yet answered. */
   inFlight: number;
   /** Requests answered on this connection. */
@@ -100,7 +92,6 @@ export function limitConnections(server: http.Server, limits: HttpLimits, onPres
 
   const makeIdle = (socket: net.Socket, connection: Connection, timeoutMs: number) => {
     clearTimeout(connection.timer);
-    connection.idleSince = performance.now();
     (connection.answered === 0 ? fresh : kept).add(socket);
     connection.timer = setTimeout(() => close(socket, 'timed-out'), timeoutMs);
     connection.timer.unref();
@@ -113,19 +104,21 @@ export function limitConnections(server: http.Server, limits: HttpLimits, onPres
       forget(oldest);
       close(oldest, 'evicted');
     }
-    const connection: Connection = { idleSince: 0, inFlight: 0, answered: 0, timer: undefined };
+    const connection: Connection = { inFlight: 0, answered: 0, timer: undefined };
     connections.set(socket, connection);
     counts.open = connections.size;
     makeIdle(socket, connection, limits.headerTimeoutMs);
     socket.once('close', () => forget(socket));
   });
 
-  const minAgeMs = Math.min(MIN_AGE_TO_EVICT_MS, limits.headerTimeoutMs / 2);
+  // In a burst beyond the cap the oldest may have its request already waiting
+  // in the kernel (Node accepts before it reads); either way each connection
+  // beyond the cap costs one, and preferring the oldest keeps a churning
+  // flood from locking out clients that send their request at once.
   const evictable = (): net.Socket | undefined => {
-    const now = performance.now();
     for (const set of [fresh, kept]) {
       const oldest = set.values().next();
-      if (!oldest.done && now - connections.get(oldest.value)!.idleSince >= minAgeMs) return oldest.value;
+      if (!oldest.done) return oldest.value;
     }
     return undefined;
   };
