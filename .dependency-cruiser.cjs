@@ -12,11 +12,11 @@ module.exports = {
       to: { path: '^proxy-pod/' },
     },
     {
-      name: 'standalone-composes-the-proxy-only',
-      comment: 'The standalone mode starts the proxy pod; it may use the proxy entry and config, nothing deeper.',
+      name: 'standalone-checks-proxy-settings-only',
+      comment: 'The standalone mode forks the proxy process; it reads the proxy settings first only to refuse bad ones with a clear message.',
       severity: 'error',
       from: { path: '^operator/standalone\\.ts$' },
-      to: { path: '^proxy-pod/', pathNot: '^proxy-pod/(main|config|proxy-pod)\\.ts$' },
+      to: { path: '^proxy-pod/', pathNot: '^proxy-pod/config\\.ts$' },
     },
     {
       name: 'proxy-pod-not-into-operator',

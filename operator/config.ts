@@ -2,6 +2,8 @@
 // name the variable. The proxy pod reads its own (proxy-pod/config.ts).
 import { readFileSync } from 'node:fs';
 import { ConfigError, envInteger, envList, envString } from '../common/env.ts';
+import { type HttpLimits, httpLimitsFromEnv } from '../common/http-limits.ts';
+import { logSummaryMsFromEnv } from '../common/log-summary.ts';
 import { PortAllocator, type PortRange } from './port-allocator.ts';
 
 export { ConfigError };
@@ -25,6 +27,10 @@ export interface OperatorConfig {
   endedRetentionMs: number;
   /** How often the reconciler compares live counters with status (bounds /status staleness). */
   pollIntervalMs: number;
+  /** Connection cap and timeouts of the Control API's HTTP server. */
+  httpLimits: HttpLimits;
+  /** Interval of the rate-limited request-log summaries. */
+  logSummaryMs: number;
 }
 
 const DEFAULT_RANGE = '20000-20099';
@@ -85,6 +91,8 @@ export function operatorConfigFromEnv(env: NodeJS.ProcessEnv): OperatorConfig {
     requestTimeoutMs: envInteger(env, 'CCCP_REQUEST_TIMEOUT_S', 10, 1, 300) * 1000,
     endedRetentionMs: envInteger(env, 'CCCP_ENDED_RETENTION_S', 300, 0, 30 * 86_400) * 1000,
     pollIntervalMs: envInteger(env, 'CCCP_STATUS_POLL_MS', 300, 50, 1000),
+    httpLimits: httpLimitsFromEnv(env),
+    logSummaryMs: logSummaryMsFromEnv(env),
   };
   const { min, max } = config.portRange;
   if (config.devicePort >= min && config.devicePort <= max) {

@@ -8,7 +8,9 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { adminTokenFromEnv, ConfigError, envInteger, envString } from '../common/env.ts';
+import { limitConnections } from '../common/http-limits.ts';
 import { createLogger, type Logger } from '../common/log.ts';
+import { LogSummary } from '../common/log-summary.ts';
 import { BearerTokens } from './bearer-tokens.ts';
 import { operatorConfigFromEnv, reconcilerSettings } from './config.ts';
 import { createControlApi } from './control-api.ts';
@@ -143,6 +145,7 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
   const tokens = new BearerTokens(config.controlTokens);
   const tokensFile = config.controlTokensFile ? new ControlTokensFile(config.controlTokensFile, tokens, config.controlTokens, logger.child({ part: 'control-tokens' })) : undefined;
   tokensFile?.start();
+  const summary = new LogSummary(logger.child({ part: 'control-api' }), config.logSummaryMs);
   const app = createControlApi({
     commands: new SessionCommands(store, { timeoutMs: config.requestTimeoutMs }),
     metrics: controlMetrics,
@@ -150,8 +153,10 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
     tokens,
     // Every replica serves /on from the cache; the leader is ready once its reconciler reaches the proxy.
     notReadyReason: () => (reconciler && !reconciler.isReady() ? 'the reconciler has not reached the proxy yet' : undefined),
+    summary,
   });
   const server = http.createServer(app.callback());
+  limitConnections(server, config.httpLimits, (what) => summary.warn({ what, limit: config.httpLimits.maxConnections }, 'control connection closed by the limits'));
   await listen(server, { port: config.controlPort, host: config.controlBindHost });
   const { port } = server.address() as AddressInfo;
   const controlUrl = `http://${config.controlBindHost ?? 'localhost'}:${port}`;
@@ -168,6 +173,7 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
       stopReconciling();
       await transition;
       await elector.stop();
+      summary.close();
       informer.stop();
       store.close();
       admin.close();

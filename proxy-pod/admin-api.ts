@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { addressEntryError } from './address-matcher.ts';
 import type { AdminError, ProxyEvent, SessionList, SessionLookup, SessionSpec, SessionState } from '../common/admin-protocol.ts';
+import { type HttpLimits, limitConnections } from '../common/http-limits.ts';
 import type { Logger } from '../common/log.ts';
 import { isValidSerial } from './registration.ts';
 import { PortUnavailableError } from './session.ts';
@@ -46,8 +47,9 @@ export class AdminApi {
   private socketPath: string | undefined;
   where = '';
 
-  constructor(private readonly target: AdminTarget, private readonly logger: Logger) {
+  constructor(private readonly target: AdminTarget, private readonly logger: Logger, limits?: HttpLimits) {
     this.server = http.createServer();
+    if (limits) limitConnections(this.server, limits);
   }
 
   async listen(how: AdminListen): Promise<void> {

@@ -2,6 +2,8 @@
 import { addressEntryError } from './address-matcher.ts';
 import type { AdminListen } from './admin-api.ts';
 import { adminTokenFromEnv, ConfigError, envInteger, envList, envString } from '../common/env.ts';
+import { httpLimitsFromEnv } from '../common/http-limits.ts';
+import { logSummaryMsFromEnv } from '../common/log-summary.ts';
 import type { ProxyPodOptions } from './proxy-pod.ts';
 
 export interface ProxyConfig extends ProxyPodOptions {
@@ -26,6 +28,8 @@ export function proxyOptionsFromEnv(env: NodeJS.ProcessEnv): ProxyConfig {
     lingerMs: envInteger(env, 'CCCP_LINGER_S', 30, 1, 3600) * 1000,
     deviceAllowlist,
     healthPort: envInteger(env, 'CCCP_PROXY_HEALTH_PORT', 9090, 0, 65_535),
+    logSummaryMs: logSummaryMsFromEnv(env),
+    httpLimits: httpLimitsFromEnv(env),
   };
 }
 

@@ -1,6 +1,9 @@
-// Entry point of the proxy pod process.
+// Entry point of the proxy pod process. Started by the standalone mode as its
+// child (with an IPC channel), it reports readiness over that channel and
+// stops when the channel closes, so it never outlives its parent.
 import { isEntryPoint } from '../common/entry-point.ts';
 import { createLogger } from '../common/log.ts';
+import type { ProxyProcessMessage } from '../common/proxy-process-messages.ts';
 import { proxyOptionsFromEnv } from './config.ts';
 import { HealthServer } from './health-server.ts';
 import { ProxyPod } from './proxy-pod.ts';
@@ -10,7 +13,7 @@ async function main(): Promise<void> {
   try {
     const config = proxyOptionsFromEnv(process.env);
     const pod = await ProxyPod.start({ ...config, logger });
-    const health = config.healthPort ? new HealthServer(pod.metrics.registry) : undefined;
+    const health = config.healthPort ? new HealthServer(pod.metrics.registry, config.httpLimits) : undefined;
     const healthPort = await health?.listen(config.healthPort, config.bindHost);
     logger.info({ devicePort: pod.devicePort, admin: pod.adminAddress, healthPort, instanceId: pod.instanceId }, 'proxy pod ready');
 
@@ -24,6 +27,10 @@ async function main(): Promise<void> {
     };
     process.on('SIGTERM', () => void stop('SIGTERM'));
     process.on('SIGINT', () => void stop('SIGINT'));
+    if (process.send) {
+      process.on('disconnect', () => void stop('parent gone'));
+      process.send({ type: 'ready', devicePort: pod.devicePort, adminAddress: pod.adminAddress } satisfies ProxyProcessMessage);
+    }
   } catch (err) {
     logger.fatal({ err }, 'proxy pod failed to start');
     process.exit(1);

@@ -7,7 +7,9 @@ import { AdminApi, AdminHttpError, type AdminListen } from './admin-api.ts';
 import type { ProxyEvent, SessionList, SessionLookup, SessionSpec, SessionState } from '../common/admin-protocol.ts';
 import { DeviceRegistry, type RegisteredDevice } from './device-registry.ts';
 import { type Clock, systemClock } from '../common/clock.ts';
+import type { HttpLimits } from '../common/http-limits.ts';
 import { createLogger, type Logger } from '../common/log.ts';
+import { LogSummary } from '../common/log-summary.ts';
 import { ProxyMetrics } from './metrics.ts';
 import { Session, type SessionEvent } from './session.ts';
 
@@ -23,6 +25,10 @@ export interface ProxyPodOptions {
   /** How long an ending session waits for a party to take its last bytes. */
   lingerMs?: number;
   logger?: Logger;
+  /** Interval of the rate-limited summaries of lines a peer can cause at will. */
+  logSummaryMs?: number;
+  /** Connection cap and timeouts of the admin API's HTTP server. */
+  httpLimits?: HttpLimits;
   /** Process-wide metrics (memory, CPU); off when several pods share a process. */
   processMetrics?: boolean;
   clock?: Clock;
@@ -34,6 +40,7 @@ export class ProxyPod {
   private readonly clock: Clock;
   readonly metrics: ProxyMetrics;
   private readonly logger: Logger;
+  private readonly summary: LogSummary;
   private readonly sessions = new Map<string, Session>();
   private readonly registry: DeviceRegistry;
   private readonly events = new EventEmitter();
@@ -49,6 +56,7 @@ export class ProxyPod {
     this.startedAt = new Date(this.clock.now());
     this.logger = opts.logger ?? createLogger('proxy-pod');
     this.metrics = new ProxyMetrics(opts.processMetrics ?? true);
+    this.summary = new LogSummary(this.logger, opts.logSummaryMs ?? 10_000);
     this.events.setMaxListeners(0);
     this.registry = new DeviceRegistry(
       {
@@ -62,6 +70,7 @@ export class ProxyPod {
         metrics: this.metrics,
         logger: this.logger,
         clock: this.clock,
+        summary: this.summary,
       },
       (device) => this.routeDevice(device),
     );
@@ -70,7 +79,7 @@ export class ProxyPod {
   static async start(opts: ProxyPodOptions): Promise<ProxyPod> {
     const pod = new ProxyPod(opts);
     pod.boundDevicePort = await pod.registry.listen();
-    pod.admin = new AdminApi(pod, pod.logger);
+    pod.admin = new AdminApi(pod, pod.logger, opts.httpLimits);
     try {
       await pod.admin.listen(opts.admin);
     } catch (err) {
@@ -114,6 +123,7 @@ export class ProxyPod {
         bindHost: this.opts.bindHost,
         metrics: this.metrics,
         logger: this.logger,
+        summary: this.summary,
         lingerMs: this.opts.lingerMs ?? 30_000,
         emit: (event) => this.publish(event),
         clock: this.clock,
@@ -165,6 +175,7 @@ export class ProxyPod {
     this.sessions.clear();
     await this.registry.close();
     this.events.removeAllListeners();
+    this.summary.close();
     this.logger.info({ instanceId: this.instanceId }, 'proxy pod stopped');
   }
 

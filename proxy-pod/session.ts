@@ -10,6 +10,7 @@ import { AddressMatcher } from './address-matcher.ts';
 import type { EndedReason, SessionSpec, SessionState } from '../common/admin-protocol.ts';
 import type { Clock } from '../common/clock.ts';
 import type { Logger } from '../common/log.ts';
+import type { LogSummary } from '../common/log-summary.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import { listen, peerAddress } from '../common/sockets.ts';
 
@@ -27,6 +28,8 @@ export interface SessionContext {
   bindHost?: string;
   metrics: ProxyMetrics;
   logger: Logger;
+  /** For the lines a peer can cause at will (connects, refusals): rate-limited. */
+  summary: LogSummary;
   /** How long an ending session waits for a party to take its last bytes. */
   lingerMs: number;
   emit(event: SessionEvent): void;
@@ -197,7 +200,7 @@ export class Session {
       // Destroyed before a single byte is read from it.
       socket.destroy();
       this.ctx.metrics.clientsRefused.inc();
-      this.ctx.logger.warn({ serial: this.serial, client: address }, 'client refused by whitelist');
+      this.ctx.summary.warn({ serial: this.serial, client: address }, 'client refused by whitelist');
       this.ctx.emit({ type: 'client-refused', serial: this.serial, id: this.spec.id, address });
       return;
     }
@@ -226,7 +229,7 @@ export class Session {
     });
     this.ctx.metrics.connections.inc({ side });
     this.ctx.metrics.connected.inc({ side });
-    this.ctx.logger.info({ serial: this.serial, side, peer: party.address }, `${side} connected`);
+    this.ctx.summary.info({ serial: this.serial, side, peer: party.address }, `${side} connected`);
     this.ctx.emit({ type: `${side}-connected`, serial: this.serial, id: this.spec.id, address: party.address });
     // A sender that was waiting for the previous party's 'drain' goes on; its
     // bytes now reach the new party.
@@ -283,7 +286,7 @@ export class Session {
     this.parties[party.side] = undefined;
     party.unlisten();
     this.ctx.metrics.connected.dec({ side: party.side });
-    this.ctx.logger.info({ serial: this.serial, side: party.side, peer: party.address, why }, `${party.side} disconnected`);
+    this.ctx.summary.info({ serial: this.serial, side: party.side, peer: party.address, why }, `${party.side} disconnected`);
     this.ctx.emit({ type: `${party.side}-disconnected`, serial: this.serial, id: this.spec.id, address: party.address, reason: why });
     const other = this.parties[party.side === 'device' ? 'client' : 'device'];
     // Whoever waited for this party to drain must not wait forever.

@@ -18,11 +18,12 @@ export interface RunningStandalone {
 
 export { freePortRange, type PortRange };
 
-export async function startStandalone(options: { rangeSize?: number; env?: Record<string, string> } = {}): Promise<RunningStandalone> {
+/** `entry` may name another checkout's standalone.ts (benchmarks compare two); `fdLimit` runs the standalone mode (and so its proxy process) under `ulimit -n`. */
+export async function startStandalone(options: { rangeSize?: number; env?: Record<string, string>; fdLimit?: number; entry?: string } = {}): Promise<RunningStandalone> {
   const range = await freePortRange(options.rangeSize ?? 5);
   const devicePort = await freePort();
   const started = await startNodeProcess(
-    'operator/standalone.ts',
+    options.entry ?? 'operator/standalone.ts',
     {
       CCCP_CONTROL_PORT: '0',
       CCCP_CONTROL_BIND_HOST: '127.0.0.1',
@@ -34,6 +35,8 @@ export async function startStandalone(options: { rangeSize?: number; env?: Recor
       ...options.env,
     },
     /Session ports /,
+    20_000,
+    options.fdLimit,
   );
   const url = /Control API listening on (http:\/\/\S+)/.exec(started.output())?.[1];
   if (!url) {
