@@ -1,7 +1,9 @@
 // The operator's settings from CCCP_* environment variables, with errors that
 // name the variable. The proxy pod reads its own (proxy-pod/config.ts).
 import { ConfigError, envInteger, envList, envString } from '../proxy-pod/env.ts';
+import { MAX_LIFETIME_SECONDS } from './control-api-contract.ts';
 import { PortAllocator, type PortRange } from './port-allocator.ts';
+import type { SessionLimitDefaults } from './session-store.ts';
 
 export { ConfigError };
 
@@ -22,6 +24,8 @@ export interface OperatorConfig {
   endedRetentionMs: number;
   /** How often the reconciler compares live counters with status (bounds /status staleness). */
   pollIntervalMs: number;
+  /** Lifetime limits for sessions that ask for none; absent means none. */
+  limitDefaults: SessionLimitDefaults;
 }
 
 const DEFAULT_RANGE = '20000-20099';
@@ -52,7 +56,13 @@ export function operatorConfigFromEnv(env: NodeJS.ProcessEnv): OperatorConfig {
     requestTimeoutMs: envInteger(env, 'CCCP_REQUEST_TIMEOUT_S', 10, 1, 300) * 1000,
     endedRetentionMs: envInteger(env, 'CCCP_ENDED_RETENTION_S', 300, 0, 30 * 86_400) * 1000,
     pollIntervalMs: envInteger(env, 'CCCP_STATUS_POLL_MS', 300, 50, 1000),
+    limitDefaults: {},
   };
+  // 0 (the default) means no limit; the range is the one /on accepts.
+  const maxLifetime = envInteger(env, 'CCCP_DEFAULT_MAX_LIFETIME_S', 0, 0, MAX_LIFETIME_SECONDS);
+  const idleTimeout = envInteger(env, 'CCCP_DEFAULT_IDLE_TIMEOUT_S', 0, 0, MAX_LIFETIME_SECONDS);
+  if (maxLifetime > 0) config.limitDefaults.maxLifetimeSeconds = maxLifetime;
+  if (idleTimeout > 0) config.limitDefaults.idleTimeoutSeconds = idleTimeout;
   const { min, max } = config.portRange;
   if (config.devicePort >= min && config.devicePort <= max) {
     throw new ConfigError(`CCCP_DEVICE_PORT ${config.devicePort} lies inside CCCP_PORT_RANGE ${min}-${max}`);
@@ -70,5 +80,6 @@ export function reconcilerSettings(config: OperatorConfig) {
     publicHost: config.publicHost,
     pollIntervalMs: config.pollIntervalMs,
     endedRetentionMs: config.endedRetentionMs,
+    limitDefaults: config.limitDefaults,
   };
 }

@@ -12,6 +12,7 @@ import type {
   SessionLookup,
   SessionSpec,
   SessionState,
+  SideState,
 } from '../proxy-pod/admin-protocol.ts';
 import { realTimers, type Timers } from './work-queue.ts';
 
@@ -81,7 +82,7 @@ function optionalString(value: unknown, what: string): string | undefined {
   return value;
 }
 
-const ENDED_REASONS: readonly EndedReason[] = ['ClientConnectTimeout', 'DeviceDisconnected', 'ClientDisconnected', 'Deleted', 'Superseded'];
+const ENDED_REASONS: readonly EndedReason[] = ['ClientConnectTimeout', 'DeviceDisconnected', 'ClientDisconnected', 'IdleTimeout', 'MaxLifetime', 'Deleted', 'Superseded'];
 const EVENT_TYPES: readonly ProxyEventType[] = [
   'hello', 'device-connected', 'device-disconnected', 'client-connected', 'client-disconnected', 'client-refused', 'session-ended',
 ];
@@ -92,6 +93,20 @@ export function toInstanceInfo(value: unknown): InstanceInfo {
     fail('instance info');
   }
   return { instanceId: value.instanceId, startedAt: value.startedAt, devicePort: value.devicePort };
+}
+
+/** One side's record; a proxy older than these fields answers none, read as zeros. */
+function toSideState(value: unknown): SideState {
+  if (!isObject(value)) return { forwardedBytes: 0, droppedBytes: 0 };
+  const side: SideState = {
+    forwardedBytes: typeof value.forwardedBytes === 'number' ? value.forwardedBytes : 0,
+    droppedBytes: typeof value.droppedBytes === 'number' ? value.droppedBytes : 0,
+  };
+  const since = optionalString(value.connectedSince, 'session state');
+  if (since !== undefined) side.connectedSince = since;
+  const activity = optionalString(value.lastActivity, 'session state');
+  if (activity !== undefined) side.lastActivity = activity;
+  return side;
 }
 
 export function toSessionState(value: unknown): SessionState {
@@ -118,7 +133,13 @@ export function toSessionState(value: unknown): SessionState {
     transferredBytes: v.transferredBytes,
     droppedBytes: typeof v.droppedBytes === 'number' ? v.droppedBytes : 0,
     listeningSince: optionalString(v.listeningSince, what) ?? '',
+    device: toSideState(v.device),
+    client: toSideState(v.client),
+    clientsRefused: typeof v.clientsRefused === 'number' ? v.clientsRefused : 0,
   };
+  const notAfter = optionalString(v.notAfter, what);
+  if (notAfter !== undefined) state.notAfter = notAfter;
+  if (typeof v.idleTimeoutSeconds === 'number') state.idleTimeoutSeconds = v.idleTimeoutSeconds;
   if (typeof v.timeoutSeconds === 'number') state.timeoutSeconds = v.timeoutSeconds;
   const reason = optionalString(v.endedReason, what);
   if (reason !== undefined) {

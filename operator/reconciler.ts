@@ -18,9 +18,10 @@ import {
   failedStatus,
   pendingStatus,
   proxyMatches,
+  sameBesidesTraffic,
   sameStatus,
 } from './session-status.ts';
-import { isTerminal, type ProxySession, type ProxySessionStatus, type SessionStore } from './session-store.ts';
+import { isTerminal, type ProxySession, type ProxySessionStatus, type SessionLimitDefaults, type SessionStore } from './session-store.ts';
 import { realTimers, WorkQueue, type Timers, type WorkResult } from './work-queue.ts';
 
 export interface ReconcilerOptions {
@@ -45,6 +46,8 @@ export interface ReconcilerOptions {
    * when absent.
    */
   counterFlushesPerSecond?: number;
+  /** Lifetime limits for sessions that ask for none. */
+  limitDefaults?: SessionLimitDefaults;
   /** Sees every proxy event (e.g. to record Kubernetes Events); never changes what is reconciled. */
   onProxyEvent?: (event: ProxyEvent) => void;
   timers?: Timers;
@@ -65,6 +68,7 @@ export class Reconciler {
   private readonly now: () => Date;
   private readonly onProxyEvent: ((event: ProxyEvent) => void) | undefined;
   private readonly counterFlush: RateLimiter;
+  private readonly limitDefaults: SessionLimitDefaults;
   /**
    * The proxy's list from the last poll, and when each serial last changed
    * in the proxy (our PUT or DELETE, or an event). A reconcile reads the
@@ -100,6 +104,7 @@ export class Reconciler {
     this.proxyStaleAfterMs = options.proxyStaleAfterMs ?? 5_000;
     this.timers = options.timers ?? realTimers;
     this.onProxyEvent = options.onProxyEvent;
+    this.limitDefaults = options.limitDefaults ?? {};
     this.counterFlush = new RateLimiter(options.counterFlushesPerSecond ?? Number.POSITIVE_INFINITY);
     this.now = options.now ?? (() => new Date(this.timers.now()));
     this.queue = new WorkQueue((serial) => this.reconcile(serial), {
@@ -261,7 +266,7 @@ export class Reconciler {
       session = written;
     }
 
-    const desired = desiredProxySpec(session, port);
+    const desired = desiredProxySpec(session, port, this.limitDefaults);
     let state = proxied;
     if (!proxyMatches(proxied, desired)) {
       // The proxy refuses to move a live session to another port: close it first.
@@ -287,7 +292,7 @@ export class Reconciler {
     if (sameStatus(next, session.status)) return;
     // A write that only moves the byte counter waits its turn; connects,
     // disconnects and phase changes are written at once.
-    if (sameStatus({ ...next, transferredBytes: 0 }, { ...session.status, transferredBytes: 0 })) {
+    if (sameBesidesTraffic(next, session.status)) {
       const waitMs = this.counterFlush.take(this.timers.now());
       if (waitMs > 0) return { requeueAfterMs: waitMs };
     }

@@ -7,7 +7,8 @@
 // (so memory per direction stays near one socket buffer).
 import net from 'node:net';
 import { AddressMatcher } from './address-matcher.ts';
-import type { EndedReason, SessionSpec, SessionState } from './admin-protocol.ts';
+import type { EndedReason, SessionSpec, SessionState, SideState } from './admin-protocol.ts';
+import { coarseSeconds } from './coarse-clock.ts';
 import type { Logger } from './log.ts';
 import type { ProxyMetrics } from './metrics.ts';
 
@@ -77,6 +78,22 @@ class Party {
   }
 }
 
+/** What one side has done over the session's life, across its reconnects. */
+class SideRecord {
+  forwarded = 0;
+  dropped = 0;
+  connectedSince: Date | undefined;
+  /** coarseSeconds() of the last byte received from this side; 0 if none yet. */
+  lastActivitySeconds = 0;
+
+  state(): SideState {
+    const state: SideState = { forwardedBytes: this.forwarded, droppedBytes: this.dropped };
+    if (this.connectedSince) state.connectedSince = this.connectedSince.toISOString();
+    if (this.lastActivitySeconds > 0) state.lastActivity = new Date(this.lastActivitySeconds * 1000).toISOString();
+    return state;
+  }
+}
+
 export class Session {
   private spec: SessionSpec;
   private whitelist: AddressMatcher;
@@ -84,8 +101,12 @@ export class Session {
   private readonly parties: Record<Side, Party | undefined> = { device: undefined, client: undefined };
   private clientEverConnected = false;
   private timeoutTimer: NodeJS.Timeout | undefined;
-  private transferred = 0;
-  private dropped = 0;
+  private readonly sides: Record<Side, SideRecord> = { device: new SideRecord(), client: new SideRecord() };
+  private clientsRefused = 0;
+  /** coarseSeconds() of the last forwarded byte or connect: what the idle timeout measures from. */
+  private lastUseSeconds = coarseSeconds();
+  private idleTimer: NodeJS.Timeout | undefined;
+  private lifetimeTimer: NodeJS.Timeout | undefined;
   private listeningSince = new Date();
   private endedAt: Date | undefined;
   private endedReason: EndedReason | undefined;
@@ -126,12 +147,15 @@ export class Session {
       }
     });
     this.listeningSince = new Date();
+    this.lastUseSeconds = coarseSeconds();
     this.armTimeout();
+    this.armLimits();
   }
 
   /** Applies new parameters to the live session; the port never changes here. */
   update(spec: SessionSpec): void {
     const timeoutChanged = spec.timeoutSeconds !== this.spec.timeoutSeconds;
+    const limitsChanged = spec.notAfter !== this.spec.notAfter || spec.idleTimeoutSeconds !== this.spec.idleTimeoutSeconds;
     this.spec = { ...spec, ipWhitelist: [...spec.ipWhitelist] };
     this.whitelist = new AddressMatcher(spec.ipWhitelist);
     const client = this.parties.client;
@@ -143,6 +167,7 @@ export class Session {
     // A changed timeout counts from when it was set; an unchanged one (a
     // retried /on) leaves the running timer alone.
     if (timeoutChanged) this.armTimeout();
+    if (limitsChanged) this.armLimits();
   }
 
   attachDevice(socket: net.Socket, payload: Buffer, endedWithCr: boolean): void {
@@ -157,6 +182,8 @@ export class Session {
     this.endedReason = reason;
     this.endedAt = new Date();
     clearTimeout(this.timeoutTimer);
+    clearTimeout(this.idleTimer);
+    clearTimeout(this.lifetimeTimer);
     this.server.close();
     for (const party of [this.parties.device, this.parties.client]) {
       if (!party) continue;
@@ -167,6 +194,11 @@ export class Session {
     this.ctx.metrics.sessionsEnded.inc({ reason });
     this.ctx.logger.info({ serial: this.serial, port: this.spec.port, reason, transferred: this.transferred }, 'session ended');
     this.ctx.emit({ type: 'session-ended', serial: this.serial, id: this.spec.id, reason });
+  }
+
+  /** Payload bytes forwarded, both directions together. */
+  private get transferred(): number {
+    return this.sides.device.forwarded + this.sides.client.forwarded;
   }
 
   state(): SessionState {
@@ -182,7 +214,10 @@ export class Session {
       ...(device ? { deviceAddress: device.address } : {}),
       ...(client ? { clientAddress: client.address } : {}),
       transferredBytes: this.transferred,
-      droppedBytes: this.dropped,
+      droppedBytes: this.sides.device.dropped + this.sides.client.dropped,
+      device: this.sides.device.state(),
+      client: this.sides.client.state(),
+      clientsRefused: this.clientsRefused,
       listeningSince: this.listeningSince.toISOString(),
       ...(this.endedAt ? { endedAt: this.endedAt.toISOString() } : {}),
     };
@@ -195,6 +230,31 @@ export class Session {
     this.timeoutTimer = setTimeout(() => this.end('ClientConnectTimeout'), this.spec.timeoutSeconds * 1000);
   }
 
+  /** Arms the lifetime and idle limits from the spec (both optional). */
+  private armLimits(): void {
+    clearTimeout(this.lifetimeTimer);
+    clearTimeout(this.idleTimer);
+    this.lifetimeTimer = undefined;
+    this.idleTimer = undefined;
+    if (!this.live) return;
+    if (this.spec.notAfter !== undefined) {
+      const remainingMs = Math.max(0, Date.parse(this.spec.notAfter) - Date.now());
+      this.lifetimeTimer = setTimeout(() => this.end('MaxLifetime'), remainingMs);
+    }
+    if (this.spec.idleTimeoutSeconds !== undefined) this.scheduleIdleCheck(this.spec.idleTimeoutSeconds);
+  }
+
+  /** One timer per session, re-armed for the remainder: nothing per chunk but a stamp. */
+  private scheduleIdleCheck(inSeconds: number): void {
+    this.idleTimer = setTimeout(() => {
+      const limit = this.spec.idleTimeoutSeconds;
+      if (limit === undefined || !this.live) return;
+      const idleFor = coarseSeconds() - this.lastUseSeconds;
+      if (idleFor >= limit) this.end('IdleTimeout');
+      else this.scheduleIdleCheck(limit - idleFor);
+    }, inSeconds * 1000);
+  }
+
   private onClient(socket: net.Socket): void {
     const address = peerAddress(socket);
     if (!this.live) {
@@ -204,6 +264,7 @@ export class Session {
     if (!this.whitelist.admits(socket.remoteAddress)) {
       // Destroyed before a single byte is read from it.
       socket.destroy();
+      this.clientsRefused += 1;
       this.ctx.metrics.clientsRefused.inc();
       this.ctx.logger.warn({ serial: this.serial, client: address }, 'client refused by whitelist');
       this.ctx.emit({ type: 'client-refused', serial: this.serial, id: this.spec.id, address });
@@ -226,6 +287,8 @@ export class Session {
     }
     const party = new Party(side, socket, peerAddress(socket));
     this.parties[side] = party;
+    this.sides[side].connectedSince = new Date();
+    this.lastUseSeconds = coarseSeconds();
     party.listen({
       data: (chunk: Buffer) => this.forward(party, chunk),
       end: () => this.onPartyGone(party, 'closed'),
@@ -251,13 +314,17 @@ export class Session {
       if (chunk[0] === LF) chunk = chunk.subarray(1);
       if (chunk.length === 0) return;
     }
+    const record = this.sides[from.side];
+    const now = coarseSeconds();
+    record.lastActivitySeconds = now;
     if (!to) {
-      this.dropped += chunk.length;
+      record.dropped += chunk.length;
       this.ctx.metrics.bytesFrom[from.side].dropped.inc(chunk.length);
       return;
     }
     to.awaitingLf = false;
-    this.transferred += chunk.length;
+    record.forwarded += chunk.length;
+    this.lastUseSeconds = now;
     this.ctx.metrics.bytesFrom[from.side].forwarded.inc(chunk.length);
     if (!to.socket.write(chunk)) {
       from.socket.pause();
@@ -289,6 +356,7 @@ export class Session {
   private detach(party: Party, why: string): void {
     if (this.parties[party.side] !== party) return;
     this.parties[party.side] = undefined;
+    this.sides[party.side].connectedSince = undefined;
     party.unlisten();
     this.ctx.metrics.connected.dec({ side: party.side });
     this.ctx.logger.info({ serial: this.serial, side: party.side, peer: party.address, why }, `${party.side} disconnected`);

@@ -117,7 +117,12 @@ export class ProxySessionClient {
    * now belongs to another incarnation.
    */
   async patchSpec(name: string, uid: string, spec: ProxySessionSpec): Promise<ProxySessionResource> {
-    const body = { metadata: { uid }, spec: { ...spec, timeoutSeconds: spec.timeoutSeconds ?? null } };
+    const body = { metadata: { uid }, spec: {
+      ...spec,
+      timeoutSeconds: spec.timeoutSeconds ?? null,
+      maxLifetimeSeconds: spec.maxLifetimeSeconds ?? null,
+      idleTimeoutSeconds: spec.idleTimeoutSeconds ?? null,
+    } };
     return toResource(await call(() => this.api.patchNamespacedCustomObject({ ...this.target, name, body, fieldManager: this.fieldManager }, mergePatch)));
   }
 
@@ -187,6 +192,9 @@ const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 const STATUS_FIELDS: Array<keyof ProxySessionStatus> = [
   'phase', 'host', 'port', 'deviceConnected', 'clientConnected', 'transferredBytes', 'deviceAddress',
   'clientAddress', 'endedReason', 'endedAt', 'observedGeneration', 'conditions',
+  'deviceConnectedSince', 'clientConnectedSince', 'deviceLastActivity', 'clientLastActivity',
+  'bytesFromDevice', 'bytesFromClient', 'droppedFromDevice', 'droppedFromClient', 'clientsRefused',
+  'expiresAt', 'idleTimeoutSeconds',
 ];
 
 async function call<T>(request: () => Promise<T>): Promise<T> {
@@ -234,6 +242,8 @@ export function toResource(value: unknown): ProxySessionResource {
   }
   const whitelist = Array.isArray(spec.ipWhitelist) ? spec.ipWhitelist.filter(isString) : [];
   const timeoutSeconds = optional(spec.timeoutSeconds, isNumber);
+  const maxLifetimeSeconds = optional(spec.maxLifetimeSeconds, isNumber);
+  const idleTimeoutSeconds = optional(spec.idleTimeoutSeconds, isNumber);
   return {
     metadata: {
       name: metadata.name,
@@ -250,6 +260,8 @@ export function toResource(value: unknown): ProxySessionResource {
       persistent: spec.persistent === true,
       ipWhitelist: whitelist,
       ...(timeoutSeconds !== undefined ? { timeoutSeconds } : {}),
+      ...(maxLifetimeSeconds !== undefined ? { maxLifetimeSeconds } : {}),
+      ...(idleTimeoutSeconds !== undefined ? { idleTimeoutSeconds } : {}),
     },
     status: toStatus(status),
   };
@@ -272,6 +284,12 @@ function toStatus(status: Record<string, unknown>): ProxySessionStatus {
   assign('endedReason', optional(status.endedReason, isString) as SessionEndReason | undefined);
   assign('endedAt', optional(status.endedAt, isString));
   assign('observedGeneration', optional(status.observedGeneration, isNumber));
+  for (const key of ['deviceConnectedSince', 'clientConnectedSince', 'deviceLastActivity', 'clientLastActivity', 'expiresAt'] as const) {
+    assign(key, optional(status[key], isString));
+  }
+  for (const key of ['bytesFromDevice', 'bytesFromClient', 'droppedFromDevice', 'droppedFromClient', 'clientsRefused', 'idleTimeoutSeconds'] as const) {
+    assign(key, optional(status[key], isNumber));
+  }
   if (Array.isArray(status.conditions)) {
     result.conditions = status.conditions.flatMap((c): SessionCondition[] => {
       const condition = typeof c === 'object' && c !== null ? (c as Record<string, unknown>) : {};
