@@ -1,6 +1,11 @@
 // The OpenAPI document is valid OpenAPI 3.1, and real answers of the running
 // standalone mode match its documented status codes and response schemas.
 import { Validator } from '@seriousme/openapi-schema-validator';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ResponseChecker } from './helpers/openapi-responses.ts';
@@ -133,6 +138,40 @@ test('the + rule is stated once and as the server applies it', async () => {
   const accent = await app.call('/status?serial=%C3%A9', { token: TOKEN });
   assert.is(accent.status, 400);
   assert.not.match((accent.body as { message: string }).message, /%2B/, 'the %2B hint only where a + was written');
+});
+
+/** Redocly lint with recommended-strict; answers the problems it reports as rule ids. */
+async function redoclyProblems(doc: unknown): Promise<string[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'cccp-redocly-'));
+  try {
+    writeFileSync(join(dir, 'openapi.json'), JSON.stringify(doc));
+    const redocly = fileURLToPath(new URL('../node_modules/.bin/redocly', import.meta.url));
+    const config = fileURLToPath(new URL('./redocly/redocly.yaml', import.meta.url));
+    const output = await new Promise<string>((resolve, reject) => {
+      const child = spawn(redocly, ['lint', '--config', config, '--format', 'json', join(dir, 'openapi.json')], {
+        env: { ...process.env, REDOCLY_TELEMETRY: 'off', REDOCLY_SUPPRESS_UPDATE_NOTICE: 'true' },
+        stdio: ['ignore', 'pipe', 'ignore'],
+      });
+      let out = '';
+      child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+      child.on('error', reject);
+      child.on('close', () => {
+        clearTimeout(timer);
+        resolve(out);
+      });
+    });
+    const report = JSON.parse(output) as { problems: Array<{ ruleId: string; severity: string }> };
+    return report.problems.map((p) => `${p.severity}:${p.ruleId}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('Redocly lint with recommended-strict finds nothing, and does find a removed license (not vacuous)', async () => {
+  assert.equal(await redoclyProblems(document), []);
+  const { license: _license, ...info } = document.info as Record<string, unknown>;
+  assert.equal(await redoclyProblems({ ...document, info }), ['error:info-license']);
 });
 
 test.run();
