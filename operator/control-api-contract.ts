@@ -241,6 +241,7 @@ export const ERROR_CODES = {
   session_ended: { status: 404, meaning: 'The session ended by itself or failed; ended_reason and ended_at say why and when.' },
   method_not_allowed: { status: 405, meaning: 'Only GET is served.' },
   session_switched_off: { status: 409, meaning: 'The session was switched off while this request was working on it.' },
+  session_expired: { status: 409, meaning: 'The session reached its max_lifetime or idle_timeout (ended_reason) before /on could answer, e.g. a max_lifetime shorter than the live session\'s age; /on again starts a new one.' },
   request_timed_out: { status: 500, meaning: 'The session did not reach the requested state within the request timeout; retrying is safe.' },
   session_failed: { status: 500, meaning: 'The session could not be served; the message says why.' },
   internal_error: { status: 500, meaning: 'An unexpected failure; logged with details.' },

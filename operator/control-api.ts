@@ -77,6 +77,12 @@ export function createControlApi(options: ControlApiOptions): Koa {
     const query = accepted(parseOnQuery(ctx.querystring));
     const outcome = await commands.on(query);
     if (outcome.kind === 'no-ports') throw new ControlApiError(503, 'No available ports', 'no_available_ports', {}, NO_PORTS_RETRY_AFTER_S);
+    if (outcome.kind === 'expired') {
+      throw new ControlApiError(409, `The session of serial ${query.serial} reached its ${outcome.reason === 'MaxLifetime' ? 'max_lifetime' : 'idle_timeout'} before it was listening; /on again starts a new session`, 'session_expired', {
+        serial: query.serial,
+        ended_reason: outcome.reason,
+      });
+    }
     ctx.body = { host: outcome.host, port: outcome.port };
   });
 

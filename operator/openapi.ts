@@ -151,7 +151,12 @@ export const openApiDocument = {
           '400': responses.badRequest,
           '401': responses.unauthorized,
           '405': responses.methodNotAllowed,
-          '409': errorReply('The session was switched off by /off while this /on was starting it.', error('session_switched_off', 'The session of serial CLD-123456 was switched off meanwhile')),
+          '409': errorReply(
+            'session_switched_off: /off switched the session off while this /on was starting it. session_expired: the session reached its own max_lifetime or idle_timeout before it was listening.',
+            error('session_expired', 'The session of serial CLD-123456 reached its max_lifetime before it was listening; /on again starts a new session', {
+              serial: 'CLD-123456', ended_reason: 'MaxLifetime',
+            }),
+          ),
           '500': responses.internal,
           '503': errorReply('Every port of the range is in use; no session was left behind.', error('no_available_ports', 'No available ports'), retryAfter),
         },

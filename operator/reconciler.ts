@@ -288,6 +288,8 @@ export class Reconciler {
       this.logger.info({ serial, port, generation: session.generation }, 'proxy programmed');
     }
     if (!state) return;
+    // Programmed and at once over (a lifetime already past): never show it Active.
+    if (state.id === session.uid && state.state === 'ended') return this.markEnded(session, state);
     const next: ProxySessionStatus = activeStatus(session, this.publicHost, port, state, this.now());
     if (sameStatus(next, session.status)) return;
     // A write that only moves the byte counter waits its turn; connects,

@@ -8,7 +8,9 @@ import { realTimers, type Timers } from './work-queue.ts';
 
 export type OnOutcome =
   | { kind: 'listening'; host: string; port: number }
-  | { kind: 'no-ports' };
+  | { kind: 'no-ports' }
+  /** The session reached its own lifetime or idle limit before /on could answer. */
+  | { kind: 'expired'; reason: 'MaxLifetime' | 'IdleTimeout' };
 
 export type OffOutcome = { kind: 'ended' } | { kind: 'not-found' };
 
@@ -86,6 +88,11 @@ export class SessionCommands {
           await this.waitUntilGone(session, remaining());
         }
         return { kind: 'no-ports' };
+      }
+      const reason = final?.status.endedReason;
+      if (final && final.uid === session.uid && final.status.phase === 'Ended' && (reason === 'MaxLifetime' || reason === 'IdleTimeout')) {
+        // Starting it again would end the same way (the lifetime counts from creation, or the limit is shorter than a start).
+        return { kind: 'expired', reason };
       }
       if (final && final.uid === session.uid && final.status.phase === 'Failed') {
         throw new SessionCommandError(`Session for serial ${query.serial} failed: ${final.status.endedReason ?? 'unknown reason'}`, 'session_failed');

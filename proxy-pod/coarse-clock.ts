@@ -1,21 +1,31 @@
 // A clock read once a second, for timestamps taken on the data plane's hot
 // path: a per-chunk "last activity" stamp is one property read instead of a
 // Date.now() call per chunk. Accurate to about a second, which is all
-// /status promises and all an idle timeout needs.
-let seconds = Math.floor(Date.now() / 1000);
+// /status promises and all an idle timeout needs. Connects refresh it, so a
+// byte received after a connect is never stamped before that connect.
+/** How often the clock is read; a stamp lags the real time by at most this. */
+export const COARSE_TICK_MS = 1000;
+let nowMs = Date.now();
 let ticker: NodeJS.Timeout | undefined;
 
 function tick(): void {
-  seconds = Math.floor(Date.now() / 1000);
+  nowMs = Date.now();
 }
 
-/** Whole seconds since the epoch, at most about one second old. */
-export function coarseSeconds(): number {
+/** Milliseconds since the epoch, at most about one second old. */
+export function coarseNowMs(): number {
   // Started on first use and unref'd, so it never keeps a process alive.
   if (ticker === undefined) {
     tick();
-    ticker = setInterval(tick, 1000);
+    ticker = setInterval(tick, COARSE_TICK_MS);
     ticker.unref();
   }
-  return seconds;
+  return nowMs;
+}
+
+/** Reads the real clock now (for rare events such as a connect) and returns it. */
+export function refreshCoarseClock(): number {
+  coarseNowMs();
+  tick();
+  return nowMs;
 }

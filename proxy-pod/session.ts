@@ -8,7 +8,7 @@
 import net from 'node:net';
 import { AddressMatcher } from './address-matcher.ts';
 import type { EndedReason, SessionSpec, SessionState, SideState } from './admin-protocol.ts';
-import { coarseSeconds } from './coarse-clock.ts';
+import { COARSE_TICK_MS, coarseNowMs, refreshCoarseClock } from './coarse-clock.ts';
 import type { Logger } from './log.ts';
 import type { ProxyMetrics } from './metrics.ts';
 
@@ -83,13 +83,13 @@ class SideRecord {
   forwarded = 0;
   dropped = 0;
   connectedSince: Date | undefined;
-  /** coarseSeconds() of the last byte received from this side; 0 if none yet. */
-  lastActivitySeconds = 0;
+  /** coarseNowMs() of the last byte received from this side; 0 if none yet. */
+  lastActivityMs = 0;
 
   state(): SideState {
     const state: SideState = { forwardedBytes: this.forwarded, droppedBytes: this.dropped };
     if (this.connectedSince) state.connectedSince = this.connectedSince.toISOString();
-    if (this.lastActivitySeconds > 0) state.lastActivity = new Date(this.lastActivitySeconds * 1000).toISOString();
+    if (this.lastActivityMs > 0) state.lastActivity = new Date(this.lastActivityMs).toISOString();
     return state;
   }
 }
@@ -103,8 +103,8 @@ export class Session {
   private timeoutTimer: NodeJS.Timeout | undefined;
   private readonly sides: Record<Side, SideRecord> = { device: new SideRecord(), client: new SideRecord() };
   private clientsRefused = 0;
-  /** coarseSeconds() of the last forwarded byte or connect: what the idle timeout measures from. */
-  private lastUseSeconds = coarseSeconds();
+  /** coarseNowMs() of the last forwarded byte or connect: what the idle timeout measures from. */
+  private lastUseMs = coarseNowMs();
   private idleTimer: NodeJS.Timeout | undefined;
   private lifetimeTimer: NodeJS.Timeout | undefined;
   private listeningSince = new Date();
@@ -147,7 +147,7 @@ export class Session {
       }
     });
     this.listeningSince = new Date();
-    this.lastUseSeconds = coarseSeconds();
+    this.lastUseMs = refreshCoarseClock();
     this.armTimeout();
     this.armLimits();
   }
@@ -238,21 +238,29 @@ export class Session {
     this.idleTimer = undefined;
     if (!this.live) return;
     if (this.spec.notAfter !== undefined) {
-      const remainingMs = Math.max(0, Date.parse(this.spec.notAfter) - Date.now());
+      const remainingMs = Date.parse(this.spec.notAfter) - Date.now();
+      // Already past (a lowered limit, a late start): end now, so the put that set it answers "ended".
+      if (remainingMs <= 0) {
+        this.end('MaxLifetime');
+        return;
+      }
       this.lifetimeTimer = setTimeout(() => this.end('MaxLifetime'), remainingMs);
     }
-    if (this.spec.idleTimeoutSeconds !== undefined) this.scheduleIdleCheck(this.spec.idleTimeoutSeconds);
+    if (this.spec.idleTimeoutSeconds !== undefined) this.scheduleIdleCheck(this.spec.idleTimeoutSeconds * 1000);
   }
 
   /** One timer per session, re-armed for the remainder: nothing per chunk but a stamp. */
-  private scheduleIdleCheck(inSeconds: number): void {
+  private scheduleIdleCheck(inMs: number): void {
     this.idleTimer = setTimeout(() => {
       const limit = this.spec.idleTimeoutSeconds;
       if (limit === undefined || !this.live) return;
-      const idleFor = coarseSeconds() - this.lastUseSeconds;
-      if (idleFor >= limit) this.end('IdleTimeout');
-      else this.scheduleIdleCheck(limit - idleFor);
-    }, inSeconds * 1000);
+      // The stamp may lag the real last byte by up to the clock's tick, so
+      // the tick is not counted as idle: the session ends up to a second
+      // after its limit, never before.
+      const idleMs = Date.now() - this.lastUseMs - COARSE_TICK_MS;
+      if (idleMs >= limit * 1000) this.end('IdleTimeout');
+      else this.scheduleIdleCheck(limit * 1000 - idleMs);
+    }, inMs);
   }
 
   private onClient(socket: net.Socket): void {
@@ -287,8 +295,8 @@ export class Session {
     }
     const party = new Party(side, socket, peerAddress(socket));
     this.parties[side] = party;
-    this.sides[side].connectedSince = new Date();
-    this.lastUseSeconds = coarseSeconds();
+    this.lastUseMs = refreshCoarseClock();
+    this.sides[side].connectedSince = new Date(this.lastUseMs);
     party.listen({
       data: (chunk: Buffer) => this.forward(party, chunk),
       end: () => this.onPartyGone(party, 'closed'),
@@ -315,8 +323,8 @@ export class Session {
       if (chunk.length === 0) return;
     }
     const record = this.sides[from.side];
-    const now = coarseSeconds();
-    record.lastActivitySeconds = now;
+    const now = coarseNowMs();
+    record.lastActivityMs = now;
     if (!to) {
       record.dropped += chunk.length;
       this.ctx.metrics.bytesFrom[from.side].dropped.inc(chunk.length);
@@ -324,7 +332,7 @@ export class Session {
     }
     to.awaitingLf = false;
     record.forwarded += chunk.length;
-    this.lastUseSeconds = now;
+    this.lastUseMs = now;
     this.ctx.metrics.bytesFrom[from.side].forwarded.inc(chunk.length);
     if (!to.socket.write(chunk)) {
       from.socket.pause();

@@ -227,6 +227,20 @@ test('max_lifetime ends a busy session with reason MaxLifetime', async () => {
   await device.untilClosed(3000);
 });
 
+test('lowering max_lifetime below the live session\'s age ends it: /on answers 409 session_expired, and /on again starts a new one', async () => {
+  assert.is((await app.call('/on?serial=LIFE-2&persistent=true')).status, 200);
+  await sleep(2100);
+  const lowered = await app.call('/on?serial=LIFE-2&persistent=true&max_lifetime=1');
+  assert.is(lowered.status, 409, JSON.stringify(lowered.body));
+  assert.is(checker.problem('/on', 409, lowered.body), undefined);
+  assert.is((lowered.body as ErrorBody).code, 'session_expired');
+  assert.is((lowered.body as ErrorBody).ended_reason, 'MaxLifetime');
+  const again = await app.call('/on?serial=LIFE-2&persistent=true&max_lifetime=60');
+  assert.is(again.status, 200);
+  assert.is((await status('LIFE-2')).body.state, 'active');
+  assert.is((await app.call('/off?serial=LIFE-2')).status, 200);
+});
+
 test('idle_timeout ends a session only after the traffic stops, with reason IdleTimeout', async () => {
   const on = await app.call('/on?serial=IDLE-1&persistent=true&idle_timeout=2');
   assert.is(on.status, 200);
