@@ -20,6 +20,7 @@ import {
   ON_PARAMETERS,
   SERIAL,
   SERIAL_PARAMETERS,
+  WHITELIST_ENTRY,
   type ErrorCode,
   type QueryParameter,
 } from './control-api-contract.ts';
@@ -129,8 +130,11 @@ function decode(parameter: QueryParameter, raw: RawParameter): QueryResult<unkno
   let message = parameter.invalid;
   if (parameter === SERIAL && raw.hadPlus) message += "; in a query '+' means a space, so write a plus as %2B";
   if (parameter.decoding === 'list' && Array.isArray(value)) {
-    if (value.includes('')) message = `Parameter '${parameter.name}' has an empty entry (omit the parameter to admit every client)`;
-    else if (value.length > MAX_WHITELIST_ENTRIES) message = `Parameter '${parameter.name}' may list at most ${MAX_WHITELIST_ENTRIES} entries`;
+    const entries = value as string[];
+    const bad = entries.find((entry) => entry !== '' && !conforms(WHITELIST_ENTRY, entry));
+    if (entries.includes('')) message = `Parameter '${parameter.name}' has an empty entry (omit the parameter to admit every client)`;
+    else if (entries.length > MAX_WHITELIST_ENTRIES) message = `Parameter '${parameter.name}' may list at most ${MAX_WHITELIST_ENTRIES} entries`;
+    else if (bad !== undefined) message = `Parameter '${parameter.name}' has an entry that is not an IP or CIDR: '${printable(bad)}'`;
   }
   return refuse(parameter.name, message);
 }
