@@ -18,8 +18,8 @@ export interface ControlApiOptions {
   commands: SessionCommands;
   metrics: ControlMetrics;
   logger: Logger;
-  /** Bearer tokens; empty admits every request. */
-  tokens: readonly string[];
+  /** Bearer tokens; empty admits every request. A BearerTokens instance may be replaced while serving (rotation). */
+  tokens: readonly string[] | BearerTokens;
   /** Why the operator is not ready, or undefined when it is. */
   notReadyReason: () => string | undefined;
 }
@@ -69,7 +69,7 @@ function accepted<T>(result: QueryResult<T>): T {
 
 export function createControlApi(options: ControlApiOptions): Koa {
   const { commands, metrics, logger } = options;
-  const tokens = new BearerTokens(options.tokens);
+  const tokens = options.tokens instanceof BearerTokens ? options.tokens : new BearerTokens(options.tokens);
   const app = new Koa();
   const router = new Router();
 
@@ -139,8 +139,8 @@ export function createControlApi(options: ControlApiOptions): Koa {
       await next();
     } finally {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      metrics.requests.inc({ route, status: String(ctx.status) });
-      metrics.duration.observe({ route }, seconds);
+      metrics.requests.inc({ route, code: String(ctx.status) });
+      metrics.duration.observe({ route, code: String(ctx.status) }, seconds);
       // The query names serials and addresses only; headers (tokens) are never logged.
       const line = { method: ctx.method, path: ctx.path, query: ctx.querystring, status: ctx.status, ms: Math.round(seconds * 1000) };
       if (ctx.status >= 500) logger.warn(line, 'control request failed');

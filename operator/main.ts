@@ -10,9 +10,13 @@ import type { AddressInfo } from 'node:net';
 import { adminTokenFromEnv } from '../proxy-pod/config.ts';
 import { ConfigError, envInteger, envString } from '../proxy-pod/env.ts';
 import { createLogger, type Logger } from '../proxy-pod/log.ts';
+import { BearerTokens } from './bearer-tokens.ts';
 import { operatorConfigFromEnv, reconcilerSettings } from './config.ts';
 import { createControlApi } from './control-api.ts';
+import { ControlTokensFile } from './control-tokens-file.ts';
+import { ensureAdminToken } from './kube/admin-token-secret.ts';
 import { ControlMetrics } from './control-metrics.ts';
+import { OperatorMetrics } from './operator-metrics.ts';
 import { EventRecorder } from './kube/event-recorder.ts';
 import { KubeSessionStore } from './kube/kube-session-store.ts';
 import { LeaderElector } from './kube/leader-election.ts';
@@ -32,7 +36,8 @@ export interface ClusterConfig {
   leaseDurationSeconds: number;
   /** Status writes per second that only move byte counters (CCCP_COUNTER_FLUSHES_PER_S). */
   counterFlushesPerSecond: number;
-  admin: { host: string; port: number; token: string };
+  /** The token itself (CCCP_ADMIN_TOKEN or _FILE), or the Secret to read and fill it from (CCCP_ADMIN_TOKEN_SECRET). */
+  admin: { host: string; port: number; token: string } | { host: string; port: number; tokenSecret: string };
 }
 
 export function clusterConfigFromEnv(env: NodeJS.ProcessEnv): ClusterConfig {
@@ -45,8 +50,13 @@ export function clusterConfigFromEnv(env: NodeJS.ProcessEnv): ClusterConfig {
     leaseName: envString(env, 'CCCP_LEASE_NAME') ?? 'cccp-operator',
     leaseDurationSeconds: envInteger(env, 'CCCP_LEASE_DURATION_S', 15, 2, 300),
     counterFlushesPerSecond: envInteger(env, 'CCCP_COUNTER_FLUSHES_PER_S', 50, 1, 10_000),
-    admin: { host: match[1]!.replace(/^\[|\]$/g, ''), port: Number(match[2]), token: adminTokenFromEnv(env) },
+    admin: { host: match[1]!.replace(/^\[|\]$/g, ''), port: Number(match[2]), ...adminTokenSource(env) },
   };
+}
+
+function adminTokenSource(env: NodeJS.ProcessEnv): { token: string } | { tokenSecret: string } {
+  const tokenSecret = envString(env, 'CCCP_ADMIN_TOKEN_SECRET');
+  return tokenSecret ? { tokenSecret } : { token: adminTokenFromEnv(env) };
 }
 
 function readNamespaceFile(): string | undefined {
@@ -67,16 +77,24 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
   const cluster = clusterConfigFromEnv(env);
   const kubeConfig = new KeepAliveKubeConfig();
   kubeConfig.loadFromDefault();
+  // Before anything starts: without the admin token there is nothing to do (the pod restarts and retries).
+  const adminToken = 'token' in cluster.admin ? cluster.admin.token : await ensureAdminToken(kubeConfig, cluster.namespace, cluster.admin.tokenSecret);
 
   const client = new ProxySessionClient(kubeConfig, cluster.namespace, cluster.identity);
   const informer = new SessionInformer(client, logger.child({ part: 'informer' }));
   informer.start();
   await informer.synced;
   const store = new KubeSessionStore(client, informer, logger.child({ part: 'store' }));
-  const admin = new ProxyAdminClient({ endpoint: cluster.admin });
+  const admin = new ProxyAdminClient({ endpoint: { host: cluster.admin.host, port: cluster.admin.port, token: adminToken } });
   const recorder = new EventRecorder(kubeConfig, cluster.namespace, logger.child({ part: 'events' }));
 
   let reconciler: Reconciler | undefined;
+  const controlMetrics = new ControlMetrics(store);
+  const metrics = new OperatorMetrics(
+    controlMetrics.registry,
+    { leading: () => elector.isLeader, reconciler: () => reconciler, apiServerReachable: () => elector.apiServerReachable() },
+    { processMetrics: true },
+  );
   // Starting and stopping the reconciler run one after another, so a lease
   // lost and won again in quick succession never leaves two running.
   let transition: Promise<void> = Promise.resolve();
@@ -96,9 +114,10 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
   const newReconciler = () =>
     new Reconciler({
       ...reconcilerSettings(config),
-      store,
+      store: metrics.countStatusWrites(store),
       admin,
       logger: logger.child({ part: 'reconciler' }),
+      observeReconcile: metrics.observeReconcile,
       // Each step waits on the API server; more keys in flight keep a burst of /on quick.
       concurrency: 16,
       counterFlushesPerSecond: cluster.counterFlushesPerSecond,
@@ -120,11 +139,14 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
   });
   elector.start();
 
+  const tokens = new BearerTokens(config.controlTokens);
+  const tokensFile = config.controlTokensFile ? new ControlTokensFile(config.controlTokensFile, tokens, config.controlTokens, logger.child({ part: 'control-tokens' })) : undefined;
+  tokensFile?.start();
   const app = createControlApi({
     commands: new SessionCommands(store, { timeoutMs: config.requestTimeoutMs }),
-    metrics: new ControlMetrics(store),
+    metrics: controlMetrics,
     logger: logger.child({ part: 'control-api' }),
-    tokens: config.controlTokens,
+    tokens,
     // Every replica serves /on from the cache; the leader is ready once its reconciler reaches the proxy.
     notReadyReason: () => (reconciler && !reconciler.isReady() ? 'the reconciler has not reached the proxy yet' : undefined),
   });
@@ -137,6 +159,7 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
   return {
     controlUrl,
     async stop() {
+      tokensFile?.stop();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();

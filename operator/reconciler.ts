@@ -21,6 +21,7 @@ import {
   sameBesidesTraffic,
   sameStatus,
 } from './session-status.ts';
+import { timedReconcile, type ReconcileResult } from './operator-metrics.ts';
 import { isTerminal, type ProxySession, type ProxySessionStatus, type SessionLimitDefaults, type SessionStore } from './session-store.ts';
 import { realTimers, WorkQueue, type Timers, type WorkResult } from './work-queue.ts';
 
@@ -50,6 +51,8 @@ export interface ReconcilerOptions {
   limitDefaults?: SessionLimitDefaults;
   /** Sees every proxy event (e.g. to record Kubernetes Events); never changes what is reconciled. */
   onProxyEvent?: (event: ProxyEvent) => void;
+  /** Told the duration and result of every reconcile (metrics). */
+  observeReconcile?: (seconds: number, result: ReconcileResult) => void;
   timers?: Timers;
   now?: () => Date;
 }
@@ -57,7 +60,7 @@ export interface ReconcilerOptions {
 export class Reconciler {
   private readonly store: SessionStore;
   private readonly admin: ProxyAdmin;
-  private readonly allocator: PortAllocator;
+  readonly allocator: PortAllocator;
   private readonly publicHost: string;
   private readonly logger: Logger;
   private readonly pollIntervalMs: number;
@@ -107,7 +110,8 @@ export class Reconciler {
     this.limitDefaults = options.limitDefaults ?? {};
     this.counterFlush = new RateLimiter(options.counterFlushesPerSecond ?? Number.POSITIVE_INFINITY);
     this.now = options.now ?? (() => new Date(this.timers.now()));
-    this.queue = new WorkQueue((serial) => this.reconcile(serial), {
+    const observeReconcile = options.observeReconcile;
+    this.queue = new WorkQueue((serial) => timedReconcile(() => this.reconcile(serial), observeReconcile), {
       concurrency: options.concurrency ?? 4,
       timers: this.timers,
       onError: (serial, error, retryInMs) => this.logger.warn({ serial, err: error, retryInMs }, 'reconcile failed; retrying'),
@@ -167,7 +171,12 @@ export class Reconciler {
 
   /** Ready once the port table is rebuilt and the proxy answered recently. */
   isReady(): boolean {
-    return this.synced && this.timers.now() - this.lastProxyContact <= this.proxyStaleAfterMs;
+    return this.synced && this.proxyReachable();
+  }
+
+  /** The proxy answered (a request or its event stream) within proxyStaleAfterMs. */
+  proxyReachable(): boolean {
+    return this.timers.now() - this.lastProxyContact <= this.proxyStaleAfterMs;
   }
 
   /** Enqueues every stored session and every session the proxy runs. */

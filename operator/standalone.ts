@@ -11,9 +11,12 @@ import { fileURLToPath } from 'node:url';
 import { proxyOptionsFromEnv } from '../proxy-pod/config.ts';
 import { createLogger, type Logger } from '../proxy-pod/log.ts';
 import { ProxyPod } from '../proxy-pod/proxy-pod.ts';
+import { BearerTokens } from './bearer-tokens.ts';
 import { operatorConfigFromEnv, reconcilerSettings, type OperatorConfig } from './config.ts';
 import { createControlApi } from './control-api.ts';
+import { ControlTokensFile } from './control-tokens-file.ts';
 import { ControlMetrics } from './control-metrics.ts';
+import { OperatorMetrics } from './operator-metrics.ts';
 import { MemorySessionStore } from './memory-session-store.ts';
 import { ProxyAdminClient } from './proxy-admin-client.ts';
 import { Reconciler } from './reconciler.ts';
@@ -54,21 +57,30 @@ export async function startStandalone(env: NodeJS.ProcessEnv, logger: Logger): P
     const store = new MemorySessionStore();
     const admin = new ProxyAdminClient({ endpoint: { socketPath } });
     cleanups.push(async () => admin.close());
-    const reconciler = new Reconciler({
+    const metrics = new ControlMetrics(store);
+    // Always the leader; process metrics come with the proxy pod's registry.
+    const operatorMetrics = new OperatorMetrics(metrics.registry, { leading: () => true, reconciler: () => reconciler });
+    const reconciler: Reconciler = new Reconciler({
       ...reconcilerSettings(config),
-      store,
+      store: operatorMetrics.countStatusWrites(store),
       admin,
       logger: logger.child({ part: 'reconciler' }),
+      observeReconcile: operatorMetrics.observeReconcile,
     });
     await reconciler.start();
     cleanups.push(() => reconciler.stop());
 
-    const metrics = new ControlMetrics(store);
+    const tokens = new BearerTokens(config.controlTokens);
+    if (config.controlTokensFile) {
+      const tokensFile = new ControlTokensFile(config.controlTokensFile, tokens, config.controlTokens, logger.child({ part: 'control-tokens' }));
+      tokensFile.start();
+      cleanups.push(async () => tokensFile.stop());
+    }
     const app = createControlApi({
       commands: new SessionCommands(store, { timeoutMs: config.requestTimeoutMs }),
       metrics,
       logger: logger.child({ part: 'control-api' }),
-      tokens: config.controlTokens,
+      tokens,
       notReadyReason: () => (reconciler.isReady() ? undefined : 'the reconciler has not synced with the proxy yet'),
     });
     const server = http.createServer(app.callback());

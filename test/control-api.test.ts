@@ -151,7 +151,7 @@ test('/healthz and /readyz answer 200; /metrics counts requests by route and sta
   assert.equal((await app.call('/readyz')).body, { status: 'ready' });
   const metrics = await app.call('/metrics');
   assert.is(metrics.status, 200);
-  assert.match(metrics.body as string, /cccp_control_requests_total\{route="\/on",status="400"\} \d+/);
+  assert.match(metrics.body as string, /cccp_control_requests_total\{route="\/on",code="400"\} \d+/);
   assert.match(metrics.body as string, /cccp_sessions\{phase="Active"\} 0\b/);
 });
 

@@ -10,7 +10,7 @@ import type { V1Deployment, V1Role, V1RoleBinding, V1Secret, V1Service } from '@
 import { operatorConfigFromEnv } from '../operator/config.ts';
 import { proxyOptionsFromEnv } from '../proxy-pod/config.ts';
 import {
-  chartCrdFile, chartDir, containerEnv, deploymentOf, kubeBinDir, named, ofKind, render, requiredValues, resolveEnv,
+  chartCrdFile, chartDir, containerEnv, deploymentOf, isHook, kubeBinDir, named, ofKind, projectSecretVolume, render, requiredValues, resolveEnv,
   runHelm, secretValue, template, topLevelCrdFile,
 } from './helpers/helm.ts';
 
@@ -55,24 +55,29 @@ test('the chart CRD is byte-identical to crds/proxysession.yaml', () => {
   assert.ok(readFileSync(chartCrdFile).equals(readFileSync(topLevelCrdFile)), 'copy crds/proxysession.yaml to helm/cccp-proxy/crds/');
 });
 
-test('the default values render both Deployments, the Services, RBAC, NetworkPolicy, PDB and the admin token Secret', async () => {
+test('the default values render both Deployments, the Services, RBAC, NetworkPolicy, PDB, the admin token Secret and two hooks', async () => {
   const { objects } = await render(bin(), requiredValues);
   const kinds = objects.map((o) => `${o.kind}/${o.metadata.name}`).sort();
   assert.equal(kinds, [
     'Deployment/cust-cccp-proxy-operator',
     'Deployment/cust-cccp-proxy-proxy',
+    'Job/cust-cccp-proxy-uninstall-cleanup',
     'NetworkPolicy/cust-cccp-proxy-proxy',
+    'Pod/cust-cccp-proxy-test-control-api',
     'PodDisruptionBudget/cust-cccp-proxy-operator',
     'Role/cust-cccp-proxy-operator',
     'RoleBinding/cust-cccp-proxy-operator',
     'Secret/cust-cccp-proxy-admin-token',
     'Service/cust-cccp-proxy-control',
+    'Service/cust-cccp-proxy-operator-metrics',
     'Service/cust-cccp-proxy-proxy',
     'Service/cust-cccp-proxy-proxy-admin',
+    'Service/cust-cccp-proxy-proxy-metrics',
     'ServiceAccount/cust-cccp-proxy-operator',
     'ServiceAccount/cust-cccp-proxy-proxy',
   ]);
   for (const o of objects) assert.is(o.metadata.namespace, 'cust', `${o.kind} ${o.metadata.name} is namespaced to the release`);
+  assert.equal(objects.filter(isHook).map((o) => [o.kind, o.metadata.annotations?.['helm.sh/hook']]), [['Pod', 'test'], ['Job', 'pre-delete']]);
 });
 
 test('the operator runs 2 replicas with POD_NAME and POD_NAMESPACE from the downward API', async () => {
@@ -97,10 +102,15 @@ test('the env the chart gives each process is accepted by its own config parser'
   const { objects } = await render(bin(), values);
   const dir = mkdtempSync(join(tmpdir(), 'cccp-env-'));
   const tokenFile = join(dir, 'token');
-  writeFileSync(tokenFile, secretValue(named<V1Secret>(objects, 'Secret', 'cust-cccp-proxy-admin-token'), 'token')!);
+  // The operator fills the admin token Secret at run time (helm-cluster.test.ts); any token will do here.
+  writeFileSync(tokenFile, 'admin-token-as-the-operator-wrote-it');
+  const tokensDir = projectSecretVolume(join(dir, 'control-tokens'), { tokens: secretValue(named<V1Secret>(objects, 'Secret', 'cust-cccp-proxy-control-tokens'), 'tokens')! });
   const pod = { name: 'cust-cccp-proxy-operator-abc', namespace: 'cust' };
 
-  const operatorEnv: NodeJS.ProcessEnv = { ...resolveEnv(objects, deploymentOf(objects, 'operator'), pod), CCCP_ADMIN_TOKEN_FILE: tokenFile };
+  const chartOperatorEnv = resolveEnv(objects, deploymentOf(objects, 'operator'), pod);
+  assert.is(chartOperatorEnv.CCCP_CONTROL_TOKENS_FILE, '/var/run/cccp/control-tokens/tokens');
+  assert.is(chartOperatorEnv.CCCP_ADMIN_TOKEN_SECRET, 'cust-cccp-proxy-admin-token');
+  const operatorEnv: NodeJS.ProcessEnv = { ...chartOperatorEnv, CCCP_CONTROL_TOKENS_FILE: join(tokensDir, 'tokens') };
   const operator = operatorConfigFromEnv(operatorEnv);
   assert.equal(operator.portRange, { min: 31000, max: 31049 });
   assert.is(operator.publicHost, 'proxy.customer.example');
@@ -128,7 +138,7 @@ test('loadBalancer mode: one LoadBalancer Service lists the device port and ever
   assert.equal(ports, [9000, ...Array.from({ length: 100 }, (_, i) => 21000 + i)]);
   assert.ok(lb[0]!.spec!.ports!.every((p) => p.protocol === 'TCP' && (p.name?.length ?? 0) <= 15));
   const others = services.filter((s) => s !== lb[0]).map((s) => s.spec?.type);
-  assert.equal(others, ['ClusterIP', 'ClusterIP'], 'the Control API and the admin API stay inside the cluster');
+  assert.equal(others, ['ClusterIP', 'ClusterIP', 'ClusterIP', 'ClusterIP'], 'the Control API, the admin API and the metrics stay inside the cluster');
 });
 
 test('hostNetwork mode: the proxy runs on the chosen node network and no LoadBalancer Service is rendered', async () => {
@@ -177,7 +187,7 @@ test('probes: the operator on /healthz and /readyz of the control port, the prox
   assert.is(proxy.ports?.find((p) => p.name === 'health')?.containerPort, 9090);
 });
 
-test('the Role grants exactly the calls the operator makes: namespaced, no Secrets, no wildcards', async () => {
+test('the Role grants exactly the calls the operator makes: namespaced, only its admin token Secret by name, no wildcards', async () => {
   const { objects } = await render(bin(), requiredValues);
   assert.equal(ofKind(objects, 'ClusterRole'), []);
   assert.equal(ofKind(objects, 'ClusterRoleBinding'), []);
@@ -189,7 +199,10 @@ test('the Role grants exactly the calls the operator makes: namespaced, no Secre
     { groups: ['coordination.k8s.io'], resources: ['leases'], names: undefined, verbs: ['create'] },
     { groups: ['coordination.k8s.io'], resources: ['leases'], names: ['cust-cccp-proxy-operator'], verbs: ['get', 'update'] },
     { groups: [''], resources: ['events'], names: undefined, verbs: ['create'] },
+    { groups: [''], resources: ['secrets'], names: ['cust-cccp-proxy-admin-token'], verbs: ['get', 'patch'] },
   ]);
+  const own = named<V1Role>((await render(bin(), { ...requiredValues, adminToken: { existingSecret: 'mine' } })).objects, 'Role', 'cust-cccp-proxy-operator');
+  assert.not.ok(own.rules!.some((r) => r.resources?.includes('secrets')), 'with an existing admin Secret, no Secrets rule at all');
   const binding = named<V1RoleBinding>(objects, 'RoleBinding', 'cust-cccp-proxy-operator');
   assert.equal(binding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'cust-cccp-proxy-operator' });
   assert.equal(binding.subjects, [{ kind: 'ServiceAccount', name: 'cust-cccp-proxy-operator', namespace: 'cust' }]);
@@ -212,14 +225,18 @@ test('the NetworkPolicy admits only operator pods to the admin port and leaves t
   assert.equal(openRule!.ports, [{ protocol: 'TCP', port: 9000 }, { protocol: 'TCP', port: 20000, endPort: 20099 }, { protocol: 'TCP', port: 9090 }]);
 });
 
-test('the admin token is generated into a Secret mounted as a file in both pods; an existing Secret replaces it', async () => {
+test('the admin token Secret is rendered empty for the operator to fill, mounted as a file in the proxy; an existing Secret replaces it', async () => {
   const generated = (await render(bin(), requiredValues)).objects;
-  const token = secretValue(named<V1Secret>(generated, 'Secret', 'cust-cccp-proxy-admin-token'), 'token')!;
-  assert.match(token, /^[A-Za-z0-9]{48}$/);
+  const secret = named<V1Secret>(generated, 'Secret', 'cust-cccp-proxy-admin-token');
+  assert.is(secret.data, undefined, 'no random value in the render');
+  assert.is(secret.stringData, undefined);
+  const proxy = deploymentOf(generated, 'proxy');
+  assert.is(proxy.spec!.template.spec!.volumes?.find((v) => v.name === 'admin-token')?.secret?.secretName, 'cust-cccp-proxy-admin-token');
+  assert.is(containerEnv(proxy).find((e) => e.name === 'CCCP_ADMIN_TOKEN_FILE')?.value, '/var/run/cccp/admin-token/token');
+  const operator = deploymentOf(generated, 'operator');
+  assert.is(containerEnv(operator).find((e) => e.name === 'CCCP_ADMIN_TOKEN_SECRET')?.value, 'cust-cccp-proxy-admin-token');
+  assert.is(operator.spec!.template.spec!.volumes?.find((v) => v.name === 'admin-token'), undefined, 'the operator reads it through the API, it would wait for its own write');
   for (const component of ['operator', 'proxy'] as const) {
-    const pod = deploymentOf(generated, component).spec!.template.spec!;
-    assert.is(pod.volumes?.find((v) => v.name === 'admin-token')?.secret?.secretName, 'cust-cccp-proxy-admin-token');
-    assert.is(containerEnv(deploymentOf(generated, component)).find((e) => e.name === 'CCCP_ADMIN_TOKEN_FILE')?.value, '/var/run/cccp/admin-token/token');
     assert.not.ok(containerEnv(deploymentOf(generated, component)).some((e) => e.name === 'CCCP_ADMIN_TOKEN'), 'never a plain env value');
   }
 
@@ -230,19 +247,25 @@ test('the admin token is generated into a Secret mounted as a file in both pods;
   }
 });
 
-test('control tokens go into a Secret the kubelet reads into CCCP_CONTROL_TOKENS; none means no authentication', async () => {
+test('control tokens go into a Secret mounted as a directory (no subPath, so the kubelet updates it) for CCCP_CONTROL_TOKENS_FILE; none means no authentication', async () => {
   const none = (await render(bin(), requiredValues)).objects;
-  assert.not.ok(containerEnv(deploymentOf(none, 'operator')).some((e) => e.name === 'CCCP_CONTROL_TOKENS'));
+  assert.not.ok(containerEnv(deploymentOf(none, 'operator')).some((e) => e.name.startsWith('CCCP_CONTROL_TOKENS')));
 
   const withTokens = (await render(bin(), { ...requiredValues, controlTokens: ['first-token-0123456789', 'second-token-0123456789'] })).objects;
   const secret = named<V1Secret>(withTokens, 'Secret', 'cust-cccp-proxy-control-tokens');
   assert.is(secretValue(secret, 'tokens'), 'first-token-0123456789,second-token-0123456789');
-  const ref = containerEnv(deploymentOf(withTokens, 'operator')).find((e) => e.name === 'CCCP_CONTROL_TOKENS')?.valueFrom?.secretKeyRef;
-  assert.equal({ name: ref?.name, key: ref?.key }, { name: 'cust-cccp-proxy-control-tokens', key: 'tokens' });
+  const operator = deploymentOf(withTokens, 'operator');
+  const env = containerEnv(operator);
+  assert.is(env.find((e) => e.name === 'CCCP_CONTROL_TOKENS_FILE')?.value, '/var/run/cccp/control-tokens/tokens');
+  assert.not.ok(env.some((e) => e.name === 'CCCP_CONTROL_TOKENS'), 'not an env value: that is read once, at start');
+  const volume = operator.spec!.template.spec!.volumes!.find((v) => v.name === 'control-tokens');
+  assert.is(volume?.secret?.secretName, 'cust-cccp-proxy-control-tokens');
+  const mount = operator.spec!.template.spec!.containers[0]!.volumeMounts!.find((m) => m.name === 'control-tokens');
+  assert.equal([mount?.mountPath, mount?.subPath], ['/var/run/cccp/control-tokens', undefined]);
 
   const existing = (await render(bin(), { ...requiredValues, existingControlTokensSecret: 'my-tokens' })).objects;
   assert.not.ok(ofKind<V1Secret>(existing, 'Secret').some((s) => s.metadata?.name?.endsWith('control-tokens')));
-  assert.is(containerEnv(deploymentOf(existing, 'operator')).find((e) => e.name === 'CCCP_CONTROL_TOKENS')?.valueFrom?.secretKeyRef?.name, 'my-tokens');
+  assert.is(deploymentOf(existing, 'operator').spec!.template.spec!.volumes!.find((v) => v.name === 'control-tokens')?.secret?.secretName, 'my-tokens');
 });
 
 test('every object carries the app.kubernetes.io labels; pods carry their component', async () => {
@@ -260,6 +283,12 @@ test('every object carries the app.kubernetes.io labels; pods carry their compon
 
 test('publicHost is required: without it the schema refuses the values, naming it', async () => {
   assert.match(await refused({}), "missing property 'publicHost'");
+});
+
+test('a publicHost with a scheme, a path or a space is refused, saying how to write it', async () => {
+  for (const host of ['https://proxy.example', 'proxy example', 'proxy.example/x', '-proxy']) {
+    assert.match(await refused({ publicHost: host }), `publicHost ${JSON.stringify(host)} is not a host name or IP address: write it without scheme, port or path`);
+  }
 });
 
 test('a reversed port range is refused', async () => {
@@ -305,8 +334,8 @@ test('an unknown exposure mode or a misspelt value is refused', async () => {
 
 test('control tokens that are short or contain a comma or space are refused', async () => {
   assert.match(await refused({ ...requiredValues, controlTokens: ['short'] }), "at '/controlTokens/0': minLength");
-  assert.match(await refused({ ...requiredValues, controlTokens: ['has,a-comma-0123456789'] }), "at '/controlTokens/0'");
-  assert.match(await refused({ ...requiredValues, controlTokens: ['has a space 0123456789'] }), "at '/controlTokens/0'");
+  assert.match(await refused({ ...requiredValues, controlTokens: ['has,a-comma-0123456789'] }), 'controlTokens[0] contains a comma, which separates tokens');
+  assert.match(await refused({ ...requiredValues, controlTokens: ['ok-token-0123456789', 'has a space 0123456789'] }), 'controlTokens[1] contains a space or a character outside printable ASCII');
 });
 
 test('sessionDefaults become the operator\'s default lifetime limits; 0 means none; beyond 7 days is refused', async () => {

@@ -26,6 +26,8 @@ export class LeaderElector {
   private timer: NodeJS.Timeout | undefined;
   private leading = false;
   private lastRenewed = 0;
+  /** When the API server last answered a Lease round trip (won or not). */
+  private lastApiContact = Number.NEGATIVE_INFINITY;
   private stopped = false;
   /** The other holder's renewTime as we last saw it, and when we saw it change (our clock). */
   private observed: { holder: string; renewTime: string; seenAt: number } | undefined;
@@ -38,6 +40,11 @@ export class LeaderElector {
 
   get isLeader(): boolean {
     return this.leading;
+  }
+
+  /** The API server answered a Lease round trip within one lease duration. */
+  apiServerReachable(): boolean {
+    return Date.now() - this.lastApiContact <= this.durationS * 1000;
   }
 
   start(): void {
@@ -58,6 +65,7 @@ export class LeaderElector {
     if (this.stopped) return;
     try {
       const won = await this.tryAcquireOrRenew();
+      this.lastApiContact = Date.now();
       if (won) this.lastRenewed = Date.now();
       if (won && !this.leading) {
         this.leading = true;

@@ -15,6 +15,8 @@ export interface ClusterOptions {
   leaseDurationSeconds?: number;
   /** Acts as this kubeconfig instead of the rig's admin. */
   operatorKubeconfig?: string;
+  /** Serve the proxy's /healthz, /readyz and /metrics on a port of its own (proxyHealthPort). */
+  proxyMetrics?: boolean;
 }
 
 export class TestCluster {
@@ -23,12 +25,15 @@ export class TestCluster {
   readonly controlPorts = new Map<string, number>();
   devicePort = 0;
   adminPort = 0;
+  /** The proxy's health and metrics port; 0 when off. The same across proxy restarts. */
+  proxyHealthPort = 0;
 
   private constructor(readonly rig: Rig, readonly opts: ClusterOptions) {}
 
   static async start(rig: Rig, opts: ClusterOptions): Promise<TestCluster> {
     const cluster = new TestCluster(rig, opts);
     [cluster.devicePort, cluster.adminPort] = (await freePorts(2)) as [number, number];
+    if (opts.proxyMetrics) cluster.proxyHealthPort = await freePort();
     await mustKubectl(rig, ['create', 'namespace', opts.namespace], true);
     await cluster.startProxy();
     return cluster;
@@ -43,7 +48,7 @@ export class TestCluster {
         CCCP_ADMIN_PORT: String(this.adminPort),
         CCCP_ADMIN_BIND_HOST: '127.0.0.1',
         CCCP_ADMIN_TOKEN: ADMIN_TOKEN,
-        CCCP_PROXY_HEALTH_PORT: '0',
+        CCCP_PROXY_HEALTH_PORT: String(this.proxyHealthPort),
       },
       /proxy pod ready/,
     );

@@ -33,7 +33,13 @@ export async function startNodeProcess(entry: string, env: Record<string, string
   const node = [process.execPath, '--import', 'tsx', entry];
   // With a descriptor limit, a shell lowers it and then becomes the node process (same pid).
   const [command, ...args] = fdLimit ? ['bash', '-c', `ulimit -n ${fdLimit} && exec "$@"`, 'bash', ...node] : node;
-  const child = spawn(command!, args, {
+  return startProgram(command!, args, env, ready, timeoutMs, entry);
+}
+
+/** Runs any program like startNodeProcess; `what` names it in errors. */
+export async function startProgram(command: string, args: string[], env: Record<string, string>, ready: RegExp, timeoutMs = 20_000, what = command): Promise<Started> {
+  const entry = what;
+  const child = spawn(command, args, {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
