@@ -8,7 +8,7 @@
 import net from 'node:net';
 import { AddressMatcher } from './address-matcher.ts';
 import type { EndedReason, SessionSpec, SessionState, SideState } from './admin-protocol.ts';
-import { COARSE_TICK_MS, coarseNowMs, refreshCoarseClock } from './coarse-clock.ts';
+import { COARSE_TICK_MS, coarseNowMs, refreshCoarseClock, startCoarseClock } from './coarse-clock.ts';
 import type { Logger } from './log.ts';
 import type { ProxyMetrics } from './metrics.ts';
 
@@ -82,14 +82,24 @@ class Party {
 class SideRecord {
   forwarded = 0;
   dropped = 0;
-  connectedSince: Date | undefined;
-  /** coarseNowMs() of the last byte received from this side; 0 if none yet. */
+  /** ISO time of the current connection, taken on connect. */
+  connectedSince: string | undefined;
+  /** coarseNowMs of the last byte received from this side; 0 if none yet. */
   lastActivityMs = 0;
+  // state() runs for every session on every status poll: format a time only when it moved.
+  private formattedMs = 0;
+  private formatted = '';
 
   state(): SideState {
     const state: SideState = { forwardedBytes: this.forwarded, droppedBytes: this.dropped };
-    if (this.connectedSince) state.connectedSince = this.connectedSince.toISOString();
-    if (this.lastActivityMs > 0) state.lastActivity = new Date(this.lastActivityMs).toISOString();
+    if (this.connectedSince) state.connectedSince = this.connectedSince;
+    if (this.lastActivityMs > 0) {
+      if (this.formattedMs !== this.lastActivityMs) {
+        this.formattedMs = this.lastActivityMs;
+        this.formatted = new Date(this.lastActivityMs).toISOString();
+      }
+      state.lastActivity = this.formatted;
+    }
     return state;
   }
 }
@@ -103,8 +113,8 @@ export class Session {
   private timeoutTimer: NodeJS.Timeout | undefined;
   private readonly sides: Record<Side, SideRecord> = { device: new SideRecord(), client: new SideRecord() };
   private clientsRefused = 0;
-  /** coarseNowMs() of the last forwarded byte or connect: what the idle timeout measures from. */
-  private lastUseMs = coarseNowMs();
+  /** coarseNowMs of the last forwarded byte or connect: what the idle timeout measures from. */
+  private lastUseMs = coarseNowMs;
   private idleTimer: NodeJS.Timeout | undefined;
   private lifetimeTimer: NodeJS.Timeout | undefined;
   private listeningSince = new Date();
@@ -114,6 +124,7 @@ export class Session {
   constructor(readonly serial: string, spec: SessionSpec, private readonly ctx: SessionContext) {
     this.spec = { ...spec, ipWhitelist: [...spec.ipWhitelist] };
     this.whitelist = new AddressMatcher(spec.ipWhitelist);
+    startCoarseClock();
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true, keepAlive: true }, (socket) => this.onClient(socket));
     this.server.on('error', (err) => this.ctx.logger.error({ serial, err }, 'session listener error'));
   }
@@ -296,7 +307,7 @@ export class Session {
     const party = new Party(side, socket, peerAddress(socket));
     this.parties[side] = party;
     this.lastUseMs = refreshCoarseClock();
-    this.sides[side].connectedSince = new Date(this.lastUseMs);
+    this.sides[side].connectedSince = new Date(this.lastUseMs).toISOString();
     party.listen({
       data: (chunk: Buffer) => this.forward(party, chunk),
       end: () => this.onPartyGone(party, 'closed'),
@@ -323,7 +334,7 @@ export class Session {
       if (chunk.length === 0) return;
     }
     const record = this.sides[from.side];
-    const now = coarseNowMs();
+    const now = coarseNowMs;
     record.lastActivityMs = now;
     if (!to) {
       record.dropped += chunk.length;
