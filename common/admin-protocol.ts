@@ -28,11 +28,35 @@ export interface SessionSpec {
   ipWhitelist: string[];
   /** Seconds to wait for the first client; absent means forever. */
   timeoutSeconds?: number;
+  /** ISO time at which the session ends with reason MaxLifetime; absent means never. */
+  notAfter?: string;
+  /** Seconds without a forwarded byte or a connect after which the session ends (IdleTimeout); absent means never. */
+  idleTimeoutSeconds?: number;
 }
 
 /** Why a session ended on the proxy. */
-export const ENDED_REASONS = ['ClientConnectTimeout', 'DeviceDisconnected', 'ClientDisconnected', 'Deleted', 'Superseded'] as const;
+export const ENDED_REASONS = [
+  'ClientConnectTimeout',
+  'DeviceDisconnected',
+  'ClientDisconnected',
+  'IdleTimeout',
+  'MaxLifetime',
+  'Deleted',
+  'Superseded',
+] as const;
 export type EndedReason = (typeof ENDED_REASONS)[number];
+
+/** What one side of a session has done. Timestamps are ISO; lastActivity is accurate to about a second. */
+export interface SideState {
+  /** Payload bytes this side sent that were forwarded to the other side. */
+  forwardedBytes: number;
+  /** Payload bytes this side sent while the other side was absent (discarded). */
+  droppedBytes: number;
+  /** When its current connection was made; absent while it is not connected. */
+  connectedSince?: string;
+  /** When it last sent a byte, kept after it disconnects; absent if it never did. */
+  lastActivity?: string;
+}
 
 export interface SessionState extends SessionSpec {
   serial: string;
@@ -46,6 +70,10 @@ export interface SessionState extends SessionSpec {
   transferredBytes: number;
   /** Payload bytes discarded because the other party was absent. */
   droppedBytes: number;
+  device: SideState;
+  client: SideState;
+  /** Client connections closed because the whitelist did not admit them. */
+  clientsRefused: number;
   /** ISO time the listener started. */
   listeningSince: string;
   endedAt?: string;

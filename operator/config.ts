@@ -4,7 +4,9 @@ import { readFileSync } from 'node:fs';
 import { ConfigError, envInteger, envList, envString } from '../common/env.ts';
 import { type HttpLimits, httpLimitsFromEnv } from '../common/http-limits.ts';
 import { logSummaryMsFromEnv } from '../common/log-summary.ts';
+import { MAX_LIFETIME_SECONDS } from './control-api-contract.ts';
 import { PortAllocator, type PortRange } from './port-allocator.ts';
+import type { SessionLimitDefaults } from './session-store.ts';
 
 export { ConfigError };
 
@@ -31,6 +33,8 @@ export interface OperatorConfig {
   httpLimits: HttpLimits;
   /** Interval of the rate-limited request-log summaries. */
   logSummaryMs: number;
+  /** Lifetime limits for sessions that ask for none; absent means none. */
+  limitDefaults: SessionLimitDefaults;
 }
 
 const DEFAULT_RANGE = '20000-20099';
@@ -93,7 +97,13 @@ export function operatorConfigFromEnv(env: NodeJS.ProcessEnv): OperatorConfig {
     pollIntervalMs: envInteger(env, 'CCCP_STATUS_POLL_MS', 300, 50, 1000),
     httpLimits: httpLimitsFromEnv(env),
     logSummaryMs: logSummaryMsFromEnv(env),
+    limitDefaults: {},
   };
+  // 0 (the default) means no limit; the range is the one /on accepts.
+  const maxLifetime = envInteger(env, 'CCCP_DEFAULT_MAX_LIFETIME_S', 0, 0, MAX_LIFETIME_SECONDS);
+  const idleTimeout = envInteger(env, 'CCCP_DEFAULT_IDLE_TIMEOUT_S', 0, 0, MAX_LIFETIME_SECONDS);
+  if (maxLifetime > 0) config.limitDefaults.maxLifetimeSeconds = maxLifetime;
+  if (idleTimeout > 0) config.limitDefaults.idleTimeoutSeconds = idleTimeout;
   const { min, max } = config.portRange;
   if (config.devicePort >= min && config.devicePort <= max) {
     throw new ConfigError(`CCCP_DEVICE_PORT ${config.devicePort} lies inside CCCP_PORT_RANGE ${min}-${max}`);
@@ -111,5 +121,6 @@ export function reconcilerSettings(config: OperatorConfig) {
     publicHost: config.publicHost,
     pollIntervalMs: config.pollIntervalMs,
     endedRetentionMs: config.endedRetentionMs,
+    limitDefaults: config.limitDefaults,
   };
 }

@@ -1,16 +1,19 @@
-// The Control API: GET /on, /off, /status (see DESIGN.md and openapi.ts),
-// plus /healthz, /readyz, /metrics and /openapi.json, at exactly these paths.
-// Every error, expected or not, is turned into `{message}` (with a `code`
-// where one is defined) by one middleware; client mistakes are 4xx, never 500.
+// The Control API: GET /on, /off, /status, /sessions (see DESIGN.md and
+// openapi.ts), plus /healthz, /readyz, /metrics and /openapi.json, at exactly
+// these paths. Every error, expected or not, is turned into `{code, message}`
+// by one middleware; client mistakes are 4xx, never 500.
 import Router from '@koa/router';
 import Koa from 'koa';
 import type { Logger } from '../common/log.ts';
 import { LogSummary } from '../common/log-summary.ts';
 import { BearerTokens } from './bearer-tokens.ts';
 import type { ControlMetrics } from './control-metrics.ts';
+import type { ErrorCode } from './control-api-contract.ts';
 import { openApiDocument } from './openapi.ts';
-import { parseOnQuery, parseSerialQuery, type QueryResult } from './query-validation.ts';
+import { encodeCursor, parseListQuery, parseOnQuery, parseSerialQuery, type QueryResult } from './query-validation.ts';
 import { SessionCommandError, SessionConflictError, type SessionCommands } from './session-commands.ts';
+import type { ProxySession } from './session-store.ts';
+import { statusReply } from './session-view.ts';
 
 export interface ControlApiOptions {
   commands: SessionCommands;
@@ -24,21 +27,43 @@ export interface ControlApiOptions {
   summary?: LogSummary;
 }
 
-/** An answer other than 200 that the Control API gives on purpose. */
+/** An answer other than 200 that the Control API gives on purpose; `code` is from the catalogue in control-api-contract.ts. */
 export class ControlApiError extends Error {
-  constructor(readonly status: number, message: string, readonly code?: string) {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly code: ErrorCode,
+    /** Further members of the error body (parameter, ended_reason, ...). */
+    readonly details: Record<string, string> = {},
+    /** Seconds for a Retry-After header. */
+    readonly retryAfterSeconds?: number,
+  ) {
     super(message);
     this.name = 'ControlApiError';
   }
 }
 
-/** Every error body: a message for people, and a code for programs where one is defined. */
-export function errorBody(message: string, code?: string): { message: string; code?: string } {
-  return code === undefined ? { message } : { message, code };
+/** Retry-After on 503: ports free up as sessions end; readiness usually returns within seconds. */
+const NO_PORTS_RETRY_AFTER_S = 30;
+const NOT_READY_RETRY_AFTER_S = 5;
+
+function notFound(serial: string): ControlApiError {
+  return new ControlApiError(404, `No session for serial ${serial}`, 'session_not_found');
+}
+
+/** An ended or failed session still on record: the seed's 404, with why and when. */
+function endedError(session: ProxySession): ControlApiError {
+  const reason = session.status.endedReason ?? 'unknown';
+  const at = session.status.endedAt ?? '';
+  return new ControlApiError(404, `No session for serial ${session.serial}: it ended at ${at || 'an unknown time'} (${reason})`, 'session_ended', {
+    serial: session.serial,
+    ended_reason: reason,
+    ...(at ? { ended_at: at } : {}),
+  });
 }
 
 const PUBLIC_PATHS = new Set(['/healthz', '/readyz', '/metrics', '/openapi.json']);
-const ROUTES = new Set(['/on', '/off', '/status', ...PUBLIC_PATHS]);
+const ROUTES = new Set(['/on', '/off', '/status', '/sessions', ...PUBLIC_PATHS]);
 /** Probes and scrapers call these all day; their lines would drown the rest. */
 const UNLOGGED_ROUTES = new Set(['/metrics', '/healthz', '/readyz']);
 /** Query parameters whose values never reach a log, whatever the level. */
@@ -46,7 +71,7 @@ const SECRET_PARAMETER = /token|auth|key|secret|pass|credential|signature/i;
 const MAX_LOGGED_CHARS = 256;
 
 function accepted<T>(result: QueryResult<T>): T {
-  if (!result.ok) throw new ControlApiError(400, result.message);
+  if (!result.ok) throw new ControlApiError(400, result.message, result.code, { parameter: result.parameter });
   return result.value;
 }
 
@@ -61,22 +86,40 @@ export function createControlApi(options: ControlApiOptions): Koa {
   router.get('/on', async (ctx) => {
     const query = accepted(parseOnQuery(ctx.querystring));
     const outcome = await commands.on(query);
-    if (outcome.kind === 'no-ports') throw new ControlApiError(503, 'No available ports');
+    if (outcome.kind === 'no-ports') throw new ControlApiError(503, 'No available ports', 'no_available_ports', {}, NO_PORTS_RETRY_AFTER_S);
+    if (outcome.kind === 'expired') {
+      throw new ControlApiError(409, `The session of serial ${query.serial} reached its ${outcome.reason === 'MaxLifetime' ? 'max_lifetime' : 'idle_timeout'} before it was listening; /on again starts a new session`, 'session_expired', {
+        serial: query.serial,
+        ended_reason: outcome.reason,
+      });
+    }
     ctx.body = { host: outcome.host, port: outcome.port };
   });
 
   router.get('/off', async (ctx) => {
     const { serial } = accepted(parseSerialQuery(ctx.querystring));
     const outcome = await commands.off(serial);
-    if (outcome.kind === 'not-found') throw new ControlApiError(404, `No session for serial ${serial}`);
+    if (outcome.kind === 'not-found') throw notFound(serial);
+    if (outcome.kind === 'already-ended') throw endedError(outcome.session);
     ctx.body = {};
   });
 
   router.get('/status', async (ctx) => {
     const { serial } = accepted(parseSerialQuery(ctx.querystring));
     const outcome = await commands.status(serial);
-    if (outcome.kind === 'not-found') throw new ControlApiError(404, `No session for serial ${serial}`);
-    ctx.body = { device_connected: outcome.deviceConnected, client_connected: outcome.clientConnected, transferred: outcome.transferred };
+    if (outcome.kind === 'not-found') throw notFound(serial);
+    if (outcome.kind === 'ended') throw endedError(outcome.session);
+    ctx.body = statusReply(outcome.session);
+  });
+
+  router.get('/sessions', async (ctx) => {
+    const { limit, after } = accepted(parseListQuery(ctx.querystring));
+    const page = await commands.list(limit, after);
+    const last = page.sessions.at(-1);
+    ctx.body = {
+      sessions: page.sessions.map(statusReply),
+      ...(page.more && last ? { next_cursor: encodeCursor(last.serial) } : {}),
+    };
   });
 
   router.get('/healthz', (ctx) => {
@@ -85,7 +128,7 @@ export function createControlApi(options: ControlApiOptions): Koa {
 
   router.get('/readyz', (ctx) => {
     const reason = options.notReadyReason();
-    if (reason !== undefined) throw new ControlApiError(503, `Not ready: ${reason}`);
+    if (reason !== undefined) throw new ControlApiError(503, `Not ready: ${reason}`, 'not_ready', {}, NOT_READY_RETRY_AFTER_S);
     ctx.body = { status: 'ready' };
   });
 
@@ -128,32 +171,33 @@ export function createControlApi(options: ControlApiOptions): Koa {
   app.use(async (ctx, next) => {
     try {
       await next();
-      if (ctx.body === undefined && ctx.status === 404) throw new ControlApiError(404, `No such endpoint: ${ctx.path}`);
+      if (ctx.body === undefined && ctx.status === 404) throw new ControlApiError(404, `No such endpoint: ${ctx.path}`, 'unknown_endpoint');
     } catch (error) {
       if (error instanceof ControlApiError) {
         ctx.status = error.status;
-        ctx.body = errorBody(error.message, error.code);
+        ctx.body = { code: error.code, message: error.message, ...error.details };
         if (error.status === 405) ctx.set('Allow', 'GET');
         if (error.status === 401) ctx.set('WWW-Authenticate', 'Bearer');
+        if (error.retryAfterSeconds !== undefined) ctx.set('Retry-After', String(error.retryAfterSeconds));
       } else if (error instanceof SessionConflictError) {
         // Another caller's /off overtook this /on: not a failure of ours.
         ctx.status = 409;
-        ctx.body = errorBody(error.message, error.code);
+        ctx.body = { code: error.code, message: error.message };
       } else if (error instanceof SessionCommandError) {
         ctx.status = 500;
-        ctx.body = errorBody(error.message);
+        ctx.body = { code: error.code, message: error.message };
       } else {
         logger.error({ err: error, path: ctx.path }, 'unexpected error in the Control API');
         ctx.status = 500;
-        ctx.body = errorBody('Internal error');
+        ctx.body = { code: 'internal_error', message: 'Internal error' };
       }
     }
   });
 
   app.use(async (ctx, next) => {
-    if (ctx.method !== 'GET') throw new ControlApiError(405, `Method ${ctx.method} is not allowed; use GET`);
+    if (ctx.method !== 'GET') throw new ControlApiError(405, `Method ${ctx.method} is not allowed; use GET`, 'method_not_allowed');
     if (!PUBLIC_PATHS.has(ctx.path) && !tokens.admits(ctx.get('authorization') || undefined)) {
-      throw new ControlApiError(401, 'A valid bearer token is required (Authorization: Bearer <token>)');
+      throw new ControlApiError(401, 'A valid bearer token is required (Authorization: Bearer <token>)', 'unauthorized');
     }
     await next();
   });

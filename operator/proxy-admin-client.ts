@@ -14,6 +14,7 @@ import {
   type SessionLookup,
   type SessionSpec,
   type SessionState,
+  type SideState,
 } from '../common/admin-protocol.ts';
 import { type Clock, systemClock } from '../common/clock.ts';
 
@@ -90,6 +91,20 @@ export function toInstanceInfo(value: unknown): InstanceInfo {
   return { instanceId: value.instanceId, startedAt: value.startedAt, devicePort: value.devicePort };
 }
 
+/** One side's record; a proxy older than these fields answers none, read as zeros. */
+function toSideState(value: unknown): SideState {
+  if (!isObject(value)) return { forwardedBytes: 0, droppedBytes: 0 };
+  const side: SideState = {
+    forwardedBytes: typeof value.forwardedBytes === 'number' ? value.forwardedBytes : 0,
+    droppedBytes: typeof value.droppedBytes === 'number' ? value.droppedBytes : 0,
+  };
+  const since = optionalString(value.connectedSince, 'session state');
+  if (since !== undefined) side.connectedSince = since;
+  const activity = optionalString(value.lastActivity, 'session state');
+  if (activity !== undefined) side.lastActivity = activity;
+  return side;
+}
+
 export function toSessionState(value: unknown): SessionState {
   const what = 'session state';
   if (!isObject(value)) fail(what);
@@ -114,7 +129,13 @@ export function toSessionState(value: unknown): SessionState {
     transferredBytes: v.transferredBytes,
     droppedBytes: typeof v.droppedBytes === 'number' ? v.droppedBytes : 0,
     listeningSince: optionalString(v.listeningSince, what) ?? '',
+    device: toSideState(v.device),
+    client: toSideState(v.client),
+    clientsRefused: typeof v.clientsRefused === 'number' ? v.clientsRefused : 0,
   };
+  const notAfter = optionalString(v.notAfter, what);
+  if (notAfter !== undefined) state.notAfter = notAfter;
+  if (typeof v.idleTimeoutSeconds === 'number') state.idleTimeoutSeconds = v.idleTimeoutSeconds;
   if (typeof v.timeoutSeconds === 'number') state.timeoutSeconds = v.timeoutSeconds;
   const reason = optionalString(v.endedReason, what);
   if (reason !== undefined) {

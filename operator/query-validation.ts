@@ -1,15 +1,31 @@
-// Parses and validates the query of /on, /off and /status. Pure: takes the
-// raw query string, returns a typed result and never throws for client input.
+// Parses and validates the query of the Control API's endpoints against the
+// parameter schemas of control-api-contract.ts, the same objects the OpenAPI
+// document publishes. Pure: takes the raw query string, returns a typed
+// result and never throws for client input.
 //
 // Decisions (see README): '+' means a space, as in every form-encoded query
-// (HTML forms, URLSearchParams, OpenAPI tooling), so a plus is written %2B; a parameter given
-// twice or one the endpoint does not know is refused, because a typo such as
-// `timeot` silently ignored would leave a session without its timeout.
+// (HTML forms, URLSearchParams, OpenAPI tooling), so a plus is written %2B;
+// ip_whitelist may be given as repeated keys (what generated clients send)
+// and the lists are merged; any other parameter given twice, or one the
+// endpoint does not know, is refused, because a typo such as `timeot`
+// silently ignored would leave a session without its timeout.
+import { Value } from '@sinclair/typebox/value';
 import ipaddr from 'ipaddr.js';
+import {
+  DEFAULT_PAGE_SIZE,
+  LIST_PARAMETERS,
+  MAX_SERIAL_BYTES,
+  MAX_TIMEOUT_SECONDS,
+  MAX_WHITELIST_ENTRIES,
+  ON_PARAMETERS,
+  SERIAL,
+  SERIAL_PARAMETERS,
+  WHITELIST_ENTRY,
+  type ErrorCode,
+  type QueryParameter,
+} from './control-api-contract.ts';
 
-export const MAX_SERIAL_BYTES = 64;
-export const MAX_TIMEOUT_SECONDS = 86_400;
-export const MAX_WHITELIST_ENTRIES = 100;
+export { MAX_SERIAL_BYTES, MAX_TIMEOUT_SECONDS, MAX_WHITELIST_ENTRIES };
 
 export interface SerialQuery {
   serial: string;
@@ -21,24 +37,33 @@ export interface OnQuery extends SerialQuery {
   /** Normalized IPs and CIDRs; empty admits every client. */
   ipWhitelist: string[];
   timeoutSeconds?: number;
+  maxLifetimeSeconds?: number;
+  idleTimeoutSeconds?: number;
 }
 
-export type QueryResult<T> =
-  | { ok: true; value: T }
-  | { ok: false; parameter: string; message: string };
-
-const ON_PARAMETERS = ['serial', 'persistent', 'ip_whitelist', 'timeout'] as const;
-const SERIAL_PARAMETERS = ['serial'] as const;
-
-type Params = Map<string, string>;
-
-function refuse(parameter: string, message: string): { ok: false; parameter: string; message: string } {
-  return { ok: false, parameter, message };
+export interface ListQuery {
+  limit: number;
+  /** The serial after which the page starts. */
+  after?: string;
 }
 
-/** Splits `a=1&b=2` into a map, refusing repeats, unknown names and bad percent-encoding. */
-function parseParams(query: string, allowed: readonly string[]): QueryResult<Params> {
-  const params: Params = new Map();
+export type QueryRefusal = { ok: false; parameter: string; code: ErrorCode; message: string };
+export type QueryResult<T> = { ok: true; value: T } | QueryRefusal;
+
+function refuse(parameter: string, message: string, code: ErrorCode = 'invalid_parameter'): QueryRefusal {
+  return { ok: false, parameter, code, message };
+}
+
+/** The raw texts of each given parameter, and whether any raw text held a '+'. */
+interface RawParameter {
+  values: string[];
+  hadPlus: boolean;
+}
+
+/** Splits `a=1&b=2`, refusing unknown names, repeats of non-list parameters and bad percent-encoding. */
+function splitQuery(query: string, allowed: readonly QueryParameter[]): QueryResult<Map<string, RawParameter>> {
+  const names = allowed.map((p) => p.name);
+  const params = new Map<string, RawParameter>();
   for (const segment of query.split('&')) {
     if (segment === '') continue;
     const eq = segment.indexOf('=');
@@ -49,19 +74,24 @@ function parseParams(query: string, allowed: readonly string[]): QueryResult<Par
     try {
       name = decodeURIComponent(rawName.replaceAll('+', ' '));
     } catch {
-      return refuse(rawName, `Parameter name '${printable(rawName)}' has malformed percent-encoding`);
+      return refuse(rawName, `Parameter name '${printable(rawName)}' has malformed percent-encoding`, 'unknown_parameter');
     }
-    if (name === '') return refuse('(unnamed)', `Parameter (unnamed) in '${printable(segment)}' has no name (allowed: ${allowed.join(', ')})`);
-    if (!allowed.includes(name)) {
-      return refuse(name, `Unknown parameter '${printable(name)}' (allowed: ${allowed.join(', ')})`);
-    }
+    if (name === '') return refuse('(unnamed)', `Parameter (unnamed) in '${printable(segment)}' has no name (allowed: ${names.join(', ')})`, 'unknown_parameter');
+    const parameter = allowed.find((p) => p.name === name);
+    if (!parameter) return refuse(name, `Unknown parameter '${printable(name)}' (allowed: ${names.join(', ')})`, 'unknown_parameter');
     try {
       value = decodeURIComponent(rawValue.replaceAll('+', ' '));
     } catch {
       return refuse(name, `Parameter '${name}' has malformed percent-encoding`);
     }
-    if (params.has(name)) return refuse(name, `Parameter '${name}' is given more than once`);
-    params.set(name, value);
+    const seen = params.get(name);
+    if (seen && !parameter.repeatable) return refuse(name, `Parameter '${name}' is given more than once`, 'repeated_parameter');
+    if (seen) {
+      seen.values.push(value);
+      seen.hadPlus ||= rawValue.includes('+');
+    } else {
+      params.set(name, { values: [value], hadPlus: rawValue.includes('+') });
+    }
   }
   return { ok: true, value: params };
 }
@@ -72,36 +102,67 @@ function printable(text: string): string {
   return clipped.replace(/[^\x20-\x7e]/g, '?');
 }
 
+/** A plain boolean (not a type guard), so a refusal can still look at the value. */
+function conforms(schema: QueryParameter['schema'], value: unknown): boolean {
+  return Value.Check(schema, value);
+}
+
+/** Turns the raw texts into the value the parameter's schema describes, then checks it against that schema. */
+function decode(parameter: QueryParameter, raw: RawParameter): QueryResult<unknown> {
+  let value: unknown;
+  // Only a repeatable list parameter has several values; the others were refused before.
+  const text = raw.values[0] ?? '';
+  switch (parameter.decoding) {
+    case 'string':
+      value = text;
+      break;
+    case 'boolean':
+      value = text === 'true' ? true : text === 'false' ? false : text;
+      break;
+    case 'integer':
+      // Plain decimal digits only: no sign, exponent, fraction or spaces.
+      value = /^[0-9]{1,16}$/.test(text) ? Number(text) : text;
+      break;
+    case 'list':
+      value = raw.values.flatMap((v) => v.split(','));
+      break;
+  }
+  if (conforms(parameter.schema, value)) return { ok: true, value };
+  let message = parameter.invalid;
+  if (parameter === SERIAL && raw.hadPlus) message += "; in a query '+' means a space, so write a plus as %2B";
+  if (parameter.decoding === 'list' && Array.isArray(value)) {
+    const entries = value as string[];
+    const bad = entries.find((entry) => entry !== '' && !conforms(WHITELIST_ENTRY, entry));
+    if (entries.includes('')) message = `Parameter '${parameter.name}' has an empty entry (omit the parameter to admit every client)`;
+    else if (entries.length > MAX_WHITELIST_ENTRIES) message = `Parameter '${parameter.name}' may list at most ${MAX_WHITELIST_ENTRIES} entries`;
+    else if (bad !== undefined) message = `Parameter '${parameter.name}' has an entry that is not an IP or CIDR: '${printable(bad)}'`;
+  }
+  return refuse(parameter.name, message);
+}
+
+/** Every parameter of `allowed` that was given, decoded and schema-checked; required ones present. */
+function parseAgainst(query: string, allowed: readonly QueryParameter[]): QueryResult<Map<string, unknown>> {
+  const split = splitQuery(query, allowed);
+  if (!split.ok) return split;
+  const values = new Map<string, unknown>();
+  for (const parameter of allowed) {
+    const raw = split.value.get(parameter.name);
+    if (raw === undefined) {
+      if (parameter.required) return refuse(parameter.name, `Parameter '${parameter.name}' is required`, 'missing_parameter');
+      continue;
+    }
+    const decoded = decode(parameter, raw);
+    if (!decoded.ok) return decoded;
+    values.set(parameter.name, decoded.value);
+  }
+  return { ok: true, value: values };
+}
+
 /** A serial the device side could send: 1–64 bytes, each 0x21–0x7E. */
 export function validateSerial(serial: string | undefined): QueryResult<string> {
-  if (serial === undefined) return refuse('serial', "Parameter 'serial' is required");
-  if (serial === '') return refuse('serial', "Parameter 'serial' must not be empty");
-  if (serial.length > MAX_SERIAL_BYTES) {
-    return refuse('serial', `Parameter 'serial' must be at most ${MAX_SERIAL_BYTES} bytes`);
-  }
-  for (let i = 0; i < serial.length; i++) {
-    const code = serial.charCodeAt(i);
-    if (code < 0x21 || code > 0x7e) {
-      return refuse('serial', "Parameter 'serial' may only contain printable ASCII without space (0x21-0x7E); in a query '+' means a space, so write a plus as %2B");
-    }
-  }
-  return { ok: true, value: serial };
-}
-
-function validatePersistent(value: string | undefined): QueryResult<boolean> {
-  if (value === undefined) return { ok: true, value: false };
-  if (value === 'true') return { ok: true, value: true };
-  if (value === 'false') return { ok: true, value: false };
-  return refuse('persistent', "Parameter 'persistent' must be 'true' or 'false'");
-}
-
-function validateTimeout(value: string | undefined): QueryResult<number | undefined> {
-  if (value === undefined) return { ok: true, value: undefined };
-  const message = `Parameter 'timeout' must be a whole number of seconds from 1 to ${MAX_TIMEOUT_SECONDS}`;
-  if (!/^[0-9]{1,6}$/.test(value)) return refuse('timeout', message);
-  const seconds = Number(value);
-  if (seconds < 1 || seconds > MAX_TIMEOUT_SECONDS) return refuse('timeout', message);
-  return { ok: true, value: seconds };
+  if (serial === undefined) return refuse('serial', "Parameter 'serial' is required", 'missing_parameter');
+  const decoded = decode(SERIAL, { values: [serial], hadPlus: false });
+  return decoded.ok ? { ok: true, value: serial } : decoded;
 }
 
 /**
@@ -138,18 +199,10 @@ export function normalizeAddressOrCidr(entry: string): string | undefined {
   return `${network.toString()}/${prefix}`;
 }
 
-function validateWhitelist(value: string | undefined): QueryResult<string[]> {
-  if (value === undefined) return { ok: true, value: [] };
-  if (value === '') {
-    return refuse('ip_whitelist', "Parameter 'ip_whitelist' must list at least one IP or CIDR (omit it to admit every client)");
-  }
-  const entries = value.split(',');
-  if (entries.length > MAX_WHITELIST_ENTRIES) {
-    return refuse('ip_whitelist', `Parameter 'ip_whitelist' may list at most ${MAX_WHITELIST_ENTRIES} entries`);
-  }
+/** The schema admits any short strings; each must also be an IP or CIDR, which JSON Schema cannot say. */
+function normalizeWhitelist(entries: string[]): QueryResult<string[]> {
   const normalized: string[] = [];
   for (const entry of entries) {
-    if (entry === '') return refuse('ip_whitelist', "Parameter 'ip_whitelist' has an empty entry");
     const canonical = normalizeAddressOrCidr(entry);
     if (canonical === undefined) {
       return refuse('ip_whitelist', `Parameter 'ip_whitelist' has an entry that is not an IP or CIDR: '${printable(entry)}'`);
@@ -160,26 +213,43 @@ function validateWhitelist(value: string | undefined): QueryResult<string[]> {
 }
 
 export function parseOnQuery(query: string): QueryResult<OnQuery> {
-  const params = parseParams(query, ON_PARAMETERS);
-  if (!params.ok) return params;
-  const serial = validateSerial(params.value.get('serial'));
-  if (!serial.ok) return serial;
-  const persistent = validatePersistent(params.value.get('persistent'));
-  if (!persistent.ok) return persistent;
-  const ipWhitelist = validateWhitelist(params.value.get('ip_whitelist'));
-  if (!ipWhitelist.ok) return ipWhitelist;
-  const timeout = validateTimeout(params.value.get('timeout'));
-  if (!timeout.ok) return timeout;
-  const value: OnQuery = { serial: serial.value, persistent: persistent.value, ipWhitelist: ipWhitelist.value };
-  if (timeout.value !== undefined) value.timeoutSeconds = timeout.value;
+  const parsed = parseAgainst(query, ON_PARAMETERS);
+  if (!parsed.ok) return parsed;
+  const v = parsed.value;
+  const whitelist = normalizeWhitelist((v.get('ip_whitelist') as string[] | undefined) ?? []);
+  if (!whitelist.ok) return whitelist;
+  const value: OnQuery = { serial: v.get('serial') as string, persistent: (v.get('persistent') as boolean | undefined) ?? false, ipWhitelist: whitelist.value };
+  const timeout = v.get('timeout') as number | undefined;
+  if (timeout !== undefined) value.timeoutSeconds = timeout;
+  const maxLifetime = v.get('max_lifetime') as number | undefined;
+  if (maxLifetime !== undefined) value.maxLifetimeSeconds = maxLifetime;
+  const idleTimeout = v.get('idle_timeout') as number | undefined;
+  if (idleTimeout !== undefined) value.idleTimeoutSeconds = idleTimeout;
   return { ok: true, value };
 }
 
 /** /off and /status take only the serial. */
 export function parseSerialQuery(query: string): QueryResult<SerialQuery> {
-  const params = parseParams(query, SERIAL_PARAMETERS);
-  if (!params.ok) return params;
-  const serial = validateSerial(params.value.get('serial'));
-  if (!serial.ok) return serial;
-  return { ok: true, value: { serial: serial.value } };
+  const parsed = parseAgainst(query, SERIAL_PARAMETERS);
+  if (!parsed.ok) return parsed;
+  return { ok: true, value: { serial: parsed.value.get('serial') as string } };
+}
+
+/** The cursor is the last serial of the previous page, base64url-encoded so it is opaque and query-safe. */
+export function encodeCursor(serial: string): string {
+  return Buffer.from(serial, 'utf8').toString('base64url');
+}
+
+/** GET /sessions: page size and where to start. */
+export function parseListQuery(query: string): QueryResult<ListQuery> {
+  const parsed = parseAgainst(query, LIST_PARAMETERS);
+  if (!parsed.ok) return parsed;
+  const value: ListQuery = { limit: (parsed.value.get('limit') as number | undefined) ?? DEFAULT_PAGE_SIZE };
+  const cursor = parsed.value.get('cursor') as string | undefined;
+  if (cursor !== undefined) {
+    const after = Buffer.from(cursor, 'base64url').toString('utf8');
+    if (!validateSerial(after).ok || encodeCursor(after) !== cursor) return refuse('cursor', "Parameter 'cursor' must be a next_cursor from a previous page");
+    value.after = after;
+  }
+  return { ok: true, value };
 }

@@ -18,10 +18,11 @@ import {
   failedStatus,
   pendingStatus,
   proxyMatches,
+  sameBesidesTraffic,
   sameStatus,
 } from './session-status.ts';
 import { timedReconcile, type ReconcileResult } from './operator-metrics.ts';
-import { isTerminal, type ProxySession, type ProxySessionStatus, type SessionStore } from './session-store.ts';
+import { isTerminal, type ProxySession, type ProxySessionStatus, type SessionLimitDefaults, type SessionStore } from './session-store.ts';
 import { type Clock, systemClock } from '../common/clock.ts';
 import { WorkQueue, type WorkResult } from './work-queue.ts';
 import { RateLimiter } from '../common/rate-limiter.ts';
@@ -48,6 +49,8 @@ export interface ReconcilerOptions {
    * when absent.
    */
   counterFlushesPerSecond?: number;
+  /** Lifetime limits for sessions that ask for none. */
+  limitDefaults?: SessionLimitDefaults;
   /** Sees every proxy event (e.g. to record Kubernetes Events); never changes what is reconciled. */
   onProxyEvent?: (event: ProxyEvent) => void;
   /** Told the duration and result of every reconcile (metrics). */
@@ -70,6 +73,7 @@ export class Reconciler {
   private readonly now: () => Date;
   private readonly onProxyEvent: ((event: ProxyEvent) => void) | undefined;
   private readonly counterFlush: RateLimiter;
+  private readonly limitDefaults: SessionLimitDefaults;
   /**
    * The proxy's list from the last poll, and when each serial last changed
    * in the proxy (our PUT or DELETE, or an event). A reconcile reads the
@@ -105,6 +109,7 @@ export class Reconciler {
     this.proxyStaleAfterMs = options.proxyStaleAfterMs ?? 5_000;
     this.clock = options.clock ?? systemClock;
     this.onProxyEvent = options.onProxyEvent;
+    this.limitDefaults = options.limitDefaults ?? {};
     this.counterFlush = new RateLimiter(options.counterFlushesPerSecond ?? Number.POSITIVE_INFINITY);
     this.now = options.now ?? (() => new Date(this.clock.now()));
     const observeReconcile = options.observeReconcile;
@@ -272,7 +277,7 @@ export class Reconciler {
       session = written;
     }
 
-    const desired = desiredProxySpec(session, port);
+    const desired = desiredProxySpec(session, port, this.limitDefaults);
     let state = proxied;
     if (!proxyMatches(proxied, desired)) {
       // The proxy refuses to move a live session to another port: close it first.
@@ -294,11 +299,13 @@ export class Reconciler {
       this.logger.info({ serial, port, generation: session.generation }, 'proxy programmed');
     }
     if (!state) return;
+    // Programmed and at once over (a lifetime already past): never show it Active.
+    if (state.id === session.uid && state.state === 'ended') return this.markEnded(session, state);
     const next: ProxySessionStatus = activeStatus(session, this.publicHost, port, state, this.now());
     if (sameStatus(next, session.status)) return;
     // A write that only moves the byte counter waits its turn; connects,
     // disconnects and phase changes are written at once.
-    if (sameStatus({ ...next, transferredBytes: 0 }, { ...session.status, transferredBytes: 0 })) {
+    if (sameBesidesTraffic(next, session.status)) {
       const waitMs = this.counterFlush.take(this.clock.now());
       if (waitMs > 0) return { requeueAfterMs: waitMs };
     }

@@ -8,17 +8,23 @@ import { type Clock, systemClock } from '../common/clock.ts';
 
 export type OnOutcome =
   | { kind: 'listening'; host: string; port: number }
-  | { kind: 'no-ports' };
+  | { kind: 'no-ports' }
+  /** The session reached its own lifetime or idle limit before /on could answer. */
+  | { kind: 'expired'; reason: 'MaxLifetime' | 'IdleTimeout' };
 
 export type OffOutcome = { kind: 'ended' } | { kind: 'not-found' };
 
 export type StatusOutcome =
-  | { kind: 'found'; deviceConnected: boolean; clientConnected: boolean; transferred: number }
+  | { kind: 'found'; session: ProxySession }
+  /** Ended or failed by itself, still within the retention time. */
+  | { kind: 'ended'; session: ProxySession }
   | { kind: 'not-found' };
 
-/** The session did not get where it should within the time allowed; the Control API answers 500. */
+export type OffOutcomeWithHistory = OffOutcome | { kind: 'already-ended'; session: ProxySession };
+
+/** The session did not get where it should within the time allowed, or failed; the Control API answers 500. */
 export class SessionCommandError extends Error {
-  constructor(message: string) {
+  constructor(message: string, readonly code: 'request_timed_out' | 'session_failed' = 'request_timed_out') {
     super(message);
     this.name = 'SessionCommandError';
   }
@@ -30,7 +36,7 @@ export class SessionCommandError extends Error {
  * with the code, so programs can tell it from a failure and call /on again.
  */
 export class SessionConflictError extends Error {
-  constructor(readonly code: 'switched_off', message: string) {
+  constructor(readonly code: 'session_switched_off', message: string) {
     super(message);
     this.name = 'SessionConflictError';
   }
@@ -59,6 +65,8 @@ export class SessionCommands {
     const remaining = () => Math.max(0, deadline - this.clock.now());
     const spec: ProxySessionSpec = { serial: query.serial, persistent: query.persistent, ipWhitelist: query.ipWhitelist };
     if (query.timeoutSeconds !== undefined) spec.timeoutSeconds = query.timeoutSeconds;
+    if (query.maxLifetimeSeconds !== undefined) spec.maxLifetimeSeconds = query.maxLifetimeSeconds;
+    if (query.idleTimeoutSeconds !== undefined) spec.idleTimeoutSeconds = query.idleTimeoutSeconds;
 
     for (let attempt = 0; attempt < MAX_ON_ATTEMPTS && remaining() > 0; attempt++) {
       // An Ended or Failed record is history: a new session replaces it.
@@ -93,27 +101,32 @@ export class SessionCommands {
         }
         return { kind: 'no-ports' };
       }
+      const reason = final?.status.endedReason;
+      if (final && final.uid === session.uid && final.status.phase === 'Ended' && (reason === 'MaxLifetime' || reason === 'IdleTimeout')) {
+        // Starting it again would end the same way (the lifetime counts from creation, or the limit is shorter than a start).
+        return { kind: 'expired', reason };
+      }
       if (final && final.uid === session.uid && final.status.phase === 'Failed' && !final.deleting) {
-        throw new SessionCommandError(`Session for serial ${query.serial} failed: ${final.status.endedReason ?? 'unknown reason'}`);
+        throw new SessionCommandError(`Session for serial ${query.serial} failed: ${final.status.endedReason ?? 'unknown reason'}`, 'session_failed');
       }
       if (!final || (final.uid === session.uid && final.deleting)) {
-        throw new SessionConflictError('switched_off', `The session for serial ${query.serial} was switched off by /off before it was listening; call /on again to start a new one`);
+        throw new SessionConflictError('session_switched_off', `The session for serial ${query.serial} was switched off by /off before it was listening; call /on again to start a new one`);
       }
       // Replaced by another caller's session, or ended by itself while starting: go on with what is there now.
     }
     if (remaining() <= 0) {
       throw new SessionCommandError(`Timed out after ${this.timeoutMs / 1000} s waiting for the previous session of serial ${query.serial} to close`);
     }
-    throw new SessionConflictError('switched_off', `The sessions for serial ${query.serial} kept being switched off by /off while this /on started them; call /on again`);
+    throw new SessionConflictError('session_switched_off', `The sessions for serial ${query.serial} kept being switched off by /off while this /on started them; call /on again`);
   }
 
-  async off(serial: string): Promise<OffOutcome> {
+  async off(serial: string): Promise<OffOutcomeWithHistory> {
     const existing = await this.store.get(serial);
     if (!existing) return { kind: 'not-found' };
     if (isTerminal(existing) && !existing.deleting) {
-      // Nothing is running; clear the record so the answer and the store agree.
+      // Nothing is running; clear the record so the answer and the store agree, and say how it ended.
       await this.store.delete(serial, existing.uid);
-      return { kind: 'not-found' };
+      return { kind: 'already-ended', session: existing };
     }
     const result = await this.store.delete(serial, existing.uid);
     // 'not-found' here: another caller removed the live session a moment ago; it is off, as asked.
@@ -125,13 +138,18 @@ export class SessionCommands {
 
   async status(serial: string): Promise<StatusOutcome> {
     const session = await this.store.get(serial);
-    if (!session || session.deleting || isTerminal(session)) return { kind: 'not-found' };
-    return {
-      kind: 'found',
-      deviceConnected: session.status.deviceConnected ?? false,
-      clientConnected: session.status.clientConnected ?? false,
-      transferred: session.status.transferredBytes ?? 0,
-    };
+    if (!session) return { kind: 'not-found' };
+    if (isTerminal(session)) return { kind: 'ended', session };
+    // Being switched off: the seed's answer for it is 404.
+    if (session.deleting) return { kind: 'not-found' };
+    return { kind: 'found', session };
+  }
+
+  /** A page of sessions ordered by serial (UTF-16 code units equal byte order for printable ASCII), after `after`. */
+  async list(limit: number, after?: string): Promise<{ sessions: ProxySession[]; more: boolean }> {
+    const all = (await this.store.list()).filter((s) => after === undefined || s.serial > after);
+    all.sort((a, b) => (a.serial < b.serial ? -1 : a.serial > b.serial ? 1 : 0));
+    return { sessions: all.slice(0, limit), more: all.length > limit };
   }
 
   private async waitUntilGone(session: ProxySession, timeoutMs: number): Promise<boolean> {

@@ -2,7 +2,9 @@
 // view of it. No I/O; the reconciler decides when to write.
 import type { SessionSpec, SessionState } from '../common/admin-protocol.ts';
 import {
+  effectiveLimits,
   isLive,
+  type SessionLimitDefaults,
   type ProxySession,
   type ProxySessionStatus,
   type SessionCondition,
@@ -13,7 +15,7 @@ import {
 export const READY = 'Ready';
 
 /** What the proxy should run for this session on this port. */
-export function desiredProxySpec(session: ProxySession, port: number): SessionSpec {
+export function desiredProxySpec(session: ProxySession, port: number, defaults: SessionLimitDefaults = {}): SessionSpec {
   const spec: SessionSpec = {
     id: session.uid,
     port,
@@ -21,6 +23,11 @@ export function desiredProxySpec(session: ProxySession, port: number): SessionSp
     ipWhitelist: [...session.spec.ipWhitelist],
   };
   if (session.spec.timeoutSeconds !== undefined) spec.timeoutSeconds = session.spec.timeoutSeconds;
+  const limits = effectiveLimits(session.spec, defaults);
+  const created = Date.parse(session.creationTimestamp);
+  // The lifetime counts from the session's creation, so a proxy restart or a repeated /on does not extend it.
+  if (limits.maxLifetimeSeconds !== undefined && !Number.isNaN(created)) spec.notAfter = new Date(created + limits.maxLifetimeSeconds * 1000).toISOString();
+  if (limits.idleTimeoutSeconds !== undefined) spec.idleTimeoutSeconds = limits.idleTimeoutSeconds;
   return spec;
 }
 
@@ -33,6 +40,8 @@ export function proxyMatches(state: SessionState | undefined, desired: SessionSp
     state.port === desired.port &&
     state.persistent === desired.persistent &&
     state.timeoutSeconds === desired.timeoutSeconds &&
+    state.notAfter === desired.notAfter &&
+    state.idleTimeoutSeconds === desired.idleTimeoutSeconds &&
     state.ipWhitelist.length === desired.ipWhitelist.length &&
     state.ipWhitelist.every((entry, i) => entry === desired.ipWhitelist[i])
   );
@@ -46,15 +55,40 @@ export function withCondition(conditions: SessionCondition[] | undefined, next: 
   return [...others, { ...next, lastTransitionTime }];
 }
 
-function liveCounters(state: SessionState | undefined): Pick<ProxySessionStatus, 'deviceConnected' | 'clientConnected' | 'transferredBytes' | 'deviceAddress' | 'clientAddress'> {
+/** The proxy's view of a session as status fields; without a state, everything is zero and disconnected. */
+function liveCounters(state: SessionState | undefined): ProxySessionStatus {
   const counters: ProxySessionStatus = {
     deviceConnected: state?.deviceConnected ?? false,
     clientConnected: state?.clientConnected ?? false,
     transferredBytes: state?.transferredBytes ?? 0,
+    bytesFromDevice: state?.device.forwardedBytes ?? 0,
+    bytesFromClient: state?.client.forwardedBytes ?? 0,
+    droppedFromDevice: state?.device.droppedBytes ?? 0,
+    droppedFromClient: state?.client.droppedBytes ?? 0,
+    clientsRefused: state?.clientsRefused ?? 0,
   };
   if (state?.deviceConnected && state.deviceAddress) counters.deviceAddress = state.deviceAddress;
   if (state?.clientConnected && state.clientAddress) counters.clientAddress = state.clientAddress;
+  if (state?.deviceConnected && state.device.connectedSince) counters.deviceConnectedSince = state.device.connectedSince;
+  if (state?.clientConnected && state.client.connectedSince) counters.clientConnectedSince = state.client.connectedSince;
+  if (state?.device.lastActivity) counters.deviceLastActivity = state.device.lastActivity;
+  if (state?.client.lastActivity) counters.clientLastActivity = state.client.lastActivity;
   return counters;
+}
+
+/** Status fields that move with traffic alone; writes that change only these are rate-limited. */
+export const TRAFFIC_FIELDS = [
+  'transferredBytes', 'bytesFromDevice', 'bytesFromClient', 'droppedFromDevice', 'droppedFromClient', 'deviceLastActivity', 'clientLastActivity',
+] as const satisfies ReadonlyArray<keyof ProxySessionStatus>;
+
+/** True when a and b differ at most in traffic counters. */
+export function sameBesidesTraffic(a: ProxySessionStatus, b: ProxySessionStatus): boolean {
+  const strip = (s: ProxySessionStatus): ProxySessionStatus => {
+    const copy = { ...s };
+    for (const field of TRAFFIC_FIELDS) delete copy[field];
+    return copy;
+  };
+  return sameStatus(strip(a), strip(b));
 }
 
 /** A port is allocated and about to be programmed. */
@@ -81,6 +115,8 @@ export function activeStatus(session: ProxySession, host: string, port: number, 
     host,
     port,
     ...liveCounters(state),
+    ...(state.notAfter !== undefined ? { expiresAt: state.notAfter } : {}),
+    ...(state.idleTimeoutSeconds !== undefined ? { idleTimeoutSeconds: state.idleTimeoutSeconds } : {}),
     observedGeneration: session.generation,
     conditions: withCondition(session.status.conditions, {
       type: READY, status: 'True', reason: 'Listening', message: `Listening on port ${port}`, observedGeneration: session.generation,
@@ -89,11 +125,20 @@ export function activeStatus(session: ProxySession, host: string, port: number, 
 }
 
 export function endedStatus(session: ProxySession, reason: SessionEndReason, state: SessionState | undefined, now: Date): ProxySessionStatus {
+  // The last counters stay readable during the retention time; connections are over.
+  const last: ProxySessionStatus = state ? liveCounters(state) : { ...session.status };
   const status: ProxySessionStatus = {
     ...session.status,
     phase: 'Ended',
     ...liveCounters(undefined),
-    transferredBytes: state?.transferredBytes ?? session.status.transferredBytes ?? 0,
+    transferredBytes: last.transferredBytes ?? 0,
+    bytesFromDevice: last.bytesFromDevice ?? 0,
+    bytesFromClient: last.bytesFromClient ?? 0,
+    droppedFromDevice: last.droppedFromDevice ?? 0,
+    droppedFromClient: last.droppedFromClient ?? 0,
+    clientsRefused: last.clientsRefused ?? 0,
+    ...(last.deviceLastActivity ? { deviceLastActivity: last.deviceLastActivity } : {}),
+    ...(last.clientLastActivity ? { clientLastActivity: last.clientLastActivity } : {}),
     endedReason: reason,
     endedAt: now.toISOString(),
     conditions: withCondition(session.status.conditions, {
@@ -102,6 +147,8 @@ export function endedStatus(session: ProxySession, reason: SessionEndReason, sta
   };
   delete status.deviceAddress;
   delete status.clientAddress;
+  delete status.deviceConnectedSince;
+  delete status.clientConnectedSince;
   return status;
 }
 
@@ -167,7 +214,16 @@ export function driftedSerials(sessions: ProxySession[], proxied: SessionState[]
       state.clientConnected !== s.clientConnected ||
       state.transferredBytes !== s.transferredBytes ||
       (state.deviceConnected ? state.deviceAddress : undefined) !== s.deviceAddress ||
-      (state.clientConnected ? state.clientAddress : undefined) !== s.clientAddress
+      (state.clientConnected ? state.clientAddress : undefined) !== s.clientAddress ||
+      state.device.forwardedBytes !== (s.bytesFromDevice ?? 0) ||
+      state.client.forwardedBytes !== (s.bytesFromClient ?? 0) ||
+      state.device.droppedBytes !== (s.droppedFromDevice ?? 0) ||
+      state.client.droppedBytes !== (s.droppedFromClient ?? 0) ||
+      state.clientsRefused !== (s.clientsRefused ?? 0) ||
+      (state.deviceConnected ? state.device.connectedSince : undefined) !== s.deviceConnectedSince ||
+      (state.clientConnected ? state.client.connectedSince : undefined) !== s.clientConnectedSince ||
+      state.device.lastActivity !== s.deviceLastActivity ||
+      state.client.lastActivity !== s.clientLastActivity
     ) {
       drifted.add(session.serial);
     }

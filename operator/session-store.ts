@@ -12,6 +12,26 @@ export interface ProxySessionSpec {
   ipWhitelist: string[];
   /** Seconds to wait for the first client; absent means forever. */
   timeoutSeconds?: number;
+  /** Seconds from creation after which the session ends; absent takes the deployment default. */
+  maxLifetimeSeconds?: number;
+  /** Seconds without forwarded bytes or a connect after which it ends; absent takes the deployment default. */
+  idleTimeoutSeconds?: number;
+}
+
+/** Deployment-wide lifetime defaults for sessions that ask for none (CCCP_DEFAULT_MAX_LIFETIME_S, CCCP_DEFAULT_IDLE_TIMEOUT_S). */
+export interface SessionLimitDefaults {
+  maxLifetimeSeconds?: number;
+  idleTimeoutSeconds?: number;
+}
+
+/** The limits that apply to a session: its own, else the deployment's. */
+export function effectiveLimits(spec: ProxySessionSpec, defaults: SessionLimitDefaults): SessionLimitDefaults {
+  const limits: SessionLimitDefaults = {};
+  const maxLifetime = spec.maxLifetimeSeconds ?? defaults.maxLifetimeSeconds;
+  if (maxLifetime !== undefined) limits.maxLifetimeSeconds = maxLifetime;
+  const idle = spec.idleTimeoutSeconds ?? defaults.idleTimeoutSeconds;
+  if (idle !== undefined) limits.idleTimeoutSeconds = idle;
+  return limits;
 }
 
 export const SESSION_PHASES = ['Pending', 'Active', 'Ended', 'Failed'] as const;
@@ -45,6 +65,24 @@ export const STATUS_SCALAR_KINDS = {
   transferredBytes: 'integer',
   deviceAddress: 'string',
   clientAddress: 'string',
+  /** When the device's / client's current connection was made. */
+  deviceConnectedSince: 'string',
+  clientConnectedSince: 'string',
+  /** When the device / client last sent a byte (about a second's accuracy); kept after it leaves. */
+  deviceLastActivity: 'string',
+  clientLastActivity: 'string',
+  /** Payload bytes each side sent that were forwarded (their sum is transferredBytes). */
+  bytesFromDevice: 'integer',
+  bytesFromClient: 'integer',
+  /** Payload bytes each side sent while the other was absent (discarded). */
+  droppedFromDevice: 'integer',
+  droppedFromClient: 'integer',
+  /** Client connections refused by the whitelist. */
+  clientsRefused: 'integer',
+  /** When the session ends by its lifetime limit (its own or the deployment default). */
+  expiresAt: 'string',
+  /** The idle limit in force (its own or the deployment default). */
+  idleTimeoutSeconds: 'integer',
   endedReason: SESSION_END_REASONS,
   /** ISO time the session ended or failed; drives retention of ended records. */
   endedAt: 'string',
@@ -137,6 +175,8 @@ export function sameSpec(a: ProxySessionSpec, b: ProxySessionSpec): boolean {
     a.serial === b.serial &&
     a.persistent === b.persistent &&
     a.timeoutSeconds === b.timeoutSeconds &&
+    a.maxLifetimeSeconds === b.maxLifetimeSeconds &&
+    a.idleTimeoutSeconds === b.idleTimeoutSeconds &&
     a.ipWhitelist.length === b.ipWhitelist.length &&
     a.ipWhitelist.every((entry, i) => entry === b.ipWhitelist[i])
   );
@@ -149,6 +189,8 @@ export function sameSpec(a: ProxySessionSpec, b: ProxySessionSpec): boolean {
 export function copySpec(spec: ProxySessionSpec): ProxySessionSpec {
   const copy: ProxySessionSpec = { serial: spec.serial, persistent: spec.persistent, ipWhitelist: [...spec.ipWhitelist] };
   if (spec.timeoutSeconds !== undefined) copy.timeoutSeconds = spec.timeoutSeconds;
+  if (spec.maxLifetimeSeconds !== undefined) copy.maxLifetimeSeconds = spec.maxLifetimeSeconds;
+  if (spec.idleTimeoutSeconds !== undefined) copy.idleTimeoutSeconds = spec.idleTimeoutSeconds;
   return copy;
 }
 

@@ -38,6 +38,8 @@ export class AdminHttpError extends Error {
 }
 
 export const MAX_TIMEOUT_SECONDS = 86_400;
+/** Idle limits stay below what one Node timer can hold. */
+export const MAX_LIMIT_SECONDS = 604_800;
 const MAX_WHITELIST_ENTRIES = 256;
 const HEARTBEAT_MS = 15_000;
 
@@ -190,9 +192,9 @@ export function parseSpec(body: unknown): SessionSpec {
   const bad = (message: string) => new AdminHttpError(400, 'bad_request', message);
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw bad('the body must be a JSON object');
   const input = body as Record<string, unknown>;
-  const known = new Set(['id', 'port', 'persistent', 'ipWhitelist', 'timeoutSeconds']);
+  const known = new Set(['id', 'port', 'persistent', 'ipWhitelist', 'timeoutSeconds', 'notAfter', 'idleTimeoutSeconds']);
   for (const key of Object.keys(input)) if (!known.has(key)) throw bad(`unknown field "${key}"`);
-  const { id, port, persistent, ipWhitelist, timeoutSeconds } = input;
+  const { id, port, persistent, ipWhitelist, timeoutSeconds, notAfter, idleTimeoutSeconds } = input;
   if (typeof id !== 'string' || id.length < 1 || id.length > 128) throw bad('id must be a string of 1-128 characters');
   if (!Number.isInteger(port) || (port as number) < 1 || (port as number) > 65_535) throw bad('port must be a whole number from 1 to 65535');
   if (typeof persistent !== 'boolean') throw bad('persistent must be true or false');
@@ -204,7 +206,13 @@ export function parseSpec(body: unknown): SessionSpec {
   if (timeoutSeconds !== undefined && (!Number.isInteger(timeoutSeconds) || (timeoutSeconds as number) < 1 || (timeoutSeconds as number) > MAX_TIMEOUT_SECONDS)) {
     throw bad(`timeoutSeconds must be a whole number from 1 to ${MAX_TIMEOUT_SECONDS}`);
   }
+  if (notAfter !== undefined && (typeof notAfter !== 'string' || Number.isNaN(Date.parse(notAfter)))) throw bad('notAfter must be an ISO date-time');
+  if (idleTimeoutSeconds !== undefined && (!Number.isInteger(idleTimeoutSeconds) || (idleTimeoutSeconds as number) < 1 || (idleTimeoutSeconds as number) > MAX_LIMIT_SECONDS)) {
+    throw bad(`idleTimeoutSeconds must be a whole number from 1 to ${MAX_LIMIT_SECONDS}`);
+  }
   return {
+    ...(notAfter !== undefined ? { notAfter: notAfter as string } : {}),
+    ...(idleTimeoutSeconds !== undefined ? { idleTimeoutSeconds: idleTimeoutSeconds as number } : {}),
     id,
     port: port as number,
     persistent,

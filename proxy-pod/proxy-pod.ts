@@ -132,7 +132,8 @@ export class ProxyPod {
       this.sessions.set(serial, session);
       this.metrics.sessions.inc();
       this.logger.info({ serial, port: spec.port, persistent: spec.persistent, whitelist: spec.ipWhitelist.length }, 'session listening');
-      const waiting = this.registry.takePending(serial);
+      // A lifetime already past ends the session in listen(): the pending device waits on.
+      const waiting = session.live ? this.registry.takePending(serial) : undefined;
       // The pending device's earlier bytes were discarded, so no CRLF is half-read.
       if (waiting) session.attachDevice(waiting, Buffer.alloc(0), false);
       return session.state();

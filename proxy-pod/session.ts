@@ -7,10 +7,11 @@
 // (so memory per direction stays near one socket buffer).
 import net from 'node:net';
 import { AddressMatcher } from './address-matcher.ts';
-import type { EndedReason, SessionSpec, SessionState } from '../common/admin-protocol.ts';
+import type { EndedReason, SessionSpec, SessionState, SideState } from '../common/admin-protocol.ts';
 import type { Clock } from '../common/clock.ts';
 import type { Logger } from '../common/log.ts';
 import type { LogSummary } from '../common/log-summary.ts';
+import { COARSE_TICK_MS, coarseNowMs, refreshCoarseClock, startCoarseClock } from './coarse-clock.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import { listen, peerAddress } from '../common/sockets.ts';
 
@@ -83,6 +84,32 @@ class Party {
   }
 }
 
+/** What one side has done over the session's life, across its reconnects. */
+class SideRecord {
+  forwarded = 0;
+  dropped = 0;
+  /** ISO time of the current connection, taken on connect. */
+  connectedSince: string | undefined;
+  /** coarseNowMs of the last byte received from this side; 0 if none yet. */
+  lastActivityMs = 0;
+  // state() runs for every session on every status poll: format a time only when it moved.
+  private formattedMs = 0;
+  private formatted = '';
+
+  state(): SideState {
+    const state: SideState = { forwardedBytes: this.forwarded, droppedBytes: this.dropped };
+    if (this.connectedSince) state.connectedSince = this.connectedSince;
+    if (this.lastActivityMs > 0) {
+      if (this.formattedMs !== this.lastActivityMs) {
+        this.formattedMs = this.lastActivityMs;
+        this.formatted = new Date(this.lastActivityMs).toISOString();
+      }
+      state.lastActivity = this.formatted;
+    }
+    return state;
+  }
+}
+
 export class Session {
   private spec: SessionSpec;
   private whitelist: AddressMatcher;
@@ -90,8 +117,12 @@ export class Session {
   private readonly parties: Record<Side, Party | undefined> = { device: undefined, client: undefined };
   private clientEverConnected = false;
   private timeoutTimer: unknown;
-  private transferred = 0;
-  private dropped = 0;
+  private readonly sides: Record<Side, SideRecord> = { device: new SideRecord(), client: new SideRecord() };
+  private clientsRefused = 0;
+  /** coarseNowMs of the last forwarded byte or connect: what the idle timeout measures from. */
+  private lastUseMs = coarseNowMs;
+  private idleTimer: unknown;
+  private lifetimeTimer: unknown;
   private listeningSince = new Date();
   private endedAt: Date | undefined;
   private endedReason: EndedReason | undefined;
@@ -99,6 +130,7 @@ export class Session {
   constructor(readonly serial: string, spec: SessionSpec, private readonly ctx: SessionContext) {
     this.spec = { ...spec, ipWhitelist: [...spec.ipWhitelist] };
     this.whitelist = new AddressMatcher(spec.ipWhitelist);
+    startCoarseClock();
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true, keepAlive: true }, (socket) => this.onClient(socket));
     this.server.on('error', (err) => this.ctx.logger.error({ serial, err }, 'session listener error'));
   }
@@ -121,12 +153,15 @@ export class Session {
       throw new PortUnavailableError(this.spec.port, err);
     });
     this.listeningSince = new Date(this.ctx.clock.now());
+    this.lastUseMs = refreshCoarseClock();
     this.armTimeout();
+    this.armLimits();
   }
 
   /** Applies new parameters to the live session; the port never changes here. */
   update(spec: SessionSpec): void {
     const timeoutChanged = spec.timeoutSeconds !== this.spec.timeoutSeconds;
+    const limitsChanged = spec.notAfter !== this.spec.notAfter || spec.idleTimeoutSeconds !== this.spec.idleTimeoutSeconds;
     this.spec = { ...spec, ipWhitelist: [...spec.ipWhitelist] };
     this.whitelist = new AddressMatcher(spec.ipWhitelist);
     const client = this.parties.client;
@@ -138,6 +173,7 @@ export class Session {
     // A changed timeout counts from when it was set; an unchanged one (a
     // retried /on) leaves the running timer alone.
     if (timeoutChanged) this.armTimeout();
+    if (limitsChanged) this.armLimits();
   }
 
   attachDevice(socket: net.Socket, payload: Buffer, endedWithCr: boolean): void {
@@ -152,6 +188,8 @@ export class Session {
     this.endedReason = reason;
     this.endedAt = new Date(this.ctx.clock.now());
     this.ctx.clock.clearTimeout(this.timeoutTimer);
+    this.ctx.clock.clearTimeout(this.idleTimer);
+    this.ctx.clock.clearTimeout(this.lifetimeTimer);
     this.server.close();
     for (const party of [this.parties.device, this.parties.client]) {
       if (!party) continue;
@@ -162,6 +200,11 @@ export class Session {
     this.ctx.metrics.sessionsEnded.inc({ reason });
     this.ctx.logger.info({ serial: this.serial, port: this.spec.port, reason, transferred: this.transferred }, 'session ended');
     this.ctx.emit({ type: 'session-ended', serial: this.serial, id: this.spec.id, reason });
+  }
+
+  /** Payload bytes forwarded, both directions together. */
+  private get transferred(): number {
+    return this.sides.device.forwarded + this.sides.client.forwarded;
   }
 
   state(): SessionState {
@@ -177,7 +220,10 @@ export class Session {
       ...(device ? { deviceAddress: device.address } : {}),
       ...(client ? { clientAddress: client.address } : {}),
       transferredBytes: this.transferred,
-      droppedBytes: this.dropped,
+      droppedBytes: this.sides.device.dropped + this.sides.client.dropped,
+      device: this.sides.device.state(),
+      client: this.sides.client.state(),
+      clientsRefused: this.clientsRefused,
       listeningSince: this.listeningSince.toISOString(),
       ...(this.endedAt ? { endedAt: this.endedAt.toISOString() } : {}),
     };
@@ -190,6 +236,43 @@ export class Session {
     this.timeoutTimer = this.ctx.clock.setTimeout(() => this.end('ClientConnectTimeout'), this.spec.timeoutSeconds * 1000, { keepAlive: true });
   }
 
+  /** Arms the lifetime and idle limits from the spec (both optional). */
+  private armLimits(): void {
+    this.ctx.clock.clearTimeout(this.lifetimeTimer);
+    this.ctx.clock.clearTimeout(this.idleTimer);
+    this.lifetimeTimer = undefined;
+    this.idleTimer = undefined;
+    if (!this.live) return;
+    if (this.spec.notAfter !== undefined) {
+      const remainingMs = Date.parse(this.spec.notAfter) - this.ctx.clock.now();
+      // Already past (a lowered limit, a late start): end now, so the put that set it answers "ended".
+      if (remainingMs <= 0) {
+        this.end('MaxLifetime');
+        return;
+      }
+      this.lifetimeTimer = this.ctx.clock.setTimeout(() => this.end('MaxLifetime'), remainingMs, { keepAlive: true });
+    }
+    if (this.spec.idleTimeoutSeconds !== undefined) this.scheduleIdleCheck(this.spec.idleTimeoutSeconds * 1000);
+  }
+
+  /** One timer per session, re-armed for the remainder: nothing per chunk but a stamp. */
+  private scheduleIdleCheck(inMs: number): void {
+    this.idleTimer = this.ctx.clock.setTimeout(
+      () => {
+      const limit = this.spec.idleTimeoutSeconds;
+      if (limit === undefined || !this.live) return;
+      // The stamp may lag the real last byte by up to the clock's tick, so
+      // the tick is not counted as idle: the session ends up to a second
+      // after its limit, never before.
+      const idleMs = this.ctx.clock.now() - this.lastUseMs - COARSE_TICK_MS;
+      if (idleMs >= limit * 1000) this.end('IdleTimeout');
+      else this.scheduleIdleCheck(limit * 1000 - idleMs);
+      },
+      inMs,
+      { keepAlive: true },
+    );
+  }
+
   private onClient(socket: net.Socket): void {
     const address = peerAddress(socket);
     if (!this.live) {
@@ -199,6 +282,7 @@ export class Session {
     if (!this.whitelist.admits(socket.remoteAddress)) {
       // Destroyed before a single byte is read from it.
       socket.destroy();
+      this.clientsRefused += 1;
       this.ctx.metrics.clientsRefused.inc();
       this.ctx.summary.warn({ serial: this.serial, client: address }, 'client refused by whitelist');
       this.ctx.emit({ type: 'client-refused', serial: this.serial, id: this.spec.id, address });
@@ -221,6 +305,8 @@ export class Session {
     }
     const party = new Party(side, socket, peerAddress(socket));
     this.parties[side] = party;
+    this.lastUseMs = refreshCoarseClock();
+    this.sides[side].connectedSince = new Date(this.lastUseMs).toISOString();
     party.listen({
       data: (chunk: Buffer) => this.forward(party, chunk),
       end: () => this.onPartyGone(party, 'closed'),
@@ -246,13 +332,17 @@ export class Session {
       if (chunk[0] === LF) chunk = chunk.subarray(1);
       if (chunk.length === 0) return;
     }
+    const record = this.sides[from.side];
+    const now = coarseNowMs;
+    record.lastActivityMs = now;
     if (!to) {
-      this.dropped += chunk.length;
+      record.dropped += chunk.length;
       this.ctx.metrics.bytesFrom[from.side].dropped.inc(chunk.length);
       return;
     }
     to.awaitingLf = false;
-    this.transferred += chunk.length;
+    record.forwarded += chunk.length;
+    this.lastUseMs = now;
     this.ctx.metrics.bytesFrom[from.side].forwarded.inc(chunk.length);
     if (!to.socket.write(chunk)) {
       from.socket.pause();
@@ -284,6 +374,7 @@ export class Session {
   private detach(party: Party, why: string): void {
     if (this.parties[party.side] !== party) return;
     this.parties[party.side] = undefined;
+    this.sides[party.side].connectedSince = undefined;
     party.unlisten();
     this.ctx.metrics.connected.dec({ side: party.side });
     this.ctx.summary.info({ serial: this.serial, side: party.side, peer: party.address, why }, `${party.side} disconnected`);

@@ -117,7 +117,12 @@ export class ProxySessionClient {
    * now belongs to another incarnation.
    */
   async patchSpec(name: string, uid: string, spec: ProxySessionSpec): Promise<ProxySessionResource> {
-    const body = { metadata: { uid }, spec: { ...spec, timeoutSeconds: spec.timeoutSeconds ?? null } };
+    const body = { metadata: { uid }, spec: {
+      ...spec,
+      timeoutSeconds: spec.timeoutSeconds ?? null,
+      maxLifetimeSeconds: spec.maxLifetimeSeconds ?? null,
+      idleTimeoutSeconds: spec.idleTimeoutSeconds ?? null,
+    } };
     return toResource(await call(() => this.api.patchNamespacedCustomObject({ ...this.target, name, body, fieldManager: this.fieldManager }, mergePatch)));
   }
 
@@ -230,6 +235,8 @@ export function toResource(value: unknown): ProxySessionResource {
   }
   const whitelist = Array.isArray(spec.ipWhitelist) ? spec.ipWhitelist.filter(isString) : [];
   const timeoutSeconds = optional(spec.timeoutSeconds, isNumber);
+  const maxLifetimeSeconds = optional(spec.maxLifetimeSeconds, isNumber);
+  const idleTimeoutSeconds = optional(spec.idleTimeoutSeconds, isNumber);
   return {
     metadata: {
       name: metadata.name,
@@ -246,6 +253,8 @@ export function toResource(value: unknown): ProxySessionResource {
       persistent: spec.persistent === true,
       ipWhitelist: whitelist,
       ...(timeoutSeconds !== undefined ? { timeoutSeconds } : {}),
+      ...(maxLifetimeSeconds !== undefined ? { maxLifetimeSeconds } : {}),
+      ...(idleTimeoutSeconds !== undefined ? { idleTimeoutSeconds } : {}),
     },
     status: toStatus(status),
   };

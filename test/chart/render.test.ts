@@ -325,4 +325,17 @@ test('control tokens that are short or contain a comma or space are refused', as
   assert.match(await refused({ ...requiredValues, controlTokens: ['ok-token-0123456789', 'has a space 0123456789'] }), 'controlTokens[1] contains a space or a character outside printable ASCII');
 });
 
+test('sessionDefaults become the operator\'s default lifetime limits; 0 means none; beyond 7 days is refused', async () => {
+  const pod = { name: 'cust-cccp-proxy-operator-abc', namespace: 'cust' };
+  const envOf = async (values: object): Promise<NodeJS.ProcessEnv> => {
+    const { objects } = await render(bin(), values);
+    return { ...resolveEnv(objects, deploymentOf(objects, 'operator'), pod), CCCP_ADMIN_TOKEN_FILE: '/dev/null' };
+  };
+  assert.equal(operatorConfigFromEnv(await envOf(requiredValues)).limitDefaults, {});
+  const set = await envOf({ ...requiredValues, sessionDefaults: { maxLifetimeSeconds: 43_200, idleTimeoutSeconds: 3_600 } });
+  assert.is(set.CCCP_DEFAULT_MAX_LIFETIME_S, '43200');
+  assert.equal(operatorConfigFromEnv(set).limitDefaults, { maxLifetimeSeconds: 43_200, idleTimeoutSeconds: 3_600 });
+  assert.match(await refused({ ...requiredValues, sessionDefaults: { maxLifetimeSeconds: 604_801 } }), "at '/sessionDefaults/maxLifetimeSeconds'");
+});
+
 test.run();

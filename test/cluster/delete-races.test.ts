@@ -44,7 +44,7 @@ test('a full range: every retry is 503, the first retry after a port frees gets 
     for (let retry = 0; retry < 2; retry++) {
       const full = await on('serial=LATE&persistent=true');
       assert.is(full.status, 503, `${what}, retry ${retry} while full: ${JSON.stringify(full.body)}`);
-      assert.equal(full.body, { message: 'No available ports' });
+      assert.equal(full.body, { code: 'no_available_ports', message: 'No available ports' });
     }
     const freed = FILLERS[round % RANGE_SIZE]!;
     const off = await c.control(`/off?serial=${freed}`);

@@ -49,7 +49,8 @@ test('/on creates a ProxySession that carries traffic; kubectl and /status agree
 
   const status = await c.control('/status?serial=E2E-1');
   const stored = (await c.session('E2E-1'))!.status!;
-  assert.equal(status.body, { device_connected: stored.deviceConnected, client_connected: stored.clientConnected, transferred: stored.transferredBytes });
+  const { device_connected, client_connected, transferred } = status.body as Record<string, unknown>;
+  assert.equal({ device_connected, client_connected, transferred }, { device_connected: stored.deviceConnected, client_connected: stored.clientConnected, transferred: stored.transferredBytes });
 
   assert.is((await c.control('/off?serial=E2E-1')).status, 200);
   assert.is(await c.session('E2E-1'), undefined);
@@ -137,7 +138,7 @@ async function checkBulk(c: TestCluster, answers: Array<{ status: number; body: 
 
   const extra = await c.control<{ message: string }>('/on?serial=BULK-extra');
   assert.is(extra.status, 503);
-  assert.equal(extra.body, { message: 'No available ports' });
+  assert.equal(extra.body, { code: 'no_available_ports', message: 'No available ports' });
   assert.is(await c.session('BULK-extra'), undefined, 'no resource left behind');
 }
 

@@ -148,7 +148,7 @@ test('/on and /off racing for one serial for 30 s from 50 clients (10 calling /o
       const expected =
         answer.status === 200 ||
         (path.startsWith('/off') && answer.status === 404) ||
-        (answer.status === 409 && code === 'switched_off');
+        (answer.status === 409 && code === 'session_switched_off');
       if (!expected && unexpected.length < 10) unexpected.push(`${key}: ${JSON.stringify(answer.body)}`);
     }
   };

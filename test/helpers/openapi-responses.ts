@@ -1,6 +1,7 @@
 // Checks real answers against the response schemas of an OpenAPI 3.1
 // document, with Ajv's JSON Schema 2020-12 dialect (the one OpenAPI 3.1 uses).
 import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
+import addFormats from 'ajv-formats';
 
 const DOC_ID = 'https://cccp.test/openapi.json';
 
@@ -9,6 +10,8 @@ export class ResponseChecker {
   private readonly paths: Record<string, { get?: { responses?: Record<string, unknown> } }>;
 
   constructor(document: Record<string, unknown>) {
+    // date-time and the like are checked, not ignored.
+    addFormats.default(this.ajv);
     this.ajv.addSchema({ ...document, $id: DOC_ID });
     this.paths = document.paths as typeof this.paths;
   }

@@ -52,6 +52,7 @@ test('/on answers 500 {message} when the port does not listen in time', async ()
   const body = await response.json();
   assert.is(response.status, 500);
   assert.match((body as { message: string }).message, /Timed out/);
+  assert.is((body as { code: string }).code, 'request_timed_out');
   assert.is(checker.problem('/on', 500, body), undefined);
 });
 
@@ -61,7 +62,7 @@ test('an unexpected failure answers 500 {message} without internal details', asy
     const response = await fetch(url + path);
     const body = await response.json();
     assert.is(response.status, 500, path);
-    assert.equal(body, { message: 'Internal error' });
+    assert.equal(body, { code: 'internal_error', message: 'Internal error' });
     assert.is(checker.problem(path.split('?')[0]!, 500, body), undefined);
   }
 });
@@ -72,6 +73,8 @@ test('/readyz answers 503 {message} until the reconciler is ready', async () => 
   const body = await response.json();
   assert.is(response.status, 503);
   assert.match((body as { message: string }).message, /^Not ready/);
+  assert.is((body as { code: string }).code, 'not_ready');
+  assert.is(response.headers.get('retry-after'), '5');
   assert.is(checker.problem('/readyz', 503, body), undefined);
 });
 

@@ -16,6 +16,12 @@ test.after(async () => {
   assert.is(await app.stop(), 0, 'the standalone mode exits 0 on SIGTERM');
 });
 
+/** What a client that knows only the seed's fields reads from a body. */
+function seedView(body: unknown, fields: string[]): Record<string, unknown> {
+  const record = body as Record<string, unknown>;
+  return Object.fromEntries(fields.filter((f) => f in record).map((f) => [f, record[f]]));
+}
+
 function inRange(port: unknown): boolean {
   return typeof port === 'number' && port >= app.range.min && port <= app.range.max;
 }
@@ -54,14 +60,14 @@ test('/status of a live session answers 200 {device_connected, client_connected,
   await app.call('/on?serial=ST-1&persistent=true');
   const answer = await app.call('/status?serial=ST-1');
   assert.is(answer.status, 200);
-  assert.equal(answer.body, { device_connected: false, client_connected: false, transferred: 0 });
+  assert.equal(seedView(answer.body, ['device_connected', 'client_connected', 'transferred']), { device_connected: false, client_connected: false, transferred: 0 });
   await app.call('/off?serial=ST-1');
 });
 
 test('/status of an unknown serial answers 404 {message}', async () => {
   const answer = await app.call('/status?serial=NOBODY');
   assert.is(answer.status, 404);
-  assert.equal(answer.body, { message: 'No session for serial NOBODY' });
+  assert.equal(answer.body, { code: 'session_not_found', message: 'No session for serial NOBODY' });
 });
 
 test('/off answers 200 {} once the port is freed; the port then refuses connections and a second /off answers 404', async () => {
@@ -73,7 +79,7 @@ test('/off answers 200 {} once the port is freed; the port then refuses connecti
   assert.is((await app.call('/status?serial=OFF-1')).status, 404);
   const again = await app.call('/off?serial=OFF-1');
   assert.is(again.status, 404);
-  assert.equal(again.body, { message: 'No session for serial OFF-1' });
+  assert.equal(again.body, { code: 'session_not_found', message: 'No session for serial OFF-1' });
 });
 
 test('/off of an unknown serial answers 404 {message}', async () => {
@@ -119,7 +125,8 @@ test('/on with bad parameters answers 400 {message} naming the parameter', async
     assert.is(answer.status, 400, path);
     const { message } = answer.body as { message: string };
     assert.ok(message.includes(parameter), `${path}: "${message}" names ${parameter}`);
-    assert.equal(Object.keys(answer.body as object), ['message']);
+    assert.equal(Object.keys(answer.body as object).sort(), ['code', 'message', 'parameter']);
+    assert.is((answer.body as { parameter: string }).parameter, parameter, path);
   }
   assert.is((await app.call('/status?serial=A')).status, 404, 'no refused /on left a session behind');
 });
@@ -137,7 +144,7 @@ test('any method but GET answers 405 {message} with Allow: GET', async () => {
 test('an unknown path answers 404 {message}', async () => {
   const answer = await app.call('/nope');
   assert.is(answer.status, 404);
-  assert.equal(answer.body, { message: 'No such endpoint: /nope' });
+  assert.equal(answer.body, { code: 'unknown_endpoint', message: 'No such endpoint: /nope' });
 });
 
 test('/healthz and /readyz answer 200; /metrics counts requests by route and status', async () => {

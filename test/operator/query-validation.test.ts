@@ -2,7 +2,7 @@
 // and that every refusal names the parameter.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { normalizeAddressOrCidr, parseOnQuery, parseSerialQuery, type QueryResult } from '../../operator/query-validation.ts';
+import { encodeCursor, normalizeAddressOrCidr, parseListQuery, parseOnQuery, parseSerialQuery, type QueryResult } from '../../operator/query-validation.ts';
 
 function refused(query: string, parameter: string, parse: (q: string) => QueryResult<unknown> = parseOnQuery) {
   const result = parse(query);
@@ -84,6 +84,50 @@ test('an unknown parameter is refused naming it, so a typo is not silently ignor
 test('malformed percent-encoding is refused naming the parameter', () => {
   refused('serial=%E0%A4%A', 'serial');
   refused('serial=A&timeout=%zz', 'timeout');
+});
+
+test('ip_whitelist as repeated keys is merged with comma-separated entries, in order, without duplicates', () => {
+  const result = parseOnQuery('serial=A&ip_whitelist=10.0.0.1&ip_whitelist=192.168.0.0/24,10.0.0.1&ip_whitelist=::1');
+  assert.equal(result.ok && result.value.ipWhitelist, ['10.0.0.1', '192.168.0.0/24', '::1']);
+  refused('serial=A&ip_whitelist=10.0.0.1&ip_whitelist=', 'ip_whitelist');
+  refused(`serial=A&${Array.from({ length: 101 }, (_, i) => `ip_whitelist=10.0.0.${i % 250}`).join('&')}`, 'ip_whitelist');
+  refused('serial=A&ip_whitelist=10.0.0.1&ip_whitelist=host.example', 'ip_whitelist');
+});
+
+test('refusals carry a machine-readable code', () => {
+  const code = (query: string, parse: (q: string) => QueryResult<unknown> = parseOnQuery) => {
+    const result = parse(query);
+    return result.ok ? 'accepted' : result.code;
+  };
+  assert.is(code('persistent=true'), 'missing_parameter');
+  assert.is(code('serial=A&timeout=0'), 'invalid_parameter');
+  assert.is(code('serial=A&timeot=5'), 'unknown_parameter');
+  assert.is(code('serial=A&serial=B'), 'repeated_parameter');
+  assert.is(code('serial=A&persistent=true&persistent=true'), 'repeated_parameter');
+});
+
+test('the %2B hint appears only where a + was written', () => {
+  const plus = parseSerialQuery('serial=A+B');
+  assert.ok(!plus.ok && plus.message.includes('%2B'));
+  const accent = parseSerialQuery('serial=%C3%A9');
+  assert.ok(!accent.ok && !accent.message.includes('%2B'), 'no plus, no hint');
+});
+
+test('max_lifetime and idle_timeout are whole seconds from 1 to 604800', () => {
+  const result = parseOnQuery('serial=A&max_lifetime=604800&idle_timeout=1');
+  assert.ok(result.ok && result.value.maxLifetimeSeconds === 604800 && result.value.idleTimeoutSeconds === 1);
+  for (const bad of ['0', '604801', '1.5', '-1', '']) {
+    refused(`serial=A&max_lifetime=${bad}`, 'max_lifetime');
+    refused(`serial=A&idle_timeout=${bad}`, 'idle_timeout');
+  }
+});
+
+test('/sessions takes limit (1-500, default 100) and a cursor that round-trips a serial', () => {
+  assert.equal(parseListQuery(''), { ok: true, value: { limit: 100 } });
+  assert.equal(parseListQuery(`limit=5&cursor=${encodeCursor('a/b+c')}`), { ok: true, value: { limit: 5, after: 'a/b+c' } });
+  for (const bad of ['limit=0', 'limit=501', 'cursor=', 'cursor=***', `cursor=${encodeCursor('has space')}`, 'serial=A']) {
+    assert.not.ok(parseListQuery(bad).ok, bad);
+  }
 });
 
 test.run();

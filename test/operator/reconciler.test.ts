@@ -44,6 +44,9 @@ class FakeProxy implements ProxyAdmin {
       transferredBytes: keep ? previous.transferredBytes : 0,
       droppedBytes: 0,
       listeningSince: '',
+      device: keep ? previous.device : { forwardedBytes: 0, droppedBytes: 0 },
+      client: keep ? previous.client : { forwardedBytes: 0, droppedBytes: 0 },
+      clientsRefused: keep ? previous.clientsRefused : 0,
     };
     this.sessions.set(serial, state);
     return { ...state };

@@ -32,7 +32,7 @@ test('with every free port taken /on answers 503 {"message":"No available ports"
   assert.equal(ports, [app.range.min + 1, app.range.min + 2, app.range.max], 'the port held by another process was skipped');
   const full = await app.call('/on?serial=EX-4');
   assert.is(full.status, 503);
-  assert.equal(full.body, { message: 'No available ports' });
+  assert.equal(full.body, { code: 'no_available_ports', message: 'No available ports' });
   assert.is((await app.call('/status?serial=EX-4')).status, 404);
   assert.is((await app.call('/off?serial=EX-4')).status, 404, 'nothing to switch off: the failed session was removed');
 });

@@ -9,7 +9,7 @@ import * as assert from 'uvu/assert';
 import { freePort, freePortRange, waitFor } from '../helpers/net.ts';
 
 const test = suite('production dependencies');
-const root = fileURLToPath(new URL('..', import.meta.url));
+const root = fileURLToPath(new URL('../..', import.meta.url));
 
 function npm(args: string[]): Promise<{ code: number; stdout: string }> {
   return new Promise((resolve, reject) => {

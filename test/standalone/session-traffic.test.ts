@@ -29,8 +29,10 @@ async function on(query: string): Promise<number> {
   return (answer.body as { port: number }).port;
 }
 
+/** The seed's three fields of /status (the reply carries more). */
 async function status(serial: string): Promise<unknown> {
-  return (await app.call(`/status?serial=${serial}`)).body;
+  const { device_connected, client_connected, transferred } = (await app.call(`/status?serial=${serial}`)).body as Record<string, unknown>;
+  return { device_connected, client_connected, transferred };
 }
 
 async function device(serial: string): Promise<Received> {
