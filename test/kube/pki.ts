@@ -21,7 +21,7 @@ export interface Pki {
   serviceAccountPrivateKey: string;
 }
 
-const opensslConfig = `
+const opensslConfig = (serverNames: string) => `
 [req]
 distinguished_name = dn
 prompt = no
@@ -34,7 +34,7 @@ subjectKeyIdentifier = hash
 basicConstraints = critical,CA:FALSE
 keyUsage = critical,digitalSignature,keyEncipherment
 extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1,DNS:localhost
+subjectAltName = ${serverNames}
 [client]
 basicConstraints = critical,CA:FALSE
 keyUsage = critical,digitalSignature,keyEncipherment
@@ -45,9 +45,13 @@ extendedKeyUsage = clientAuth
 const validDays = '2';
 const newKey = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
 
-export async function createPki(dir: string): Promise<Pki> {
+/**
+ * serverNames: the apiserver certificate's subjectAltName (the test node adds
+ * its own address and the in-cluster names of the "kubernetes" Service).
+ */
+export async function createPki(dir: string, serverNames = 'IP:127.0.0.1,DNS:localhost'): Promise<Pki> {
   const config = join(dir, 'openssl.cnf');
-  writeFileSync(config, opensslConfig);
+  writeFileSync(config, opensslConfig(serverNames));
   const file = (name: string) => join(dir, name);
 
   await openssl(['req', '-x509', '-new', '-config', config, '-extensions', 'ca', ...newKey,
