@@ -69,6 +69,8 @@ export interface NodeCluster {
   kubectl(args: string[], opts?: KubectlOptions): Promise<KubectlResult>;
   /** kubectl that throws on a non-zero exit; returns stdout. */
   mustKubectl(args: string[], input?: string): Promise<string>;
+  /** ctr against the node's containerd, in the Kubernetes namespace. */
+  ctr(args: string[]): Promise<string>;
   /** Runs a command inside the node's network namespace. */
   inNode(command: string, args: string[]): Promise<{ stdout: string; stderr: string; code: number }>;
   /** The log file of one of the node's daemons (kubelet, containerd, ...). */
@@ -285,6 +287,7 @@ async function startIn(
     startSeconds: (Date.now() - started) / 1000,
     kubectl,
     mustKubectl,
+    ctr: (args) => must('ctr', ['-a', containerdSocket, '-n', 'k8s.io', ...args]),
     inNode: (command, args) => run('nsenter', [`--net=${netns}`, '--', command, ...args]),
     logFile: log,
   };
