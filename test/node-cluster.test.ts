@@ -89,7 +89,7 @@ interface ServiceJson {
 }
 interface PodJson {
   metadata: { name: string; uid: string; labels: Record<string, string> };
-  status: { phase: string; conditions?: Array<{ type: string; status: string }>; containerStatuses?: Array<{ containerID: string }> };
+  status: { phase: string; podIP?: string; conditions?: Array<{ type: string; status: string }>; containerStatuses?: Array<{ containerID: string }> };
 }
 
 const readyPod = (p: PodJson) => p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
@@ -361,6 +361,38 @@ test('helm test runs the chart test pod with the project image', async () => {
   assert.match(out, /Phase:\s+Succeeded/);
 });
 
+test('helm upgrade with rotated Control API tokens: the old token refused, the new one accepted (timed)', async () => {
+  // Rotation without a restart needs the operator to read the tokens from
+  // the mounted Secret (CCCP_CONTROL_TOKENS_FILE); a chart that passes them
+  // as an environment variable cannot rotate them in running pods.
+  const rendered = await mustHelm(['get', 'manifest', acme.release, '-n', acme.namespace]);
+  if (!rendered.includes('CCCP_CONTROL_TOKENS_FILE')) {
+    console.log('token rotation: the chart passes the tokens as an environment variable; nothing to rotate in place');
+    return;
+  }
+  const url = await controlUrl(acme.release, acme.namespace);
+  const [oldToken] = acme.tokens;
+  const newToken = 'acme-token-second-9876543210';
+  const started = Date.now();
+  await mustHelm(['upgrade', acme.release, chartDir, '-n', acme.namespace, '--wait', '--timeout=180s',
+    '-f', valuesFile(withLocalImage({ ...acme.values, controlTokens: [newToken] }))]);
+  const upgraded = (Date.now() - started) / 1000;
+  // Each replica on its own (pod addresses): each reads the Secret's file
+  // when the kubelet has updated it.
+  const replicas = (await pods(acme.namespace, 'operator')).map((p) => `http://${p.status.podIP}:8080`);
+  assert.is(replicas.length, 2);
+  await waitFor(async () => {
+    const answers = await Promise.all(replicas.flatMap((base) => [
+      call(`${base}/status?serial=SN-ACME-1`, oldToken).then((r) => r.status === 401),
+      call(`${base}/status?serial=SN-ACME-1`, newToken).then((r) => r.status === 200),
+    ]));
+    return answers.every(Boolean);
+  }, 180_000, 'every replica to refuse the old token and accept the new one');
+  acme.tokens = [newToken];
+  for (let i = 0; i < 6; i++) assert.is((await call(`${url}/status?serial=SN-ACME-1`, oldToken)).status, 401, 'through the Service too');
+  console.log(`token rotation: helm upgrade --wait ${upgraded.toFixed(1)} s; old token refused and new accepted ${((Date.now() - started) / 1000).toFixed(1)} s after the upgrade began`);
+});
+
 test('a second release in hostNetwork mode side by side: data through the node address', async () => {
   const n = theNode();
   await n.mustKubectl(['create', 'namespace', 'globex']);
@@ -387,12 +419,15 @@ test('helm uninstall: nothing left but the CRD, no stuck ProxySession', async ()
   const n = theNode();
   const started = Date.now();
   await mustHelm(['uninstall', 'globex', '-n', 'globex', '--wait', '--timeout=120s']);
+  let own: string[] = [];
   await waitFor(async () => {
-    const left = await n.mustKubectl(['get', 'all,pxs,secrets,configmaps,leases,roles,rolebindings,serviceaccounts,networkpolicies,poddisruptionbudgets', '-n', 'globex', '-o', 'name']);
+    const left = await n.mustKubectl(['get', 'all,pxs,secrets,configmaps,leases,roles,rolebindings,serviceaccounts,networkpolicies,poddisruptionbudgets,jobs', '-n', 'globex', '-o', 'name']);
     // What every namespace has regardless of releases.
-    const own = left.split('\n').filter((l) => l && !/^(serviceaccount\/default|configmap\/kube-root-ca\.crt)$/.test(l));
+    own = left.split('\n').filter((l) => l && !/^(serviceaccount\/default|configmap\/kube-root-ca\.crt)$/.test(l));
     return own.length === 0;
-  }, 90_000, 'the globex namespace to be empty');
+  }, 90_000, 'the globex namespace to be empty').catch((err: Error) => {
+    throw new Error(`${err.message}; left: ${own.join(', ')}`);
+  });
   console.log(`helm uninstall --wait: namespace empty after ${((Date.now() - started) / 1000).toFixed(1)} s`);
   assert.is((await n.kubectl(['get', 'crd', 'proxysessions.cccp.tcxn.net'])).code, 0, 'the CRD stays');
 });
