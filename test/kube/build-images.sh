@@ -102,7 +102,7 @@ if [[ ! -s "$app_archive" ]]; then
     install -D -m 0644 /etc/ssl/certs/ca-certificates.crt "$r/etc/ssl/certs/ca-certificates.crt"
   }
   from_scratch "$base_name" fill_base --env PATH=/usr/local/bin:/usr/bin:/bin --env NODE_VERSION="${node_version#v}" \
-    --env NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt --cmd '["node"]'
+    --env NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt --env NPM_CONFIG_UPDATE_NOTIFIER=false --cmd '["node"]'
   # Host networking for RUN npm ci: the registry is reached as from this machine.
   bah build --quiet --isolation chroot --network host --pull=never \
     --build-arg "NODE_IMAGE=$base_name" -t "$app_name" -f "$root/Dockerfile" "$root" >&2
