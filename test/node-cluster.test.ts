@@ -352,6 +352,77 @@ test('an operator that cannot reach the proxy admin port goes unready', async ()
   await waitFor(async () => (await pods(acme.namespace, 'operator')).filter(readyPod).length === 2, 90_000, 'both operators Ready again');
 });
 
+/** Runs a one-off pod of the project image in `namespace` (restricted-compliant) and returns its log. */
+async function probePod(namespace: string, name: string, script: string): Promise<string> {
+  const n = theNode();
+  const pod = {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, namespace, labels: { 'app.kubernetes.io/name': 'network-probe' } },
+    spec: {
+      restartPolicy: 'Never',
+      automountServiceAccountToken: false,
+      securityContext: { runAsNonRoot: true, runAsUser: 1000, seccompProfile: { type: 'RuntimeDefault' } },
+      containers: [{
+        name: 'probe',
+        image: n.images.app.name,
+        imagePullPolicy: 'Never',
+        args: ['-e', script],
+        securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
+      }],
+    },
+  };
+  await n.mustKubectl(['apply', '-f', '-'], JSON.stringify(pod));
+  try {
+    await waitFor(async () => {
+      const phase = (await n.kubectl(['get', 'pod', name, '-n', namespace, '-o', 'jsonpath={.status.phase}'])).stdout;
+      return phase === 'Succeeded' || phase === 'Failed';
+    }, 90_000, `pod ${name} to finish`);
+    return await n.mustKubectl(['logs', name, '-n', namespace]);
+  } finally {
+    await n.kubectl(['delete', 'pod', name, '-n', namespace, '--wait=false']);
+  }
+}
+
+// Tries each port of `host` with a 3 s limit and prints "port:open" or "port:blocked".
+const probeScript = (host: string, ports: number[]) => `
+const net = require('net');
+const tryPort = (port) => new Promise((resolve) => {
+  const s = net.connect({ host: '${host}', port });
+  const done = (what) => { s.destroy(); resolve(port + ':' + what); };
+  s.setTimeout(3000, () => done('blocked'));
+  s.once('connect', () => done('open'));
+  s.once('error', () => done('blocked'));
+});
+Promise.all(${JSON.stringify(ports)}.map(tryPort)).then((r) => console.log(r.join(' ')));
+`;
+
+test('NetworkPolicy (kube-router): only operator pods reach the proxy admin port', async () => {
+  const n = theNode();
+  const [proxy] = (await pods(acme.namespace, 'proxy')).filter(readyPod);
+  const proxyIp = proxy!.status.podIP!;
+  const policyName = `${acme.release}-cccp-proxy-proxy`;
+  // The operators reach it: they are Ready, and the leader's readiness needs the admin API.
+  assert.is((await pods(acme.namespace, 'operator')).filter(readyPod).length, 2);
+  // Another pod in the same namespace, and the machine outside the cluster, do not;
+  // the device port stays open to them.
+  assert.is((await probePod(acme.namespace, 'probe-with-policy', probeScript(proxyIp, [9001, 9000]))).trim(), '9001:blocked 9000:open');
+  const fromHost = await connectWithin(proxyIp, 9001, 3_000).then((s) => (s.destroy(), 'open'), () => 'blocked');
+  assert.is(fromHost, 'blocked', 'the admin port from outside the cluster');
+
+  // The check can fail: without the policy the same pod reaches the admin port.
+  const policy = await n.mustKubectl(['get', 'networkpolicy', policyName, '-n', acme.namespace, '-o', 'json']);
+  await n.mustKubectl(['delete', 'networkpolicy', policyName, '-n', acme.namespace]);
+  try {
+    await waitFor(async () => (await probePod(acme.namespace, `probe-without-policy-${Date.now() % 100000}`, probeScript(proxyIp, [9001]))).trim() === '9001:open',
+      60_000, 'the admin port to be reachable without the policy');
+  } finally {
+    const restored = JSON.parse(policy) as { metadata: Record<string, unknown> };
+    restored.metadata = { name: policyName, namespace: acme.namespace, labels: restored.metadata.labels, annotations: restored.metadata.annotations };
+    await n.mustKubectl(['create', '-f', '-'], JSON.stringify(restored));
+  }
+});
+
 test('helm test runs the chart test pod with the project image', async () => {
   if (!existsSync(join(chartDir, 'templates', 'tests'))) {
     console.log('helm test: the chart has no test pod (templates/tests/) to run');

@@ -2,7 +2,9 @@
 # Builds the test node's Kubernetes parts (kubelet, kube-proxy, kube-scheduler,
 # kube-controller-manager) from the same module pins as build.sh
 # (test/kube/go.mod), and CoreDNS with the few plugins the cluster DNS needs
-# (test/kube/coredns/, a module of its own), for the node tests.
+# (test/kube/coredns/, a module of its own), and kube-router, whose firewall
+# enforces NetworkPolicy (test/kube/kube-router/, also its own module), for
+# the node tests.
 #
 # The binaries land in $CCCP_KUBE_CACHE (default ~/.cache/cccp-kube) under a
 # directory named after the Kubernetes version, beside build.sh's, with a lock
@@ -19,13 +21,14 @@ required_version() {
 }
 k8s_version="$(required_version "$here/go.mod" k8s.io/kubernetes)"
 coredns_version="$(required_version "$here/coredns/go.mod" github.com/coredns/coredns)"
-for v in k8s_version coredns_version; do
+kube_router_version="$(required_version "$here/kube-router/go.mod" github.com/cloudnativelabs/kube-router/v2)"
+for v in k8s_version coredns_version kube_router_version; do
   [[ -n "${!v}" ]] || { echo "build-node.sh: cannot read $v from go.mod" >&2; exit 1; }
 done
 
 cache_root="${CCCP_KUBE_CACHE:-$HOME/.cache/cccp-kube}"
-bin_dir="$cache_root/node-${k8s_version}-coredns${coredns_version}/bin"
-binaries=(kubelet kube-proxy kube-scheduler kube-controller-manager coredns)
+bin_dir="$cache_root/node-${k8s_version}-coredns${coredns_version}-kube-router${kube_router_version}/bin"
+binaries=(kubelet kube-proxy kube-scheduler kube-controller-manager coredns kube-router)
 
 all_built() {
   local b
@@ -68,5 +71,6 @@ for name in kubelet kube-proxy kube-scheduler kube-controller-manager; do
   build "$name" "$here" "$ldflags" "k8s.io/kubernetes/cmd/$name"
 done
 build coredns "$here/coredns" "-s -w" .
+build kube-router "$here/kube-router" "-s -w" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
 
 echo "$bin_dir"

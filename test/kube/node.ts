@@ -1,7 +1,7 @@
 // A real one-node Kubernetes cluster for tests, where pods run: etcd,
 // kube-apiserver, kube-controller-manager, kube-scheduler, containerd (with
-// runc and the bridge CNI plugin from Debian), kubelet, kube-proxy and
-// CoreDNS, all inside a network namespace of the test's own, joined to the
+// runc and the bridge CNI plugin from Debian), kubelet, kube-proxy, CoreDNS
+// and kube-router (NetworkPolicy only), all inside a network namespace of the test's own, joined to the
 // machine by a veth pair. ../../../shared/notes/real-node.md explains why it
 // is built this way (the kubelet refuses a loopback node address, runc needs
 // restrict_oom_score_adj without CAP_SYS_RESOURCE, cgroup v1 needs
@@ -275,6 +275,15 @@ async function startIn(
   });
   // The default ServiceAccount, which every pod needs, comes from the controller-manager.
   await waitFor(apiServer, 60_000, async () => (await kubectl(['get', 'serviceaccount', 'default', '-n', 'default'])).code === 0);
+  // NetworkPolicy: the bridge plugin enforces none, so kube-router runs as
+  // a firewall only (no routing, no service proxy), with iptables and ipsets
+  // in the node's namespace. It needs the Node object, so it starts last.
+  const kubeRouter = daemon('kube-router', join(nodeBinDir, 'kube-router'), [
+    `--kubeconfig=${kubeconfig}`, `--hostname-override=${nodeName}`, '--run-firewall=true', '--run-router=false',
+    '--run-service-proxy=false', '--enable-cni=false', '--enable-ipv6=false', `--service-cluster-ip-range=${serviceCidr}`,
+    '--metrics-port=0', '--v=1',
+  ]);
+  await waitFor(kubeRouter, 60_000, () => httpsOrHttpOk(`http://${nodeIp}:20244/healthz`));
   startLoadBalancer(kubeconfig, daemons);
 
   return {
@@ -501,7 +510,7 @@ async function takeDown(workDir: string, daemons: Daemon[]): Promise<void> {
   }
   // The node's agents first (they would restart what is being removed), the
   // control plane last; node-down.sh then kills the pods through their cgroups.
-  const order = ['load-balancer', 'kube-proxy', 'kubelet', 'coredns', 'kube-scheduler', 'kube-controller-manager'];
+  const order = ['load-balancer', 'kube-router', 'kube-proxy', 'kubelet', 'coredns', 'kube-scheduler', 'kube-controller-manager'];
   for (const name of order) await Promise.all(daemons.filter((d) => d.name === name).map((d) => d.process.stop(3_000)));
   await run('bash', [join(here, 'node-down.sh'), workDir]);
   // kube-apiserver may linger after SIGTERM: a short grace, then SIGKILL.

@@ -13,6 +13,8 @@ command -v buildah >/dev/null 2>&1 || missing+=(buildah)
 command -v iptables >/dev/null 2>&1 || missing+=(iptables)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
 command -v conntrack >/dev/null 2>&1 || missing+=(conntrack)
+# kube-router (NetworkPolicy) calls the ipset program.
+command -v ipset >/dev/null 2>&1 || missing+=(ipset)
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 if [ ${#missing[@]} -gt 0 ]; then
