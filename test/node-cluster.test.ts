@@ -40,7 +40,7 @@ const globexPortRange = { min: 21000, max: 21009 };
 test.before(async () => {
   try {
     node = await startNodeCluster();
-    console.log(`node: Ready with DNS ${node.startSeconds.toFixed(1)} s after start (images and binaries cached)`);
+    console.log(`node: Ready with DNS and NetworkPolicy ${node.startSeconds.toFixed(1)} s after its start`);
   } catch (err) {
     startError = err;
   }

@@ -64,7 +64,7 @@ export interface NodeCluster {
   binDir: string;
   workDir: string;
   images: NodeImages;
-  /** Seconds from start to the node Ready with DNS answering. */
+  /** Seconds from start (binaries and images built) to the node Ready with DNS answering. */
   startSeconds: number;
   kubectl(args: string[], opts?: KubectlOptions): Promise<KubectlResult>;
   /** kubectl that throws on a non-zero exit; returns stdout. */
@@ -85,11 +85,11 @@ interface Daemon {
 
 /** Builds what is missing (cached), then starts a node and waits until it is Ready. */
 export async function startNodeCluster(): Promise<NodeCluster> {
-  const started = Date.now();
   const binDir = process.env.CCCP_KUBE_BIN_DIR || lastLine(await runScript('build.sh'));
   const nodeBinDir = lastLine(await runScript('build-node.sh'));
   const images = JSON.parse(lastLine(await runScript('build-images.sh'))) as NodeImages;
   await acquireLock();
+  const started = Date.now();
   const workDir = mkdtempSync('/tmp/cccp-node-');
   const daemons: Daemon[] = [];
   const down = () => takeDown(workDir, daemons);
