@@ -1,5 +1,5 @@
 // Cluster-mode figures against the test rig's real kube-apiserver (the same
-// wiring as test/operator-cluster.test.ts): /on latency and /on + /off rate
+// wiring as test/cluster/operator.test.ts): /on latency and /on + /off rate
 // through ProxySession resources, and the time until 1,000 sessions listen
 // again after `kill -9` of the proxy pod.
 import { TestCluster, startRigWithCrd } from '../test/helpers/cluster.ts';

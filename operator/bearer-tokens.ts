@@ -9,9 +9,14 @@ function digest(text: string): Buffer {
 }
 
 export class BearerTokens {
-  private readonly digests: Buffer[];
+  private digests: Buffer[];
 
   constructor(tokens: readonly string[]) {
+    this.digests = tokens.map(digest);
+  }
+
+  /** Swaps the whole set at once (a rotation): the next request sees only the new tokens. */
+  replace(tokens: readonly string[]): void {
     this.digests = tokens.map(digest);
   }
 

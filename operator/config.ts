@@ -1,6 +1,9 @@
 // The operator's settings from CCCP_* environment variables, with errors that
 // name the variable. The proxy pod reads its own (proxy-pod/config.ts).
-import { ConfigError, envInteger, envList, envString } from '../proxy-pod/env.ts';
+import { readFileSync } from 'node:fs';
+import { ConfigError, envInteger, envList, envString } from '../common/env.ts';
+import { type HttpLimits, httpLimitsFromEnv } from '../common/http-limits.ts';
+import { logSummaryMsFromEnv } from '../common/log-summary.ts';
 import { PortAllocator, type PortRange } from './port-allocator.ts';
 
 export { ConfigError };
@@ -16,12 +19,18 @@ export interface OperatorConfig {
   bindHost: string | undefined;
   /** Bearer tokens for the Control API; empty means no authentication. */
   controlTokens: string[];
+  /** CCCP_CONTROL_TOKENS_FILE: where the tokens came from, re-read while running (rotation). */
+  controlTokensFile: string | undefined;
   /** How long /on and /off wait for the reconciler before answering 500. */
   requestTimeoutMs: number;
   /** How long Ended and Failed sessions stay visible. */
   endedRetentionMs: number;
   /** How often the reconciler compares live counters with status (bounds /status staleness). */
   pollIntervalMs: number;
+  /** Connection cap and timeouts of the Control API's HTTP server. */
+  httpLimits: HttpLimits;
+  /** Interval of the rate-limited request-log summaries. */
+  logSummaryMs: number;
 }
 
 const DEFAULT_RANGE = '20000-20099';
@@ -36,11 +45,40 @@ export function parsePortRange(text: string, name = 'CCCP_PORT_RANGE'): PortRang
   return { min, max };
 }
 
-export function operatorConfigFromEnv(env: NodeJS.ProcessEnv): OperatorConfig {
-  const controlTokens = envList(env, 'CCCP_CONTROL_TOKENS');
-  for (const token of controlTokens) {
-    if (!/^[\x21-\x7e]+$/.test(token)) throw new ConfigError('CCCP_CONTROL_TOKENS: tokens must be printable ASCII without spaces');
+/** Comma-separated tokens (the CCCP_CONTROL_TOKENS format), checked; `source` names the variable or file in errors. */
+export function parseControlTokens(text: string, source: string): string[] {
+  const tokens = envList({ tokens: text }, 'tokens');
+  for (const token of tokens) {
+    if (!/^[\x21-\x7e]+$/.test(token)) throw new ConfigError(`${source}: tokens must be printable ASCII without spaces`);
   }
+  return tokens;
+}
+
+/**
+ * The tokens in CCCP_CONTROL_TOKENS_FILE (a mounted Secret). A file that names
+ * no token is an error: with a file configured, authentication was meant, and
+ * an empty read must never turn it off.
+ */
+export function readControlTokensFile(file: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`CCCP_CONTROL_TOKENS_FILE ${file} cannot be read: ${(err as Error).message}`);
+  }
+  const tokens = parseControlTokens(text, `CCCP_CONTROL_TOKENS_FILE ${file}`);
+  if (tokens.length === 0) throw new ConfigError(`CCCP_CONTROL_TOKENS_FILE ${file} holds no token`);
+  return tokens;
+}
+
+export function operatorConfigFromEnv(env: NodeJS.ProcessEnv): OperatorConfig {
+  const controlTokensFile = envString(env, 'CCCP_CONTROL_TOKENS_FILE');
+  if (controlTokensFile && envString(env, 'CCCP_CONTROL_TOKENS')) {
+    throw new ConfigError('set CCCP_CONTROL_TOKENS or CCCP_CONTROL_TOKENS_FILE, not both');
+  }
+  const controlTokens = controlTokensFile
+    ? readControlTokensFile(controlTokensFile)
+    : parseControlTokens(env.CCCP_CONTROL_TOKENS ?? '', 'CCCP_CONTROL_TOKENS');
   const config: OperatorConfig = {
     controlPort: envInteger(env, 'CCCP_CONTROL_PORT', 8080, 0, 65_535),
     controlBindHost: envString(env, 'CCCP_CONTROL_BIND_HOST'),
@@ -49,9 +87,12 @@ export function operatorConfigFromEnv(env: NodeJS.ProcessEnv): OperatorConfig {
     publicHost: envString(env, 'CCCP_PUBLIC_HOST') ?? 'localhost',
     bindHost: envString(env, 'CCCP_BIND_HOST'),
     controlTokens,
+    controlTokensFile,
     requestTimeoutMs: envInteger(env, 'CCCP_REQUEST_TIMEOUT_S', 10, 1, 300) * 1000,
     endedRetentionMs: envInteger(env, 'CCCP_ENDED_RETENTION_S', 300, 0, 30 * 86_400) * 1000,
     pollIntervalMs: envInteger(env, 'CCCP_STATUS_POLL_MS', 300, 50, 1000),
+    httpLimits: httpLimitsFromEnv(env),
+    logSummaryMs: logSummaryMsFromEnv(env),
   };
   const { min, max } = config.portRange;
   if (config.devicePort >= min && config.devicePort <= max) {

@@ -1,36 +1,49 @@
 // The Control API: GET /on, /off, /status (see DESIGN.md and openapi.ts),
-// plus /healthz, /readyz, /metrics and /openapi.json. Every error, expected
-// or not, is turned into `{message}` by one middleware; client mistakes are
-// 4xx, never 500.
+// plus /healthz, /readyz, /metrics and /openapi.json, at exactly these paths.
+// Every error, expected or not, is turned into `{message}` (with a `code`
+// where one is defined) by one middleware; client mistakes are 4xx, never 500.
 import Router from '@koa/router';
 import Koa from 'koa';
-import type { Logger } from '../proxy-pod/log.ts';
+import type { Logger } from '../common/log.ts';
+import { LogSummary } from '../common/log-summary.ts';
 import { BearerTokens } from './bearer-tokens.ts';
 import type { ControlMetrics } from './control-metrics.ts';
 import { openApiDocument } from './openapi.ts';
 import { parseOnQuery, parseSerialQuery, type QueryResult } from './query-validation.ts';
-import { SessionCommandError, type SessionCommands } from './session-commands.ts';
+import { SessionCommandError, SessionConflictError, type SessionCommands } from './session-commands.ts';
 
 export interface ControlApiOptions {
   commands: SessionCommands;
   metrics: ControlMetrics;
   logger: Logger;
-  /** Bearer tokens; empty admits every request. */
-  tokens: readonly string[];
+  /** Bearer tokens; empty admits every request. A BearerTokens instance may be replaced while serving (rotation). */
+  tokens: readonly string[] | BearerTokens;
   /** Why the operator is not ready, or undefined when it is. */
   notReadyReason: () => string | undefined;
+  /** Rate-limits the request lines; the caller closes it (flushing the last summaries) on stop. */
+  summary?: LogSummary;
 }
 
 /** An answer other than 200 that the Control API gives on purpose. */
 export class ControlApiError extends Error {
-  constructor(readonly status: number, message: string) {
+  constructor(readonly status: number, message: string, readonly code?: string) {
     super(message);
     this.name = 'ControlApiError';
   }
 }
 
+/** Every error body: a message for people, and a code for programs where one is defined. */
+export function errorBody(message: string, code?: string): { message: string; code?: string } {
+  return code === undefined ? { message } : { message, code };
+}
+
 const PUBLIC_PATHS = new Set(['/healthz', '/readyz', '/metrics', '/openapi.json']);
 const ROUTES = new Set(['/on', '/off', '/status', ...PUBLIC_PATHS]);
+/** Probes and scrapers call these all day; their lines would drown the rest. */
+const UNLOGGED_ROUTES = new Set(['/metrics', '/healthz', '/readyz']);
+/** Query parameters whose values never reach a log, whatever the level. */
+const SECRET_PARAMETER = /token|auth|key|secret|pass|credential|signature/i;
+const MAX_LOGGED_CHARS = 256;
 
 function accepted<T>(result: QueryResult<T>): T {
   if (!result.ok) throw new ControlApiError(400, result.message);
@@ -39,9 +52,11 @@ function accepted<T>(result: QueryResult<T>): T {
 
 export function createControlApi(options: ControlApiOptions): Koa {
   const { commands, metrics, logger } = options;
-  const tokens = new BearerTokens(options.tokens);
+  const tokens = options.tokens instanceof BearerTokens ? options.tokens : new BearerTokens(options.tokens);
+  const summary = options.summary ?? new LogSummary(logger, 10_000);
   const app = new Koa();
-  const router = new Router();
+  // Exact paths: `/ON` and `/on/` are unknown paths, not aliases.
+  const router = new Router({ sensitive: true, strict: true });
 
   router.get('/on', async (ctx) => {
     const query = accepted(parseOnQuery(ctx.querystring));
@@ -83,7 +98,10 @@ export function createControlApi(options: ControlApiOptions): Koa {
     ctx.body = openApiDocument;
   });
 
-  // Outermost: one log line and one count per request, with the final status.
+  // Outermost: one count per request, and a log line with the final status.
+  // The line names the route and the serial, never the query (it may carry
+  // anything, up to 16 KiB); at debug level the query is added with
+  // secret-looking parameters removed. Lines are rate-limited per kind.
   app.use(async (ctx, next) => {
     const started = process.hrtime.bigint();
     const route = ROUTES.has(ctx.path) ? ctx.path : 'other';
@@ -91,12 +109,18 @@ export function createControlApi(options: ControlApiOptions): Koa {
       await next();
     } finally {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      metrics.requests.inc({ route, status: String(ctx.status) });
-      metrics.duration.observe({ route }, seconds);
-      // The query names serials and addresses only; headers (tokens) are never logged.
-      const line = { method: ctx.method, path: ctx.path, query: ctx.querystring, status: ctx.status, ms: Math.round(seconds * 1000) };
-      if (ctx.status >= 500) logger.warn(line, 'control request failed');
-      else if (route !== '/metrics' && route !== '/healthz' && route !== '/readyz') logger.info(line, 'control request');
+      metrics.requests.inc({ route, code: String(ctx.status) });
+      metrics.duration.observe({ route, code: String(ctx.status) }, seconds);
+      if (!UNLOGGED_ROUTES.has(route) || ctx.status >= 500) {
+        const line: Record<string, unknown> = { method: ctx.method.slice(0, 16), route, status: ctx.status, ms: Math.round(seconds * 1000) };
+        if (route === 'other') line.path = ctx.path.slice(0, MAX_LOGGED_CHARS);
+        const serial = new URLSearchParams(ctx.querystring).get('serial');
+        if (serial !== null) line.serial = serial.slice(0, MAX_LOGGED_CHARS);
+        if (logger.isLevelEnabled('debug')) line.query = loggableQuery(ctx.querystring);
+        if (ctx.status >= 500) summary.warn(line, 'control request failed');
+        else if (ctx.status === 401 || ctx.status === 404 || ctx.status === 405) summary.info(line, 'control request refused');
+        else summary.info(line, 'control request');
+      }
     }
   });
 
@@ -108,16 +132,20 @@ export function createControlApi(options: ControlApiOptions): Koa {
     } catch (error) {
       if (error instanceof ControlApiError) {
         ctx.status = error.status;
-        ctx.body = { message: error.message };
+        ctx.body = errorBody(error.message, error.code);
         if (error.status === 405) ctx.set('Allow', 'GET');
         if (error.status === 401) ctx.set('WWW-Authenticate', 'Bearer');
+      } else if (error instanceof SessionConflictError) {
+        // Another caller's /off overtook this /on: not a failure of ours.
+        ctx.status = 409;
+        ctx.body = errorBody(error.message, error.code);
       } else if (error instanceof SessionCommandError) {
         ctx.status = 500;
-        ctx.body = { message: error.message };
+        ctx.body = errorBody(error.message);
       } else {
         logger.error({ err: error, path: ctx.path }, 'unexpected error in the Control API');
         ctx.status = 500;
-        ctx.body = { message: 'Internal error' };
+        ctx.body = errorBody('Internal error');
       }
     }
   });
@@ -132,4 +160,13 @@ export function createControlApi(options: ControlApiOptions): Koa {
 
   app.use(router.routes());
   return app;
+}
+
+/** The query for a debug line: parameters named like secrets dropped, bounded in length. */
+function loggableQuery(querystring: string): string {
+  const kept = new URLSearchParams();
+  for (const [name, value] of new URLSearchParams(querystring)) {
+    kept.append(name.slice(0, 64), SECRET_PARAMETER.test(name) ? '[redacted]' : value);
+  }
+  return kept.toString().slice(0, 4 * MAX_LOGGED_CHARS);
 }

@@ -7,12 +7,17 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { adminTokenFromEnv } from '../proxy-pod/config.ts';
-import { ConfigError, envInteger, envString } from '../proxy-pod/env.ts';
-import { createLogger, type Logger } from '../proxy-pod/log.ts';
+import { adminTokenFromEnv, ConfigError, envInteger, envString } from '../common/env.ts';
+import { limitConnections } from '../common/http-limits.ts';
+import { createLogger, type Logger } from '../common/log.ts';
+import { LogSummary } from '../common/log-summary.ts';
+import { BearerTokens } from './bearer-tokens.ts';
 import { operatorConfigFromEnv, reconcilerSettings } from './config.ts';
 import { createControlApi } from './control-api.ts';
+import { ControlTokensFile } from './control-tokens-file.ts';
+import { ensureAdminToken } from './kube/admin-token-secret.ts';
 import { ControlMetrics } from './control-metrics.ts';
+import { OperatorMetrics } from './operator-metrics.ts';
 import { EventRecorder } from './kube/event-recorder.ts';
 import { KubeSessionStore } from './kube/kube-session-store.ts';
 import { LeaderElector } from './kube/leader-election.ts';
@@ -22,6 +27,8 @@ import { ProxyAdminClient } from './proxy-admin-client.ts';
 import { Reconciler } from './reconciler.ts';
 import { SessionCommands } from './session-commands.ts';
 import { proxyEventToKubeEvent } from './kube/session-events.ts';
+import { listen } from '../common/sockets.ts';
+import { isEntryPoint } from '../common/entry-point.ts';
 
 const IN_CLUSTER_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
 
@@ -32,7 +39,8 @@ export interface ClusterConfig {
   leaseDurationSeconds: number;
   /** Status writes per second that only move byte counters (CCCP_COUNTER_FLUSHES_PER_S). */
   counterFlushesPerSecond: number;
-  admin: { host: string; port: number; token: string };
+  /** The token itself (CCCP_ADMIN_TOKEN or _FILE), or the Secret to read and fill it from (CCCP_ADMIN_TOKEN_SECRET). */
+  admin: { host: string; port: number; token: string } | { host: string; port: number; tokenSecret: string };
 }
 
 export function clusterConfigFromEnv(env: NodeJS.ProcessEnv): ClusterConfig {
@@ -45,8 +53,13 @@ export function clusterConfigFromEnv(env: NodeJS.ProcessEnv): ClusterConfig {
     leaseName: envString(env, 'CCCP_LEASE_NAME') ?? 'cccp-operator',
     leaseDurationSeconds: envInteger(env, 'CCCP_LEASE_DURATION_S', 15, 2, 300),
     counterFlushesPerSecond: envInteger(env, 'CCCP_COUNTER_FLUSHES_PER_S', 50, 1, 10_000),
-    admin: { host: match[1]!.replace(/^\[|\]$/g, ''), port: Number(match[2]), token: adminTokenFromEnv(env) },
+    admin: { host: (match[1] ?? '').replace(/^\[|\]$/g, ''), port: Number(match[2]), ...adminTokenSource(env) },
   };
+}
+
+function adminTokenSource(env: NodeJS.ProcessEnv): { token: string } | { tokenSecret: string } {
+  const tokenSecret = envString(env, 'CCCP_ADMIN_TOKEN_SECRET');
+  return tokenSecret ? { tokenSecret } : { token: adminTokenFromEnv(env) };
 }
 
 function readNamespaceFile(): string | undefined {
@@ -67,16 +80,24 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
   const cluster = clusterConfigFromEnv(env);
   const kubeConfig = new KeepAliveKubeConfig();
   kubeConfig.loadFromDefault();
+  // Before anything starts: without the admin token there is nothing to do (the pod restarts and retries).
+  const adminToken = 'token' in cluster.admin ? cluster.admin.token : await ensureAdminToken(kubeConfig, cluster.namespace, cluster.admin.tokenSecret);
 
   const client = new ProxySessionClient(kubeConfig, cluster.namespace, cluster.identity);
   const informer = new SessionInformer(client, logger.child({ part: 'informer' }));
   informer.start();
   await informer.synced;
   const store = new KubeSessionStore(client, informer, logger.child({ part: 'store' }));
-  const admin = new ProxyAdminClient({ endpoint: cluster.admin });
-  const recorder = new EventRecorder(kubeConfig, cluster.namespace, logger.child({ part: 'events' }));
+  const admin = new ProxyAdminClient({ endpoint: { host: cluster.admin.host, port: cluster.admin.port, token: adminToken } });
+  const recorder = EventRecorder.forCluster(kubeConfig, cluster.namespace, logger.child({ part: 'events' }));
 
   let reconciler: Reconciler | undefined;
+  const controlMetrics = new ControlMetrics(store);
+  const metrics = new OperatorMetrics(
+    controlMetrics.registry,
+    { leading: () => elector.isLeader, reconciler: () => reconciler, apiServerReachable: () => elector.apiServerReachable() },
+    { processMetrics: true },
+  );
   // Starting and stopping the reconciler run one after another, so a lease
   // lost and won again in quick succession never leaves two running.
   let transition: Promise<void> = Promise.resolve();
@@ -96,9 +117,10 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
   const newReconciler = () =>
     new Reconciler({
       ...reconcilerSettings(config),
-      store,
+      store: metrics.countStatusWrites(store),
       admin,
       logger: logger.child({ part: 'reconciler' }),
+      observeReconcile: metrics.observeReconcile,
       // Each step waits on the API server; more keys in flight keep a burst of /on quick.
       concurrency: 16,
       counterFlushesPerSecond: cluster.counterFlushesPerSecond,
@@ -108,7 +130,7 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
         if (session && kubeEvent) recorder.record({ name: session.metadata.name, uid: session.metadata.uid }, kubeEvent);
       },
     });
-  const elector = new LeaderElector(kubeConfig, {
+  const elector = LeaderElector.forCluster(kubeConfig, {
     namespace: cluster.namespace,
     leaseName: cluster.leaseName,
     identity: cluster.identity,
@@ -120,16 +142,22 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
   });
   elector.start();
 
+  const tokens = new BearerTokens(config.controlTokens);
+  const tokensFile = config.controlTokensFile ? new ControlTokensFile(config.controlTokensFile, tokens, config.controlTokens, logger.child({ part: 'control-tokens' })) : undefined;
+  tokensFile?.start();
+  const summary = new LogSummary(logger.child({ part: 'control-api' }), config.logSummaryMs);
   const app = createControlApi({
     commands: new SessionCommands(store, { timeoutMs: config.requestTimeoutMs }),
-    metrics: new ControlMetrics(store),
+    metrics: controlMetrics,
     logger: logger.child({ part: 'control-api' }),
-    tokens: config.controlTokens,
+    tokens,
     // Every replica serves /on from the cache; the leader is ready once its reconciler reaches the proxy.
     notReadyReason: () => (reconciler && !reconciler.isReady() ? 'the reconciler has not reached the proxy yet' : undefined),
+    summary,
   });
   const server = http.createServer(app.callback());
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(config.controlPort, config.controlBindHost, resolve));
+  limitConnections(server, config.httpLimits, (what) => summary.warn({ what, limit: config.httpLimits.maxConnections }, 'control connection closed by the limits'));
+  await listen(server, { port: config.controlPort, host: config.controlBindHost });
   const { port } = server.address() as AddressInfo;
   const controlUrl = `http://${config.controlBindHost ?? 'localhost'}:${port}`;
   logger.info({ controlUrl, namespace: cluster.namespace, identity: cluster.identity }, 'operator ready');
@@ -137,6 +165,7 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
   return {
     controlUrl,
     async stop() {
+      tokensFile?.stop();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
@@ -144,6 +173,7 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
       stopReconciling();
       await transition;
       await elector.stop();
+      summary.close();
       informer.stop();
       store.close();
       admin.close();
@@ -170,4 +200,4 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => stop(0));
 }
 
-await main();
+if (isEntryPoint(import.meta.url)) await main();

@@ -73,6 +73,7 @@ export const openApiDocument = {
         responses: {
           '200': json('Endpoint', 'The session port is listening.'),
           ...commonErrors,
+          '409': json('Conflict', "Another caller's /off switched off the session before it listened (code switched_off); call /on again to start a new one."),
           '503': json('Message', 'Every port of the range is in use; no session was left behind.'),
         },
       },
@@ -180,6 +181,12 @@ export const openApiDocument = {
         required: ['message'],
         additionalProperties: false,
         properties: { message: { type: 'string', minLength: 1 } },
+      },
+      Conflict: {
+        type: 'object',
+        required: ['message', 'code'],
+        additionalProperties: false,
+        properties: { message: { type: 'string', minLength: 1 }, code: { type: 'string', enum: ['switched_off'] } },
       },
       Health: {
         type: 'object',

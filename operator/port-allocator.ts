@@ -47,6 +47,13 @@ export class PortAllocator {
     return this.ownerByPort.size;
   }
 
+  /** Free ports still out of rotation after failing to bind. */
+  quarantinedCount(now = this.now()): number {
+    let count = 0;
+    for (const [port, until] of this.quarantinedUntil) if (until > now && !this.ownerByPort.has(port)) count++;
+    return count;
+  }
+
   inRange(port: number): boolean {
     return Number.isInteger(port) && port >= this.min && port <= this.max;
   }

@@ -2,18 +2,20 @@
 // over a Unix socket or TCP with a bearer token. Every answer is checked
 // against the contract before it is returned, so nothing untyped leaks out.
 import http from 'node:http';
-import type {
-  AdminError,
-  EndedReason,
-  InstanceInfo,
-  ProxyEvent,
-  ProxyEventType,
-  SessionList,
-  SessionLookup,
-  SessionSpec,
-  SessionState,
-} from '../proxy-pod/admin-protocol.ts';
-import { realTimers, type Timers } from './work-queue.ts';
+import {
+  ADMIN_ERROR_CODES,
+  type AdminError,
+  ENDED_REASONS,
+  type InstanceInfo,
+  isOneOf,
+  PROXY_EVENT_TYPES,
+  type ProxyEvent,
+  type SessionList,
+  type SessionLookup,
+  type SessionSpec,
+  type SessionState,
+} from '../common/admin-protocol.ts';
+import { type Clock, systemClock } from '../common/clock.ts';
 
 export type AdminEndpoint = { socketPath: string } | { host: string; port: number; token: string };
 
@@ -60,7 +62,7 @@ export interface ProxyAdminClientOptions {
   reconnectMaxMs?: number;
   /** An event stream silent for this long is reconnected. */
   streamIdleMs?: number;
-  timers?: Timers;
+  clock?: Clock;
 }
 
 // ---- shape checks -------------------------------------------------------
@@ -80,12 +82,6 @@ function optionalString(value: unknown, what: string): string | undefined {
   if (typeof value !== 'string') fail(what);
   return value;
 }
-
-const ENDED_REASONS: readonly EndedReason[] = ['ClientConnectTimeout', 'DeviceDisconnected', 'ClientDisconnected', 'Deleted', 'Superseded'];
-const EVENT_TYPES: readonly ProxyEventType[] = [
-  'hello', 'device-connected', 'device-disconnected', 'client-connected', 'client-disconnected', 'client-refused', 'session-ended',
-];
-const ERROR_CODES: readonly AdminError['code'][] = ['bad_request', 'unauthorized', 'not_found', 'port_unavailable', 'conflict', 'internal'];
 
 export function toInstanceInfo(value: unknown): InstanceInfo {
   if (!isObject(value) || typeof value.instanceId !== 'string' || typeof value.startedAt !== 'string' || typeof value.devicePort !== 'number') {
@@ -122,8 +118,8 @@ export function toSessionState(value: unknown): SessionState {
   if (typeof v.timeoutSeconds === 'number') state.timeoutSeconds = v.timeoutSeconds;
   const reason = optionalString(v.endedReason, what);
   if (reason !== undefined) {
-    if (!ENDED_REASONS.includes(reason as EndedReason)) fail(what);
-    state.endedReason = reason as EndedReason;
+    if (!isOneOf(ENDED_REASONS, reason)) fail(what);
+    state.endedReason = reason;
   }
   const deviceAddress = optionalString(v.deviceAddress, what);
   if (deviceAddress !== undefined) state.deviceAddress = deviceAddress;
@@ -142,11 +138,11 @@ export function toSessionList(value: unknown): SessionList {
 
 export function toProxyEvent(value: unknown): ProxyEvent {
   const what = 'event';
-  if (!isObject(value) || !EVENT_TYPES.includes(value.type as ProxyEventType) || typeof value.instanceId !== 'string' || typeof value.seq !== 'number') {
+  if (!isObject(value) || !isOneOf(PROXY_EVENT_TYPES, value.type) || typeof value.instanceId !== 'string' || typeof value.seq !== 'number') {
     fail(what);
   }
   const event: ProxyEvent = {
-    type: value.type as ProxyEventType,
+    type: value.type,
     instanceId: value.instanceId,
     seq: value.seq,
     at: optionalString(value.at, what) ?? '',
@@ -159,8 +155,8 @@ export function toProxyEvent(value: unknown): ProxyEvent {
 }
 
 function toAdminError(status: number, body: unknown): AdminApiError {
-  if (isObject(body) && ERROR_CODES.includes(body.code as AdminError['code']) && typeof body.message === 'string') {
-    return new AdminApiError(status, body.code as AdminError['code'], body.message);
+  if (isObject(body) && isOneOf(ADMIN_ERROR_CODES, body.code) && typeof body.message === 'string') {
+    return new AdminApiError(status, body.code, body.message);
   }
   return new AdminApiError(status, status === 401 ? 'unauthorized' : status === 404 ? 'not_found' : 'internal', `Admin API answered HTTP ${status}`);
 }
@@ -173,7 +169,7 @@ export class ProxyAdminClient implements ProxyAdmin {
   private readonly reconnectMinMs: number;
   private readonly reconnectMaxMs: number;
   private readonly streamIdleMs: number;
-  private readonly timers: Timers;
+  private readonly clock: Clock;
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
   private readonly streams = new Set<EventStream>();
 
@@ -183,7 +179,7 @@ export class ProxyAdminClient implements ProxyAdmin {
     this.reconnectMinMs = options.reconnectMinMs ?? 100;
     this.reconnectMaxMs = options.reconnectMaxMs ?? 5_000;
     this.streamIdleMs = options.streamIdleMs ?? 45_000;
-    this.timers = options.timers ?? realTimers;
+    this.clock = options.clock ?? systemClock;
   }
 
   async info(): Promise<InstanceInfo> {
@@ -222,7 +218,7 @@ export class ProxyAdminClient implements ProxyAdmin {
     const stream: EventStream = {
       close: () => {
         closed = true;
-        if (retryHandle !== undefined) this.timers.clearTimeout(retryHandle);
+        if (retryHandle !== undefined) this.clock.clearTimeout(retryHandle);
         request?.destroy();
         this.streams.delete(stream);
       },
@@ -233,7 +229,7 @@ export class ProxyAdminClient implements ProxyAdmin {
       handlers.onConnectionChange?.(false, error);
       failures += 1;
       const delay = Math.min(this.reconnectMaxMs, this.reconnectMinMs * 2 ** Math.min(failures - 1, 20));
-      retryHandle = this.timers.setTimeout(() => {
+      retryHandle = this.clock.setTimeout(() => {
         retryHandle = undefined;
         connect();
       }, delay);
@@ -261,8 +257,7 @@ export class ProxyAdminClient implements ProxyAdmin {
         });
         response.on('data', (chunk: string) => {
           buffered += chunk;
-          let newline: number;
-          while ((newline = buffered.indexOf('\n')) !== -1) {
+          for (let newline = buffered.indexOf('\n'); newline !== -1; newline = buffered.indexOf('\n')) {
             const line = buffered.slice(0, newline).trim();
             buffered = buffered.slice(newline + 1);
             if (line === '') continue;
@@ -270,7 +265,7 @@ export class ProxyAdminClient implements ProxyAdmin {
             try {
               const parsed: unknown = JSON.parse(line);
               // Heartbeats and event types newer than this client only prove the stream is alive.
-              if (isObject(parsed) && !EVENT_TYPES.includes(parsed.type as ProxyEventType)) continue;
+              if (isObject(parsed) && !isOneOf(PROXY_EVENT_TYPES, parsed.type)) continue;
               event = toProxyEvent(parsed);
             } catch (error) {
               request?.destroy();

@@ -6,8 +6,8 @@
 // poll that compares live counters with status (so /status is at most about
 // one poll interval stale), a full resync when the proxy restarted, and a
 // periodic full resync. Payloads of triggers are never trusted.
-import type { InstanceInfo, ProxyEvent, SessionList, SessionLookup, SessionSpec, SessionState } from '../proxy-pod/admin-protocol.ts';
-import type { Logger } from '../proxy-pod/log.ts';
+import type { InstanceInfo, ProxyEvent, SessionList, SessionLookup, SessionSpec, SessionState } from '../common/admin-protocol.ts';
+import type { Logger } from '../common/log.ts';
 import { AdminApiError, type EventStream, type ProxyAdmin } from './proxy-admin-client.ts';
 import type { PortAllocator } from './port-allocator.ts';
 import {
@@ -20,8 +20,11 @@ import {
   proxyMatches,
   sameStatus,
 } from './session-status.ts';
+import { timedReconcile, type ReconcileResult } from './operator-metrics.ts';
 import { isTerminal, type ProxySession, type ProxySessionStatus, type SessionStore } from './session-store.ts';
-import { realTimers, WorkQueue, type Timers, type WorkResult } from './work-queue.ts';
+import { type Clock, systemClock } from '../common/clock.ts';
+import { WorkQueue, type WorkResult } from './work-queue.ts';
+import { RateLimiter } from '../common/rate-limiter.ts';
 
 export interface ReconcilerOptions {
   store: SessionStore;
@@ -47,21 +50,23 @@ export interface ReconcilerOptions {
   counterFlushesPerSecond?: number;
   /** Sees every proxy event (e.g. to record Kubernetes Events); never changes what is reconciled. */
   onProxyEvent?: (event: ProxyEvent) => void;
-  timers?: Timers;
+  /** Told the duration and result of every reconcile (metrics). */
+  observeReconcile?: (seconds: number, result: ReconcileResult) => void;
+  clock?: Clock;
   now?: () => Date;
 }
 
 export class Reconciler {
   private readonly store: SessionStore;
   private readonly admin: ProxyAdmin;
-  private readonly allocator: PortAllocator;
+  readonly allocator: PortAllocator;
   private readonly publicHost: string;
   private readonly logger: Logger;
   private readonly pollIntervalMs: number;
   private readonly resyncIntervalMs: number;
   private readonly endedRetentionMs: number;
   private readonly proxyStaleAfterMs: number;
-  private readonly timers: Timers;
+  private readonly clock: Clock;
   private readonly now: () => Date;
   private readonly onProxyEvent: ((event: ProxyEvent) => void) | undefined;
   private readonly counterFlush: RateLimiter;
@@ -98,13 +103,14 @@ export class Reconciler {
     this.resyncIntervalMs = options.resyncIntervalMs ?? 30_000;
     this.endedRetentionMs = options.endedRetentionMs ?? 300_000;
     this.proxyStaleAfterMs = options.proxyStaleAfterMs ?? 5_000;
-    this.timers = options.timers ?? realTimers;
+    this.clock = options.clock ?? systemClock;
     this.onProxyEvent = options.onProxyEvent;
     this.counterFlush = new RateLimiter(options.counterFlushesPerSecond ?? Number.POSITIVE_INFINITY);
-    this.now = options.now ?? (() => new Date(this.timers.now()));
-    this.queue = new WorkQueue((serial) => this.reconcile(serial), {
+    this.now = options.now ?? (() => new Date(this.clock.now()));
+    const observeReconcile = options.observeReconcile;
+    this.queue = new WorkQueue((serial) => timedReconcile(() => this.reconcile(serial), observeReconcile), {
       concurrency: options.concurrency ?? 4,
-      timers: this.timers,
+      clock: this.clock,
       onError: (serial, error, retryInMs) => this.logger.warn({ serial, err: error, retryInMs }, 'reconcile failed; retrying'),
     });
   }
@@ -133,10 +139,10 @@ export class Reconciler {
     this.synced = true;
     this.events = this.admin.watchEvents({
       onEvent: (event) => {
-        this.lastProxyContact = this.timers.now();
+        this.lastProxyContact = this.clock.now();
         if (event.type === 'hello') this.noteInstance(event.instanceId);
         else if (event.serial !== undefined) {
-          this.changedAt.set(event.serial, this.timers.now());
+          this.changedAt.set(event.serial, this.clock.now());
           this.queue.add(event.serial);
         }
         this.onProxyEvent?.(event);
@@ -154,15 +160,20 @@ export class Reconciler {
     this.stopped = true;
     this.unsubscribe?.();
     this.events?.close();
-    if (this.pollHandle !== undefined) this.timers.clearTimeout(this.pollHandle);
-    if (this.resyncHandle !== undefined) this.timers.clearTimeout(this.resyncHandle);
+    if (this.pollHandle !== undefined) this.clock.clearTimeout(this.pollHandle);
+    if (this.resyncHandle !== undefined) this.clock.clearTimeout(this.resyncHandle);
     await this.polling;
     await this.queue.stop();
   }
 
   /** Ready once the port table is rebuilt and the proxy answered recently. */
   isReady(): boolean {
-    return this.synced && this.timers.now() - this.lastProxyContact <= this.proxyStaleAfterMs;
+    return this.synced && this.proxyReachable();
+  }
+
+  /** The proxy answered (a request or its event stream) within proxyStaleAfterMs. */
+  proxyReachable(): boolean {
+    return this.clock.now() - this.lastProxyContact <= this.proxyStaleAfterMs;
   }
 
   /** Enqueues every stored session and every session the proxy runs. */
@@ -288,7 +299,7 @@ export class Reconciler {
     // A write that only moves the byte counter waits its turn; connects,
     // disconnects and phase changes are written at once.
     if (sameStatus({ ...next, transferredBytes: 0 }, { ...session.status, transferredBytes: 0 })) {
-      const waitMs = this.counterFlush.take(this.timers.now());
+      const waitMs = this.counterFlush.take(this.clock.now());
       if (waitMs > 0) return { requeueAfterMs: waitMs };
     }
     await this.store.writeStatus(serial, session.uid, next);
@@ -314,7 +325,7 @@ export class Reconciler {
 
   private cachedLookup(serial: string): SessionLookup | undefined {
     const listed = this.listed;
-    if (!listed || listed.list.instanceId !== this.instanceId || this.timers.now() - listed.requestedAt > this.pollIntervalMs * 2) return undefined;
+    if (!listed || listed.list.instanceId !== this.instanceId || this.clock.now() - listed.requestedAt > this.pollIntervalMs * 2) return undefined;
     if ((this.changedAt.get(serial) ?? Number.NEGATIVE_INFINITY) >= listed.requestedAt) return undefined;
     const session = listed.bySerial.get(serial);
     const { sessions: _all, ...info } = listed.list;
@@ -322,27 +333,27 @@ export class Reconciler {
   }
 
   private async putToProxy(serial: string, spec: SessionSpec): Promise<SessionState> {
-    this.changedAt.set(serial, this.timers.now());
+    this.changedAt.set(serial, this.clock.now());
     try {
       return await this.admin.putSession(serial, spec);
     } finally {
-      this.changedAt.set(serial, this.timers.now());
+      this.changedAt.set(serial, this.clock.now());
     }
   }
 
   private async deleteFromProxy(serial: string): Promise<SessionState | undefined> {
-    this.changedAt.set(serial, this.timers.now());
+    this.changedAt.set(serial, this.clock.now());
     try {
       return await this.admin.deleteSession(serial);
     } finally {
-      this.changedAt.set(serial, this.timers.now());
+      this.changedAt.set(serial, this.clock.now());
     }
   }
 
   // ---- triggers ------------------------------------------------------------
 
   private noteContact(answer: InstanceInfo): void {
-    this.lastProxyContact = this.timers.now();
+    this.lastProxyContact = this.clock.now();
     this.noteInstance(answer.instanceId);
   }
 
@@ -359,7 +370,7 @@ export class Reconciler {
 
   private schedulePoll(): void {
     if (this.stopped) return;
-    this.pollHandle = this.timers.setTimeout(() => {
+    this.pollHandle = this.clock.setTimeout(() => {
       this.polling = this.poll().finally(() => {
         this.polling = undefined;
         this.schedulePoll();
@@ -370,7 +381,7 @@ export class Reconciler {
   /** Enqueues the serials whose live counters or state moved since the last status write. */
   private async poll(): Promise<void> {
     try {
-      const requestedAt = this.timers.now();
+      const requestedAt = this.clock.now();
       const [sessions, list] = await Promise.all([this.store.list(), this.admin.listSessions()]);
       this.noteContact(list);
       this.listed = { requestedAt, list, bySerial: new Map(list.sessions.map((state) => [state.serial, state])) };
@@ -388,31 +399,10 @@ export class Reconciler {
 
   private scheduleResync(): void {
     if (this.stopped) return;
-    this.resyncHandle = this.timers.setTimeout(() => {
+    this.resyncHandle = this.clock.setTimeout(() => {
       void this.resyncAll()
         .catch((error: unknown) => this.logger.warn({ err: error }, 'resync failed'))
         .finally(() => this.scheduleResync());
     }, this.resyncIntervalMs);
-  }
-}
-
-/** A token bucket: `take` answers 0 when a write may go now, else how long to wait. */
-export class RateLimiter {
-  private tokens: number;
-  private last = Number.NEGATIVE_INFINITY;
-
-  constructor(private readonly perSecond: number) {
-    this.tokens = Math.min(perSecond, 1e9);
-  }
-
-  take(nowMs: number): number {
-    if (this.perSecond === Number.POSITIVE_INFINITY) return 0;
-    if (this.last !== Number.NEGATIVE_INFINITY) this.tokens = Math.min(this.perSecond, this.tokens + ((nowMs - this.last) / 1000) * this.perSecond);
-    this.last = nowMs;
-    if (this.tokens >= 1) {
-      this.tokens -= 1;
-      return 0;
-    }
-    return Math.ceil(((1 - this.tokens) / this.perSecond) * 1000);
   }
 }

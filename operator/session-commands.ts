@@ -4,7 +4,7 @@
 import type { OnQuery } from './query-validation.ts';
 import { isTerminal, type ProxySession, type ProxySessionSpec, type SessionStore } from './session-store.ts';
 import { waitForSession } from './session-wait.ts';
-import { realTimers, type Timers } from './work-queue.ts';
+import { type Clock, systemClock } from '../common/clock.ts';
 
 export type OnOutcome =
   | { kind: 'listening'; host: string; port: number }
@@ -24,10 +24,22 @@ export class SessionCommandError extends Error {
   }
 }
 
+/**
+ * What a caller asked for was overtaken by another caller: its session was
+ * switched off by /off before it was listening. The Control API answers 409
+ * with the code, so programs can tell it from a failure and call /on again.
+ */
+export class SessionConflictError extends Error {
+  constructor(readonly code: 'switched_off', message: string) {
+    super(message);
+    this.name = 'SessionConflictError';
+  }
+}
+
 export interface SessionCommandsOptions {
   /** Upper bound for one /on or /off. */
   timeoutMs?: number;
-  timers?: Timers;
+  clock?: Clock;
 }
 
 /** /on restarts at most this often when it races with /off or a session ending. */
@@ -35,16 +47,16 @@ const MAX_ON_ATTEMPTS = 5;
 
 export class SessionCommands {
   private readonly timeoutMs: number;
-  private readonly timers: Timers;
+  private readonly clock: Clock;
 
   constructor(private readonly store: SessionStore, options: SessionCommandsOptions = {}) {
     this.timeoutMs = options.timeoutMs ?? 10_000;
-    this.timers = options.timers ?? realTimers;
+    this.clock = options.clock ?? systemClock;
   }
 
   async on(query: OnQuery): Promise<OnOutcome> {
-    const deadline = this.timers.now() + this.timeoutMs;
-    const remaining = () => Math.max(0, deadline - this.timers.now());
+    const deadline = this.clock.now() + this.timeoutMs;
+    const remaining = () => Math.max(0, deadline - this.clock.now());
     const spec: ProxySessionSpec = { serial: query.serial, persistent: query.persistent, ipWhitelist: query.ipWhitelist };
     if (query.timeoutSeconds !== undefined) spec.timeoutSeconds = query.timeoutSeconds;
 
@@ -64,7 +76,7 @@ export class SessionCommands {
         query.serial,
         (s) => !s || s.uid !== session.uid || s.deleting || isTerminal(s) || isListening(s, session.generation),
         remaining(),
-        this.timers,
+        this.clock,
       );
       const final = wait.session;
       if (!wait.reached) {
@@ -81,15 +93,18 @@ export class SessionCommands {
         }
         return { kind: 'no-ports' };
       }
-      if (final && final.uid === session.uid && final.status.phase === 'Failed') {
+      if (final && final.uid === session.uid && final.status.phase === 'Failed' && !final.deleting) {
         throw new SessionCommandError(`Session for serial ${query.serial} failed: ${final.status.endedReason ?? 'unknown reason'}`);
       }
-      // Switched off or ended while starting: start again within the time left.
+      if (!final || (final.uid === session.uid && final.deleting)) {
+        throw new SessionConflictError('switched_off', `The session for serial ${query.serial} was switched off by /off before it was listening; call /on again to start a new one`);
+      }
+      // Replaced by another caller's session, or ended by itself while starting: go on with what is there now.
     }
     if (remaining() <= 0) {
       throw new SessionCommandError(`Timed out after ${this.timeoutMs / 1000} s waiting for the previous session of serial ${query.serial} to close`);
     }
-    throw new SessionCommandError(`Could not start a session for serial ${query.serial}: it kept being switched off or ending`);
+    throw new SessionConflictError('switched_off', `The sessions for serial ${query.serial} kept being switched off by /off while this /on started them; call /on again`);
   }
 
   async off(serial: string): Promise<OffOutcome> {
@@ -101,7 +116,8 @@ export class SessionCommands {
       return { kind: 'not-found' };
     }
     const result = await this.store.delete(serial, existing.uid);
-    if (result === 'not-found') return { kind: 'not-found' };
+    // 'not-found' here: another caller removed the live session a moment ago; it is off, as asked.
+    if (result === 'not-found') return { kind: 'ended' };
     const gone = await this.waitUntilGone(existing, this.timeoutMs);
     if (!gone) throw new SessionCommandError(`Timed out after ${this.timeoutMs / 1000} s waiting for the session of serial ${serial} to close`);
     return { kind: 'ended' };
@@ -119,7 +135,7 @@ export class SessionCommands {
   }
 
   private async waitUntilGone(session: ProxySession, timeoutMs: number): Promise<boolean> {
-    const wait = await waitForSession(this.store, session.serial, (s) => !s || s.uid !== session.uid, timeoutMs, this.timers);
+    const wait = await waitForSession(this.store, session.serial, (s) => !s || s.uid !== session.uid, timeoutMs, this.clock);
     return wait.reached;
   }
 }

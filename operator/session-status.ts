@@ -1,12 +1,13 @@
 // Pure status merging: how a ProxySession's status follows from the proxy's
 // view of it. No I/O; the reconciler decides when to write.
-import type { SessionSpec, SessionState } from '../proxy-pod/admin-protocol.ts';
+import type { SessionSpec, SessionState } from '../common/admin-protocol.ts';
 import {
   isLive,
   type ProxySession,
   type ProxySessionStatus,
   type SessionCondition,
   type SessionEndReason,
+  STATUS_SCALARS,
 } from './session-store.ts';
 
 export const READY = 'Ready';
@@ -124,20 +125,13 @@ export function sameStatus(a: ProxySessionStatus, b: ProxySessionStatus): boolea
   return STATUS_SCALARS.every((field) => a[field] === b[field]) && sameConditions(a.conditions, b.conditions);
 }
 
-const STATUS_SCALARS = [
-  'phase', 'host', 'port', 'deviceConnected', 'clientConnected', 'transferredBytes',
-  'deviceAddress', 'clientAddress', 'endedReason', 'endedAt', 'observedGeneration',
-] as const satisfies ReadonlyArray<Exclude<keyof ProxySessionStatus, 'conditions'>>;
-// A status field added later without being listed above fails to compile here.
-const everyScalarListed: Exclude<keyof ProxySessionStatus, 'conditions' | (typeof STATUS_SCALARS)[number]> extends never ? true : never = true;
-void everyScalarListed;
-
 function sameConditions(a: SessionCondition[] | undefined, b: SessionCondition[] | undefined): boolean {
   if (a === undefined || b === undefined) return a === b;
   return (
     a.length === b.length &&
     a.every((c, i) => {
-      const d = b[i]!;
+      const d = b[i];
+      if (d === undefined) return false;
       return (
         c.type === d.type && c.status === d.status && c.reason === d.reason && c.message === d.message &&
         c.lastTransitionTime === d.lastTransitionTime && c.observedGeneration === d.observedGeneration

@@ -2,7 +2,7 @@
 // converges. The names mirror the ProxySession custom resource
 // (cccp.tcxn.net/v1alpha1) so the Kubernetes store maps field for field;
 // the memory store serves the standalone mode and tests.
-import type { EndedReason } from '../proxy-pod/admin-protocol.ts';
+import { ENDED_REASONS } from '../common/admin-protocol.ts';
 
 export interface ProxySessionSpec {
   /** Immutable; also the store key (the resource name is derived from it). */
@@ -14,10 +14,12 @@ export interface ProxySessionSpec {
   timeoutSeconds?: number;
 }
 
-export type SessionPhase = 'Pending' | 'Active' | 'Ended' | 'Failed';
+export const SESSION_PHASES = ['Pending', 'Active', 'Ended', 'Failed'] as const;
+export type SessionPhase = (typeof SESSION_PHASES)[number];
 
 /** Why a session is Ended (from the proxy) or Failed (from the reconciler). */
-export type SessionEndReason = EndedReason | 'NoAvailablePorts' | 'ProxyLost';
+export const SESSION_END_REASONS = [...ENDED_REASONS, 'NoAvailablePorts', 'ProxyLost'] as const;
+export type SessionEndReason = (typeof SESSION_END_REASONS)[number];
 
 export interface SessionCondition {
   type: string;
@@ -28,20 +30,45 @@ export interface SessionCondition {
   observedGeneration?: number;
 }
 
-export interface ProxySessionStatus {
-  phase?: SessionPhase;
-  host?: string;
-  port?: number;
-  deviceConnected?: boolean;
-  clientConnected?: boolean;
-  transferredBytes?: number;
-  deviceAddress?: string;
-  clientAddress?: string;
-  endedReason?: SessionEndReason;
+/**
+ * Every scalar field of a session's status and the kind of value it holds:
+ * the one list the status type, the ProxySession parser, the status patch
+ * and the status comparison derive from. A new field is one line here plus
+ * the CRD schema (a test holds the two together).
+ */
+export const STATUS_SCALAR_KINDS = {
+  phase: SESSION_PHASES,
+  host: 'string',
+  port: 'integer',
+  deviceConnected: 'boolean',
+  clientConnected: 'boolean',
+  transferredBytes: 'integer',
+  deviceAddress: 'string',
+  clientAddress: 'string',
+  endedReason: SESSION_END_REASONS,
   /** ISO time the session ended or failed; drives retention of ended records. */
-  endedAt?: string;
-  observedGeneration?: number;
+  endedAt: 'string',
+  observedGeneration: 'integer',
+} as const;
+
+export type StatusScalarKind = 'string' | 'integer' | 'boolean' | readonly string[];
+
+type ValueOfKind<K> = K extends 'string' ? string : K extends 'integer' ? number : K extends 'boolean' ? boolean : K extends readonly (infer E)[] ? E : never;
+
+export type StatusScalars = { -readonly [F in keyof typeof STATUS_SCALAR_KINDS]?: ValueOfKind<(typeof STATUS_SCALAR_KINDS)[F]> };
+
+export const STATUS_SCALARS = Object.keys(STATUS_SCALAR_KINDS) as Array<keyof StatusScalars>;
+
+export interface ProxySessionStatus extends StatusScalars {
   conditions?: SessionCondition[];
+}
+
+/** Whether value fits the kind of a status field. */
+export function isOfKind(kind: StatusScalarKind, value: unknown): boolean {
+  if (kind === 'string') return typeof value === 'string';
+  if (kind === 'integer') return typeof value === 'number' && Number.isInteger(value);
+  if (kind === 'boolean') return typeof value === 'boolean';
+  return kind.includes(value as string);
 }
 
 /** The finalizer that makes deletion wait until the reconciler freed the port. */

@@ -1,7 +1,7 @@
 // Waiting on the store until a session reaches a state, bounded in time.
 // The Control API answers from the store only; it never asks the proxy.
 import type { ProxySession, SessionStore } from './session-store.ts';
-import { realTimers, type Timers } from './work-queue.ts';
+import { type Clock, systemClock } from '../common/clock.ts';
 
 export type WaitResult = { reached: true; session: ProxySession | undefined } | { reached: false; session: ProxySession | undefined };
 
@@ -14,7 +14,7 @@ export async function waitForSession(
   serial: string,
   reached: (session: ProxySession | undefined) => boolean,
   timeoutMs: number,
-  timers: Timers = realTimers,
+  clock: Clock = systemClock,
 ): Promise<WaitResult> {
   let settle: (result: WaitResult) => void = () => undefined;
   const done = new Promise<WaitResult>((resolve) => (settle = resolve));
@@ -33,7 +33,7 @@ export async function waitForSession(
     if (change.type === 'removed' && change.serial === serial) check(undefined);
     else if (change.type === 'upserted' && change.session.serial === serial) check(change.session);
   });
-  const timer = timers.setTimeout(() => {
+  const timer = clock.setTimeout(() => {
     if (finished) return;
     finished = true;
     settle({ reached: false, session: last });
@@ -43,6 +43,6 @@ export async function waitForSession(
     return await done;
   } finally {
     unsubscribe();
-    timers.clearTimeout(timer);
+    clock.clearTimeout(timer);
   }
 }

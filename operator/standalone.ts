@@ -1,27 +1,37 @@
-// `npm start`: the whole product in one process, without a cluster. The
-// proxy pod, the memory session store, the reconciler and the Control API run
-// the same code as in a cluster; the reconciler reaches the proxy through its
-// admin API on a private Unix socket, exactly as it would over the pod network.
+// `npm start`: the whole product without a cluster. The proxy pod runs in a
+// child process of its own (as in a cluster, so control-plane load cannot
+// stall live sessions); the memory session store, the reconciler and the
+// Control API run here, the same code as in a cluster. The reconciler reaches
+// the proxy through its admin API on a private Unix socket, exactly as it
+// would over the pod network.
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { proxyOptionsFromEnv } from '../proxy-pod/config.ts';
-import { createLogger, type Logger } from '../proxy-pod/log.ts';
-import { ProxyPod } from '../proxy-pod/proxy-pod.ts';
+import { limitConnections } from '../common/http-limits.ts';
+import { createLogger, type Logger } from '../common/log.ts';
+import { LogSummary } from '../common/log-summary.ts';
+import { BearerTokens } from './bearer-tokens.ts';
 import { operatorConfigFromEnv, reconcilerSettings, type OperatorConfig } from './config.ts';
 import { createControlApi } from './control-api.ts';
+import { ControlTokensFile } from './control-tokens-file.ts';
 import { ControlMetrics } from './control-metrics.ts';
+import { OperatorMetrics } from './operator-metrics.ts';
 import { MemorySessionStore } from './memory-session-store.ts';
 import { ProxyAdminClient } from './proxy-admin-client.ts';
+import { ProxyProcess } from './proxy-process.ts';
 import { Reconciler } from './reconciler.ts';
 import { SessionCommands } from './session-commands.ts';
+import { listen } from '../common/sockets.ts';
+import { isEntryPoint } from '../common/entry-point.ts';
 
 export interface Standalone {
   controlUrl: string;
   devicePort: number;
+  /** The proxy's child process. */
+  proxyPid: number | undefined;
   stop(): Promise<void>;
 }
 
@@ -40,45 +50,54 @@ export async function startStandalone(env: NodeJS.ProcessEnv, logger: Logger): P
     await chmod(socketDir, 0o700);
     const socketPath = join(socketDir, 'admin.sock');
 
-    const proxyOptions = proxyOptionsFromEnv({ ...env, CCCP_ADMIN_SOCKET: socketPath });
-    const pod = await ProxyPod.start({
-      ...proxyOptions,
-      devicePort: config.devicePort,
-      bindHost: config.bindHost,
-      admin: { socketPath },
-      logger: logger.child({ part: 'proxy-pod' }),
-    });
-    cleanups.push(() => pod.stop());
+    const proxyEnv: NodeJS.ProcessEnv = {
+      ...env,
+      CCCP_ADMIN_SOCKET: socketPath,
+      CCCP_DEVICE_PORT: String(config.devicePort),
+      // The standalone mode has no proxy health port unless one is asked for.
+      CCCP_PROXY_HEALTH_PORT: env.CCCP_PROXY_HEALTH_PORT ?? '0',
+    };
+    // Bad proxy settings stop the start here, with the message, before a process is made.
+    proxyOptionsFromEnv(proxyEnv);
+    const proxy = await ProxyProcess.start({ env: proxyEnv, logger: logger.child({ part: 'proxy-process' }) });
+    cleanups.push(() => proxy.stop());
     await chmod(socketPath, 0o600);
 
     const store = new MemorySessionStore();
     const admin = new ProxyAdminClient({ endpoint: { socketPath } });
     cleanups.push(async () => admin.close());
-    const reconciler = new Reconciler({
+    const metrics = new ControlMetrics(store);
+    // Always the leader; process metrics come with the proxy pod's registry.
+    const operatorMetrics = new OperatorMetrics(metrics.registry, { leading: () => true, reconciler: () => reconciler });
+    const reconciler: Reconciler = new Reconciler({
       ...reconcilerSettings(config),
-      store,
+      store: operatorMetrics.countStatusWrites(store),
       admin,
       logger: logger.child({ part: 'reconciler' }),
+      observeReconcile: operatorMetrics.observeReconcile,
     });
     await reconciler.start();
     cleanups.push(() => reconciler.stop());
 
-    const metrics = new ControlMetrics(store);
+    const tokens = new BearerTokens(config.controlTokens);
+    if (config.controlTokensFile) {
+      const tokensFile = new ControlTokensFile(config.controlTokensFile, tokens, config.controlTokens, logger.child({ part: 'control-tokens' }));
+      tokensFile.start();
+      cleanups.push(async () => tokensFile.stop());
+    }
+    const summary = new LogSummary(logger.child({ part: 'control-api' }), config.logSummaryMs);
+    cleanups.push(async () => summary.close());
     const app = createControlApi({
       commands: new SessionCommands(store, { timeoutMs: config.requestTimeoutMs }),
       metrics,
       logger: logger.child({ part: 'control-api' }),
-      tokens: config.controlTokens,
+      tokens,
       notReadyReason: () => (reconciler.isReady() ? undefined : 'the reconciler has not synced with the proxy yet'),
+      summary,
     });
     const server = http.createServer(app.callback());
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(config.controlPort, config.controlBindHost, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    limitConnections(server, config.httpLimits, (what) => summary.warn({ what, limit: config.httpLimits.maxConnections }, 'control connection closed by the limits'));
+    await listen(server, { port: config.controlPort, host: config.controlBindHost });
     cleanups.push(
       () =>
         new Promise<void>((resolve) => {
@@ -92,10 +111,10 @@ export async function startStandalone(env: NodeJS.ProcessEnv, logger: Logger): P
     const bindText = config.bindHost ?? 'all interfaces';
     process.stdout.write(
       `Control API listening on ${controlUrl}\n` +
-        `Device port ${pod.devicePort} listening on ${bindText}\n` +
+        `Device port ${proxy.devicePort} listening on ${bindText}\n` +
         `Session ports ${config.portRange.min}-${config.portRange.max} on ${bindText}, answered as host ${config.publicHost}\n`,
     );
-    return { controlUrl, devicePort: pod.devicePort, stop };
+    return { controlUrl, devicePort: proxy.devicePort, proxyPid: proxy.pid, stop };
   } catch (error) {
     await stop();
     throw error;
@@ -124,6 +143,4 @@ async function main(): Promise<void> {
 }
 
 // Run only as the entry point, so tests and embedders can import startStandalone.
-if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === resolve(process.argv[1])) {
-  await main();
-}
+if (isEntryPoint(import.meta.url)) await main();

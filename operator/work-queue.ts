@@ -1,23 +1,9 @@
 // A keyed work queue in the manner of controller-runtime's: adding a key that
 // is already waiting does nothing, one key never runs twice at once (a key
 // added while it runs runs once more afterwards), and a failing key is retried
-// with exponential backoff. Timers are injected so tests control time.
+// with exponential backoff. The clock is injected so tests control time.
 
-export interface Timers {
-  now(): number;
-  setTimeout(callback: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
-export const realTimers: Timers = {
-  now: () => Date.now(),
-  setTimeout: (callback, ms) => {
-    const handle = setTimeout(callback, ms);
-    handle.unref?.();
-    return handle;
-  },
-  clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
-};
+import { type Clock, systemClock } from '../common/clock.ts';
 
 /** What a handler may ask for besides success: run this key again later. */
 export interface WorkResult {
@@ -30,7 +16,7 @@ export interface WorkQueueOptions {
   concurrency?: number;
   baseDelayMs?: number;
   maxDelayMs?: number;
-  timers?: Timers;
+  clock?: Clock;
   onError?: (key: unknown, error: unknown, retryInMs: number) => void;
 }
 
@@ -46,7 +32,7 @@ export class WorkQueue<K> {
   private readonly concurrency: number;
   private readonly baseDelayMs: number;
   private readonly maxDelayMs: number;
-  private readonly timers: Timers;
+  private readonly clock: Clock;
   private readonly onError: WorkQueueOptions['onError'];
   private stopped = false;
 
@@ -54,7 +40,7 @@ export class WorkQueue<K> {
     this.concurrency = Math.max(1, options.concurrency ?? 4);
     this.baseDelayMs = options.baseDelayMs ?? 100;
     this.maxDelayMs = options.maxDelayMs ?? 30_000;
-    this.timers = options.timers ?? realTimers;
+    this.clock = options.clock ?? systemClock;
     this.onError = options.onError;
   }
 
@@ -85,12 +71,15 @@ export class WorkQueue<K> {
   /** Queues key after delayMs; an earlier pending delay for the key wins. */
   addAfter(key: K, delayMs: number): void {
     if (this.stopped) return;
-    if (delayMs <= 0) return this.add(key);
-    const dueAt = this.timers.now() + delayMs;
+    if (delayMs <= 0) {
+      this.add(key);
+      return;
+    }
+    const dueAt = this.clock.now() + delayMs;
     const existing = this.delayed.get(key);
     if (existing && existing.dueAt <= dueAt) return;
     this.cancelDelayed(key);
-    const handle = this.timers.setTimeout(() => {
+    const handle = this.clock.setTimeout(() => {
       this.delayed.delete(key);
       this.add(key);
     }, delayMs);
@@ -125,7 +114,7 @@ export class WorkQueue<K> {
   private cancelDelayed(key: K): void {
     const entry = this.delayed.get(key);
     if (!entry) return;
-    this.timers.clearTimeout(entry.handle);
+    this.clock.clearTimeout(entry.handle);
     this.delayed.delete(key);
   }
 

@@ -10,10 +10,12 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { addressEntryError } from './address-matcher.ts';
-import type { AdminError, ProxyEvent, SessionList, SessionLookup, SessionSpec, SessionState } from './admin-protocol.ts';
-import type { Logger } from './log.ts';
+import type { AdminError, ProxyEvent, SessionList, SessionLookup, SessionSpec, SessionState } from '../common/admin-protocol.ts';
+import { type HttpLimits, limitConnections } from '../common/http-limits.ts';
+import type { Logger } from '../common/log.ts';
 import { isValidSerial } from './registration.ts';
 import { PortUnavailableError } from './session.ts';
+import { listen } from '../common/sockets.ts';
 
 export type AdminListen = { socketPath: string } | { host: string; port: number; token: string };
 
@@ -45,8 +47,9 @@ export class AdminApi {
   private socketPath: string | undefined;
   where = '';
 
-  constructor(private readonly target: AdminTarget, private readonly logger: Logger) {
+  constructor(private readonly target: AdminTarget, private readonly logger: Logger, limits?: HttpLimits) {
     this.server = http.createServer();
+    if (limits) limitConnections(this.server, limits);
   }
 
   async listen(how: AdminListen): Promise<void> {
@@ -56,12 +59,12 @@ export class AdminApi {
     if ('socketPath' in how) {
       // A socket file left by a killed process would make listen fail.
       await unlink(how.socketPath).catch(() => undefined);
-      await new Promise<void>((resolve, reject) => this.server.once('error', reject).listen(how.socketPath, resolve));
+      await listen(this.server, { path: how.socketPath });
       await chmod(how.socketPath, 0o600);
       this.socketPath = how.socketPath;
       this.where = how.socketPath;
     } else {
-      await new Promise<void>((resolve, reject) => this.server.once('error', reject).listen(how.port, how.host, resolve));
+      await listen(this.server, { port: how.port, host: how.host });
       const address = this.server.address() as AddressInfo;
       this.where = `${address.address}:${address.port}`;
     }
@@ -171,7 +174,8 @@ function digest(text: string): Buffer {
 /** Compares hashes so neither length nor content leaks through timing. */
 function bearerMatches(header: string, expected: Buffer): boolean {
   const match = /^Bearer\s+(\S+)$/i.exec(header);
-  return match !== null && timingSafeEqual(digest(match[1]!), expected);
+  const presented = match?.[1];
+  return presented !== undefined && timingSafeEqual(digest(presented), expected);
 }
 
 function serialParam(raw: string | undefined): string {

@@ -1,8 +1,9 @@
 // The proxy pod's settings from CCCP_* environment variables.
-import { readFileSync } from 'node:fs';
 import { addressEntryError } from './address-matcher.ts';
 import type { AdminListen } from './admin-api.ts';
-import { ConfigError, envInteger, envList, envString } from './env.ts';
+import { adminTokenFromEnv, ConfigError, envInteger, envList, envString } from '../common/env.ts';
+import { httpLimitsFromEnv } from '../common/http-limits.ts';
+import { logSummaryMsFromEnv } from '../common/log-summary.ts';
 import type { ProxyPodOptions } from './proxy-pod.ts';
 
 export interface ProxyConfig extends ProxyPodOptions {
@@ -27,6 +28,8 @@ export function proxyOptionsFromEnv(env: NodeJS.ProcessEnv): ProxyConfig {
     lingerMs: envInteger(env, 'CCCP_LINGER_S', 30, 1, 3600) * 1000,
     deviceAllowlist,
     healthPort: envInteger(env, 'CCCP_PROXY_HEALTH_PORT', 9090, 0, 65_535),
+    logSummaryMs: logSummaryMsFromEnv(env),
+    httpLimits: httpLimitsFromEnv(env),
   };
 }
 
@@ -39,10 +42,3 @@ function adminListenFromEnv(env: NodeJS.ProcessEnv): AdminListen {
   return { host: envString(env, 'CCCP_ADMIN_BIND_HOST') ?? '0.0.0.0', port, token: adminTokenFromEnv(env) };
 }
 
-/** The admin token, from CCCP_ADMIN_TOKEN or the file named by CCCP_ADMIN_TOKEN_FILE (a mounted Secret). */
-export function adminTokenFromEnv(env: NodeJS.ProcessEnv): string {
-  const file = envString(env, 'CCCP_ADMIN_TOKEN_FILE');
-  const token = file ? readFileSync(file, 'utf8').trim() : envString(env, 'CCCP_ADMIN_TOKEN');
-  if (!token || token.length < 16) throw new ConfigError('the admin API on TCP needs CCCP_ADMIN_TOKEN or CCCP_ADMIN_TOKEN_FILE with at least 16 characters');
-  return token;
-}

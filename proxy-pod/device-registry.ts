@@ -3,10 +3,12 @@
 // pending until its session exists.
 import net from 'node:net';
 import { AddressMatcher } from './address-matcher.ts';
-import type { Logger } from './log.ts';
+import type { Clock } from '../common/clock.ts';
+import type { Logger } from '../common/log.ts';
+import type { LogSummary } from '../common/log-summary.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import { RegistrationParser } from './registration.ts';
-import { peerAddress } from './session.ts';
+import { listen, peerAddress } from '../common/sockets.ts';
 
 export interface DeviceRegistryOptions {
   port: number;
@@ -22,6 +24,9 @@ export interface DeviceRegistryOptions {
   allowlist: string[];
   metrics: ProxyMetrics;
   logger: Logger;
+  clock: Clock;
+  /** For registration lines, which anyone who reaches the device port can cause. */
+  summary: LogSummary;
 }
 
 export interface RegisteredDevice {
@@ -31,6 +36,9 @@ export interface RegisteredDevice {
   payload: Buffer;
   endedWithCr: boolean;
 }
+
+/** Registered devices handed on per turn of the event loop. */
+const ROUTE_BATCH = 32;
 
 type RejectReason = 'too-long' | 'non-printable' | 'empty' | 'timeout' | 'closed-early' | 'source-not-allowed' | 'overload' | 'pending-full' | 'pending-timeout';
 
@@ -45,6 +53,9 @@ export class DeviceRegistry {
   private readonly allowlist: AddressMatcher;
   private readonly pending = new Map<string, PendingDevice>();
   private readonly unregistered = new Set<net.Socket>();
+  /** Registered devices not handed on yet, oldest first (see `routeSoon`). */
+  private readonly registered: Array<{ device: RegisteredDevice; address: string }> = [];
+  private routing: NodeJS.Immediate | undefined;
 
   /** `route` returns false when no live session takes the device, which then waits as pending. */
   constructor(private readonly opts: DeviceRegistryOptions, private readonly route: (device: RegisteredDevice) => boolean) {
@@ -55,13 +66,7 @@ export class DeviceRegistry {
   }
 
   async listen(): Promise<number> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen({ port: this.opts.port, host: this.opts.bindHost }, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
+    await listen(this.server, { port: this.opts.port, host: this.opts.bindHost });
     return (this.server.address() as net.AddressInfo).port;
   }
 
@@ -81,6 +86,8 @@ export class DeviceRegistry {
 
   async close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    clearImmediate(this.routing);
+    for (const { device } of this.registered.splice(0)) device.socket.destroy();
     for (const socket of this.unregistered) socket.destroy();
     for (const serial of [...this.pending.keys()]) this.takePending(serial)?.destroy();
     await closed;
@@ -89,8 +96,14 @@ export class DeviceRegistry {
   private onConnection(socket: net.Socket): void {
     const address = peerAddress(socket);
     socket.on('error', () => {});
-    if (!this.allowlist.admits(socket.remoteAddress)) return this.reject(socket, address, 'source-not-allowed');
-    if (this.unregistered.size >= this.opts.maxUnregistered) return this.reject(socket, address, 'overload');
+    if (!this.allowlist.admits(socket.remoteAddress)) {
+      this.reject(socket, address, 'source-not-allowed');
+      return;
+    }
+    if (this.unregistered.size >= this.opts.maxUnregistered) {
+      this.reject(socket, address, 'overload');
+      return;
+    }
     socket.setKeepAlive(true);
     socket.setNoDelay(true);
     this.unregistered.add(socket);
@@ -98,17 +111,17 @@ export class DeviceRegistry {
 
     const parser = new RegistrationParser();
     const done = () => {
-      clearTimeout(deadline);
+      this.opts.clock.clearTimeout(deadline);
       socket.off('data', onData);
       socket.off('close', onClose);
       socket.off('end', onClose);
       this.unregistered.delete(socket);
       this.opts.metrics.unregisteredConnections.set(this.unregistered.size);
     };
-    const deadline = setTimeout(() => {
+    const deadline = this.opts.clock.setTimeout(() => {
       done();
       this.reject(socket, address, 'timeout');
-    }, this.opts.registrationTimeoutMs);
+    }, this.opts.registrationTimeoutMs, { keepAlive: true });
     const onClose = () => {
       done();
       this.reject(socket, address, 'closed-early');
@@ -120,32 +133,55 @@ export class DeviceRegistry {
       if (step.kind === 'rejected') return this.reject(socket, address, step.reason);
       // Nothing more is read until the device's new owner wants it.
       socket.pause();
-      this.opts.logger.info({ serial: step.serial, peer: address }, 'device registered');
-      const device = { serial: step.serial, socket, payload: step.payload, endedWithCr: step.endedWithCr };
-      if (!this.route(device)) this.addPending(device, address);
+      this.opts.metrics.registrations.inc();
+      this.opts.summary.info({ serial: step.serial, peer: address }, 'device registered');
+      this.routeSoon({ serial: step.serial, socket, payload: step.payload, endedWithCr: step.endedWithCr }, address);
     };
     socket.on('data', onData);
     socket.on('close', onClose);
     socket.on('end', onClose);
   }
 
+  /**
+   * Hands registered devices on (attach, replace, or pending) a batch at a
+   * time, between turns of the event loop: a burst of registrations (say
+   * 3,000 devices reconnecting at once) then cannot hold up live sessions'
+   * bytes for the whole burst. Order is kept.
+   */
+  private routeSoon(device: RegisteredDevice, address: string): void {
+    this.registered.push({ device, address });
+    this.routing ??= setImmediate(() => this.routeBatch());
+  }
+
+  private routeBatch(): void {
+    this.routing = undefined;
+    for (const { device, address } of this.registered.splice(0, ROUTE_BATCH)) {
+      if (device.socket.destroyed) continue;
+      if (!this.route(device)) this.addPending(device, address);
+    }
+    if (this.registered.length > 0) this.routing = setImmediate(() => this.routeBatch());
+  }
+
   private addPending(device: RegisteredDevice, address: string): void {
     const { serial, socket } = device;
     // A newer connection for the serial replaces the older one.
     this.takePending(serial)?.destroy();
-    if (this.pending.size >= this.opts.maxPending) return this.reject(socket, address, 'pending-full');
+    if (this.pending.size >= this.opts.maxPending) {
+      this.reject(socket, address, 'pending-full');
+      return;
+    }
     // Data that arrives before the session exists is discarded.
     const discard = () => {};
     const gone = () => {
       this.takePending(serial);
       socket.destroy();
     };
-    const timer = setTimeout(() => {
+    const timer = this.opts.clock.setTimeout(() => {
       this.takePending(serial);
       this.reject(socket, address, 'pending-timeout');
-    }, this.opts.pendingTimeoutMs);
+    }, this.opts.pendingTimeoutMs, { keepAlive: true });
     const release = () => {
-      clearTimeout(timer);
+      this.opts.clock.clearTimeout(timer);
       socket.off('data', discard).off('end', gone).off('close', gone);
       socket.pause();
     };
@@ -153,7 +189,7 @@ export class DeviceRegistry {
     this.opts.metrics.pendingDevices.set(this.pending.size);
     socket.on('data', discard).on('end', gone).on('close', gone);
     socket.resume();
-    this.opts.logger.info({ serial, peer: address }, 'device pending: no session yet');
+    this.opts.summary.info({ serial, peer: address }, 'device pending: no session yet');
   }
 
   private reject(socket: net.Socket, address: string, reason: RejectReason): void {

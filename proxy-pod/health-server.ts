@@ -3,11 +3,13 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
+import { type HttpLimits, limitConnections } from '../common/http-limits.ts';
+import { listen } from '../common/sockets.ts';
 
 export class HealthServer {
   private readonly server: http.Server;
 
-  constructor(registry: Registry) {
+  constructor(registry: Registry, limits?: HttpLimits) {
     this.server = http.createServer((req, res) => {
       const path = (req.url ?? '/').split('?')[0];
       if (req.method !== 'GET') {
@@ -23,10 +25,11 @@ export class HealthServer {
         res.writeHead(404, { 'content-type': 'application/json' }).end('{"message":"not found"}');
       }
     });
+    if (limits) limitConnections(this.server, limits);
   }
 
   async listen(port: number, host?: string): Promise<number> {
-    await new Promise<void>((resolve, reject) => this.server.once('error', reject).listen(port, host, resolve));
+    await listen(this.server, { port, host });
     return (this.server.address() as AddressInfo).port;
   }
 

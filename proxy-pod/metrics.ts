@@ -12,6 +12,7 @@ export class ProxyMetrics {
   readonly forwardedBytes = new Counter({ name: 'cccp_proxy_forwarded_bytes_total', help: 'Payload bytes forwarded, by the side that sent them', labelNames: ['from'] as const, registers: [this.registry] });
   readonly droppedBytes = new Counter({ name: 'cccp_proxy_dropped_bytes_total', help: 'Payload bytes discarded because the other party was absent, by the side that sent them', labelNames: ['from'] as const, registers: [this.registry] });
   readonly registrationsRejected = new Counter({ name: 'cccp_proxy_registrations_rejected_total', help: 'Device connections closed before registering, by reason', labelNames: ['reason'] as const, registers: [this.registry] });
+  readonly registrations = new Counter({ name: 'cccp_proxy_registrations_total', help: 'Device connections that sent a valid serial', registers: [this.registry] });
   readonly clientsRefused = new Counter({ name: 'cccp_proxy_clients_refused_total', help: 'Client connections refused by a session whitelist', registers: [this.registry] });
   readonly sessionsEnded = new Counter({ name: 'cccp_proxy_sessions_ended_total', help: 'Sessions ended, by reason', labelNames: ['reason'] as const, registers: [this.registry] });
 

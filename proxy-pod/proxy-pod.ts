@@ -4,9 +4,12 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { AdminApi, AdminHttpError, type AdminListen } from './admin-api.ts';
-import type { ProxyEvent, SessionList, SessionLookup, SessionSpec, SessionState } from './admin-protocol.ts';
+import type { ProxyEvent, SessionList, SessionLookup, SessionSpec, SessionState } from '../common/admin-protocol.ts';
 import { DeviceRegistry, type RegisteredDevice } from './device-registry.ts';
-import { createLogger, type Logger } from './log.ts';
+import { type Clock, systemClock } from '../common/clock.ts';
+import type { HttpLimits } from '../common/http-limits.ts';
+import { createLogger, type Logger } from '../common/log.ts';
+import { LogSummary } from '../common/log-summary.ts';
 import { ProxyMetrics } from './metrics.ts';
 import { Session, type SessionEvent } from './session.ts';
 
@@ -22,15 +25,22 @@ export interface ProxyPodOptions {
   /** How long an ending session waits for a party to take its last bytes. */
   lingerMs?: number;
   logger?: Logger;
+  /** Interval of the rate-limited summaries of lines a peer can cause at will. */
+  logSummaryMs?: number;
+  /** Connection cap and timeouts of the admin API's HTTP server. */
+  httpLimits?: HttpLimits;
   /** Process-wide metrics (memory, CPU); off when several pods share a process. */
   processMetrics?: boolean;
+  clock?: Clock;
 }
 
 export class ProxyPod {
   readonly instanceId = randomUUID();
-  readonly startedAt = new Date();
+  readonly startedAt: Date;
+  private readonly clock: Clock;
   readonly metrics: ProxyMetrics;
   private readonly logger: Logger;
+  private readonly summary: LogSummary;
   private readonly sessions = new Map<string, Session>();
   private readonly registry: DeviceRegistry;
   private readonly events = new EventEmitter();
@@ -42,8 +52,11 @@ export class ProxyPod {
   private lock: Promise<unknown> = Promise.resolve();
 
   private constructor(private readonly opts: ProxyPodOptions) {
+    this.clock = opts.clock ?? systemClock;
+    this.startedAt = new Date(this.clock.now());
     this.logger = opts.logger ?? createLogger('proxy-pod');
     this.metrics = new ProxyMetrics(opts.processMetrics ?? true);
+    this.summary = new LogSummary(this.logger, opts.logSummaryMs ?? 10_000);
     this.events.setMaxListeners(0);
     this.registry = new DeviceRegistry(
       {
@@ -56,6 +69,8 @@ export class ProxyPod {
         allowlist: opts.deviceAllowlist ?? [],
         metrics: this.metrics,
         logger: this.logger,
+        clock: this.clock,
+        summary: this.summary,
       },
       (device) => this.routeDevice(device),
     );
@@ -64,7 +79,7 @@ export class ProxyPod {
   static async start(opts: ProxyPodOptions): Promise<ProxyPod> {
     const pod = new ProxyPod(opts);
     pod.boundDevicePort = await pod.registry.listen();
-    pod.admin = new AdminApi(pod, pod.logger);
+    pod.admin = new AdminApi(pod, pod.logger, opts.httpLimits);
     try {
       await pod.admin.listen(opts.admin);
     } catch (err) {
@@ -108,8 +123,10 @@ export class ProxyPod {
         bindHost: this.opts.bindHost,
         metrics: this.metrics,
         logger: this.logger,
+        summary: this.summary,
         lingerMs: this.opts.lingerMs ?? 30_000,
         emit: (event) => this.publish(event),
+        clock: this.clock,
       });
       await session.listen();
       this.sessions.set(serial, session);
@@ -158,6 +175,7 @@ export class ProxyPod {
     this.sessions.clear();
     await this.registry.close();
     this.events.removeAllListeners();
+    this.summary.close();
     this.logger.info({ instanceId: this.instanceId }, 'proxy pod stopped');
   }
 
@@ -169,7 +187,7 @@ export class ProxyPod {
   }
 
   private publish(event: SessionEvent): void {
-    const full: ProxyEvent = { ...event, instanceId: this.instanceId, seq: ++this.seq, at: new Date().toISOString() };
+    const full: ProxyEvent = { ...event, instanceId: this.instanceId, seq: ++this.seq, at: new Date(this.clock.now()).toISOString() };
     this.events.emit('event', full);
   }
 

@@ -35,7 +35,7 @@ export class RegistrationParser {
 
   push(chunk: Buffer): RegistrationStep {
     for (let i = 0; i < chunk.length; i++) {
-      const byte = chunk[i]!;
+      const byte = chunk[i] ?? 0;
       if (byte === CR || byte === LF) {
         if (this.serial.length === 0) return { kind: 'rejected', reason: 'empty' };
         const crIsLast = byte === CR && i + 1 === chunk.length;

@@ -7,9 +7,12 @@
 // (so memory per direction stays near one socket buffer).
 import net from 'node:net';
 import { AddressMatcher } from './address-matcher.ts';
-import type { EndedReason, SessionSpec, SessionState } from './admin-protocol.ts';
-import type { Logger } from './log.ts';
+import type { EndedReason, SessionSpec, SessionState } from '../common/admin-protocol.ts';
+import type { Clock } from '../common/clock.ts';
+import type { Logger } from '../common/log.ts';
+import type { LogSummary } from '../common/log-summary.ts';
 import type { ProxyMetrics } from './metrics.ts';
+import { listen, peerAddress } from '../common/sockets.ts';
 
 export type Side = 'device' | 'client';
 
@@ -25,9 +28,12 @@ export interface SessionContext {
   bindHost?: string;
   metrics: ProxyMetrics;
   logger: Logger;
+  /** For the lines a peer can cause at will (connects, refusals): rate-limited. */
+  summary: LogSummary;
   /** How long an ending session waits for a party to take its last bytes. */
   lingerMs: number;
   emit(event: SessionEvent): void;
+  clock: Clock;
 }
 
 export class PortUnavailableError extends Error {
@@ -83,7 +89,7 @@ export class Session {
   private readonly server: net.Server;
   private readonly parties: Record<Side, Party | undefined> = { device: undefined, client: undefined };
   private clientEverConnected = false;
-  private timeoutTimer: NodeJS.Timeout | undefined;
+  private timeoutTimer: unknown;
   private transferred = 0;
   private dropped = 0;
   private listeningSince = new Date();
@@ -111,21 +117,10 @@ export class Session {
 
   /** Binds the session's port; rejects with PortUnavailableError. */
   async listen(): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: Error) => reject(new PortUnavailableError(this.spec.port, err));
-      this.server.once('error', onError);
-      try {
-        this.server.listen({ port: this.spec.port, host: this.ctx.bindHost, exclusive: true }, () => {
-          this.server.off('error', onError);
-          resolve();
-        });
-      } catch (err) {
-        // An out-of-range port throws synchronously.
-        this.server.off('error', onError);
-        reject(new PortUnavailableError(this.spec.port, err));
-      }
+    await listen(this.server, { port: this.spec.port, host: this.ctx.bindHost, exclusive: true }).catch((err: unknown) => {
+      throw new PortUnavailableError(this.spec.port, err);
     });
-    this.listeningSince = new Date();
+    this.listeningSince = new Date(this.ctx.clock.now());
     this.armTimeout();
   }
 
@@ -155,8 +150,8 @@ export class Session {
   end(reason: EndedReason): void {
     if (!this.live) return;
     this.endedReason = reason;
-    this.endedAt = new Date();
-    clearTimeout(this.timeoutTimer);
+    this.endedAt = new Date(this.ctx.clock.now());
+    this.ctx.clock.clearTimeout(this.timeoutTimer);
     this.server.close();
     for (const party of [this.parties.device, this.parties.client]) {
       if (!party) continue;
@@ -189,10 +184,10 @@ export class Session {
   }
 
   private armTimeout(): void {
-    clearTimeout(this.timeoutTimer);
+    this.ctx.clock.clearTimeout(this.timeoutTimer);
     this.timeoutTimer = undefined;
     if (this.clientEverConnected || this.spec.timeoutSeconds === undefined || !this.live) return;
-    this.timeoutTimer = setTimeout(() => this.end('ClientConnectTimeout'), this.spec.timeoutSeconds * 1000);
+    this.timeoutTimer = this.ctx.clock.setTimeout(() => this.end('ClientConnectTimeout'), this.spec.timeoutSeconds * 1000, { keepAlive: true });
   }
 
   private onClient(socket: net.Socket): void {
@@ -205,12 +200,12 @@ export class Session {
       // Destroyed before a single byte is read from it.
       socket.destroy();
       this.ctx.metrics.clientsRefused.inc();
-      this.ctx.logger.warn({ serial: this.serial, client: address }, 'client refused by whitelist');
+      this.ctx.summary.warn({ serial: this.serial, client: address }, 'client refused by whitelist');
       this.ctx.emit({ type: 'client-refused', serial: this.serial, id: this.spec.id, address });
       return;
     }
     this.clientEverConnected = true;
-    clearTimeout(this.timeoutTimer);
+    this.ctx.clock.clearTimeout(this.timeoutTimer);
     this.timeoutTimer = undefined;
     this.attach('client', socket);
   }
@@ -234,7 +229,7 @@ export class Session {
     });
     this.ctx.metrics.connections.inc({ side });
     this.ctx.metrics.connected.inc({ side });
-    this.ctx.logger.info({ serial: this.serial, side, peer: party.address }, `${side} connected`);
+    this.ctx.summary.info({ serial: this.serial, side, peer: party.address }, `${side} connected`);
     this.ctx.emit({ type: `${side}-connected`, serial: this.serial, id: this.spec.id, address: party.address });
     // A sender that was waiting for the previous party's 'drain' goes on; its
     // bytes now reach the new party.
@@ -291,7 +286,7 @@ export class Session {
     this.parties[party.side] = undefined;
     party.unlisten();
     this.ctx.metrics.connected.dec({ side: party.side });
-    this.ctx.logger.info({ serial: this.serial, side: party.side, peer: party.address, why }, `${party.side} disconnected`);
+    this.ctx.summary.info({ serial: this.serial, side: party.side, peer: party.address, why }, `${party.side} disconnected`);
     this.ctx.emit({ type: `${party.side}-disconnected`, serial: this.serial, id: this.spec.id, address: party.address, reason: why });
     const other = this.parties[party.side === 'device' ? 'client' : 'device'];
     // Whoever waited for this party to drain must not wait forever.
@@ -307,16 +302,11 @@ export class Session {
    */
   private closeAfterFlush(socket: net.Socket): void {
     if (socket.destroyed) return;
-    const linger = setTimeout(() => socket.destroy(), this.ctx.lingerMs);
-    linger.unref();
-    socket.once('close', () => clearTimeout(linger));
+    const linger = this.ctx.clock.setTimeout(() => socket.destroy(), this.ctx.lingerMs);
+    socket.once('close', () => this.ctx.clock.clearTimeout(linger));
     socket.on('data', () => {});
     socket.resume();
     socket.end();
   }
 }
 
-export function peerAddress(socket: net.Socket): string {
-  const host = socket.remoteAddress ?? 'unknown';
-  return host.includes(':') ? `[${host}]:${socket.remotePort}` : `${host}:${socket.remotePort}`;
-}

@@ -32,7 +32,8 @@ function findTests(dir) {
   return found.sort();
 }
 
-const stripAnsi = (s) => s.replace(/\x1b\[[0-9;]*m/g, '');
+const ANSI_COLOR = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, 'g');
+const stripAnsi = (s) => s.replace(ANSI_COLOR, '');
 
 function summaryOf(output) {
   const text = stripAnsi(output);

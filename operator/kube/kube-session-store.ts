@@ -4,7 +4,7 @@
 // writes. A resource made with kubectl under any name is a session like one
 // made by /on; if two resources carry one serial, the older one is the
 // session and the newer is marked Failed (DuplicateSerial).
-import type { Logger } from '../../proxy-pod/log.ts';
+import type { Logger } from '../../common/log.ts';
 import {
   SESSION_FINALIZER,
   copySpec,
@@ -67,8 +67,9 @@ export class KubeSessionStore implements SessionStore {
         if (existing?.metadata.deletionTimestamp) return { outcome: 'deleting', session: toSession(existing) };
         if (existing && sameSpec(existing.spec, spec)) return { outcome: 'unchanged', session: toSession(existing) };
         if (existing) {
-          const updated = await this.client.patchSpec(existing.metadata.name, existing.metadata.uid, spec);
-          this.informer.observe(updated);
+          const updated = await this.patchSpecOf(existing, spec);
+          if (!updated && attempt >= MAX_CONFLICT_RETRIES) throw new Error(`ProxySession ${existing.metadata.name} kept changing while its spec was written`);
+          if (!updated) continue;
           return { outcome: 'updated', session: toSession(updated) };
         }
         // The name is derived from the serial: concurrent creators collide
@@ -86,11 +87,10 @@ export class KubeSessionStore implements SessionStore {
     const resource = this.resourceFor(serial) ?? (await this.fetch(resourceNameForSerial(serial)));
     if (!resource || (uid !== undefined && resource.metadata.uid !== uid)) return 'not-found';
     const result = await this.client.delete(resource.metadata.name, resource.metadata.uid);
-    if (result === 'deleting') {
-      const fresh = await this.fetch(resource.metadata.name);
-      if (fresh) this.informer.observe(fresh);
-    }
-    return result;
+    // Our own reads must see the deletion at once, not when the watch reports it.
+    if (result.outcome === 'deleting') this.informer.observe(result.object);
+    else this.informer.forget(resource);
+    return result.outcome;
   }
 
   async setFinalizer(serial: string, uid: string, present: boolean): Promise<ProxySession | undefined> {
@@ -106,11 +106,13 @@ export class KubeSessionStore implements SessionStore {
         // Without finalizers a deleting resource is gone now.
         return updated.metadata.deletionTimestamp && finalizers.length === 0 ? undefined : toSession(updated);
       } catch (err) {
-        if (err instanceof KubeApiError && err.notFound) return undefined;
+        if (err instanceof KubeApiError && err.notFound) {
+          this.informer.forget(resource);
+          return undefined;
+        }
         if (!(err instanceof KubeApiError && err.conflict) || attempt >= MAX_CONFLICT_RETRIES) throw err;
         // Someone else changed it: read it again and retry.
-        const fresh = await this.fetch(resource.metadata.name);
-        if (fresh) this.informer.observe(fresh);
+        await this.reread(resource);
       }
     }
   }
@@ -129,7 +131,10 @@ export class KubeSessionStore implements SessionStore {
       return toSession(updated);
     } catch (err) {
       // Gone, or the name now holds another incarnation (uid precondition).
-      if (err instanceof KubeApiError && (err.notFound || err.conflict)) return undefined;
+      if (err instanceof KubeApiError && (err.notFound || err.conflict)) {
+        await this.reread(resource);
+        return undefined;
+      }
       throw err;
     }
   }
@@ -157,6 +162,28 @@ export class KubeSessionStore implements SessionStore {
     return resource;
   }
 
+  /**
+   * Patches the spec of that incarnation. Undefined when the cached copy was
+   * stale (the incarnation is gone or was replaced); the cache then holds what
+   * the API holds, so the caller can decide again.
+   */
+  private async patchSpecOf(resource: ProxySessionResource, spec: ProxySessionSpec): Promise<ProxySessionResource | undefined> {
+    try {
+      const updated = await this.client.patchSpec(resource.metadata.name, resource.metadata.uid, spec);
+      this.informer.observe(updated);
+      return updated;
+    } catch (err) {
+      if (!(err instanceof KubeApiError && (err.notFound || err.conflict))) throw err;
+      await this.reread(resource);
+      return undefined;
+    }
+  }
+
+  /** Reads the resource's name again after a write found the cached copy stale. */
+  private async reread(resource: ProxySessionResource): Promise<void> {
+    const fresh = await this.fetch(resource.metadata.name);
+    if (!fresh || fresh.metadata.uid !== resource.metadata.uid) this.informer.forget(resource);
+  }
 
 }
 

@@ -4,8 +4,12 @@
 // without a renewal. Writes carry the resourceVersion they read, so two
 // replicas cannot both win the same round.
 import { CoordinationV1Api, type KubeConfig, V1MicroTime, type V1Lease } from '@kubernetes/client-node';
-import type { Logger } from '../../proxy-pod/log.ts';
+import { type Clock, systemClock } from '../../common/clock.ts';
+import type { Logger } from '../../common/log.ts';
 import { toKubeError } from './proxysession-client.ts';
+
+/** The three Lease calls the election makes. */
+export type LeaseApi = Pick<CoordinationV1Api, 'readNamespacedLease' | 'createNamespacedLease' | 'replaceNamespacedLease'>;
 
 export interface LeaderElectionOptions {
   namespace: string;
@@ -17,27 +21,39 @@ export interface LeaderElectionOptions {
   onStartedLeading(): void;
   /** Called when a held lease could not be renewed in time; the process should stop reconciling at once. */
   onStoppedLeading(): void;
+  clock?: Clock;
 }
 
 export class LeaderElector {
-  private readonly api: CoordinationV1Api;
   private readonly durationS: number;
   private readonly renewEveryMs: number;
-  private timer: NodeJS.Timeout | undefined;
+  private readonly clock: Clock;
+  private timer: unknown;
   private leading = false;
   private lastRenewed = 0;
+  /** When the API server last answered a Lease round trip (won or not). */
+  private lastApiContact = Number.NEGATIVE_INFINITY;
   private stopped = false;
   /** The other holder's renewTime as we last saw it, and when we saw it change (our clock). */
   private observed: { holder: string; renewTime: string; seenAt: number } | undefined;
 
-  constructor(kubeConfig: KubeConfig, private readonly opts: LeaderElectionOptions) {
-    this.api = kubeConfig.makeApiClient(CoordinationV1Api);
+  constructor(private readonly api: LeaseApi, private readonly opts: LeaderElectionOptions) {
+    this.clock = opts.clock ?? systemClock;
     this.durationS = opts.leaseDurationSeconds ?? 15;
     this.renewEveryMs = opts.renewEveryMs ?? Math.floor((this.durationS * 1000) / 3);
   }
 
+  static forCluster(kubeConfig: KubeConfig, opts: LeaderElectionOptions): LeaderElector {
+    return new LeaderElector(kubeConfig.makeApiClient(CoordinationV1Api), opts);
+  }
+
   get isLeader(): boolean {
     return this.leading;
+  }
+
+  /** The API server answered a Lease round trip within one lease duration. */
+  apiServerReachable(): boolean {
+    return this.clock.now() - this.lastApiContact <= this.durationS * 1000;
   }
 
   start(): void {
@@ -47,7 +63,7 @@ export class LeaderElector {
   /** Stops campaigning; a leader gives the lease up so another can take it at once. */
   async stop(): Promise<void> {
     this.stopped = true;
-    clearTimeout(this.timer);
+    this.clock.clearTimeout(this.timer);
     if (this.leading) {
       this.leading = false;
       await this.release().catch((err) => this.opts.logger.warn({ err: toKubeError(err).message }, 'could not release the lease'));
@@ -58,7 +74,8 @@ export class LeaderElector {
     if (this.stopped) return;
     try {
       const won = await this.tryAcquireOrRenew();
-      if (won) this.lastRenewed = Date.now();
+      this.lastApiContact = this.clock.now();
+      if (won) this.lastRenewed = this.clock.now();
       if (won && !this.leading) {
         this.leading = true;
         this.opts.logger.info({ identity: this.opts.identity, lease: this.opts.leaseName }, 'became leader');
@@ -69,8 +86,8 @@ export class LeaderElector {
       this.opts.logger.warn({ err: toKubeError(err).message }, 'lease update failed');
     }
     // A leader that could not renew within the lease time must assume another took over.
-    if (this.leading && Date.now() - this.lastRenewed > this.durationS * 1000) this.lose('lease not renewed in time');
-    if (!this.stopped) this.timer = setTimeout(() => void this.tick(), this.leading ? this.renewEveryMs : Math.min(this.renewEveryMs, 2000));
+    if (this.leading && this.clock.now() - this.lastRenewed > this.durationS * 1000) this.lose('lease not renewed in time');
+    if (!this.stopped) this.timer = this.clock.setTimeout(() => void this.tick(), this.leading ? this.renewEveryMs : Math.min(this.renewEveryMs, 2000), { keepAlive: true });
   }
 
   private lose(why: string): void {
@@ -81,7 +98,7 @@ export class LeaderElector {
 
   private async tryAcquireOrRenew(): Promise<boolean> {
     const { namespace, leaseName: name, identity } = this.opts;
-    const now = new V1MicroTime(Date.now());
+    const now = new V1MicroTime(this.clock.now());
     let lease: V1Lease;
     try {
       lease = await this.api.readNamespacedLease({ name, namespace });
@@ -121,16 +138,16 @@ export class LeaderElector {
   private expired(holder: string, renewTime: Date | undefined, durationS: number): boolean {
     const stamp = renewTime ? new Date(renewTime).toISOString() : '';
     if (!this.observed || this.observed.holder !== holder || this.observed.renewTime !== stamp) {
-      this.observed = { holder, renewTime: stamp, seenAt: Date.now() };
+      this.observed = { holder, renewTime: stamp, seenAt: this.clock.now() };
     }
-    return Date.now() - this.observed.seenAt > durationS * 1000;
+    return this.clock.now() - this.observed.seenAt > durationS * 1000;
   }
 
   private async release(): Promise<void> {
     const { namespace, leaseName: name, identity } = this.opts;
     const lease = await this.api.readNamespacedLease({ name, namespace });
     if (lease.spec?.holderIdentity !== identity) return;
-    lease.spec = { ...lease.spec, holderIdentity: '', renewTime: new V1MicroTime(Date.now()) };
+    lease.spec = { ...lease.spec, holderIdentity: '', renewTime: new V1MicroTime(this.clock.now()) };
     await this.api.replaceNamespacedLease({ name, namespace, body: lease });
   }
 }

@@ -10,7 +10,7 @@ import {
   setHeaderOptions,
 } from '@kubernetes/client-node';
 import { createHash } from 'node:crypto';
-import type { ProxySessionSpec, ProxySessionStatus, SessionCondition, SessionEndReason, SessionPhase } from '../session-store.ts';
+import { isOfKind, type ProxySessionSpec, type ProxySessionStatus, type SessionCondition, STATUS_SCALAR_KINDS, STATUS_SCALARS, type StatusScalars } from '../session-store.ts';
 
 export const GROUP = 'cccp.tcxn.net';
 export const VERSION = 'v1alpha1';
@@ -134,17 +134,21 @@ export class ProxySessionClient {
     return toResource(await call(() => this.api.patchNamespacedCustomObjectStatus({ ...this.target, name, body, fieldManager: this.fieldManager }, mergePatch)));
   }
 
-  /** Deletes that incarnation; returns the object if it lingers for its finalizers. */
-  async delete(name: string, uid: string): Promise<'deleted' | 'deleting' | 'not-found'> {
+  /**
+   * Deletes that incarnation. While finalizers hold it, the answer carries the
+   * object as it is now (marked for deletion).
+   */
+  async delete(name: string, uid: string): Promise<{ outcome: 'deleted' | 'not-found' } | { outcome: 'deleting'; object: ProxySessionResource }> {
     try {
       const result = await this.api.deleteNamespacedCustomObject({ ...this.target, name, body: { preconditions: { uid } } });
       const record = asRecord(result, 'delete answer');
       // The API answers with the object while finalizers hold it, else a Status.
-      return record.kind === KIND && asRecord(record.metadata ?? {}, 'metadata').deletionTimestamp ? 'deleting' : 'deleted';
+      if (record.kind === KIND && asRecord(record.metadata ?? {}, 'metadata').deletionTimestamp) return { outcome: 'deleting', object: toResource(record) };
+      return { outcome: 'deleted' };
     } catch (err) {
       const failure = toKubeError(err);
       // 409: the uid precondition failed, the name holds another incarnation.
-      if (failure.notFound || failure.conflict) return 'not-found';
+      if (failure.notFound || failure.conflict) return { outcome: 'not-found' };
       throw failure;
     }
   }
@@ -180,10 +184,7 @@ export class ProxySessionClient {
 
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
-const STATUS_FIELDS: Array<keyof ProxySessionStatus> = [
-  'phase', 'host', 'port', 'deviceConnected', 'clientConnected', 'transferredBytes', 'deviceAddress',
-  'clientAddress', 'endedReason', 'endedAt', 'observedGeneration', 'conditions',
-];
+const STATUS_FIELDS: Array<keyof ProxySessionStatus> = [...STATUS_SCALARS, 'conditions'];
 
 async function call<T>(request: () => Promise<T>): Promise<T> {
   try {
@@ -217,7 +218,6 @@ function asRecord(value: unknown, what: string): Record<string, unknown> {
 const optional = <T>(value: unknown, check: (v: unknown) => v is T): T | undefined => (check(value) ? value : undefined);
 const isString = (v: unknown): v is string => typeof v === 'string';
 const isNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
-const isBoolean = (v: unknown): v is boolean => typeof v === 'boolean';
 
 /** Checks and converts one object from the API server. */
 export function toResource(value: unknown): ProxySessionResource {
@@ -253,21 +253,11 @@ export function toResource(value: unknown): ProxySessionResource {
 
 function toStatus(status: Record<string, unknown>): ProxySessionStatus {
   const result: ProxySessionStatus = {};
-  const phase = optional(status.phase, isString);
-  if (phase && ['Pending', 'Active', 'Ended', 'Failed'].includes(phase)) result.phase = phase as SessionPhase;
-  const assign = <K extends keyof ProxySessionStatus>(key: K, value: ProxySessionStatus[K] | undefined) => {
-    if (value !== undefined) result[key] = value;
-  };
-  assign('host', optional(status.host, isString));
-  assign('port', optional(status.port, isNumber));
-  assign('deviceConnected', optional(status.deviceConnected, isBoolean));
-  assign('clientConnected', optional(status.clientConnected, isBoolean));
-  assign('transferredBytes', optional(status.transferredBytes, isNumber));
-  assign('deviceAddress', optional(status.deviceAddress, isString));
-  assign('clientAddress', optional(status.clientAddress, isString));
-  assign('endedReason', optional(status.endedReason, isString) as SessionEndReason | undefined);
-  assign('endedAt', optional(status.endedAt, isString));
-  assign('observedGeneration', optional(status.observedGeneration, isNumber));
+  // What the schema's kind does not admit is left out, as if absent.
+  const scalars = result as Record<keyof StatusScalars, unknown>;
+  for (const field of STATUS_SCALARS) {
+    if (isOfKind(STATUS_SCALAR_KINDS[field], status[field])) scalars[field] = status[field];
+  }
   if (Array.isArray(status.conditions)) {
     result.conditions = status.conditions.flatMap((c): SessionCondition[] => {
       const condition = typeof c === 'object' && c !== null ? (c as Record<string, unknown>) : {};

@@ -1,5 +1,5 @@
 // Which proxy events become Kubernetes Events on a ProxySession, and how they read.
-import type { ProxyEvent } from '../../proxy-pod/admin-protocol.ts';
+import type { ProxyEvent } from '../../common/admin-protocol.ts';
 import type { RecordedEvent } from './event-recorder.ts';
 
 export function proxyEventToKubeEvent(event: ProxyEvent): RecordedEvent | undefined {

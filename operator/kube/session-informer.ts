@@ -2,30 +2,41 @@
 // reports every change. Unlike a bare watch it never stops for good: any
 // error restarts it with backoff, a 410 (or any restart after an error)
 // relists, and a watchdog relists when nothing at all (not even a bookmark)
-// arrived for a while, since watches can stall silently.
-import type { Logger } from '../../proxy-pod/log.ts';
+// arrived for a while, since watches can stall silently. The cache
+// (session-cache.ts) orders the copies that race in from the watch, relists
+// and the store's own writes, and never resurrects a deleted object.
+import type { Logger } from '../../common/log.ts';
+import { type Clock, systemClock } from '../../common/clock.ts';
 import type { ProxySessionClient, ProxySessionResource, WatchEvent, WatchHandle } from './proxysession-client.ts';
 import { ChangeListeners } from '../change-listeners.ts';
+import { SessionCache } from './session-cache.ts';
 
 export type InformerChange = { type: 'upserted'; object: ProxySessionResource } | { type: 'removed'; object: ProxySessionResource };
 
+/** The two calls the informer makes: the ProxySession client, or a test's script. */
+export type SessionSource = Pick<ProxySessionClient, 'list' | 'watch'>;
+
 export interface SessionInformerOptions {
+  clock?: Clock;
   /** Relist when nothing arrived for this long. */
   silenceMs?: number;
   initialBackoffMs?: number;
   maxBackoffMs?: number;
+  /** How long a deleted object's uid is remembered, so no late copy of it returns. */
+  tombstoneTtlMs?: number;
 }
 
 export class SessionInformer {
-  private readonly cache = new Map<string, ProxySessionResource>();
+  private readonly cache: SessionCache;
   private readonly listeners = new ChangeListeners<InformerChange>((err) => this.logger.error({ err }, 'ProxySession change listener failed'));
   private resourceVersion = '';
   private watch: WatchHandle | undefined;
   private stopped = false;
   private backoffMs: number;
-  private lastHeard = Date.now();
-  private watchdog: NodeJS.Timeout | undefined;
-  private restartTimer: NodeJS.Timeout | undefined;
+  private lastHeard: number;
+  private watchdog: unknown;
+  private restartTimer: unknown;
+  private readonly clock: Clock;
   private generation = 0;
   private resolveSynced!: () => void;
   /** Resolves after the first successful list. */
@@ -34,28 +45,31 @@ export class SessionInformer {
   private readonly initialBackoffMs: number;
   private readonly maxBackoffMs: number;
 
-  constructor(private readonly client: ProxySessionClient, private readonly logger: Logger, options: SessionInformerOptions = {}) {
+  constructor(private readonly client: SessionSource, private readonly logger: Logger, options: SessionInformerOptions = {}) {
+    this.clock = options.clock ?? systemClock;
+    this.lastHeard = this.clock.now();
     this.silenceMs = options.silenceMs ?? 120_000;
     this.initialBackoffMs = options.initialBackoffMs ?? 250;
     this.maxBackoffMs = options.maxBackoffMs ?? 10_000;
     this.backoffMs = this.initialBackoffMs;
+    this.cache = new SessionCache({ now: () => this.clock.now(), ...(options.tombstoneTtlMs === undefined ? {} : { tombstoneTtlMs: options.tombstoneTtlMs }) });
   }
 
   start(): void {
-    this.watchdog = setInterval(() => {
-      if (Date.now() - this.lastHeard > this.silenceMs) {
-        this.logger.warn({ silentForMs: Date.now() - this.lastHeard }, 'ProxySession watch silent; relisting');
+    this.watchdog = this.clock.setInterval(() => {
+      const silentForMs = this.clock.now() - this.lastHeard;
+      if (silentForMs > this.silenceMs) {
+        this.logger.warn({ silentForMs }, 'ProxySession watch silent; relisting');
         this.restart(true, 0);
       }
     }, Math.min(this.silenceMs, 10_000));
-    this.watchdog.unref();
     void this.run(true);
   }
 
   stop(): void {
     this.stopped = true;
-    clearInterval(this.watchdog);
-    clearTimeout(this.restartTimer);
+    this.clock.clearInterval(this.watchdog);
+    this.clock.clearTimeout(this.restartTimer);
     this.watch?.abort();
   }
 
@@ -68,7 +82,7 @@ export class SessionInformer {
     this.generation++;
     this.watch?.abort();
     this.watch = undefined;
-    clearTimeout(this.restartTimer);
+    this.clock.clearTimeout(this.restartTimer);
     await this.relist();
     void this.run(false);
   }
@@ -85,9 +99,18 @@ export class SessionInformer {
     return this.listeners.subscribe(listener);
   }
 
-  /** Takes an object the caller just wrote, so its own reads see it before the watch does. */
+  /**
+   * Takes a copy the caller just wrote or read, so its own reads see it
+   * before the watch does; a copy older than what the cache holds, or of an
+   * object already deleted, is ignored.
+   */
   observe(object: ProxySessionResource): void {
     this.upsert(object);
+  }
+
+  /** Takes the store's word that this incarnation is gone (its own delete, or a write that found it missing). */
+  forget(object: ProxySessionResource): void {
+    this.remove(object);
   }
 
   private async run(relist: boolean): Promise<void> {
@@ -118,8 +141,8 @@ export class SessionInformer {
     this.generation++;
     this.watch?.abort();
     this.watch = undefined;
-    clearTimeout(this.restartTimer);
-    this.restartTimer = setTimeout(() => void this.run(relist), delayMs);
+    this.clock.clearTimeout(this.restartTimer);
+    this.restartTimer = this.clock.setTimeout(() => void this.run(relist), delayMs, { keepAlive: true });
   }
 
   private nextBackoff(): number {
@@ -130,23 +153,16 @@ export class SessionInformer {
 
   private async relist(): Promise<void> {
     const { items, resourceVersion } = await this.client.list();
-    this.lastHeard = Date.now();
-    const present = new Set(items.map((item) => item.metadata.name));
-    for (const [name, object] of this.cache) {
-      if (!present.has(name)) {
-        this.cache.delete(name);
-        this.listeners.emit({ type: 'removed', object });
-      }
-    }
-    for (const item of items) {
-      this.upsert(item);
-    }
+    this.lastHeard = this.clock.now();
+    const { removed, upserted } = this.cache.replaceAll(items, resourceVersion);
+    for (const object of removed) this.listeners.emit({ type: 'removed', object });
+    for (const object of upserted) this.listeners.emit({ type: 'upserted', object });
     this.resourceVersion = resourceVersion;
     this.resolveSynced();
   }
 
   private onEvent(event: WatchEvent): void {
-    this.lastHeard = Date.now();
+    this.lastHeard = this.clock.now();
     switch (event.type) {
       case 'BOOKMARK':
         this.resourceVersion = event.resourceVersion;
@@ -158,8 +174,7 @@ export class SessionInformer {
         return;
       case 'DELETED':
         this.resourceVersion = event.object.metadata.resourceVersion;
-        this.cache.delete(event.object.metadata.name);
-        this.listeners.emit({ type: 'removed', object: event.object });
+        this.remove(event.object);
         return;
       default:
         this.resourceVersion = event.object.metadata.resourceVersion;
@@ -168,10 +183,16 @@ export class SessionInformer {
   }
 
   private upsert(object: ProxySessionResource): void {
-    // A write the caller observed may be newer than a watch event still on its way.
-    const known = this.cache.get(object.metadata.name);
-    if (known && known.metadata.uid === object.metadata.uid && Number(known.metadata.resourceVersion) >= Number(object.metadata.resourceVersion)) return;
-    this.cache.set(object.metadata.name, object);
-    this.listeners.emit({ type: 'upserted', object });
+    const wasPresent = this.cache.get(object.metadata.name);
+    if (!this.cache.upsert(object)) return;
+    const now = this.cache.get(object.metadata.name);
+    if (now) this.listeners.emit({ type: 'upserted', object: now });
+    // A copy that shows the object gone removed it.
+    else if (wasPresent) this.listeners.emit({ type: 'removed', object: wasPresent });
+  }
+
+  private remove(object: ProxySessionResource): void {
+    const dropped = this.cache.remove(object);
+    if (dropped) this.listeners.emit({ type: 'removed', object: dropped });
   }
 }

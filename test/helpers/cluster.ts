@@ -3,8 +3,9 @@
 // wires them (admin API on TCP with a token, KUBECONFIG for the operator).
 import { fileURLToPath } from 'node:url';
 import { startRig, type Rig } from '../kube/rig.ts';
+import { type Answer, request } from './http.ts';
 import { freePort, freePorts, waitFor } from './net.ts';
-import { type Started, startNodeProcess } from './process.ts';
+import { type Started, startNodeProcess } from './processes.ts';
 
 const crdFile = fileURLToPath(new URL('../../crds/proxysession.yaml', import.meta.url));
 const ADMIN_TOKEN = 'cluster-test-admin-token-0123456789';
@@ -15,6 +16,8 @@ export interface ClusterOptions {
   leaseDurationSeconds?: number;
   /** Acts as this kubeconfig instead of the rig's admin. */
   operatorKubeconfig?: string;
+  /** Serve the proxy's /healthz, /readyz and /metrics on a port of its own (proxyHealthPort). */
+  proxyMetrics?: boolean;
 }
 
 export class TestCluster {
@@ -23,12 +26,15 @@ export class TestCluster {
   readonly controlPorts = new Map<string, number>();
   devicePort = 0;
   adminPort = 0;
+  /** The proxy's health and metrics port; 0 when off. The same across proxy restarts. */
+  proxyHealthPort = 0;
 
   private constructor(readonly rig: Rig, readonly opts: ClusterOptions) {}
 
   static async start(rig: Rig, opts: ClusterOptions): Promise<TestCluster> {
     const cluster = new TestCluster(rig, opts);
     [cluster.devicePort, cluster.adminPort] = (await freePorts(2)) as [number, number];
+    if (opts.proxyMetrics) cluster.proxyHealthPort = await freePort();
     await mustKubectl(rig, ['create', 'namespace', opts.namespace], true);
     await cluster.startProxy();
     return cluster;
@@ -43,7 +49,7 @@ export class TestCluster {
         CCCP_ADMIN_PORT: String(this.adminPort),
         CCCP_ADMIN_BIND_HOST: '127.0.0.1',
         CCCP_ADMIN_TOKEN: ADMIN_TOKEN,
-        CCCP_PROXY_HEALTH_PORT: '0',
+        CCCP_PROXY_HEALTH_PORT: String(this.proxyHealthPort),
       },
       /proxy pod ready/,
     );
@@ -83,10 +89,8 @@ export class TestCluster {
     return `http://127.0.0.1:${port}`;
   }
 
-  async control<T = Record<string, unknown>>(path: string, name?: string): Promise<{ status: number; body: T }> {
-    const res = await fetch(`${this.controlUrl(name)}${path}`, { signal: AbortSignal.timeout(30_000) });
-    const text = await res.text();
-    return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
+  async control<T = Record<string, unknown>>(path: string, name?: string): Promise<Answer<T>> {
+    return request<T>(`${this.controlUrl(name)}${path}`, { timeoutMs: 30_000 });
   }
 
   kubectl(args: string[], input?: string) {

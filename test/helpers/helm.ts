@@ -2,17 +2,18 @@
 // test/kube/build.sh), rendering helm/cccp-proxy with values given as JSON,
 // and the rendered objects parsed as plain JSON (typed with the client
 // library's models where a test reads them).
-import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { V1Deployment, V1EnvVar, V1Secret } from '@kubernetes/client-node';
+import { KubeConfig, type V1Deployment, type V1EnvVar, type V1PodTemplateSpec, type V1Secret } from '@kubernetes/client-node';
+import { ensureAdminToken } from '../../operator/kube/admin-token-secret.ts';
 import { parseAllDocuments } from 'yaml';
 import type { Rig } from '../kube/rig.ts';
 import { mustKubectl } from './cluster.ts';
 import { freePorts } from './net.ts';
-import { type Started, startNodeProcess } from './process.ts';
+import { finished, runProgram, type Started, startNodeProcess } from './processes.ts';
 
 export const chartDir = fileURLToPath(new URL('../../helm/cccp-proxy', import.meta.url));
 export const topLevelCrdFile = fileURLToPath(new URL('../../crds/proxysession.yaml', import.meta.url));
@@ -45,26 +46,14 @@ export async function kubeBinDir(): Promise<string> {
   return dir;
 }
 
-export function runHelm(binDir: string, args: string[], kubeconfig?: string): Promise<HelmResult> {
-  return new Promise((resolve, reject) => {
-    execFile(join(binDir, 'helm'), args, {
-      env: {
-        ...process.env,
-        HELM_CACHE_HOME: join(helmHome, 'cache'),
-        HELM_CONFIG_HOME: join(helmHome, 'config'),
-        HELM_DATA_HOME: join(helmHome, 'data'),
-        ...(kubeconfig ? { KUBECONFIG: kubeconfig } : {}),
-      },
-      timeout: 120_000,
-      maxBuffer: 64 * 1024 * 1024,
-    }, (err, stdout, stderr) => {
-      if (err && typeof err.code !== 'number') {
-        reject(new Error(`helm ${args.join(' ')}: ${err.message}`, { cause: err }));
-        return;
-      }
-      resolve({ stdout, stderr, code: err ? Number(err.code) : 0 });
-    });
-  });
+export async function runHelm(binDir: string, args: string[], kubeconfig?: string): Promise<HelmResult> {
+  const env: Record<string, string> = {
+    HELM_CACHE_HOME: join(helmHome, 'cache'),
+    HELM_CONFIG_HOME: join(helmHome, 'config'),
+    HELM_DATA_HOME: join(helmHome, 'data'),
+    ...(kubeconfig ? { KUBECONFIG: kubeconfig } : {}),
+  };
+  return finished(`helm ${args.join(' ')}`, await runProgram(join(binDir, 'helm'), args, { env, timeoutMs: 120_000 }));
 }
 
 let valuesFiles = 0;
@@ -79,11 +68,15 @@ export function valuesFile(values: object): string {
 export interface RenderOptions {
   release?: string;
   namespace?: string;
+  /** Another chart directory (a modified copy, an umbrella chart). */
+  chart?: string;
+  /** More helm arguments, e.g. --kube-version. */
+  args?: string[];
 }
 
 /** `helm template` with these values; the result carries helm's exit code and stderr. */
 export function template(binDir: string, values: object, opts: RenderOptions = {}): Promise<HelmResult> {
-  return runHelm(binDir, ['template', opts.release ?? 'cust', chartDir, '-n', opts.namespace ?? 'cust', '-f', valuesFile(values)]);
+  return runHelm(binDir, ['template', opts.release ?? 'cust', opts.chart ?? chartDir, '-n', opts.namespace ?? 'cust', '-f', valuesFile(values), ...(opts.args ?? [])]);
 }
 
 /** Any Kubernetes object as rendered; typed models come from `ofKind`. */
@@ -114,6 +107,50 @@ export function parseManifests(yaml: string): KubeObject[] {
   return documents.filter((o): o is KubeObject => o !== null && typeof o === 'object');
 }
 
+/** Helm hooks (helm.sh/hook): created at their event (uninstall, `helm test`), not with the release. */
+export function isHook(o: KubeObject): boolean {
+  return o.metadata.annotations?.['helm.sh/hook'] !== undefined;
+}
+
+/** The rendered objects without the hooks, i.e. what `helm install` creates. */
+export function releaseObjects(objects: KubeObject[]): KubeObject[] {
+  return objects.filter((o) => !isHook(o));
+}
+
+/** YAML of the objects (JSON is YAML), for kubectl apply. */
+export function toYamlStream(objects: KubeObject[]): string {
+  return objects.map((o) => JSON.stringify(o)).join('\n---\n');
+}
+
+/**
+ * Writes a Secret's keys the way the kubelet projects a Secret volume: the
+ * files live in a timestamped directory behind the `..data` symlink, and an
+ * update swaps that symlink atomically. Returns the mount directory.
+ */
+export function projectSecretVolume(dir: string, data: Record<string, string>): string {
+  mkdirSync(dir, { recursive: true });
+  const version = join(dir, `..${Date.now()}_${Math.random().toString(36).slice(2)}`);
+  mkdirSync(version);
+  for (const [key, value] of Object.entries(data)) writeFileSync(join(version, key), value, { mode: 0o440 });
+  const next = join(dir, '..data_tmp');
+  rmSync(next, { force: true });
+  symlinkSync(version.slice(dir.length + 1), next);
+  renameSync(next, join(dir, '..data'));
+  for (const key of Object.keys(data)) {
+    try {
+      symlinkSync(join('..data', key), join(dir, key));
+    } catch {}
+  }
+  return dir;
+}
+
+/** The decoded keys of a Secret as the API server holds it. */
+export async function secretFromCluster(rig: Rig, namespace: string, name: string): Promise<Record<string, string>> {
+  const { stdout } = await mustKubectl(rig, ['get', 'secret', name, '-n', namespace, '-o', 'json']);
+  const secret = JSON.parse(stdout) as V1Secret;
+  return Object.fromEntries(Object.entries(secret.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+}
+
 export function ofKind<T = KubeObject>(objects: KubeObject[], kind: string): T[] {
   return objects.filter((o) => o.kind === kind) as unknown as T[];
 }
@@ -131,7 +168,12 @@ export function deploymentOf(objects: KubeObject[], component: 'operator' | 'pro
   return found;
 }
 
-export function containerEnv(deployment: V1Deployment): V1EnvVar[] {
+/** Anything with a pod template: a Deployment, a Job. */
+export interface Workload {
+  spec?: { template: V1PodTemplateSpec };
+}
+
+export function containerEnv(deployment: Workload): V1EnvVar[] {
   return deployment.spec?.template.spec?.containers[0]?.env ?? [];
 }
 
@@ -148,7 +190,7 @@ export function secretValue(secret: V1Secret, key: string): string | undefined {
  * can be known outside a cluster: literal values, the downward API from
  * `pod`, and Secret keys from the rendered Secrets.
  */
-export function resolveEnv(objects: KubeObject[], deployment: V1Deployment, pod: { name: string; namespace: string }): Record<string, string> {
+export function resolveEnv(objects: KubeObject[], deployment: Workload, pod: { name: string; namespace: string }): Record<string, string> {
   const env: Record<string, string> = {};
   for (const variable of containerEnv(deployment)) {
     const from = variable.valueFrom;
@@ -175,9 +217,14 @@ export interface LocalRelease {
   leaseName: string;
   operatorIdentity: string;
   objects: KubeObject[];
+  /** The values file the release was rendered (or installed) with. */
+  valuesFile: string;
+  kubeconfig: string;
   operator: Started;
   proxy: Started;
-  control<T = Record<string, unknown>>(path: string): Promise<{ status: number; body: T }>;
+  control<T = Record<string, unknown>>(path: string, token?: string): Promise<{ status: number; body: T }>;
+  /** Does what the kubelet does after a Secret changed: projects the control tokens Secret anew into the mounted directory. */
+  syncControlTokens(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -185,14 +232,19 @@ export interface LocalReleaseOptions {
   release: string;
   namespace: string;
   portRange: { min: number; max: number };
+  /** More chart values (e.g. controlTokens). */
+  values?: object;
+  /** `helm install` the release (else the rendered objects are applied with kubectl). */
+  helmInstall?: boolean;
 }
 
 /**
- * Renders the chart for a namespace, applies everything it renders (pods never
- * run in the rig), then starts the proxy and one operator replica as local
- * processes with the environment of the rendered Deployments. Only what
- * points into the pod is redirected to loopback: the admin token file, the
- * admin Service address and the bind addresses. The operator acts with a
+ * Renders the chart for a namespace, creates what `helm install` creates
+ * (pods never run in the rig), then starts one operator replica and the proxy
+ * as local processes with the environment of the rendered Deployments. Only
+ * what points into the pod is redirected to loopback: the mounted Secret
+ * files (projected from the Secrets in the API server, as the kubelet does),
+ * the admin Service address and the bind addresses. The operator acts with a
  * TokenRequest token of the chart's own ServiceAccount.
  */
 export async function startLocalRelease(rig: Rig, opts: LocalReleaseOptions): Promise<LocalRelease> {
@@ -202,19 +254,24 @@ export async function startLocalRelease(rig: Rig, opts: LocalReleaseOptions): Pr
     publicHost: '127.0.0.1',
     devicePort,
     portRange,
+    ...opts.values,
     operator: { controlPort, leaseDurationSeconds: 4 },
     proxy: { adminPort, healthPort },
   };
+  const file = valuesFile(values);
   const rendered = await render(rig.binDir, values, { release, namespace });
   await mustKubectl(rig, ['create', 'namespace', namespace], true);
-  await mustKubectl(rig, ['apply', '--server-side', '--field-manager=helm-test', '-f', '-'], false, rendered.yaml);
+  if (opts.helmInstall) {
+    const install = await runHelm(rig.binDir, ['install', release, chartDir, '-n', namespace, '-f', file], rig.kubeconfig);
+    if (install.code !== 0) throw new Error(`helm install ${release} failed: ${install.stderr}`);
+  } else {
+    await mustKubectl(rig, ['apply', '--server-side', '--field-manager=helm-test', '-f', '-'], false, toYamlStream(releaseObjects(rendered.objects)));
+  }
 
   const operatorDeployment = deploymentOf(rendered.objects, 'operator');
   const serviceAccount = operatorDeployment.spec?.template.spec?.serviceAccountName ?? '';
   const kubeconfig = await rig.serviceAccountKubeconfig(namespace, serviceAccount);
-  const adminSecret = ofKind<V1Secret>(rendered.objects, 'Secret').find((s) => s.metadata?.name?.endsWith('-admin-token'));
-  const tokenFile = join(helmHome, `${namespace}-${release}-admin-token`);
-  writeFileSync(tokenFile, secretValue(adminSecret ?? {}, 'token') ?? '', { mode: 0o600 });
+  const mounts = join(helmHome, `${namespace}-${release}-mounts`);
 
   const operatorIdentity = `${release}-operator-7f9c-0`;
   const pod = { name: operatorIdentity, namespace };
@@ -222,10 +279,26 @@ export async function startLocalRelease(rig: Rig, opts: LocalReleaseOptions): Pr
   const operatorEnv = resolveEnv(rendered.objects, operatorDeployment, pod);
   const adminAddress = operatorEnv.CCCP_ADMIN_ADDRESS ?? '';
   if (!adminAddress.endsWith(`.${namespace}.svc:${adminPort}`)) throw new Error(`unexpected CCCP_ADMIN_ADDRESS ${adminAddress}`);
+  const tokensSecret = operatorDeployment.spec?.template.spec?.volumes?.find((v) => v.name === 'control-tokens')?.secret?.secretName;
+  const tokensDir = join(mounts, 'control-tokens');
+  const syncControlTokens = async () => {
+    if (tokensSecret) projectSecretVolume(tokensDir, await secretFromCluster(rig, namespace, tokensSecret));
+  };
+  await syncControlTokens();
 
+  // The operator's own code fills the admin token Secret first (as the first
+  // replica would); the proxy then starts with it, as its pod does once the key
+  // exists, and the operator process reads it back through the API.
+  const adminSecret = deploymentOf(rendered.objects, 'proxy').spec?.template.spec?.volumes?.find((v) => v.name === 'admin-token')?.secret?.secretName ?? '';
+  if (operatorEnv.CCCP_ADMIN_TOKEN_SECRET) {
+    const asOperator = new KubeConfig();
+    asOperator.loadFromFile(kubeconfig);
+    await ensureAdminToken(asOperator, namespace, operatorEnv.CCCP_ADMIN_TOKEN_SECRET);
+  }
+  const adminDir = projectSecretVolume(join(mounts, 'admin-token'), await secretFromCluster(rig, namespace, adminSecret));
   const proxy = await startNodeProcess('proxy-pod/main.ts', {
     ...proxyEnv,
-    CCCP_ADMIN_TOKEN_FILE: tokenFile,
+    CCCP_ADMIN_TOKEN_FILE: join(adminDir, 'token'),
     CCCP_BIND_HOST: '127.0.0.1',
     CCCP_ADMIN_BIND_HOST: '127.0.0.1',
   }, /proxy pod ready/);
@@ -235,9 +308,9 @@ export async function startLocalRelease(rig: Rig, opts: LocalReleaseOptions): Pr
       ...operatorEnv,
       KUBECONFIG: kubeconfig,
       CCCP_NAMESPACE: '',
-      CCCP_ADMIN_TOKEN_FILE: tokenFile,
       CCCP_ADMIN_ADDRESS: `127.0.0.1:${adminPort}`,
       CCCP_CONTROL_BIND_HOST: '127.0.0.1',
+      ...(operatorEnv.CCCP_CONTROL_TOKENS_FILE ? { CCCP_CONTROL_TOKENS_FILE: join(tokensDir, 'tokens') } : {}),
     }, /operator ready/);
   } catch (err) {
     await proxy.stop();
@@ -252,13 +325,17 @@ export async function startLocalRelease(rig: Rig, opts: LocalReleaseOptions): Pr
     leaseName: operatorEnv.CCCP_LEASE_NAME ?? '',
     operatorIdentity,
     objects: rendered.objects,
+    valuesFile: file,
+    kubeconfig,
     operator,
     proxy,
-    async control<T>(path: string) {
-      const res = await fetch(`http://127.0.0.1:${controlPort}${path}`, { signal: AbortSignal.timeout(30_000) });
+    async control<T>(path: string, token?: string) {
+      const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
+      const res = await fetch(`http://127.0.0.1:${controlPort}${path}`, { headers, signal: AbortSignal.timeout(30_000) });
       const text = await res.text();
       return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
     },
+    syncControlTokens,
     async stop() {
       await operator.stop();
       await proxy.stop();

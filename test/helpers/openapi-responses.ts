@@ -1,6 +1,6 @@
 // Checks real answers against the response schemas of an OpenAPI 3.1
 // document, with Ajv's JSON Schema 2020-12 dialect (the one OpenAPI 3.1 uses).
-import { Ajv2020 } from 'ajv/dist/2020.js';
+import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 
 const DOC_ID = 'https://cccp.test/openapi.json';
 
@@ -19,7 +19,7 @@ export class ResponseChecker {
     if (!responses) return `the document has no GET ${path}`;
     if (!(String(status) in responses)) return `the document lists no ${status} for ${path}`;
     const pointer = `#/paths/${path.replace(/~/g, '~0').replace(/\//g, '~1')}/get/responses/${status}/content/${contentType.replace(/\//g, '~1')}/schema`;
-    let validate;
+    let validate: ValidateFunction;
     try {
       validate = this.ajv.compile({ $ref: DOC_ID + pointer });
     } catch (error) {

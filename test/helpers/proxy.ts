@@ -4,10 +4,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { SessionList, SessionSpec, SessionState } from '../../proxy-pod/admin-protocol.ts';
-import { silentLogger } from '../../proxy-pod/log.ts';
+import type { SessionList, SessionSpec, SessionState } from '../../common/admin-protocol.ts';
+import { silentLogger } from '../../common/log.ts';
 import { ProxyPod, type ProxyPodOptions } from '../../proxy-pod/proxy-pod.ts';
-import { freePort } from './net.ts';
+import type net from 'node:net';
+import { connect, connectDevice, freePort, waitFor } from './net.ts';
+import type { Answer } from './http.ts';
 
 export interface TestProxy {
   pod: ProxyPod;
@@ -29,10 +31,7 @@ export async function startProxy(opts: Partial<ProxyPodOptions> = {}): Promise<T
   };
 }
 
-export interface Answer<T = unknown> {
-  status: number;
-  body: T;
-}
+export type { Answer };
 
 /** Raw HTTP to the admin API, so tests can also send what a typed client never would. */
 export class AdminCaller {
@@ -62,7 +61,9 @@ export class AdminCaller {
             try {
               parsed = text ? JSON.parse(text) : undefined;
             } catch {}
-            resolve({ status: res.statusCode ?? 0, body: parsed as T });
+            const headers = new Headers();
+            for (const [name, value] of Object.entries(res.headers)) if (value !== undefined) headers.set(name, String(value));
+            resolve({ status: res.statusCode ?? 0, headers, body: parsed as T });
           });
         },
       );
@@ -87,3 +88,30 @@ export class AdminCaller {
 }
 
 export { freePort };
+
+export interface JoinedPair {
+  client: net.Socket;
+  device: net.Socket;
+}
+
+/**
+ * The usual start of a data-plane test: puts a session, connects its client,
+ * then its device (the registration line and `payload` in one write), and
+ * waits until the proxy shows both connected. Nothing is read from the
+ * sockets yet, so no byte is missed by whoever reads them next.
+ */
+export async function joinPair(
+  admin: AdminCaller,
+  devicePort: number,
+  serial: string,
+  spec: Partial<SessionSpec> & { port: number },
+  device: { ending?: string; payload?: Buffer | string } = {},
+): Promise<JoinedPair> {
+  const put = await admin.put(serial, spec);
+  if (put.status !== 200) throw new Error(`put ${serial}: ${put.status} ${JSON.stringify(put.body)}`);
+  const client = await connect(spec.port);
+  await waitFor(async () => (await admin.session(serial))?.clientConnected === true, 2000, `the client of ${serial}`);
+  const deviceSocket = await connectDevice(devicePort, serial, device.ending, device.payload);
+  await waitFor(async () => (await admin.session(serial))?.deviceConnected === true, 2000, `the device of ${serial}`);
+  return { client, device: deviceSocket };
+}

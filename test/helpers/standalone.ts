@@ -1,17 +1,10 @@
-// Runs the standalone mode (`operator/standalone.ts`) as a real child process
-// on loopback, with free ports and a small session port range, and calls its
-// Control API over HTTP. Every wait is bounded.
-import net from 'node:net';
+
+import { type Answer, request } from './http.ts';
 import { freePort, freePortRange, type PortRange, waitFor } from './net.ts';
-import { startNodeProcess, type Started } from './process.ts';
+import { startNodeProcess, type Started } from './processes.ts';
 
 
-export interface Answer {
-  status: number;
-  headers: Headers;
-  /** Parsed JSON, or the text when the body is not JSON. */
-  body: unknown;
-}
+export type { Answer };
 
 export interface RunningStandalone {
   url: string;
@@ -25,11 +18,12 @@ export interface RunningStandalone {
 
 export { freePortRange, type PortRange };
 
-export async function startStandalone(options: { rangeSize?: number; env?: Record<string, string> } = {}): Promise<RunningStandalone> {
+/** `entry` may name another checkout's standalone.ts (benchmarks compare two); `fdLimit` runs the standalone mode (and so its proxy process) under `ulimit -n`. */
+export async function startStandalone(options: { rangeSize?: number; env?: Record<string, string>; fdLimit?: number; entry?: string } = {}): Promise<RunningStandalone> {
   const range = await freePortRange(options.rangeSize ?? 5);
   const devicePort = await freePort();
   const started = await startNodeProcess(
-    'operator/standalone.ts',
+    options.entry ?? 'operator/standalone.ts',
     {
       CCCP_CONTROL_PORT: '0',
       CCCP_CONTROL_BIND_HOST: '127.0.0.1',
@@ -41,25 +35,16 @@ export async function startStandalone(options: { rangeSize?: number; env?: Recor
       ...options.env,
     },
     /Session ports /,
+    20_000,
+    options.fdLimit,
   );
   const url = /Control API listening on (http:\/\/\S+)/.exec(started.output())?.[1];
   if (!url) {
     await started.stop();
     throw new Error(`standalone printed no Control API URL:\n${started.output()}`);
   }
-  const call = async (path: string, { method = 'GET', token }: { method?: string; token?: string } = {}): Promise<Answer> => {
-    const response = await fetch(url + path, {
-      method,
-      headers: token ? { authorization: `Bearer ${token}` } : {},
-      signal: AbortSignal.timeout(20_000),
-    });
-    const text = await response.text();
-    let body: unknown = text;
-    try {
-      body = JSON.parse(text);
-    } catch {}
-    return { status: response.status, headers: response.headers, body };
-  };
+  const call = (path: string, { method, token }: { method?: string; token?: string } = {}) =>
+    request(url + path, { ...(method ? { method } : {}), ...(token ? { token } : {}) });
   await waitFor(async () => (await call('/readyz')).status === 200, 10_000, 'the standalone mode to be ready').catch(async (error: Error) => {
     await started.stop();
     throw new Error(`${error.message}; output:\n${started.output().slice(-2000)}`);

@@ -32,7 +32,7 @@ import { fileURLToPath } from 'node:url';
 import { CoreV1Api, KubeConfig, type V1Service } from '@kubernetes/client-node';
 import { createPki, type Pki } from './pki.ts';
 import type { KubectlOptions, KubectlResult } from './rig.ts';
-import { logTail, startServerProcess, type ServerProcess } from './server-process.ts';
+import { logTail, type ServerProcess, startServerProcess } from './server-process.ts';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 
@@ -115,7 +115,12 @@ export async function startNodeCluster(): Promise<NodeCluster> {
 type ClusterParts = Omit<NodeCluster, 'stop'>;
 
 async function startIn(
-  workDir: string, binDir: string, nodeBinDir: string, images: NodeImages, daemons: Daemon[], started: number,
+  workDir: string,
+  binDir: string,
+  nodeBinDir: string,
+  images: NodeImages,
+  daemons: Daemon[],
+  started: number,
 ): Promise<ClusterParts> {
   const { nodeIp, hostIp, hostLink, podCidr, serviceCidr, loadBalancerCidr, dnsIp } = nodeNetwork;
   const nodeName = hostname().toLowerCase();
@@ -130,9 +135,12 @@ async function startIn(
   writeFileSync(join(state, 'netns'), netns);
   writeFileSync(join(state, 'host-link'), hostLink);
   writeFileSync(join(state, 'cgroup'), cgroup);
-  writeFileSync(join(state, 'sysctl'), kernelTunables.map((k) => `${k} ${readFileSync(`/proc/sys/${k}`, 'utf8').trim()}`).join('\n') + '\n');
-  writeFileSync(join(state, 'paths'), fixedPaths.map((p) => `${p} ${existsSync(p) ? 'existed' : 'absent'}`).join('\n') + '\n');
-  writeFileSync(join(state, 'netns-before'), existsSync('/run/netns') ? readdirSync('/run/netns').join('\n') + '\n' : '');
+  writeFileSync(
+    join(state, 'sysctl'),
+    `${kernelTunables.map((k) => `${k} ${readFileSync(`/proc/sys/${k}`, 'utf8').trim()}`).join('\n')}\n`,
+  );
+  writeFileSync(join(state, 'paths'), `${fixedPaths.map((p) => `${p} ${existsSync(p) ? 'existed' : 'absent'}`).join('\n')}\n`);
+  writeFileSync(join(state, 'netns-before'), existsSync('/run/netns') ? `${readdirSync('/run/netns').join('\n')}\n` : '');
 
   // The network namespace, persisted as a bind mount (a private mount, so the
   // bind does not propagate), and the veth pair into it.
@@ -172,10 +180,19 @@ async function startIn(
     }
   }
 
-  const pki = await createPki(workDir, [
-    'IP:127.0.0.1', `IP:${nodeIp}`, 'IP:10.96.0.1', 'DNS:localhost', 'DNS:kubernetes', 'DNS:kubernetes.default',
-    'DNS:kubernetes.default.svc', 'DNS:kubernetes.default.svc.cluster.local',
-  ].join(','));
+  const pki = await createPki(
+    workDir,
+    [
+      'IP:127.0.0.1',
+      `IP:${nodeIp}`,
+      'IP:10.96.0.1',
+      'DNS:localhost',
+      'DNS:kubernetes',
+      'DNS:kubernetes.default',
+      'DNS:kubernetes.default.svc',
+      'DNS:kubernetes.default.svc.cluster.local',
+    ].join(','),
+  );
   const kubeconfig = join(workDir, 'admin.kubeconfig');
   writeKubeconfig(kubeconfig, `https://${nodeIp}:${apiServerPort}`, pki);
 
@@ -187,36 +204,56 @@ async function startIn(
   };
 
   const etcd = daemon('etcd', join(binDir, 'etcd'), [
-    '--name=node', `--data-dir=${join(workDir, 'etcd')}`,
-    `--listen-client-urls=http://${nodeIp}:2379`, `--advertise-client-urls=http://${nodeIp}:2379`,
-    '--listen-peer-urls=http://127.0.0.1:2380', '--initial-advertise-peer-urls=http://127.0.0.1:2380',
-    '--initial-cluster=node=http://127.0.0.1:2380', '--unsafe-no-fsync', '--log-level=warn',
+    '--name=node',
+    `--data-dir=${join(workDir, 'etcd')}`,
+    `--listen-client-urls=http://${nodeIp}:2379`,
+    `--advertise-client-urls=http://${nodeIp}:2379`,
+    '--listen-peer-urls=http://127.0.0.1:2380',
+    '--initial-advertise-peer-urls=http://127.0.0.1:2380',
+    '--initial-cluster=node=http://127.0.0.1:2380',
+    '--unsafe-no-fsync',
+    '--log-level=warn',
   ]);
   await waitFor(etcd, 30_000, () => httpsOrHttpOk(`http://${nodeIp}:2379/health`));
 
   const apiServer = daemon('kube-apiserver', join(binDir, 'kube-apiserver'), [
     `--etcd-servers=http://${nodeIp}:2379`,
-    '--bind-address=0.0.0.0', `--advertise-address=${nodeIp}`, `--secure-port=${apiServerPort}`,
-    `--tls-cert-file=${pki.serverCert}`, `--tls-private-key-file=${pki.serverKey}`, `--client-ca-file=${pki.caCert}`,
-    '--authorization-mode=Node,RBAC', '--anonymous-auth=false',
+    '--bind-address=0.0.0.0',
+    `--advertise-address=${nodeIp}`,
+    `--secure-port=${apiServerPort}`,
+    `--tls-cert-file=${pki.serverCert}`,
+    `--tls-private-key-file=${pki.serverKey}`,
+    `--client-ca-file=${pki.caCert}`,
+    '--authorization-mode=Node,RBAC',
+    '--anonymous-auth=false',
     '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
     `--service-account-key-file=${pki.serviceAccountPublicKey}`,
     `--service-account-signing-key-file=${pki.serviceAccountPrivateKey}`,
     `--service-cluster-ip-range=${serviceCidr}`,
     // kubectl logs/exec: the node's host name resolves to 127.0.0.1 here.
     '--kubelet-preferred-address-types=InternalIP',
-    `--kubelet-client-certificate=${pki.adminCert}`, `--kubelet-client-key=${pki.adminKey}`,
-    '--profiling=false', '--v=1',
+    `--kubelet-client-certificate=${pki.adminCert}`,
+    `--kubelet-client-key=${pki.adminKey}`,
+    '--profiling=false',
+    '--v=1',
   ]);
   await waitFor(apiServer, 90_000, () => apiServerReady(pki, nodeIp));
 
   daemon('kube-controller-manager', join(nodeBinDir, 'kube-controller-manager'), [
-    `--kubeconfig=${kubeconfig}`, '--leader-elect=false', '--bind-address=127.0.0.1',
-    `--service-account-private-key-file=${pki.serviceAccountPrivateKey}`, `--root-ca-file=${pki.caCert}`,
-    `--service-cluster-ip-range=${serviceCidr}`, '--use-service-account-credentials=false', '--v=1',
+    `--kubeconfig=${kubeconfig}`,
+    '--leader-elect=false',
+    '--bind-address=127.0.0.1',
+    `--service-account-private-key-file=${pki.serviceAccountPrivateKey}`,
+    `--root-ca-file=${pki.caCert}`,
+    `--service-cluster-ip-range=${serviceCidr}`,
+    '--use-service-account-credentials=false',
+    '--v=1',
   ]);
   daemon('kube-scheduler', join(nodeBinDir, 'kube-scheduler'), [
-    `--kubeconfig=${kubeconfig}`, '--leader-elect=false', '--bind-address=127.0.0.1', '--v=1',
+    `--kubeconfig=${kubeconfig}`,
+    '--leader-elect=false',
+    '--bind-address=127.0.0.1',
+    '--v=1',
   ]);
 
   // containerd: state, sockets and CNI configuration under the work dir.
@@ -234,8 +271,11 @@ async function startIn(
   writeFileSync(join(workDir, 'resolv.conf'), '# pods resolve through the cluster DNS only\n');
   writeFileSync(kubeletConfig, JSON.stringify(kubeletConfiguration(workDir, containerdSocket, pki, cgroup)));
   daemon('kubelet', join(nodeBinDir, 'kubelet'), [
-    `--config=${kubeletConfig}`, `--kubeconfig=${kubeconfig}`, `--root-dir=${join(workDir, 'kubelet')}`,
-    `--node-ip=${nodeIp}`, '--v=1',
+    `--config=${kubeletConfig}`,
+    `--kubeconfig=${kubeconfig}`,
+    `--root-dir=${join(workDir, 'kubelet')}`,
+    `--node-ip=${nodeIp}`,
+    '--v=1',
   ]);
   const kubeProxyConfig = join(workDir, 'kube-proxy.yaml');
   writeFileSync(kubeProxyConfig, JSON.stringify(kubeProxyConfiguration(kubeconfig, nodeName)));
@@ -244,22 +284,26 @@ async function startIn(
   // CoreDNS as a process of the node (no image needed), behind the usual
   // kube-dns Service whose EndpointSlice names the node's address.
   const corefile = join(workDir, 'Corefile');
-  writeFileSync(corefile, [
-    '.:53 {',
-    '  errors',
-    `  health ${nodeIp}:8081`,
-    `  ready ${nodeIp}:8181`,
-    `  kubernetes cluster.local in-addr.arpa ip6.arpa {`,
-    `    kubeconfig ${kubeconfig} node`,
-    '    pods insecure',
-    '  }',
-    '  cache 30',
-    '}',
-    '',
-  ].join('\n'));
+  writeFileSync(
+    corefile,
+    [
+      '.:53 {',
+      '  errors',
+      `  health ${nodeIp}:8081`,
+      `  ready ${nodeIp}:8181`,
+      `  kubernetes cluster.local in-addr.arpa ip6.arpa {`,
+      `    kubeconfig ${kubeconfig} node`,
+      '    pods insecure',
+      '  }',
+      '  cache 30',
+      '}',
+      '',
+    ].join('\n'),
+  );
   const coredns = daemon('coredns', join(nodeBinDir, 'coredns'), ['-conf', corefile]);
 
-  const kubectl = (args: string[], opts: KubectlOptions = {}) => runKubectl(binDir, workDir, opts.kubeconfig ?? kubeconfig, args, opts.input);
+  const kubectl = (args: string[], opts: KubectlOptions = {}) =>
+    runKubectl(binDir, workDir, opts.kubeconfig ?? kubeconfig, args, opts.input);
   const mustKubectl = async (args: string[], input?: string) => {
     const result = await kubectl(args, { input });
     if (result.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed (${result.code}): ${result.stderr.trim()}`);
@@ -279,9 +323,16 @@ async function startIn(
   // a firewall only (no routing, no service proxy), with iptables and ipsets
   // in the node's namespace. It needs the Node object, so it starts last.
   const kubeRouter = daemon('kube-router', join(nodeBinDir, 'kube-router'), [
-    `--kubeconfig=${kubeconfig}`, `--hostname-override=${nodeName}`, '--run-firewall=true', '--run-router=false',
-    '--run-service-proxy=false', '--enable-cni=false', '--enable-ipv6=false', `--service-cluster-ip-range=${serviceCidr}`,
-    '--metrics-port=0', '--v=1',
+    `--kubeconfig=${kubeconfig}`,
+    `--hostname-override=${nodeName}`,
+    '--run-firewall=true',
+    '--run-router=false',
+    '--run-service-proxy=false',
+    '--enable-cni=false',
+    '--enable-ipv6=false',
+    `--service-cluster-ip-range=${serviceCidr}`,
+    '--metrics-port=0',
+    '--v=1',
   ]);
   await waitFor(kubeRouter, 60_000, () => httpsOrHttpOk(`http://${nodeIp}:20244/healthz`));
   startLoadBalancer(kubeconfig, daemons);
@@ -305,15 +356,27 @@ async function startIn(
 // Kernel tunables the kubelet sets on start (container_manager_linux.go);
 // they are machine-wide, so node-down.sh writes the old values back.
 const kernelTunables = [
-  'vm/overcommit_memory', 'vm/panic_on_oom', 'kernel/panic', 'kernel/panic_on_oops',
-  'kernel/keys/root_maxkeys', 'kernel/keys/root_maxbytes',
+  'vm/overcommit_memory',
+  'vm/panic_on_oom',
+  'kernel/panic',
+  'kernel/panic_on_oops',
+  'kernel/keys/root_maxkeys',
+  'kernel/keys/root_maxbytes',
 ];
 
 // Paths the kubelet, containerd and the CNI plugins use whatever they are
 // told; node-down.sh removes those that did not exist before.
 const fixedPaths = [
-  '/run/containerd', '/var/log/containers', '/var/log/pods', '/var/lib/kubelet', '/var/lib/cni', '/run/netns',
-  '/var/run/netns', '/run/flannel', '/etc/cni', '/opt/cni',
+  '/run/containerd',
+  '/var/log/containers',
+  '/var/log/pods',
+  '/var/lib/kubelet',
+  '/var/lib/cni',
+  '/run/netns',
+  '/var/run/netns',
+  '/run/flannel',
+  '/etc/cni',
+  '/opt/cni',
 ];
 
 function containerdToml(workDir: string, socket: string, pauseImage: string): string {
@@ -603,17 +666,22 @@ async function must(command: string, args: string[]): Promise<string> {
 
 function runKubectl(binDir: string, workDir: string, kubeconfig: string, args: string[], input?: string): Promise<KubectlResult> {
   return new Promise((resolve, reject) => {
-    const child = execFile(join(binDir, 'kubectl'), [`--kubeconfig=${kubeconfig}`, ...args], {
-      env: { ...process.env, KUBECACHEDIR: join(workDir, 'kube-cache') },
-      timeout: 120_000,
-      maxBuffer: 64 * 1024 * 1024,
-    }, (err, stdout, stderr) => {
-      if (err && typeof err.code !== 'number') {
-        reject(new Error(`kubectl ${args.join(' ')}: ${err.message}`, { cause: err }));
-        return;
-      }
-      resolve({ stdout, stderr, code: err ? Number(err.code) : 0 });
-    });
+    const child = execFile(
+      join(binDir, 'kubectl'),
+      [`--kubeconfig=${kubeconfig}`, ...args],
+      {
+        env: { ...process.env, KUBECACHEDIR: join(workDir, 'kube-cache') },
+        timeout: 120_000,
+        maxBuffer: 64 * 1024 * 1024,
+      },
+      (err, stdout, stderr) => {
+        if (err && typeof err.code !== 'number') {
+          reject(new Error(`kubectl ${args.join(' ')}: ${err.message}`, { cause: err }));
+          return;
+        }
+        resolve({ stdout, stderr, code: err ? Number(err.code) : 0 });
+      },
+    );
     // A child that exits without reading its input must not fail the caller.
     child.stdin?.on('error', () => {});
     child.stdin?.end(input ?? '');
@@ -657,13 +725,21 @@ async function httpsOrHttpOk(url: string): Promise<boolean> {
 
 function apiServerReady(pki: Pki, host: string): Promise<boolean> {
   return new Promise((resolve) => {
-    const req = httpsRequest({
-      host, port: apiServerPort, path: '/readyz', timeout: 2_000,
-      ca: readFileSync(pki.caCert), cert: readFileSync(pki.adminCert), key: readFileSync(pki.adminKey),
-    }, (res) => {
-      res.resume();
-      resolve(res.statusCode === 200);
-    });
+    const req = httpsRequest(
+      {
+        host,
+        port: apiServerPort,
+        path: '/readyz',
+        timeout: 2_000,
+        ca: readFileSync(pki.caCert),
+        cert: readFileSync(pki.adminCert),
+        key: readFileSync(pki.adminKey),
+      },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode === 200);
+      },
+    );
     req.on('error', () => resolve(false));
     req.on('timeout', () => req.destroy());
     req.end();

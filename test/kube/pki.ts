@@ -54,8 +54,24 @@ export async function createPki(dir: string, serverNames = 'IP:127.0.0.1,DNS:loc
   writeFileSync(config, opensslConfig(serverNames));
   const file = (name: string) => join(dir, name);
 
-  await openssl(['req', '-x509', '-new', '-config', config, '-extensions', 'ca', ...newKey,
-    '-keyout', file('ca.key'), '-out', file('ca.crt'), '-days', validDays, '-subj', '/CN=cccp-test-rig-ca']);
+  await openssl([
+    'req',
+    '-x509',
+    '-new',
+    '-config',
+    config,
+    '-extensions',
+    'ca',
+    ...newKey,
+    '-keyout',
+    file('ca.key'),
+    '-out',
+    file('ca.crt'),
+    '-days',
+    validDays,
+    '-subj',
+    '/CN=cccp-test-rig-ca',
+  ]);
   await issue(dir, config, 'server', 'server', '/CN=kube-apiserver');
   await issue(dir, config, 'admin', 'client', '/O=system:masters/CN=cccp-test-rig-admin');
 
@@ -81,11 +97,27 @@ export async function createPki(dir: string, serverNames = 'IP:127.0.0.1,DNS:loc
 /** A key and a certificate for it signed by the rig's CA. */
 async function issue(dir: string, config: string, name: string, extensions: string, subject: string): Promise<void> {
   const file = (suffix: string) => join(dir, `${name}.${suffix}`);
-  await openssl(['req', '-new', '-config', config, ...newKey,
-    '-keyout', file('key'), '-out', file('csr'), '-subj', subject]);
-  await openssl(['x509', '-req', '-in', file('csr'), '-CA', join(dir, 'ca.crt'), '-CAkey', join(dir, 'ca.key'),
-    '-set_serial', `0x${randomBytes(12).toString('hex')}`, '-days', validDays,
-    '-extfile', config, '-extensions', extensions, '-out', file('crt')]);
+  await openssl(['req', '-new', '-config', config, ...newKey, '-keyout', file('key'), '-out', file('csr'), '-subj', subject]);
+  await openssl([
+    'x509',
+    '-req',
+    '-in',
+    file('csr'),
+    '-CA',
+    join(dir, 'ca.crt'),
+    '-CAkey',
+    join(dir, 'ca.key'),
+    '-set_serial',
+    `0x${randomBytes(12).toString('hex')}`,
+    '-days',
+    validDays,
+    '-extfile',
+    config,
+    '-extensions',
+    extensions,
+    '-out',
+    file('crt'),
+  ]);
 }
 
 async function openssl(args: string[]): Promise<void> {

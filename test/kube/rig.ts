@@ -17,7 +17,8 @@
 // Environment:
 //   CCCP_KUBE_BIN_DIR  use prebuilt binaries from this directory (skips build.sh)
 //   CCCP_RIG_KEEP=1    keep the data directory (logs, certs, etcd) after stop()
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { finished, runProgram } from '../helpers/processes.ts';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
@@ -271,22 +272,11 @@ function apiServerReady(pki: Pki, port: number): Promise<boolean> {
   });
 }
 
-function runKubectl(binDir: string, dataDir: string, kubeconfig: string, args: string[], input?: string): Promise<KubectlResult> {
-  return new Promise((resolve, reject) => {
-    const child = execFile(join(binDir, 'kubectl'), [`--kubeconfig=${kubeconfig}`, ...args], {
-      // A discovery cache per rig: the port, and so the cache key, is new each run.
-      env: { ...process.env, KUBECACHEDIR: join(dataDir, 'kube-cache') },
-      timeout: kubectlTimeoutMs,
-      maxBuffer: 64 * 1024 * 1024,
-    }, (err, stdout, stderr) => {
-      if (err && typeof err.code !== 'number') {
-        reject(new Error(`kubectl ${args.join(' ')}: ${err.message}`, { cause: err }));
-        return;
-      }
-      resolve({ stdout, stderr, code: err ? Number(err.code) : 0 });
-    });
-    child.stdin?.end(input ?? '');
-  });
+async function runKubectl(binDir: string, dataDir: string, kubeconfig: string, args: string[], input?: string): Promise<KubectlResult> {
+  // A discovery cache per rig: the port, and so the cache key, is new each run.
+  const env = { KUBECACHEDIR: join(dataDir, 'kube-cache') };
+  const run = await runProgram(join(binDir, 'kubectl'), [`--kubeconfig=${kubeconfig}`, ...args], { env, timeoutMs: kubectlTimeoutMs, ...(input === undefined ? {} : { input }) });
+  return finished(`kubectl ${args.join(' ')}`, run);
 }
 
 type KubectlFn = (args: string[], opts?: KubectlOptions) => Promise<KubectlResult>;

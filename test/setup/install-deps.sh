@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Programs for the interoperability tests (test/interop-*.test.ts), from
+# Programs for the interoperability tests (test/interop/), from
 # Debian's packages: mbpoll (a Modbus master), iperf 2, and pymodbus for
 # Debian's own python3 (test/interop/modbus_device.py). Idempotent: when all
 # are present it only checks and exits.

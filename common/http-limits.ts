@@ -1,0 +1,162 @@
+// Connection limits for the HTTP servers (Control API, admin API, health):
+// a cap on open connections, a deadline for each request head, and a
+// keep-alive idle timeout. Node's own headersTimeout only starts once a
+// connection's first byte has arrived and is checked every 30 s, so a
+// connection that never sends anything would be held for ever.
+import { readFileSync } from 'node:fs';
+import type http from 'node:http';
+import type net from 'node:net';
+import { envInteger } from './env.ts';
+
+export interface HttpLimits {
+  /** Open connections at most; past it an idle one is closed for the newcomer, or the newcomer is. */
+  maxConnections: number;
+  /** Time from connect (or from the previous answer) until a request head is complete. */
+  headerTimeoutMs: number;
+  /** How long a kept-alive connection may wait for its next request. */
+  idleTimeoutMs: number;
+}
+
+/** Connection-cap default: at most 4,096, and at most a quarter of the process's descriptor limit. */
+export function defaultMaxConnections(openFileLimit = softOpenFileLimit()): number {
+  return Math.max(16, Math.min(4096, Math.floor(openFileLimit / 4)));
+}
+
+
+/** The soft RLIMIT_NOFILE from /proc (Linux); Infinity where it cannot be read. */
+export function softOpenFileLimit(): number {
+  try {
+    const line = /^Max open files\s+(\S+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    const value = Number(line?.[1]);
+    return Number.isFinite(value) && value > 0 ? value : Infinity;
+  } catch {
+    return Infinity;
+  }
+}
+
+export function httpLimitsFromEnv(env: NodeJS.ProcessEnv): HttpLimits {
+  return {
+    maxConnections: envInteger(env, 'CCCP_HTTP_MAX_CONNECTIONS', defaultMaxConnections(), 1, 1_000_000),
+    headerTimeoutMs: envInteger(env, 'CCCP_HTTP_HEADER_TIMEOUT_S', 10, 1, 300) * 1000,
+    idleTimeoutMs: envInteger(env, 'CCCP_HTTP_IDLE_TIMEOUT_S', 5, 1, 3600) * 1000,
+  };
+}
+
+export interface ConnectionCounts {
+  open: number;
+  /** New connections closed at once because every slot held a request in progress. */
+  refused: number;
+  /** Idle connections closed to make room for a new one. */
+  evicted: number;
+  /** Connections closed because their request head was not complete in time, or they idled too long. */
+  timedOut: number;
+}
+
+interface Connection {
+  /** Requests received and not yet answered. */
+  inFlight: number;
+  /** Requests answered on this connection. */
+  answered: number;
+  timer: NodeJS.Timeout | undefined;
+}
+
+/**
+ * Applies `limits` to `server`. A connection without a request in progress
+ * is *idle*. When the cap is reached, the oldest idle connection that never
+ * sent a request goes first, then the oldest kept alive between requests, so
+ * a flood of silent connections cannot lock out clients that send their
+ * request at once, nor break their kept-alive connections while silent ones
+ * remain. When every slot holds a request in progress, the newcomer is
+ * closed. The count is kept here, not by Node's maxConnections, whose count
+ * lags behind closes and would turn a legitimate client away during a churn.
+ */
+export function limitConnections(server: http.Server, limits: HttpLimits, onPressure?: (event: 'refused' | 'evicted' | 'timed-out') => void): ConnectionCounts {
+  const counts: ConnectionCounts = { open: 0, refused: 0, evicted: 0, timedOut: 0 };
+  const connections = new Map<net.Socket, Connection>();
+  // Idle connections, oldest first (a Set keeps insertion order): those that
+  // never sent a request, and those kept alive after an answer.
+  const fresh = new Set<net.Socket>();
+  const kept = new Set<net.Socket>();
+
+  server.headersTimeout = limits.headerTimeoutMs;
+  server.requestTimeout = Math.max(limits.headerTimeoutMs, 30_000);
+  server.keepAliveTimeout = limits.idleTimeoutMs;
+
+  const close = (socket: net.Socket, why: 'refused' | 'evicted' | 'timed-out') => {
+    if (why === 'refused') counts.refused++;
+    else if (why === 'evicted') counts.evicted++;
+    else counts.timedOut++;
+    onPressure?.(why);
+    socket.destroy();
+  };
+
+  const makeIdle = (socket: net.Socket, connection: Connection, timeoutMs: number) => {
+    clearTimeout(connection.timer);
+    (connection.answered === 0 ? fresh : kept).add(socket);
+    connection.timer = setTimeout(() => close(socket, 'timed-out'), timeoutMs);
+    connection.timer.unref();
+  };
+
+  server.on('connection', (socket: net.Socket) => {
+    if (connections.size >= limits.maxConnections) {
+      const oldest = evictable();
+      if (!oldest) return close(socket, 'refused');
+      forget(oldest);
+      close(oldest, 'evicted');
+    }
+    const connection: Connection = { inFlight: 0, answered: 0, timer: undefined };
+    connections.set(socket, connection);
+    counts.open = connections.size;
+    makeIdle(socket, connection, limits.headerTimeoutMs);
+    socket.once('close', () => forget(socket));
+  });
+
+  // In a burst beyond the cap the oldest may have its request already waiting
+  // in the kernel (Node accepts before it reads); either way each connection
+  // beyond the cap costs one, and preferring the oldest keeps a churning
+  // flood from locking out clients that send their request at once.
+  const evictable = (): net.Socket | undefined => {
+    for (const set of [fresh, kept]) {
+      const oldest = set.values().next();
+      if (!oldest.done) return oldest.value;
+    }
+    return undefined;
+  };
+
+  const forget = (socket: net.Socket) => {
+    const connection = connections.get(socket);
+    if (!connection) return;
+    clearTimeout(connection.timer);
+    connections.delete(socket);
+    fresh.delete(socket);
+    kept.delete(socket);
+    counts.open = connections.size;
+  };
+
+  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const socket = req.socket;
+    const connection = connections.get(socket);
+    if (!connection) return;
+    connection.inFlight++;
+    clearTimeout(connection.timer);
+    connection.timer = undefined;
+    fresh.delete(socket);
+    kept.delete(socket);
+    let done = false;
+    const answered = () => {
+      if (done) return;
+      done = true;
+      connection.inFlight--;
+      connection.answered++;
+      // The next head must be complete within the idle time plus the head
+      // deadline; Node's keepAliveTimeout closes a silent one sooner.
+      if (connection.inFlight === 0 && connections.has(socket) && !socket.destroyed) {
+        makeIdle(socket, connection, limits.idleTimeoutMs + limits.headerTimeoutMs);
+      }
+    };
+    res.once('finish', answered);
+    res.once('close', answered);
+  });
+
+  return counts;
+}

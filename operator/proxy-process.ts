@@ -1,0 +1,102 @@
+// The standalone mode's data plane: the proxy pod in a child process of its
+// own, as in a cluster, so that no storm of Control API requests or
+// registrations on one side stalls the other's event loop, and neither can
+// take the other's file descriptors. The reconciler reaches it over the admin
+// Unix socket. A proxy process that dies is started again on the same ports
+// (the reconciler then programs it again, as after a pod restart).
+import { type ChildProcess, fork } from 'node:child_process';
+import { extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from '../common/log.ts';
+import type { ProxyProcessMessage } from '../common/proxy-process-messages.ts';
+
+export interface ProxyProcessOptions {
+  /** The proxy's environment (CCCP_* settings, CCCP_ADMIN_SOCKET among them). */
+  env: NodeJS.ProcessEnv;
+  logger: Logger;
+  /** How long the process may take to report ready. */
+  startTimeoutMs?: number;
+}
+
+/** proxy-pod/main.ts beside this file, or main.js when running from dist/. */
+const PROXY_ENTRY = fileURLToPath(new URL(`../proxy-pod/main${extname(fileURLToPath(import.meta.url))}`, import.meta.url));
+const STOP_GRACE_MS = 5000;
+const RESTART_DELAY_MS = 1000;
+
+export class ProxyProcess {
+  private child: ChildProcess | undefined;
+  private stopping = false;
+  private restartTimer: NodeJS.Timeout | undefined;
+  devicePort = 0;
+
+  private constructor(private readonly opts: ProxyProcessOptions) {}
+
+  static async start(opts: ProxyProcessOptions): Promise<ProxyProcess> {
+    const proxy = new ProxyProcess(opts);
+    await proxy.spawn(opts.env);
+    return proxy;
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    clearTimeout(this.restartTimer);
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  private spawn(env: NodeJS.ProcessEnv): Promise<void> {
+    const timeoutMs = this.opts.startTimeoutMs ?? 20_000;
+    // execArgv is inherited, so under tsx the child runs the TypeScript entry too.
+    const child = fork(PROXY_ENTRY, [], { env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    this.child = child;
+    return new Promise<void>((resolve, reject) => {
+      let ready = false;
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new Error(`the proxy process did not report ready within ${timeoutMs / 1000} s`));
+      }, timeoutMs);
+      child.on('message', (message: ProxyProcessMessage) => {
+        if (message.type !== 'ready' || ready) return;
+        ready = true;
+        clearTimeout(timer);
+        this.devicePort = message.devicePort;
+        resolve();
+      });
+      child.once('error', (error) => {
+        clearTimeout(timer);
+        if (!ready) reject(error);
+      });
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        if (!ready) {
+          reject(new Error(`the proxy process exited (${signal ?? `code ${code}`}) before it was ready; its log says why`));
+          return;
+        }
+        if (this.stopping) return;
+        this.opts.logger.error({ code, signal, pid: child.pid }, 'the proxy process exited; starting it again');
+        this.restartTimer = setTimeout(() => this.restart(), RESTART_DELAY_MS);
+      });
+    });
+  }
+
+  private restart(): void {
+    if (this.stopping) return;
+    // The same device port, also when the first start picked a free one.
+    this.spawn({ ...this.opts.env, CCCP_DEVICE_PORT: String(this.devicePort) }).then(
+      () => this.opts.logger.info({ pid: this.child?.pid }, 'the proxy process is running again'),
+      (error: unknown) => {
+        this.opts.logger.error({ err: error }, 'the proxy process failed to start again');
+        if (!this.stopping) this.restartTimer = setTimeout(() => this.restart(), RESTART_DELAY_MS);
+      },
+    );
+  }
+}

@@ -1,0 +1,341 @@
+// The Helm chart rendered by the real `helm` (no cluster): lint, what each
+// exposure mode renders, least privilege, the pod hardening, and the values
+// the schema or the templates refuse, each with the message a user sees.
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { V1Deployment, V1Role, V1RoleBinding, V1Secret, V1Service } from '@kubernetes/client-node';
+import { operatorConfigFromEnv } from '../../operator/config.ts';
+import { proxyOptionsFromEnv } from '../../proxy-pod/config.ts';
+import {
+  chartCrdFile, chartDir, containerEnv, deploymentOf, isHook, kubeBinDir, named, ofKind, projectSecretVolume, render, requiredValues, resolveEnv,
+  runHelm, secretValue, template, topLevelCrdFile,
+} from '../helpers/helm.ts';
+
+const test = suite('helm chart');
+let binDir: string | undefined;
+let startError: unknown;
+
+const hostNetworkValues = { ...requiredValues, exposure: { mode: 'hostNetwork', hostNetwork: { nodeName: 'edge-node-1' } } };
+
+// uvu swallows an error thrown by a before hook; keep it and rethrow it from every test.
+test.before(async () => {
+  try {
+    binDir = await kubeBinDir();
+  } catch (err) {
+    startError = err;
+  }
+});
+
+function bin(): string {
+  if (!binDir || startError) throw startError ?? new Error('helm not built');
+  return binDir;
+}
+
+async function refused(values: object): Promise<string> {
+  const result = await template(bin(), values);
+  assert.is.not(result.code, 0, 'helm template should have failed');
+  return result.stderr;
+}
+
+test('helm lint passes in each exposure mode', async () => {
+  for (const values of [requiredValues, hostNetworkValues]) {
+    const dir = mkdtempSync(join(tmpdir(), 'cccp-lint-'));
+    const file = join(dir, 'values.json');
+    writeFileSync(file, JSON.stringify(values));
+    const lint = await runHelm(bin(), ['lint', '--strict', chartDir, '-f', file]);
+    assert.is(lint.code, 0, lint.stdout + lint.stderr);
+    assert.match(lint.stdout, '1 chart(s) linted, 0 chart(s) failed');
+  }
+});
+
+test('the chart CRD is byte-identical to crds/proxysession.yaml', () => {
+  assert.ok(readFileSync(chartCrdFile).equals(readFileSync(topLevelCrdFile)), 'copy crds/proxysession.yaml to helm/cccp-proxy/crds/');
+});
+
+test('the default values render both Deployments, the Services, RBAC, NetworkPolicy, PDB, the admin token Secret and two hooks', async () => {
+  const { objects } = await render(bin(), requiredValues);
+  const kinds = objects.map((o) => `${o.kind}/${o.metadata.name}`).sort();
+  assert.equal(kinds, [
+    'Deployment/cust-cccp-proxy-operator',
+    'Deployment/cust-cccp-proxy-proxy',
+    'Job/cust-cccp-proxy-uninstall-cleanup',
+    'NetworkPolicy/cust-cccp-proxy-proxy',
+    'Pod/cust-cccp-proxy-test-control-api',
+    'PodDisruptionBudget/cust-cccp-proxy-operator',
+    'Role/cust-cccp-proxy-operator',
+    'RoleBinding/cust-cccp-proxy-operator',
+    'Secret/cust-cccp-proxy-admin-token',
+    'Service/cust-cccp-proxy-control',
+    'Service/cust-cccp-proxy-operator-metrics',
+    'Service/cust-cccp-proxy-proxy',
+    'Service/cust-cccp-proxy-proxy-admin',
+    'Service/cust-cccp-proxy-proxy-metrics',
+    'ServiceAccount/cust-cccp-proxy-operator',
+    'ServiceAccount/cust-cccp-proxy-proxy',
+  ]);
+  for (const o of objects) assert.is(o.metadata.namespace, 'cust', `${o.kind} ${o.metadata.name} is namespaced to the release`);
+  assert.equal(objects.filter(isHook).map((o) => [o.kind, o.metadata.annotations?.['helm.sh/hook']]), [['Pod', 'test'], ['Job', 'pre-delete']]);
+});
+
+test('the operator runs 2 replicas with POD_NAME and POD_NAMESPACE from the downward API', async () => {
+  const operator = deploymentOf((await render(bin(), requiredValues)).objects, 'operator');
+  assert.is(operator.spec?.replicas, 2);
+  const env = containerEnv(operator);
+  assert.equal(env.find((e) => e.name === 'POD_NAME')?.valueFrom?.fieldRef?.fieldPath, 'metadata.name');
+  assert.equal(env.find((e) => e.name === 'POD_NAMESPACE')?.valueFrom?.fieldRef?.fieldPath, 'metadata.namespace');
+  assert.equal(operator.spec?.template.spec?.containers[0]?.args, ['dist/operator/main.js']);
+});
+
+test('the proxy runs 1 replica with the Recreate strategy and no API token', async () => {
+  const proxy = deploymentOf((await render(bin(), requiredValues)).objects, 'proxy');
+  assert.is(proxy.spec?.replicas, 1);
+  assert.is(proxy.spec?.strategy?.type, 'Recreate');
+  assert.is(proxy.spec?.template.spec?.automountServiceAccountToken, false);
+  assert.equal(proxy.spec?.template.spec?.containers[0]?.args, ['dist/proxy-pod/main.js']);
+});
+
+test('the env the chart gives each process is accepted by its own config parser', async () => {
+  const values = { ...requiredValues, controlTokens: ['control-token-0123456789'], portRange: { min: 31000, max: 31049 } };
+  const { objects } = await render(bin(), values);
+  const dir = mkdtempSync(join(tmpdir(), 'cccp-env-'));
+  const tokenFile = join(dir, 'token');
+  // The operator fills the admin token Secret at run time (helm-cluster.test.ts); any token will do here.
+  writeFileSync(tokenFile, 'admin-token-as-the-operator-wrote-it');
+  const tokensDir = projectSecretVolume(join(dir, 'control-tokens'), { tokens: secretValue(named<V1Secret>(objects, 'Secret', 'cust-cccp-proxy-control-tokens'), 'tokens')! });
+  const pod = { name: 'cust-cccp-proxy-operator-abc', namespace: 'cust' };
+
+  const chartOperatorEnv = resolveEnv(objects, deploymentOf(objects, 'operator'), pod);
+  assert.is(chartOperatorEnv.CCCP_CONTROL_TOKENS_FILE, '/var/run/cccp/control-tokens/tokens');
+  assert.is(chartOperatorEnv.CCCP_ADMIN_TOKEN_SECRET, 'cust-cccp-proxy-admin-token');
+  const operatorEnv: NodeJS.ProcessEnv = { ...chartOperatorEnv, CCCP_CONTROL_TOKENS_FILE: join(tokensDir, 'tokens') };
+  const operator = operatorConfigFromEnv(operatorEnv);
+  assert.equal(operator.portRange, { min: 31000, max: 31049 });
+  assert.is(operator.publicHost, 'proxy.customer.example');
+  assert.equal(operator.controlTokens, ['control-token-0123456789']);
+  // operator/main.ts runs on import, so its cluster settings are checked as text here and by a real process in helm-cluster.test.ts.
+  assert.is(operatorEnv.CCCP_ADMIN_ADDRESS, 'cust-cccp-proxy-proxy-admin.cust.svc:9001');
+  assert.is(operatorEnv.POD_NAMESPACE, 'cust');
+  assert.is(operatorEnv.POD_NAME, pod.name);
+  assert.is(operatorEnv.CCCP_LEASE_NAME, 'cust-cccp-proxy-operator');
+
+  const proxyEnv = { ...resolveEnv(objects, deploymentOf(objects, 'proxy'), pod), CCCP_ADMIN_TOKEN_FILE: tokenFile };
+  const proxy = proxyOptionsFromEnv(proxyEnv);
+  assert.is(proxy.devicePort, 9000);
+  assert.is(proxy.healthPort, 9090);
+  assert.equal(proxy.admin, { host: '0.0.0.0', port: 9001, token: readFileSync(tokenFile, 'utf8') });
+});
+
+test('loadBalancer mode: one LoadBalancer Service lists the device port and every session port, externalTrafficPolicy Local', async () => {
+  const values = { ...requiredValues, portRange: { min: 21000, max: 21099 } };
+  const services = ofKind<V1Service>((await render(bin(), values)).objects, 'Service');
+  const lb = services.filter((s) => s.spec?.type === 'LoadBalancer');
+  assert.is(lb.length, 1);
+  assert.is(lb[0]!.spec?.externalTrafficPolicy, 'Local');
+  const ports = lb[0]!.spec!.ports!.map((p) => p.port);
+  assert.equal(ports, [9000, ...Array.from({ length: 100 }, (_, i) => 21000 + i)]);
+  assert.ok(lb[0]!.spec!.ports!.every((p) => p.protocol === 'TCP' && (p.name?.length ?? 0) <= 15));
+  const others = services.filter((s) => s !== lb[0]).map((s) => s.spec?.type);
+  assert.equal(others, ['ClusterIP', 'ClusterIP', 'ClusterIP', 'ClusterIP'], 'the Control API, the admin API and the metrics stay inside the cluster');
+});
+
+test('hostNetwork mode: the proxy runs on the chosen node network and no LoadBalancer Service is rendered', async () => {
+  const byName = await render(bin(), hostNetworkValues);
+  const spec = deploymentOf(byName.objects, 'proxy').spec!.template.spec!;
+  assert.is(spec.hostNetwork, true);
+  assert.is(spec.dnsPolicy, 'ClusterFirstWithHostNet');
+  assert.is(spec.nodeName, 'edge-node-1');
+  assert.not.ok(ofKind<V1Service>(byName.objects, 'Service').some((s) => s.spec?.type === 'LoadBalancer'));
+
+  const bySelector = await render(bin(), { ...requiredValues, exposure: { mode: 'hostNetwork', hostNetwork: { nodeSelector: { 'cccp.tcxn.net/edge': 'true' } } } });
+  const selected = deploymentOf(bySelector.objects, 'proxy').spec!.template.spec!;
+  assert.equal(selected.nodeSelector, { 'cccp.tcxn.net/edge': 'true' });
+  assert.is(selected.nodeName, undefined);
+});
+
+test('every container runs non-root, read-only, without privilege escalation or capabilities, with RuntimeDefault seccomp', async () => {
+  for (const values of [requiredValues, hostNetworkValues]) {
+    for (const deployment of ofKind<V1Deployment>((await render(bin(), values)).objects, 'Deployment')) {
+      const pod = deployment.spec!.template.spec!;
+      assert.is(pod.securityContext?.runAsNonRoot, true);
+      assert.is(pod.securityContext?.seccompProfile?.type, 'RuntimeDefault');
+      for (const container of pod.containers) {
+        const sc = container.securityContext!;
+        assert.is(sc.runAsNonRoot, true, container.name);
+        assert.is(sc.readOnlyRootFilesystem, true, container.name);
+        assert.is(sc.allowPrivilegeEscalation, false, container.name);
+        assert.equal(sc.capabilities?.drop, ['ALL'], container.name);
+        assert.is(sc.capabilities?.add, undefined, container.name);
+        assert.is(sc.seccompProfile?.type, 'RuntimeDefault', container.name);
+        assert.ok(container.resources?.requests?.memory && container.resources.limits?.memory, `${container.name} has memory requests and limits`);
+      }
+    }
+  }
+});
+
+test('probes: the operator on /healthz and /readyz of the control port, the proxy on its health port', async () => {
+  const { objects } = await render(bin(), requiredValues);
+  const operator = deploymentOf(objects, 'operator').spec!.template.spec!.containers[0]!;
+  assert.equal([operator.livenessProbe?.httpGet?.path, operator.livenessProbe?.httpGet?.port], ['/healthz', 'control']);
+  assert.equal([operator.readinessProbe?.httpGet?.path, operator.readinessProbe?.httpGet?.port], ['/readyz', 'control']);
+  assert.is(operator.ports?.find((p) => p.name === 'control')?.containerPort, 8080);
+  const proxy = deploymentOf(objects, 'proxy').spec!.template.spec!.containers[0]!;
+  assert.equal([proxy.livenessProbe?.httpGet?.path, proxy.livenessProbe?.httpGet?.port], ['/healthz', 'health']);
+  assert.equal([proxy.readinessProbe?.httpGet?.path, proxy.readinessProbe?.httpGet?.port], ['/readyz', 'health']);
+  assert.is(proxy.ports?.find((p) => p.name === 'health')?.containerPort, 9090);
+});
+
+test('the Role grants exactly the calls the operator makes: namespaced, only its admin token Secret by name, no wildcards', async () => {
+  const { objects } = await render(bin(), requiredValues);
+  assert.equal(ofKind(objects, 'ClusterRole'), []);
+  assert.equal(ofKind(objects, 'ClusterRoleBinding'), []);
+  const role = named<V1Role>(objects, 'Role', 'cust-cccp-proxy-operator');
+  const rules = role.rules!.map((r) => ({ groups: r.apiGroups, resources: r.resources, names: r.resourceNames, verbs: r.verbs }));
+  assert.equal(rules, [
+    { groups: ['cccp.tcxn.net'], resources: ['proxysessions'], names: undefined, verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'] },
+    { groups: ['cccp.tcxn.net'], resources: ['proxysessions/status'], names: undefined, verbs: ['patch'] },
+    { groups: ['coordination.k8s.io'], resources: ['leases'], names: undefined, verbs: ['create'] },
+    { groups: ['coordination.k8s.io'], resources: ['leases'], names: ['cust-cccp-proxy-operator'], verbs: ['get', 'update'] },
+    { groups: [''], resources: ['events'], names: undefined, verbs: ['create'] },
+    { groups: [''], resources: ['secrets'], names: ['cust-cccp-proxy-admin-token'], verbs: ['get', 'patch'] },
+  ]);
+  const own = named<V1Role>((await render(bin(), { ...requiredValues, adminToken: { existingSecret: 'mine' } })).objects, 'Role', 'cust-cccp-proxy-operator');
+  assert.not.ok(own.rules!.some((r) => r.resources?.includes('secrets')), 'with an existing admin Secret, no Secrets rule at all');
+  const binding = named<V1RoleBinding>(objects, 'RoleBinding', 'cust-cccp-proxy-operator');
+  assert.equal(binding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'cust-cccp-proxy-operator' });
+  assert.equal(binding.subjects, [{ kind: 'ServiceAccount', name: 'cust-cccp-proxy-operator', namespace: 'cust' }]);
+  assert.is(deploymentOf(objects, 'operator').spec?.template.spec?.serviceAccountName, 'cust-cccp-proxy-operator');
+});
+
+test('the NetworkPolicy admits only operator pods to the admin port and leaves the other proxy ports open', async () => {
+  const { objects } = await render(bin(), requiredValues);
+  // Typed here: the client's model names `from` as `_from`.
+  const policy = named<{ spec: { podSelector: { matchLabels: Record<string, string> }; policyTypes: string[]; ingress: Array<{ from?: unknown; ports: unknown }> } }>(
+    objects, 'NetworkPolicy', 'cust-cccp-proxy-proxy');
+  assert.equal(policy.spec.podSelector.matchLabels['app.kubernetes.io/component'], 'proxy');
+  assert.equal(policy.spec.policyTypes, ['Ingress']);
+  const [adminRule, openRule] = policy.spec.ingress;
+  assert.equal(adminRule!.ports, [{ protocol: 'TCP', port: 9001 }]);
+  assert.equal(adminRule!.from, [{ podSelector: { matchLabels: {
+    'app.kubernetes.io/name': 'cccp-proxy', 'app.kubernetes.io/instance': 'cust', 'app.kubernetes.io/component': 'operator',
+  } } }]);
+  assert.is(openRule!.from, undefined, 'from anywhere');
+  assert.equal(openRule!.ports, [{ protocol: 'TCP', port: 9000 }, { protocol: 'TCP', port: 20000, endPort: 20099 }, { protocol: 'TCP', port: 9090 }]);
+});
+
+test('the admin token Secret is rendered empty for the operator to fill, mounted as a file in the proxy; an existing Secret replaces it', async () => {
+  const generated = (await render(bin(), requiredValues)).objects;
+  const secret = named<V1Secret>(generated, 'Secret', 'cust-cccp-proxy-admin-token');
+  assert.is(secret.data, undefined, 'no random value in the render');
+  assert.is(secret.stringData, undefined);
+  const proxy = deploymentOf(generated, 'proxy');
+  assert.is(proxy.spec!.template.spec!.volumes?.find((v) => v.name === 'admin-token')?.secret?.secretName, 'cust-cccp-proxy-admin-token');
+  assert.is(containerEnv(proxy).find((e) => e.name === 'CCCP_ADMIN_TOKEN_FILE')?.value, '/var/run/cccp/admin-token/token');
+  const operator = deploymentOf(generated, 'operator');
+  assert.is(containerEnv(operator).find((e) => e.name === 'CCCP_ADMIN_TOKEN_SECRET')?.value, 'cust-cccp-proxy-admin-token');
+  assert.is(operator.spec!.template.spec!.volumes?.find((v) => v.name === 'admin-token'), undefined, 'the operator reads it through the API, it would wait for its own write');
+  for (const component of ['operator', 'proxy'] as const) {
+    assert.not.ok(containerEnv(deploymentOf(generated, component)).some((e) => e.name === 'CCCP_ADMIN_TOKEN'), 'never a plain env value');
+  }
+
+  const own = (await render(bin(), { ...requiredValues, adminToken: { existingSecret: 'my-admin-token' } })).objects;
+  assert.equal(ofKind(own, 'Secret'), []);
+  for (const component of ['operator', 'proxy'] as const) {
+    assert.is(deploymentOf(own, component).spec!.template.spec!.volumes?.find((v) => v.name === 'admin-token')?.secret?.secretName, 'my-admin-token');
+  }
+});
+
+test('control tokens go into a Secret mounted as a directory (no subPath, so the kubelet updates it) for CCCP_CONTROL_TOKENS_FILE; none means no authentication', async () => {
+  const none = (await render(bin(), requiredValues)).objects;
+  assert.not.ok(containerEnv(deploymentOf(none, 'operator')).some((e) => e.name.startsWith('CCCP_CONTROL_TOKENS')));
+
+  const withTokens = (await render(bin(), { ...requiredValues, controlTokens: ['first-token-0123456789', 'second-token-0123456789'] })).objects;
+  const secret = named<V1Secret>(withTokens, 'Secret', 'cust-cccp-proxy-control-tokens');
+  assert.is(secretValue(secret, 'tokens'), 'first-token-0123456789,second-token-0123456789');
+  const operator = deploymentOf(withTokens, 'operator');
+  const env = containerEnv(operator);
+  assert.is(env.find((e) => e.name === 'CCCP_CONTROL_TOKENS_FILE')?.value, '/var/run/cccp/control-tokens/tokens');
+  assert.not.ok(env.some((e) => e.name === 'CCCP_CONTROL_TOKENS'), 'not an env value: that is read once, at start');
+  const volume = operator.spec!.template.spec!.volumes!.find((v) => v.name === 'control-tokens');
+  assert.is(volume?.secret?.secretName, 'cust-cccp-proxy-control-tokens');
+  const mount = operator.spec!.template.spec!.containers[0]!.volumeMounts!.find((m) => m.name === 'control-tokens');
+  assert.equal([mount?.mountPath, mount?.subPath], ['/var/run/cccp/control-tokens', undefined]);
+
+  const existing = (await render(bin(), { ...requiredValues, existingControlTokensSecret: 'my-tokens' })).objects;
+  assert.not.ok(ofKind<V1Secret>(existing, 'Secret').some((s) => s.metadata?.name?.endsWith('control-tokens')));
+  assert.is(deploymentOf(existing, 'operator').spec!.template.spec!.volumes!.find((v) => v.name === 'control-tokens')?.secret?.secretName, 'my-tokens');
+});
+
+test('every object carries the app.kubernetes.io labels; pods carry their component', async () => {
+  const { objects } = await render(bin(), requiredValues);
+  for (const o of objects) {
+    const labels = o.metadata.labels ?? {};
+    for (const key of ['app.kubernetes.io/name', 'app.kubernetes.io/instance', 'app.kubernetes.io/version', 'app.kubernetes.io/managed-by', 'helm.sh/chart']) {
+      assert.ok(labels[key], `${o.kind} ${o.metadata.name} lacks ${key}`);
+    }
+  }
+  for (const component of ['operator', 'proxy'] as const) {
+    assert.is(deploymentOf(objects, component).spec!.template.metadata!.labels!['app.kubernetes.io/component'], component);
+  }
+});
+
+test('publicHost is required: without it the schema refuses the values, naming it', async () => {
+  assert.match(await refused({}), "missing property 'publicHost'");
+});
+
+test('a publicHost with a scheme, a path or a space is refused, saying how to write it', async () => {
+  for (const host of ['https://proxy.example', 'proxy example', 'proxy.example/x', '-proxy']) {
+    assert.match(await refused({ publicHost: host }), `publicHost ${JSON.stringify(host)} is not a host name or IP address: write it without scheme, port or path`);
+  }
+});
+
+test('a reversed port range is refused', async () => {
+  const message = await refused({ ...requiredValues, portRange: { min: 20099, max: 20000 } });
+  assert.match(message, 'portRange is reversed: min 20099 is above max 20000');
+});
+
+test('loadBalancer mode refuses a range of more than 100 ports; hostNetwork mode carries it', async () => {
+  const wide = { min: 20000, max: 20100 };
+  const message = await refused({ ...requiredValues, portRange: wide });
+  assert.match(message, 'portRange 20000-20100 holds 101 ports, but exposure.mode=loadBalancer carries at most 100 session ports');
+  const { objects } = await render(bin(), { ...hostNetworkValues, portRange: { min: 20000, max: 29999 } });
+  assert.match(containerEnv(deploymentOf(objects, 'operator')).find((e) => e.name === 'CCCP_PORT_RANGE')?.value ?? '', /^20000-29999$/);
+});
+
+test('a port outside 1..65535 is refused by the schema, naming the value', async () => {
+  assert.match(await refused({ ...requiredValues, devicePort: 0 }), "at '/devicePort': minimum: got 0, want 1");
+  assert.match(await refused({ ...requiredValues, devicePort: 65536 }), "at '/devicePort': maximum: got 65,536, want 65,535");
+  assert.match(await refused({ ...requiredValues, portRange: { min: 65000, max: 70000 } }), "at '/portRange/max': maximum: got 70,000, want 65,535");
+  assert.match(await refused({ ...requiredValues, operator: { controlPort: -1 } }), "at '/operator/controlPort': minimum");
+});
+
+test('the device port inside the port range is refused', async () => {
+  assert.match(await refused({ ...requiredValues, devicePort: 20050 }), 'devicePort 20050 lies inside portRange 20000-20099');
+});
+
+test('the control, admin or health port inside the range, or proxy ports that collide, are refused', async () => {
+  assert.match(await refused({ ...requiredValues, operator: { controlPort: 20000 } }), 'operator.controlPort 20000 lies inside portRange 20000-20099');
+  assert.match(await refused({ ...requiredValues, proxy: { adminPort: 20099 } }), 'proxy.adminPort 20099 lies inside portRange 20000-20099');
+  assert.match(await refused({ ...requiredValues, proxy: { healthPort: 9000 } }), 'devicePort (9000), proxy.adminPort (9001) and proxy.healthPort (9000) must differ');
+});
+
+test('hostNetwork mode without a node is refused, naming nodeName and nodeSelector', async () => {
+  const message = await refused({ ...requiredValues, exposure: { mode: 'hostNetwork' } });
+  assert.match(message, "at '/exposure/hostNetwork/nodeName': minLength: got 0, want 1");
+  assert.match(message, "at '/exposure/hostNetwork/nodeSelector': minProperties: got 0, want 1");
+});
+
+test('an unknown exposure mode or a misspelt value is refused', async () => {
+  assert.match(await refused({ ...requiredValues, exposure: { mode: 'nodePort' } }), "at '/exposure/mode': value must be one of 'loadBalancer', 'hostNetwork'");
+  assert.match(await refused({ ...requiredValues, portrange: { min: 1, max: 2 } }), "additional properties 'portrange' not allowed");
+});
+
+test('control tokens that are short or contain a comma or space are refused', async () => {
+  assert.match(await refused({ ...requiredValues, controlTokens: ['short'] }), "at '/controlTokens/0': minLength");
+  assert.match(await refused({ ...requiredValues, controlTokens: ['has,a-comma-0123456789'] }), 'controlTokens[0] contains a comma, which separates tokens');
+  assert.match(await refused({ ...requiredValues, controlTokens: ['ok-token-0123456789', 'has a space 0123456789'] }), 'controlTokens[1] contains a space or a character outside printable ASCII');
+});
+
+test.run();

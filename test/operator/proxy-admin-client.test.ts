@@ -1,0 +1,106 @@
+// The typed admin client against a real proxy pod in this process: typed
+// answers, errors by code, and an event stream that survives a proxy restart.
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { ProxyEvent } from '../../common/admin-protocol.ts';
+import { silentLogger } from '../../common/log.ts';
+import { ProxyPod } from '../../proxy-pod/proxy-pod.ts';
+import { AdminApiError, ProxyAdminClient, type EventStream } from '../../operator/proxy-admin-client.ts';
+import { freePort, freePorts, waitFor } from '../helpers/net.ts';
+
+const test = suite('proxy admin client');
+const dir = mkdtempSync(join(tmpdir(), 'cccp-admin-client-'));
+const socketPath = join(dir, 'admin.sock');
+const cleanups: Array<() => unknown> = [];
+
+const startPod = (admin: { socketPath: string } | { host: string; port: number; token: string } = { socketPath }) =>
+  ProxyPod.start({ devicePort: 0, bindHost: '127.0.0.1', admin, logger: silentLogger(), processMetrics: false });
+
+test.after(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('info, put, list and delete answer typed values from the real proxy', async () => {
+  const pod = await startPod();
+  const client = new ProxyAdminClient({ endpoint: { socketPath } });
+  try {
+    const [port] = await freePorts(1);
+    assert.is((await client.info()).instanceId, pod.instanceId);
+    const state = await client.putSession('CLD/1', { id: 'uid-1', port: port!, persistent: true, ipWhitelist: ['127.0.0.1'] });
+    assert.equal([state.serial, state.state, state.port, state.transferredBytes], ['CLD/1', 'listening', port, 0]);
+    const list = await client.listSessions();
+    assert.equal(list.sessions.map((s) => s.serial), ['CLD/1']);
+    assert.is((await client.deleteSession('CLD/1'))?.serial, 'CLD/1');
+    assert.is(await client.deleteSession('CLD/1'), undefined, 'a second delete finds nothing');
+  } finally {
+    client.close();
+    await pod.stop();
+  }
+});
+
+test('a port held by another process is reported as port_unavailable', async () => {
+  const pod = await startPod();
+  const client = new ProxyAdminClient({ endpoint: { socketPath } });
+  const holder = net.createServer();
+  try {
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const port = (holder.address() as net.AddressInfo).port;
+    const error = await client.putSession('A', { id: 'a', port, persistent: false, ipWhitelist: [] }).catch((e: unknown) => e);
+    assert.instance(error, AdminApiError);
+    assert.is((error as AdminApiError).code, 'port_unavailable');
+  } finally {
+    holder.close();
+    client.close();
+    await pod.stop();
+  }
+});
+
+test('on TCP a wrong token is refused as unauthorized and the right one works', async () => {
+  const port = await freePort();
+  const token = 'a-long-enough-admin-token';
+  const pod = await startPod({ host: '127.0.0.1', port, token });
+  const wrong = new ProxyAdminClient({ endpoint: { host: '127.0.0.1', port, token: 'not-the-admin-token' } });
+  const right = new ProxyAdminClient({ endpoint: { host: '127.0.0.1', port, token } });
+  try {
+    const error = await wrong.info().catch((e: unknown) => e);
+    assert.is((error as AdminApiError).code, 'unauthorized');
+    assert.is((await right.info()).instanceId, pod.instanceId);
+  } finally {
+    wrong.close();
+    right.close();
+    await pod.stop();
+  }
+});
+
+test('an unreachable proxy is reported as unreachable, not as a crash', async () => {
+  const client = new ProxyAdminClient({ endpoint: { socketPath: join(dir, 'nobody.sock') } });
+  const error = await client.listSessions().catch((e: unknown) => e);
+  assert.is((error as AdminApiError).code, 'unreachable');
+  client.close();
+});
+
+test('the event stream starts with hello, delivers session events and reconnects to a restarted proxy', async () => {
+  let pod = await startPod();
+  const client = new ProxyAdminClient({ endpoint: { socketPath }, reconnectMinMs: 20, reconnectMaxMs: 200 });
+  const events: ProxyEvent[] = [];
+  let stream: EventStream | undefined;
+  cleanups.push(() => stream?.close(), () => client.close());
+  stream = client.watchEvents({ onEvent: (event) => events.push(event) });
+  await waitFor(() => events.some((e) => e.type === 'hello' && e.instanceId === pod.instanceId), 3000, 'hello');
+  const [port] = await freePorts(1);
+  await client.putSession('EV-1', { id: 'ev', port: port!, persistent: false, ipWhitelist: [], timeoutSeconds: 1 });
+  await waitFor(() => events.some((e) => e.type === 'session-ended' && e.serial === 'EV-1'), 3000, 'session-ended after the client timeout');
+  const first = pod.instanceId;
+  await pod.stop();
+  pod = await startPod();
+  cleanups.push(() => pod.stop());
+  await waitFor(() => events.some((e) => e.type === 'hello' && e.instanceId === pod.instanceId), 5000, 'hello from the restarted proxy');
+  assert.is.not(pod.instanceId, first);
+});
+
+test.run();

@@ -1,0 +1,28 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { RateLimiter } from '../../common/rate-limiter.ts';
+
+test('a full bucket lets a burst of its size through, then spaces writes evenly', () => {
+  const limiter = new RateLimiter(5);
+  const now = 10_000;
+  for (let i = 0; i < 5; i++) assert.is(limiter.take(now), 0, `write ${i} of the burst`);
+  assert.is(limiter.take(now), 200, 'the sixth waits one fifth of a second');
+  assert.is(limiter.take(now + 200), 0, 'and goes once that has passed');
+});
+
+test('unlimited never waits', () => {
+  const limiter = new RateLimiter(Number.POSITIVE_INFINITY);
+  for (let i = 0; i < 1000; i++) assert.is(limiter.take(0), 0);
+});
+
+test('the bucket refills with time, up to its size', () => {
+  const limiter = new RateLimiter(2);
+  limiter.take(0);
+  limiter.take(0);
+  assert.ok(limiter.take(0) > 0);
+  assert.is(limiter.take(60_000), 0);
+  assert.is(limiter.take(60_000), 0);
+  assert.ok(limiter.take(60_000) > 0, 'an idle minute does not bank more than the size');
+});
+
+test.run();

@@ -1,0 +1,264 @@
+// The reconciler against the memory store and a fake proxy admin API (the
+// end-to-end tests use the real proxy). Time is a manual clock.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { EndedReason, SessionList, SessionLookup, SessionSpec, SessionState } from '../../common/admin-protocol.ts';
+import { silentLogger } from '../../common/log.ts';
+import { MemorySessionStore } from '../../operator/memory-session-store.ts';
+import { PortAllocator } from '../../operator/port-allocator.ts';
+import { AdminApiError, type EventStream, type EventStreamHandlers, type ProxyAdmin } from '../../operator/proxy-admin-client.ts';
+import { Reconciler } from '../../operator/reconciler.ts';
+import type { ProxySessionSpec } from '../../operator/session-store.ts';
+import { FakeClock } from '../helpers/fake-clock.ts';
+
+class FakeProxy implements ProxyAdmin {
+  instanceId = 'instance-1';
+  sessions = new Map<string, SessionState>();
+  foreignPorts = new Set<number>();
+  calls: string[] = [];
+  /** Called at each PUT, to look at the store at that moment. */
+  onPut: (serial: string, spec: SessionSpec) => void = () => undefined;
+
+  async info() {
+    return { instanceId: this.instanceId, startedAt: '', devicePort: 9000 };
+  }
+  async listSessions(): Promise<SessionList> {
+    return { ...(await this.info()), sessions: [...this.sessions.values()].map((s) => ({ ...s })) };
+  }
+  async getSession(serial: string): Promise<SessionLookup> {
+    const session = this.sessions.get(serial);
+    return { ...(await this.info()), ...(session ? { session: { ...session } } : {}) };
+  }
+  async putSession(serial: string, spec: SessionSpec): Promise<SessionState> {
+    this.calls.push(`PUT ${serial} ${spec.port}`);
+    this.onPut(serial, spec);
+    if (this.foreignPorts.has(spec.port)) throw new AdminApiError(409, 'port_unavailable', `port ${spec.port} in use`);
+    const previous = this.sessions.get(serial);
+    const keep = previous && previous.id === spec.id && previous.state === 'listening';
+    const state: SessionState = {
+      ...spec,
+      serial,
+      state: 'listening',
+      deviceConnected: keep ? previous.deviceConnected : false,
+      clientConnected: keep ? previous.clientConnected : false,
+      transferredBytes: keep ? previous.transferredBytes : 0,
+      droppedBytes: 0,
+      listeningSince: '',
+    };
+    this.sessions.set(serial, state);
+    return { ...state };
+  }
+  async deleteSession(serial: string): Promise<SessionState | undefined> {
+    this.calls.push(`DELETE ${serial}`);
+    const state = this.sessions.get(serial);
+    this.sessions.delete(serial);
+    return state;
+  }
+  watchEvents(_handlers: EventStreamHandlers): EventStream {
+    return { close: () => undefined };
+  }
+  close(): void {}
+  end(serial: string, reason: EndedReason): void {
+    const state = this.sessions.get(serial)!;
+    this.sessions.set(serial, { ...state, state: 'ended', endedReason: reason, deviceConnected: false, clientConnected: false });
+  }
+}
+
+function setup(range = { min: 100, max: 102 }, options: { endedRetentionMs?: number } = {}) {
+  const clock = new FakeClock();
+  const store = new MemorySessionStore({ now: () => new Date(clock.now()) });
+  const proxy = new FakeProxy();
+  const allocator = new PortAllocator({ ...range, now: () => clock.now() });
+  const reconciler = new Reconciler({
+    store, admin: proxy, allocator, publicHost: 'proxy.example', logger: silentLogger(), clock,
+    pollIntervalMs: 300, resyncIntervalMs: 30_000, endedRetentionMs: options.endedRetentionMs ?? 60_000,
+  });
+  return { clock, store, proxy, allocator, reconciler };
+}
+
+const spec = (serial: string, extra: Partial<ProxySessionSpec> = {}): ProxySessionSpec => ({ serial, persistent: false, ipWhitelist: [], ...extra });
+
+test('a new session gets a port written to status before the proxy is programmed, then turns Active', async () => {
+  const { store, proxy, reconciler } = setup();
+  const { session } = await store.apply(spec('A'));
+  const writes: string[] = [];
+  store.subscribe((c) => c.type === 'upserted' && writes.push(`${c.session.status.phase}:${c.session.status.port}`));
+  proxy.onPut = (_serial, put) => writes.push(`PUT:${put.port}`);
+  await reconciler.reconcile('A');
+  assert.equal(writes, ['Pending:100', 'PUT:100', 'Active:100']);
+  const after = await store.get('A');
+  assert.is(after?.status.phase, 'Active');
+  assert.is(after?.status.host, 'proxy.example');
+  assert.is(after?.status.observedGeneration, session.generation);
+  assert.is(after?.status.conditions?.find((c) => c.type === 'Ready')?.status, 'True');
+});
+
+test('a spec change is put to the proxy on the same port and observedGeneration follows', async () => {
+  const { store, proxy, reconciler } = setup();
+  await store.apply(spec('A'));
+  await reconciler.reconcile('A');
+  const { session } = await store.apply(spec('A', { persistent: true, ipWhitelist: ['10.0.0.0/8'] }));
+  await reconciler.reconcile('A');
+  assert.equal(proxy.calls, ['PUT A 100', 'PUT A 100']);
+  assert.is(proxy.sessions.get('A')?.persistent, true);
+  const after = await store.get('A');
+  assert.is(after?.status.observedGeneration, session.generation);
+  assert.is(session.generation, 2);
+});
+
+test('reconciling an unchanged session does not program the proxy again', async () => {
+  const { store, proxy, reconciler } = setup();
+  await store.apply(spec('A'));
+  await reconciler.reconcile('A');
+  await reconciler.reconcile('A');
+  assert.equal(proxy.calls, ['PUT A 100']);
+});
+
+test('when the range is exhausted the session fails with NoAvailablePorts and the proxy is not called', async () => {
+  const { store, proxy, reconciler } = setup({ min: 100, max: 100 });
+  await store.apply(spec('A'));
+  await store.apply(spec('B'));
+  await reconciler.reconcile('A');
+  await reconciler.reconcile('B');
+  const b = await store.get('B');
+  assert.is(b?.status.phase, 'Failed');
+  assert.is(b?.status.endedReason, 'NoAvailablePorts');
+  assert.equal(proxy.calls, ['PUT A 100']);
+});
+
+test('a port held by a foreign process is quarantined and another one is used', async () => {
+  const { store, proxy, reconciler, allocator } = setup();
+  proxy.foreignPorts.add(100);
+  await store.apply(spec('A'));
+  const result = await reconciler.reconcile('A');
+  assert.equal(result, { requeueAfterMs: 0 });
+  await reconciler.reconcile('A');
+  assert.equal(proxy.calls, ['PUT A 100', 'PUT A 101']);
+  assert.is((await store.get('A'))?.status.port, 101);
+  assert.ok(allocator.isQuarantined(100));
+});
+
+test('deleting a session deletes it from the proxy, frees its port and completes the deletion', async () => {
+  const { store, proxy, reconciler, allocator } = setup();
+  await store.apply(spec('A'));
+  await reconciler.reconcile('A');
+  assert.is(await store.delete('A'), 'deleting');
+  await reconciler.reconcile('A');
+  assert.equal(proxy.calls, ['PUT A 100', 'DELETE A']);
+  assert.is(await store.get('A'), undefined);
+  assert.is(allocator.ownerOf(100), undefined);
+});
+
+test('a session the proxy reports ended turns Ended with its reason, frees the port and removes the tombstone', async () => {
+  const { store, proxy, reconciler, allocator } = setup();
+  await store.apply(spec('A'));
+  await reconciler.reconcile('A');
+  proxy.end('A', 'ClientConnectTimeout');
+  await reconciler.reconcile('A');
+  const a = await store.get('A');
+  assert.is(a?.status.phase, 'Ended');
+  assert.is(a?.status.endedReason, 'ClientConnectTimeout');
+  assert.is(a?.hasFinalizer, false, 'nothing left to clean up, so deletion is immediate');
+  assert.is(allocator.ownerOf(100), undefined);
+  assert.not.ok(proxy.sessions.has('A'));
+});
+
+test('live counters and addresses are copied from the proxy into status', async () => {
+  const { store, proxy, reconciler } = setup();
+  await store.apply(spec('A'));
+  await reconciler.reconcile('A');
+  const state = proxy.sessions.get('A')!;
+  proxy.sessions.set('A', { ...state, deviceConnected: true, clientConnected: true, transferredBytes: 42, deviceAddress: '127.0.0.1:5000', clientAddress: '127.0.0.1:6000' });
+  await reconciler.reconcile('A');
+  const status = (await store.get('A'))!.status;
+  assert.equal(
+    [status.deviceConnected, status.clientConnected, status.transferredBytes, status.deviceAddress, status.clientAddress],
+    [true, true, 42, '127.0.0.1:5000', '127.0.0.1:6000'],
+  );
+  assert.equal(proxy.calls, ['PUT A 100'], 'counters alone do not reprogram the proxy');
+});
+
+test('the port table is rebuilt from the store before anything is allocated', async () => {
+  const { store, proxy, reconciler, clock } = setup();
+  const { session } = await store.apply(spec('OLD'));
+  await store.writeStatus('OLD', session.uid, { phase: 'Active', host: 'proxy.example', port: 100, observedGeneration: 1 });
+  await store.apply(spec('NEW'));
+  await reconciler.start();
+  await clock.advance(100);
+  await reconciler.queue.idle();
+  assert.is((await store.get('NEW'))?.status.port, 101);
+  assert.ok(proxy.calls.includes('PUT OLD 100'), 'the old session is reprogrammed on its own port');
+  await reconciler.stop();
+});
+
+test('a restarted proxy (new instanceId, empty list) gets every live session again on the same port', async () => {
+  const { store, proxy, reconciler, clock } = setup();
+  await store.apply(spec('A'));
+  await store.apply(spec('B'));
+  await reconciler.start();
+  await clock.advance(100);
+  await reconciler.queue.idle();
+  const before = [(await store.get('A'))?.status.port, (await store.get('B'))?.status.port];
+  proxy.sessions.clear();
+  proxy.instanceId = 'instance-2';
+  proxy.calls = [];
+  await clock.advance(400);
+  await reconciler.queue.idle();
+  await clock.advance(10);
+  assert.equal(proxy.calls.sort(), [`PUT A ${before[0]}`, `PUT B ${before[1]}`]);
+  await reconciler.stop();
+});
+
+test('the poller notices changed counters and updates status without any other trigger', async () => {
+  const { store, proxy, reconciler, clock } = setup();
+  await store.apply(spec('A'));
+  await reconciler.start();
+  await clock.advance(100);
+  await reconciler.queue.idle();
+  const state = proxy.sessions.get('A')!;
+  proxy.sessions.set('A', { ...state, transferredBytes: 7, deviceConnected: true });
+  await clock.advance(350);
+  await reconciler.queue.idle();
+  assert.is((await store.get('A'))?.status.transferredBytes, 7);
+  await reconciler.stop();
+});
+
+test('an Ended session is deleted after the retention time', async () => {
+  const { store, proxy, reconciler, clock } = setup(undefined, { endedRetentionMs: 1000 });
+  await store.apply(spec('A'));
+  await reconciler.start();
+  await clock.advance(100);
+  await reconciler.queue.idle();
+  proxy.end('A', 'DeviceDisconnected');
+  await clock.advance(400);
+  await reconciler.queue.idle();
+  assert.is((await store.get('A'))?.status.phase, 'Ended');
+  await clock.advance(1200);
+  await reconciler.queue.idle();
+  assert.is(await store.get('A'), undefined);
+  await reconciler.stop();
+});
+
+test('a session the store does not hold is removed from the proxy', async () => {
+  const { proxy, reconciler } = setup();
+  await proxy.putSession('GHOST', { id: 'x', port: 100, persistent: false, ipWhitelist: [] });
+  await reconciler.reconcile('GHOST');
+  assert.not.ok(proxy.sessions.has('GHOST'));
+});
+
+test('a proxy that keeps failing is retried with backoff, not on every poll', async () => {
+  const { store, proxy, reconciler, clock } = setup();
+  proxy.putSession = async (serial) => {
+    proxy.calls.push(`PUT ${serial}`);
+    throw new AdminApiError(500, 'internal', 'broken');
+  };
+  await store.apply(spec('A'));
+  await reconciler.start();
+  await clock.advance(3000);
+  // Backoff 100, 200, 400, 800 ms: runs at about 0, 100, 300, 700, 1500; ten polls happened meanwhile.
+  assert.ok(proxy.calls.length >= 4 && proxy.calls.length <= 6, `${proxy.calls.length} attempts`);
+  assert.is((await store.get('A'))?.status.phase, 'Pending');
+  await reconciler.stop();
+});
+
+test.run();
