@@ -34,7 +34,7 @@ base_key="$( { sha256sum "$node_bin"; echo "$npm_dir"; npm --version; } | sha256
 base_name="localhost/cccp-node-base:${node_version}-$base_key"
 
 # Exactly what the Dockerfile can COPY (see .dockerignore), plus the base.
-mapfile -t app_inputs < <(cd "$root" && { ls Dockerfile .dockerignore package.json package-lock.json tsconfig.json tsconfig.build.json; find operator proxy-pod -type f ! -name '*.md'; } | LC_ALL=C sort)
+mapfile -t app_inputs < <(cd "$root" && { ls Dockerfile .dockerignore package.json package-lock.json tsconfig.json tsconfig.build.json; find common operator proxy-pod -type f ! -name '*.md'; } | LC_ALL=C sort)
 app_key="$( { hash_files "${app_inputs[@]}"; echo "$base_key"; } | sha256sum | cut -c1-16)"
 app_name="localhost/cccp-proxy-operator:$app_key"
 app_archive="$cache/app-$app_key.tar"
@@ -78,17 +78,18 @@ fi
 
 if [[ ! -s "$app_archive" ]]; then
   start=$SECONDS
-  # The base: node, the libraries it links, npm, and the few programs the
-  # Dockerfile's RUN steps and npm scripts call (sh, env), with the "node"
-  # user (1000) that official Node images have.
+  # The base: node, the libraries it links, npm, and the programs of a
+  # slim Debian base that RUN steps and npm scripts call (sh, env and the
+  # basic file tools), with the "node" user (1000) that official Node images have.
+  local_tools=(/usr/bin/env /bin/rm /bin/mkdir /bin/cp /bin/mv /bin/ln /bin/ls /bin/cat /bin/chmod /bin/touch)
   fill_base() {
-    local r="$1" lib
+    local r="$1" lib tool
     install -D -m 0755 "$node_bin" "$r/usr/local/bin/node"
-    for lib in $(ldd "$node_bin" /bin/dash /usr/bin/env | awk '$2 == "=>" && $3 ~ /^\// { print $3 } /^\t\// { print $1 }' | sort -u); do
+    for lib in $(ldd "$node_bin" /bin/dash "${local_tools[@]}" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } /^\t\// { print $1 }' | sort -u); do
       install -D -m 0755 "$(readlink -f "$lib")" "$r$lib"
     done
     install -D -m 0755 /bin/dash "$r/bin/sh"
-    install -D -m 0755 /usr/bin/env "$r/usr/bin/env"
+    for tool in "${local_tools[@]}"; do install -D -m 0755 "$tool" "$r$tool"; done
     mkdir -p "$r/usr/local/lib/node_modules" "$r/tmp" "$r/etc" "$r/home/node"
     cp -a "$npm_dir" "$r/usr/local/lib/node_modules/npm"
     ln -s ../lib/node_modules/npm/bin/npm-cli.js "$r/usr/local/bin/npm"
