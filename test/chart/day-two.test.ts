@@ -18,25 +18,13 @@ import { startStandalone } from '../helpers/standalone.ts';
 import {
   chartDir, containerEnv, deploymentOf, kubeBinDir, named, ofKind, render, requiredValues, runHelm, template, topLevelCrdFile,
 } from '../helpers/helm.ts';
+import { suiteFixture } from '../helpers/fixture.ts';
 
 const test = suite('helm chart, day two');
-let binDir: string | undefined;
-let startError: unknown;
 
 const hostNetworkValues = { ...requiredValues, exposure: { mode: 'hostNetwork', hostNetwork: { nodeName: 'edge-node-1' } } };
 
-test.before(async () => {
-  try {
-    binDir = await kubeBinDir();
-  } catch (err) {
-    startError = err;
-  }
-});
-
-function bin(): string {
-  if (!binDir || startError) throw startError ?? new Error('helm not built');
-  return binDir;
-}
+const bin = suiteFixture(test, kubeBinDir);
 
 async function refused(values: object): Promise<string> {
   const result = await template(bin(), values);

@@ -13,26 +13,13 @@ import {
   chartCrdFile, chartDir, containerEnv, deploymentOf, isHook, kubeBinDir, named, ofKind, projectSecretVolume, render, requiredValues, resolveEnv,
   runHelm, secretValue, template, topLevelCrdFile,
 } from '../helpers/helm.ts';
+import { suiteFixture } from '../helpers/fixture.ts';
 
 const test = suite('helm chart');
-let binDir: string | undefined;
-let startError: unknown;
 
 const hostNetworkValues = { ...requiredValues, exposure: { mode: 'hostNetwork', hostNetwork: { nodeName: 'edge-node-1' } } };
 
-// uvu swallows an error thrown by a before hook; keep it and rethrow it from every test.
-test.before(async () => {
-  try {
-    binDir = await kubeBinDir();
-  } catch (err) {
-    startError = err;
-  }
-});
-
-function bin(): string {
-  if (!binDir || startError) throw startError ?? new Error('helm not built');
-  return binDir;
-}
+const bin = suiteFixture(test, kubeBinDir);
 
 async function refused(values: object): Promise<string> {
   const result = await template(bin(), values);

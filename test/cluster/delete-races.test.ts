@@ -4,38 +4,15 @@
 // may ever be left stuck behind a session that is already gone.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { Rig } from '../kube/rig.ts';
-import { TestCluster, startRigWithCrd } from '../helpers/cluster.ts';
-import { connect, freePortRange, sleep, waitFor } from '../helpers/net.ts';
+import { clusterFixture } from '../helpers/cluster.ts';
+import { connect, sleep, waitFor } from '../helpers/net.ts';
 
 const test = suite('session deletion races in cluster mode');
-let rig: Rig | undefined;
-let cluster: TestCluster | undefined;
-let startError: unknown;
 const RANGE_SIZE = 8;
 const FILLERS = Array.from({ length: RANGE_SIZE }, (_, i) => `FILL-${i}`);
 
-test.before(async () => {
-  try {
-    rig = await startRigWithCrd();
-    cluster = await TestCluster.start(rig, { namespace: 'cccp-races', portRange: await freePortRange(RANGE_SIZE) });
-    // A short request timeout makes a stuck serial fail fast instead of after 10 s.
-    await cluster.startOperator('operator-a', { CCCP_REQUEST_TIMEOUT_S: '5', CCCP_ENDED_RETENTION_S: '2' });
-    await cluster.waitForOperatorLeader();
-  } catch (err) {
-    startError = err;
-  }
-});
-
-test.after(async () => {
-  await cluster?.stop();
-  await rig?.stop();
-});
-
-function theCluster(): TestCluster {
-  if (!cluster || startError) throw startError ?? new Error('cluster not started');
-  return cluster;
-}
+// A short request timeout makes a stuck serial fail fast instead of after 10 s.
+const theCluster = clusterFixture(test, { namespace: 'cccp-races', rangeSize: RANGE_SIZE, operatorEnv: { CCCP_REQUEST_TIMEOUT_S: '5', CCCP_ENDED_RETENTION_S: '2' } });
 
 type Endpoint = { host: string; port: number; message?: string };
 

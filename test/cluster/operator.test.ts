@@ -3,43 +3,20 @@
 import type net from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { Rig } from '../kube/rig.ts';
-import { TestCluster, startRigWithCrd } from '../helpers/cluster.ts';
-import { Received, connect, connectDevice, freePortRange, refuses, sleep, waitFor } from '../helpers/net.ts';
+import { clusterFixture, type TestCluster } from '../helpers/cluster.ts';
+import { Received, connect, connectDevice, refuses, sleep, waitFor } from '../helpers/net.ts';
 
 const test = suite('operator in cluster mode');
-let rig: Rig | undefined;
-let cluster: TestCluster | undefined;
-let startError: unknown;
 const sockets: net.Socket[] = [];
 const RANGE_SIZE = 200;
 const RETENTION_S = 4;
 
-test.before(async () => {
-  try {
-    rig = await startRigWithCrd();
-    // Below the ephemeral ports: an outgoing connection's local port would make a session port unbindable.
-    cluster = await TestCluster.start(rig, { namespace: 'cccp-e2e', portRange: await freePortRange(RANGE_SIZE) });
-    await cluster.startOperator('operator-a', { CCCP_ENDED_RETENTION_S: String(RETENTION_S) });
-    await cluster.waitForOperatorLeader();
-  } catch (err) {
-    startError = err;
-  }
-});
+const theCluster = clusterFixture(test, { namespace: 'cccp-e2e', rangeSize: RANGE_SIZE, operatorEnv: { CCCP_ENDED_RETENTION_S: String(RETENTION_S) } });
 
 test.after.each(() => {
   for (const s of sockets.splice(0)) s.destroy();
 });
 
-test.after(async () => {
-  await cluster?.stop();
-  await rig?.stop();
-});
-
-function theCluster(): TestCluster {
-  if (!cluster || startError) throw startError ?? new Error('cluster not started');
-  return cluster;
-}
 
 async function exchange(port: number, serial: string): Promise<{ device: Received; client: Received }> {
   const c = theCluster();
@@ -235,13 +212,13 @@ test('the API server stopped for 30 s: traffic flows, the operator recovers with
   const on = await c.control<{ port: number }>('/on?serial=OUTAGE-1&persistent=true');
   assert.is(on.status, 200);
   const flow = await exchange(on.body.port, 'OUTAGE-1');
-  await rig!.stopApiServer();
+  await theCluster().rig.stopApiServer();
   for (let i = 0; i < 6; i++) {
     await sleep(5000);
     flow.device.socket.write('x');
     await flow.client.untilLength(4 + i + 1, 3000);
   }
-  await rig!.startApiServer();
+  await theCluster().rig.startApiServer();
   const after = await waitForOk(() => c.control<{ port: number }>('/on?serial=OUTAGE-2'), 60_000);
   assert.is(after.status, 200);
   assert.is((await c.session('OUTAGE-1'))?.status?.port, on.body.port, 'the session survived with its port');

@@ -5,9 +5,8 @@
 // no port is leaked and no resource is stuck with a finalizer.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { Rig } from '../kube/rig.ts';
-import { TestCluster, startRigWithCrd } from '../helpers/cluster.ts';
-import { freePortRange, refuses, sleep, waitFor } from '../helpers/net.ts';
+import { clusterFixture } from '../helpers/cluster.ts';
+import { refuses, sleep, waitFor } from '../helpers/net.ts';
 import { AdminCaller } from '../helpers/proxy.ts';
 
 const test = suite('faults under churn');
@@ -16,26 +15,7 @@ const SERIALS = 24;
 const CHURN_MS = Number(process.env.CCCP_CHURN_S ?? 40) * 1000;
 const SEED = Number(process.env.CCCP_CHURN_SEED ?? 20261126);
 
-let rig: Rig | undefined;
-let cluster: TestCluster | undefined;
-let startError: unknown;
-
-test.before(async () => {
-  try {
-    rig = await startRigWithCrd();
-    // Below the ephemeral ports: an outgoing connection's local port would make a session port unbindable.
-    cluster = await TestCluster.start(rig, { namespace: 'cccp-faults', portRange: await freePortRange(RANGE) });
-    await cluster.startOperator('operator-a', { CCCP_ENDED_RETENTION_S: '2', CCCP_REQUEST_TIMEOUT_S: '5' });
-    await cluster.waitForOperatorLeader();
-  } catch (err) {
-    startError = err;
-  }
-});
-
-test.after(async () => {
-  await cluster?.stop();
-  await rig?.stop();
-});
+const theCluster = clusterFixture(test, { namespace: 'cccp-faults', rangeSize: RANGE, operatorEnv: { CCCP_ENDED_RETENTION_S: '2', CCCP_REQUEST_TIMEOUT_S: '5' } });
 
 /** A small seeded PRNG (mulberry32), so a failing run can be repeated. */
 function random(seed: number): () => number {
@@ -50,8 +30,7 @@ function random(seed: number): () => number {
 }
 
 test('kill -9 of the proxy pod and the operator at random moments during churn leaves every session consistent', async () => {
-  if (!cluster || startError) throw startError ?? new Error('cluster not started');
-  const c = cluster;
+  const c = theCluster();
   const rand = random(SEED);
   const stopAt = Date.now() + CHURN_MS;
   const counts = { on: 0, off: 0, errors: 0, proxyKills: 0, operatorKills: 0 };

@@ -4,7 +4,9 @@
 import { fileURLToPath } from 'node:url';
 import { startRig, type Rig } from '../kube/rig.ts';
 import { type Answer, request } from './http.ts';
-import { freePort, freePorts, waitFor } from './net.ts';
+import type { Test } from 'uvu';
+import { suiteFixture } from './fixture.ts';
+import { freePort, freePortRange, freePorts, waitFor } from './net.ts';
 import { type Started, startNodeProcess } from './processes.ts';
 
 const crdFile = fileURLToPath(new URL('../../crds/proxysession.yaml', import.meta.url));
@@ -144,4 +146,33 @@ export async function mustKubectl(rig: Rig, args: string[], allowFailure = false
   const result = await rig.kubectl(args, input === undefined ? {} : { input });
   if (result.code !== 0 && !allowFailure) throw new Error(`kubectl ${args.join(' ')} failed: ${result.stderr}`);
   return result;
+}
+
+/**
+ * The usual cluster suite: the rig with the CRD, a proxy pod and one operator
+ * replica (operator-a) that has taken the Lease; both stopped after the suite.
+ */
+export function clusterFixture(test: Test, options: { namespace: string; rangeSize: number; operatorEnv?: Record<string, string> }): () => TestCluster {
+  return suiteFixture(
+    test,
+    async () => {
+      const rig = await startRigWithCrd();
+      let cluster: TestCluster | undefined;
+      try {
+        // Below the ephemeral ports: an outgoing connection's local port would make a session port unbindable.
+        cluster = await TestCluster.start(rig, { namespace: options.namespace, portRange: await freePortRange(options.rangeSize) });
+        await cluster.startOperator('operator-a', options.operatorEnv ?? {});
+        await cluster.waitForOperatorLeader();
+        return cluster;
+      } catch (err) {
+        await cluster?.stop();
+        await rig.stop();
+        throw err;
+      }
+    },
+    async (cluster) => {
+      await cluster.stop();
+      await cluster.rig.stop();
+    },
+  );
 }

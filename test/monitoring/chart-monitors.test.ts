@@ -10,23 +10,11 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { type KubeObject, chartDir, kubeBinDir, ofKind, render, requiredValues, runHelm, template, valuesFile } from '../helpers/helm.ts';
 import { dashboardFile } from '../helpers/monitoring.ts';
+import { suiteFixture } from '../helpers/fixture.ts';
 
 const test = suite('helm chart monitoring');
-let binDir: string | undefined;
-let startError: unknown;
 
-test.before(async () => {
-  try {
-    binDir = await kubeBinDir();
-  } catch (err) {
-    startError = err;
-  }
-});
-
-function bin(): string {
-  if (!binDir || startError) throw startError ?? new Error('helm not built');
-  return binDir;
-}
+const bin = suiteFixture(test, kubeBinDir);
 
 const MONITORING_KINDS = ['ServiceMonitor', 'PodMonitor', 'PrometheusRule', 'ConfigMap'];
 
