@@ -21,7 +21,7 @@ export interface Pki {
   serviceAccountPrivateKey: string;
 }
 
-const opensslConfig = `
+const opensslConfig = (serverNames: string) => `
 [req]
 distinguished_name = dn
 prompt = no
@@ -34,7 +34,7 @@ subjectKeyIdentifier = hash
 basicConstraints = critical,CA:FALSE
 keyUsage = critical,digitalSignature,keyEncipherment
 extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1,DNS:localhost
+subjectAltName = ${serverNames}
 [client]
 basicConstraints = critical,CA:FALSE
 keyUsage = critical,digitalSignature,keyEncipherment
@@ -45,13 +45,33 @@ extendedKeyUsage = clientAuth
 const validDays = '2';
 const newKey = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
 
-export async function createPki(dir: string): Promise<Pki> {
+/**
+ * serverNames: the apiserver certificate's subjectAltName (the test node adds
+ * its own address and the in-cluster names of the "kubernetes" Service).
+ */
+export async function createPki(dir: string, serverNames = 'IP:127.0.0.1,DNS:localhost'): Promise<Pki> {
   const config = join(dir, 'openssl.cnf');
-  writeFileSync(config, opensslConfig);
+  writeFileSync(config, opensslConfig(serverNames));
   const file = (name: string) => join(dir, name);
 
-  await openssl(['req', '-x509', '-new', '-config', config, '-extensions', 'ca', ...newKey,
-    '-keyout', file('ca.key'), '-out', file('ca.crt'), '-days', validDays, '-subj', '/CN=cccp-test-rig-ca']);
+  await openssl([
+    'req',
+    '-x509',
+    '-new',
+    '-config',
+    config,
+    '-extensions',
+    'ca',
+    ...newKey,
+    '-keyout',
+    file('ca.key'),
+    '-out',
+    file('ca.crt'),
+    '-days',
+    validDays,
+    '-subj',
+    '/CN=cccp-test-rig-ca',
+  ]);
   await issue(dir, config, 'server', 'server', '/CN=kube-apiserver');
   await issue(dir, config, 'admin', 'client', '/O=system:masters/CN=cccp-test-rig-admin');
 
@@ -77,11 +97,27 @@ export async function createPki(dir: string): Promise<Pki> {
 /** A key and a certificate for it signed by the rig's CA. */
 async function issue(dir: string, config: string, name: string, extensions: string, subject: string): Promise<void> {
   const file = (suffix: string) => join(dir, `${name}.${suffix}`);
-  await openssl(['req', '-new', '-config', config, ...newKey,
-    '-keyout', file('key'), '-out', file('csr'), '-subj', subject]);
-  await openssl(['x509', '-req', '-in', file('csr'), '-CA', join(dir, 'ca.crt'), '-CAkey', join(dir, 'ca.key'),
-    '-set_serial', `0x${randomBytes(12).toString('hex')}`, '-days', validDays,
-    '-extfile', config, '-extensions', extensions, '-out', file('crt')]);
+  await openssl(['req', '-new', '-config', config, ...newKey, '-keyout', file('key'), '-out', file('csr'), '-subj', subject]);
+  await openssl([
+    'x509',
+    '-req',
+    '-in',
+    file('csr'),
+    '-CA',
+    join(dir, 'ca.crt'),
+    '-CAkey',
+    join(dir, 'ca.key'),
+    '-set_serial',
+    `0x${randomBytes(12).toString('hex')}`,
+    '-days',
+    validDays,
+    '-extfile',
+    config,
+    '-extensions',
+    extensions,
+    '-out',
+    file('crt'),
+  ]);
 }
 
 async function openssl(args: string[]): Promise<void> {
