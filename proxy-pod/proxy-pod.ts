@@ -21,6 +21,15 @@ export interface ProxyPodOptions {
   deviceAllowlist?: string[];
   /** How long an ending session waits for a party to take its last bytes. */
   lingerMs?: number;
+  /**
+   * Idle time before TCP keepalive probes start on device and client
+   * sockets. Node 20 then probes every second, ten times (measured with
+   * strace), so a silently dead peer is closed about idle + 10 s after its
+   * last packet.
+   */
+  keepaliveIdleMs?: number;
+  /** A party that takes none of the bytes waiting for it for this long is disconnected; 0 turns it off. */
+  sendTimeoutMs?: number;
   logger?: Logger;
   /** Process-wide metrics (memory, CPU); off when several pods share a process. */
   processMetrics?: boolean;
@@ -53,6 +62,7 @@ export class ProxyPod {
         pendingTimeoutMs: opts.pendingTimeoutMs ?? 300_000,
         maxPending: opts.maxPending ?? 10_000,
         maxUnregistered: opts.maxUnregistered ?? 20_000,
+        keepaliveIdleMs: opts.keepaliveIdleMs ?? 60_000,
         allowlist: opts.deviceAllowlist ?? [],
         metrics: this.metrics,
         logger: this.logger,
@@ -71,7 +81,16 @@ export class ProxyPod {
       await pod.registry.close();
       throw err;
     }
-    pod.logger.info({ devicePort: pod.boundDevicePort, admin: pod.admin.where, instanceId: pod.instanceId }, 'proxy pod started');
+    pod.logger.info(
+      {
+        devicePort: pod.boundDevicePort,
+        admin: pod.admin.where,
+        instanceId: pod.instanceId,
+        keepaliveIdleS: (opts.keepaliveIdleMs ?? 60_000) / 1000,
+        sendTimeoutS: (opts.sendTimeoutMs ?? 60_000) / 1000,
+      },
+      'proxy pod started',
+    );
     return pod;
   }
 
@@ -109,6 +128,8 @@ export class ProxyPod {
         metrics: this.metrics,
         logger: this.logger,
         lingerMs: this.opts.lingerMs ?? 30_000,
+        keepaliveIdleMs: this.opts.keepaliveIdleMs ?? 60_000,
+        sendTimeoutMs: this.opts.sendTimeoutMs ?? 60_000,
         emit: (event) => this.publish(event),
       });
       await session.listen();
