@@ -28,9 +28,13 @@ export interface Started {
   rss(): number;
 }
 
-/** Runs a TypeScript entry point with tsx and resolves once `ready` matches its output. */
-export async function startNodeProcess(entry: string, env: Record<string, string>, ready: RegExp, timeoutMs = 20_000, fdLimit?: number): Promise<Started> {
-  const node = [process.execPath, '--import', 'tsx', entry];
+/**
+ * Runs a TypeScript entry point with tsx and resolves once `ready` matches its
+ * output. `prefix` wraps the command (e.g. `ip netns exec NS`); it must exec,
+ * so the child's pid stays the program's.
+ */
+export async function startNodeProcess(entry: string, env: Record<string, string>, ready: RegExp, timeoutMs = 20_000, fdLimit?: number, prefix: string[] = []): Promise<Started> {
+  const node = [...prefix, process.execPath, '--import', 'tsx', entry];
   // With a descriptor limit, a shell lowers it and then becomes the node process (same pid).
   const [command, ...args] = fdLimit ? ['bash', '-c', `ulimit -n ${fdLimit} && exec "$@"`, 'bash', ...node] : node;
   const child = spawn(command!, args, {
