@@ -455,7 +455,11 @@ export async function runSoak(opts: SoakOptions, log: (line: string) => void = (
         const serial = `KCHURN-${kubeChurnSerial++ % 40}`;
         const on = await call(clusterBase(), `/on?serial=${serial}&persistent=true`).catch(() => undefined);
         if (on?.status === 200) started('cluster-churn');
-        else if (!clusterFaultActive) error(`cluster /on ${serial}: ${on?.status ?? 'no answer'}`);
+        else if (!clusterFaultActive) {
+          // The resource as the API server has it, for whoever looks into this.
+          const stored = await c.session(serial).catch(() => undefined);
+          error(`cluster /on ${serial}: ${on?.status ?? 'no answer'} ${JSON.stringify(on?.body)}; ProxySession: ${JSON.stringify(stored ? { uid: stored.metadata.uid, deleting: !!stored.metadata.deletionTimestamp, status: stored.status } : null)}`);
+        }
         await sleep(500 + Math.random() * 1500);
         const off = await call(clusterBase(), `/off?serial=${serial}`).catch(() => undefined);
         if (off?.status === 200) report.sessions.ended++;
