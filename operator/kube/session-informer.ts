@@ -16,8 +16,18 @@ export interface SessionInformerOptions {
   maxBackoffMs?: number;
 }
 
+/** Late answers arrive within seconds; this many deleted uids covers far more than that under any churn. */
+const MAX_DELETED_UIDS = 10_000;
+
 export class SessionInformer {
   private readonly cache = new Map<string, ProxySessionResource>();
+  /**
+   * Uids of deleted objects. A write's answer read before the delete can
+   * reach observe() after the DELETED event; without this it would bring a
+   * deleting object back into the cache for good, and /on for its serial
+   * would wait for it to go away until it timed out.
+   */
+  private readonly deletedUids = new Set<string>();
   private readonly listeners = new ChangeListeners<InformerChange>((err) => this.logger.error({ err }, 'ProxySession change listener failed'));
   private resourceVersion = '';
   private watch: WatchHandle | undefined;
@@ -135,6 +145,7 @@ export class SessionInformer {
     for (const [name, object] of this.cache) {
       if (!present.has(name)) {
         this.cache.delete(name);
+        this.rememberDeleted(object.metadata.uid);
         this.listeners.emit({ type: 'removed', object });
       }
     }
@@ -158,7 +169,8 @@ export class SessionInformer {
         return;
       case 'DELETED':
         this.resourceVersion = event.object.metadata.resourceVersion;
-        this.cache.delete(event.object.metadata.name);
+        this.rememberDeleted(event.object.metadata.uid);
+        if (this.cache.get(event.object.metadata.name)?.metadata.uid === event.object.metadata.uid) this.cache.delete(event.object.metadata.name);
         this.listeners.emit({ type: 'removed', object: event.object });
         return;
       default:
@@ -167,7 +179,14 @@ export class SessionInformer {
     }
   }
 
+  private rememberDeleted(uid: string): void {
+    this.deletedUids.add(uid);
+    // Uids are never reused; the oldest are forgotten once plenty are kept.
+    if (this.deletedUids.size > MAX_DELETED_UIDS) this.deletedUids.delete(this.deletedUids.values().next().value!);
+  }
+
   private upsert(object: ProxySessionResource): void {
+    if (this.deletedUids.has(object.metadata.uid)) return;
     // A write the caller observed may be newer than a watch event still on its way.
     const known = this.cache.get(object.metadata.name);
     if (known && known.metadata.uid === object.metadata.uid && Number(known.metadata.resourceVersion) >= Number(object.metadata.resourceVersion)) return;
