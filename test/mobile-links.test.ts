@@ -13,7 +13,8 @@ import { type Started, startNodeProcess } from './helpers/process.ts';
 
 const test = suite('mobile links');
 const MiB = 1024 * 1024;
-const DEVICES = 20;
+// CCCP_MOBILE_DEVICES=1 makes a quick run of the fault tests.
+const DEVICES = Number(process.env.CCCP_MOBILE_DEVICES ?? 20);
 const EACH_WAY = 10 * MiB;
 /** Link DEVICES and DEVICES + 1: two cells for the fault tests. */
 const CELL_A = DEVICES;
@@ -235,6 +236,30 @@ test('a device blackholed while the client streams to it is cut by the send time
     await streaming;
     await lab!.shape(CELL_A, { blackhole: false });
     await control('/off?serial=UNACKED');
+  }
+});
+
+test('small polls into a dead link: keepalive stays silent while they are unacknowledged, tcp_retries2 of the namespace ends it', async () => {
+  const { client } = await open('POLLED', true, CELL_A);
+  // A SCADA master polling every second: 12 bytes, far below any buffer, so the send timeout never runs.
+  const poller = setInterval(() => client.write(Buffer.alloc(12, 1)), 1000);
+  await sleep(1500);
+  await lab!.shape(CELL_A, { blackhole: true });
+  try {
+    await sleep((KEEPALIVE_BOUND_S + 7) * 1000);
+    const still = await control('/status?serial=POLLED');
+    console.log(`  polled dead device after ${KEEPALIVE_BOUND_S + 7} s: device_connected ${String(still.body.device_connected)} (kernel default tcp_retries2 15, about 15 minutes)`);
+    assert.is(still.body.device_connected, true, 'keepalive probed although data was unacknowledged');
+    // Fewer retransmissions before the kernel gives up: the pod's namespace, not the proxy, decides.
+    await lab!.sysctl('net.ipv4.tcp_retries2', 5);
+    const seconds = await secondsUntilDeviceGone('POLLED', 90);
+    console.log(`  with tcp_retries2 5 in the proxy's namespace: noticed ${seconds.toFixed(1)} s later`);
+    assert.ok(seconds <= 60, `noticed after ${seconds} s`);
+  } finally {
+    clearInterval(poller);
+    await lab!.sysctl('net.ipv4.tcp_retries2', 15);
+    await lab!.shape(CELL_A, { blackhole: false });
+    await control('/off?serial=POLLED');
   }
 });
 
