@@ -576,7 +576,10 @@ export async function runSoak(opts: SoakOptions, log: (line: string) => void = (
       retire(pair);
       pair.close();
     }
-    for (let i = 0; i < 40; i++) await call(clusterBase(), `/off?serial=KCHURN-${i}`).catch(() => undefined);
+    // Churn sessions whose /off fell into a fault are still live: switching them off here ends them.
+    for (let i = 0; i < 40; i++) {
+      if ((await call(clusterBase(), `/off?serial=KCHURN-${i}`).catch(() => undefined))?.status === 200) report.sessions.ended++;
+    }
     // No serial left live anywhere, and only the fixed ports listen.
     const stillLive: string[] = [];
     for (const pair of standalonePairs) if ((await control(`/status?serial=${pair.serial}`)).status !== 404) stillLive.push(pair.serial);
