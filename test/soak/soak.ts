@@ -105,6 +105,8 @@ export async function runSoak(opts: SoakOptions, log: (line: string) => void = (
   const minute = () => Math.round(((Date.now() - t0) / 60_000) * 100) / 100;
   const stopAt = t0 + opts.minutes * 60_000;
   const running = () => Date.now() < stopAt;
+  /** Sleeps, but not past the end of the run. */
+  const pause = (ms: number) => sleep(Math.max(0, Math.min(ms, stopAt - Date.now())));
   const report: SoakReport = {
     startedAt: new Date(t0).toISOString(),
     minutesPlanned: opts.minutes,
@@ -406,7 +408,7 @@ export async function runSoak(opts: SoakOptions, log: (line: string) => void = (
       await sleep(Math.min(20_000, opts.bulkEveryS * 1000));
       while (running()) {
         await bulkOnce(n++).catch((err: Error) => error(`bulk: ${err.message}`));
-        await sleep(opts.bulkEveryS * 1000);
+        await pause(opts.bulkEveryS * 1000);
       }
     };
 
@@ -443,7 +445,7 @@ export async function runSoak(opts: SoakOptions, log: (line: string) => void = (
       await sleep(Math.min(30_000, opts.blackholeEveryS * 1000));
       while (running() && shaped.length > 0) {
         await blackholeOnce(n++).catch((err: Error) => error(`blackhole: ${err.message}`));
-        await sleep(opts.blackholeEveryS * 1000);
+        await pause(opts.blackholeEveryS * 1000);
       }
     };
 
@@ -537,7 +539,7 @@ export async function runSoak(opts: SoakOptions, log: (line: string) => void = (
       await sleep(Math.min(45_000, opts.killEveryS * 1000));
       while (running()) {
         await killOnce(n++);
-        await sleep(opts.killEveryS * 1000);
+        await pause(opts.killEveryS * 1000);
       }
     };
 
