@@ -26,6 +26,8 @@ export function proxyOptionsFromEnv(env: NodeJS.ProcessEnv): ProxyConfig {
     maxPending: envInteger(env, 'CCCP_MAX_PENDING', 10_000, 1, 1_000_000),
     maxUnregistered: envInteger(env, 'CCCP_MAX_UNREGISTERED', 20_000, 1, 1_000_000),
     lingerMs: envInteger(env, 'CCCP_LINGER_S', 30, 1, 3600) * 1000,
+    keepaliveIdleMs: envInteger(env, 'CCCP_KEEPALIVE_IDLE_S', 60, 1, 7200) * 1000,
+    sendTimeoutMs: envInteger(env, 'CCCP_SEND_TIMEOUT_S', 60, 0, 86_400) * 1000,
     deviceAllowlist,
     healthPort: envInteger(env, 'CCCP_PROXY_HEALTH_PORT', 9090, 0, 65_535),
     logSummaryMs: logSummaryMsFromEnv(env),

@@ -20,6 +20,8 @@ export interface DeviceRegistryOptions {
   maxPending: number;
   /** Connections that have not registered yet, beyond which new ones are closed. */
   maxUnregistered: number;
+  /** TCP keepalive idle time; a silently dead device is closed soon after it. */
+  keepaliveIdleMs: number;
   /** Source CIDRs allowed on the device port; empty admits all. */
   allowlist: string[];
   metrics: ProxyMetrics;
@@ -60,7 +62,8 @@ export class DeviceRegistry {
   /** `route` returns false when no live session takes the device, which then waits as pending. */
   constructor(private readonly opts: DeviceRegistryOptions, private readonly route: (device: RegisteredDevice) => boolean) {
     this.allowlist = new AddressMatcher(opts.allowlist);
-    this.server = net.createServer({ allowHalfOpen: true, noDelay: true, keepAlive: true }, (socket) => this.onConnection(socket));
+    // keepAlive without a delay would leave the kernel's 2 h default in place (TCP_KEEPIDLE 0 is refused).
+    this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.onConnection(socket));
     // Accept errors (EMFILE and the like) must not take the process down.
     this.server.on('error', (err) => opts.logger.error({ err }, 'device port error'));
   }
@@ -104,7 +107,7 @@ export class DeviceRegistry {
       this.reject(socket, address, 'overload');
       return;
     }
-    socket.setKeepAlive(true);
+    socket.setKeepAlive(true, this.opts.keepaliveIdleMs);
     socket.setNoDelay(true);
     this.unregistered.add(socket);
     this.opts.metrics.unregisteredConnections.set(this.unregistered.size);

@@ -24,6 +24,15 @@ export interface ProxyPodOptions {
   deviceAllowlist?: string[];
   /** How long an ending session waits for a party to take its last bytes. */
   lingerMs?: number;
+  /**
+   * Idle time before TCP keepalive probes start on device and client
+   * sockets. Node 20 then probes every second, ten times (measured with
+   * strace), so a silently dead peer is closed about idle + 10 s after its
+   * last packet.
+   */
+  keepaliveIdleMs?: number;
+  /** A party that takes none of the bytes waiting for it for this long is disconnected; 0 turns it off. */
+  sendTimeoutMs?: number;
   logger?: Logger;
   /** Interval of the rate-limited summaries of lines a peer can cause at will. */
   logSummaryMs?: number;
@@ -66,6 +75,7 @@ export class ProxyPod {
         pendingTimeoutMs: opts.pendingTimeoutMs ?? 300_000,
         maxPending: opts.maxPending ?? 10_000,
         maxUnregistered: opts.maxUnregistered ?? 20_000,
+        keepaliveIdleMs: opts.keepaliveIdleMs ?? 60_000,
         allowlist: opts.deviceAllowlist ?? [],
         metrics: this.metrics,
         logger: this.logger,
@@ -86,7 +96,16 @@ export class ProxyPod {
       await pod.registry.close();
       throw err;
     }
-    pod.logger.info({ devicePort: pod.boundDevicePort, admin: pod.admin.where, instanceId: pod.instanceId }, 'proxy pod started');
+    pod.logger.info(
+      {
+        devicePort: pod.boundDevicePort,
+        admin: pod.admin.where,
+        instanceId: pod.instanceId,
+        keepaliveIdleS: (opts.keepaliveIdleMs ?? 60_000) / 1000,
+        sendTimeoutS: (opts.sendTimeoutMs ?? 60_000) / 1000,
+      },
+      'proxy pod started',
+    );
     return pod;
   }
 
@@ -125,6 +144,8 @@ export class ProxyPod {
         logger: this.logger,
         summary: this.summary,
         lingerMs: this.opts.lingerMs ?? 30_000,
+        keepaliveIdleMs: this.opts.keepaliveIdleMs ?? 60_000,
+        sendTimeoutMs: this.opts.sendTimeoutMs ?? 60_000,
         emit: (event) => this.publish(event),
         clock: this.clock,
       });

@@ -33,6 +33,10 @@ export interface SessionContext {
   summary: LogSummary;
   /** How long an ending session waits for a party to take its last bytes. */
   lingerMs: number;
+  /** TCP keepalive idle time of device and client sockets. */
+  keepaliveIdleMs: number;
+  /** A party that takes none of the bytes waiting for it for this long is disconnected; 0 turns it off. */
+  sendTimeoutMs: number;
   emit(event: SessionEvent): void;
   clock: Clock;
 }
@@ -64,6 +68,8 @@ class Party {
    * leading LF may be a real answer.
    */
   awaitingLf = false;
+  /** Runs while bytes wait for this party and it takes none: Node cannot set TCP_USER_TIMEOUT. */
+  sendTimer: NodeJS.Timeout | undefined;
 
   private handlers: PartyHandlers | undefined;
 
@@ -131,7 +137,8 @@ export class Session {
     this.spec = { ...spec, ipWhitelist: [...spec.ipWhitelist] };
     this.whitelist = new AddressMatcher(spec.ipWhitelist);
     startCoarseClock();
-    this.server = net.createServer({ allowHalfOpen: true, noDelay: true, keepAlive: true }, (socket) => this.onClient(socket));
+    // keepAlive is set per socket with its idle time (without one the kernel's 2 h default stays).
+    this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.onClient(socket));
     this.server.on('error', (err) => this.ctx.logger.error({ serial, err }, 'session listener error'));
   }
 
@@ -295,7 +302,7 @@ export class Session {
   }
 
   private attach(side: Side, socket: net.Socket): Party {
-    socket.setKeepAlive(true);
+    socket.setKeepAlive(true, this.ctx.keepaliveIdleMs);
     socket.setNoDelay(true);
     const previous = this.parties[side];
     if (previous) {
@@ -348,11 +355,33 @@ export class Session {
       from.socket.pause();
       to.blockedSender = from;
       to.socket.once('drain', () => this.releaseBlockedSender(to));
+      this.armSendTimer(to);
     }
+  }
+
+  /**
+   * Ends the connection of a party that took no bytes for sendTimeoutMs while
+   * bytes waited for it: a dead link under traffic gets no keepalive probes,
+   * and the kernel alone would retransmit for about 15 minutes.
+   */
+  private armSendTimer(party: Party): void {
+    if (this.ctx.sendTimeoutMs <= 0 || party.sendTimer) return;
+    party.sendTimer = setTimeout(() => {
+      party.sendTimer = undefined;
+      if (this.parties[party.side] !== party) return;
+      this.ctx.logger.warn({ serial: this.serial, side: party.side, peer: party.address, sendTimeoutS: this.ctx.sendTimeoutMs / 1000 }, 'peer took no data in time: connection ended');
+      party.socket.destroy();
+      this.onPartyGone(party, 'send timeout');
+    }, this.ctx.sendTimeoutMs);
+    party.sendTimer.unref();
   }
 
   private releaseBlockedSender(receiver: Party | undefined): void {
     const sender = receiver?.blockedSender;
+    if (receiver) {
+      clearTimeout(receiver.sendTimer);
+      receiver.sendTimer = undefined;
+    }
     if (!receiver || !sender) return;
     receiver.blockedSender = undefined;
     if (this.parties[sender.side] === sender) sender.socket.resume();

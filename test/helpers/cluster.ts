@@ -20,6 +20,10 @@ export interface ClusterOptions {
   operatorKubeconfig?: string;
   /** Serve the proxy's /healthz, /readyz and /metrics on a port of its own (proxyHealthPort). */
   proxyMetrics?: boolean;
+  /** Runs the proxy pod inside this network namespace (see helpers/netlab.ts), reached at `address`. */
+  proxyNetns?: { exec: string[]; address: string };
+  /** More environment for the proxy pod. */
+  proxyEnv?: Record<string, string>;
 }
 
 export class TestCluster {
@@ -43,19 +47,29 @@ export class TestCluster {
   }
 
   async startProxy(): Promise<Started> {
+    const netns = this.opts.proxyNetns;
     this.proxy = await startNodeProcess(
       'proxy-pod/main.ts',
       {
         CCCP_DEVICE_PORT: String(this.devicePort),
-        CCCP_BIND_HOST: '127.0.0.1',
+        CCCP_BIND_HOST: netns ? '0.0.0.0' : '127.0.0.1',
         CCCP_ADMIN_PORT: String(this.adminPort),
-        CCCP_ADMIN_BIND_HOST: '127.0.0.1',
+        CCCP_ADMIN_BIND_HOST: netns ? '0.0.0.0' : '127.0.0.1',
         CCCP_ADMIN_TOKEN: ADMIN_TOKEN,
         CCCP_PROXY_HEALTH_PORT: String(this.proxyHealthPort),
+        ...this.opts.proxyEnv,
       },
       /proxy pod ready/,
+      20_000,
+      undefined,
+      netns?.exec,
     );
     return this.proxy;
+  }
+
+  /** Where the proxy pod is reached: loopback, or its namespace's address. */
+  get proxyHost(): string {
+    return this.opts.proxyNetns?.address ?? '127.0.0.1';
   }
 
   /** Starts one operator replica; `name` is its identity for the Lease and field manager. */
@@ -72,8 +86,8 @@ export class TestCluster {
         CCCP_CONTROL_BIND_HOST: '127.0.0.1',
         CCCP_DEVICE_PORT: String(this.devicePort),
         CCCP_PORT_RANGE: `${this.opts.portRange.min}-${this.opts.portRange.max}`,
-        CCCP_PUBLIC_HOST: '127.0.0.1',
-        CCCP_ADMIN_ADDRESS: `127.0.0.1:${this.adminPort}`,
+        CCCP_PUBLIC_HOST: this.proxyHost,
+        CCCP_ADMIN_ADDRESS: `${this.proxyHost}:${this.adminPort}`,
         CCCP_ADMIN_TOKEN: ADMIN_TOKEN,
         CCCP_LEASE_DURATION_S: String(this.opts.leaseDurationSeconds ?? 4),
         CCCP_LOG_LEVEL: 'info',

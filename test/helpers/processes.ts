@@ -152,7 +152,12 @@ export async function startProcess(command: string, args: string[], options: Sta
   return started;
 }
 
-/** Runs a TypeScript entry point of the project with tsx; resolves once `ready` matches its output. */
-export function startNodeProcess(entry: string, env: Record<string, string>, ready: RegExp, timeoutMs = 20_000, fdLimit?: number): Promise<Started> {
-  return startProcess(process.execPath, ['--import', 'tsx', entry], { env, ready, timeoutMs, ...(fdLimit ? { fdLimit } : {}) });
+/**
+ * Runs a TypeScript entry point of the project with tsx; resolves once `ready`
+ * matches its output. `prefix` wraps the command (e.g. `ip netns exec NS`); it
+ * must exec, so the child's pid stays the program's.
+ */
+export function startNodeProcess(entry: string, env: Record<string, string>, ready: RegExp, timeoutMs = 20_000, fdLimit?: number, prefix: string[] = []): Promise<Started> {
+  const [command, ...args] = [...prefix, process.execPath, '--import', 'tsx', entry];
+  return startProcess(command as string, args, { env, ready, timeoutMs, ...(fdLimit ? { fdLimit } : {}) });
 }
