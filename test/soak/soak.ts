@@ -29,8 +29,8 @@ import { MOBILE_LINK, NetLab } from '../helpers/netlab.ts';
 import { sleep } from '../helpers/net.ts';
 import { type Started, startNodeProcess } from '../helpers/processes.ts';
 import type { Rig } from '../kube/rig.ts';
-import { connectTo, type Endpoint, Pair } from './pair.ts';
-import { pidsWith, trendOf, type Trend, usageOf, type Usage } from './usage.ts';
+import { type Endpoint, Pair } from './pair.ts';
+import { childPids, pidsWith, trendOf, type Trend, usageOf, type Usage } from './usage.ts';
 
 export interface SoakOptions {
   minutes: number;
@@ -172,7 +172,6 @@ export async function runSoak(opts: SoakOptions, log: (line: string) => void = (
     const controlBase = `http://${lab.nsAddr}:${CONTROL_PORT}`;
     const control = (path: string) => call(controlBase, path);
     const cleanDevice: Endpoint = { host: lab.nsAddr, port: DEVICE_PORT };
-    const sessionEndpoint = (port: number): Endpoint => ({ host: lab!.nsAddr, port });
     log(`logs of the processes in ${logDir}`);
     log(`standalone in namespace ${lab.ns} at ${controlBase} (pid ${s.child.pid})`);
 
@@ -235,7 +234,7 @@ export async function runSoak(opts: SoakOptions, log: (line: string) => void = (
         Array.from({ length: Math.min(20, opts.steadySessions - i) }, (_, j) => openPair(`STEADY-${i + j}`, '&persistent=true', cleanDevice)),
       );
       steady.push(...batch);
-      batch.forEach(() => started('steady'));
+      for (const _ of batch) started('steady');
     }
     log(`${steady.length} steady sessions open (${minute()} min)`);
 
@@ -280,6 +279,8 @@ export async function runSoak(opts: SoakOptions, log: (line: string) => void = (
     const processes = (): Record<string, number | undefined> => ({
       driver: process.pid,
       standalone: s.child.pid,
+      // The standalone mode runs its data plane as a child process.
+      'standalone proxy-pod': childPids(s.child.pid)[0],
       'link-emulator': pidsWith('link_emulator.py')[0],
       'cluster proxy-pod': c.proxy?.child.pid,
       'cluster operator': c.operators.get('soak-operator')?.child.pid,

@@ -18,6 +18,16 @@ export function usageOf(pid: number): Usage | undefined {
 }
 
 /** Pids whose command line contains every one of `parts`. */
+/** The child processes of pid (the standalone mode's proxy runs as one). */
+export function childPids(pid: number | undefined): number[] {
+  if (pid === undefined) return [];
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
 export function pidsWith(...parts: string[]): number[] {
   const found: number[] = [];
   for (const entry of readdirSync('/proc')) {
