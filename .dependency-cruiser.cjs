@@ -13,7 +13,8 @@ module.exports = {
     },
     {
       name: 'standalone-checks-proxy-settings-only',
-      comment: 'The standalone mode forks the proxy process; it reads the proxy settings first only to refuse bad ones with a clear message.',
+      comment:
+        'The standalone mode forks the proxy process; it reads the proxy settings first only to refuse bad ones with a clear message.',
       severity: 'error',
       from: { path: '^operator/standalone\\.ts$' },
       to: { path: '^proxy-pod/', pathNot: '^proxy-pod/config\\.ts$' },

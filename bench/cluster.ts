@@ -2,11 +2,11 @@
 // wiring as test/cluster/operator.test.ts): /on latency and /on + /off rate
 // through ProxySession resources, and the time until 1,000 sessions listen
 // again after `kill -9` of the proxy pod.
-import { TestCluster, startRigWithCrd } from '../test/helpers/cluster.ts';
+import { startRigWithCrd, TestCluster } from '../test/helpers/cluster.ts';
+import { listeningPorts } from '../test/helpers/net.ts';
 import { freePortRange } from '../test/helpers/standalone.ts';
 import type { Rig } from '../test/kube/rig.ts';
-import { listeningPorts } from '../test/helpers/net.ts';
-import { onOffPairsPerSecond, onToListening, type OnLatency } from './control-plane.ts';
+import { type OnLatency, onOffPairsPerSecond, onToListening } from './control-plane.ts';
 
 export interface ClusterFigures {
   on: OnLatency;
@@ -14,7 +14,12 @@ export interface ClusterFigures {
   restart: { sessions: number; secondsFromSpawn: number; secondsFromReady: number };
 }
 
-export async function clusterFigures(opts: { onCount: number; pairSeconds: number; restartSessions: number; log: (line: string) => void }): Promise<ClusterFigures> {
+export async function clusterFigures(opts: {
+  onCount: number;
+  pairSeconds: number;
+  restartSessions: number;
+  log: (line: string) => void;
+}): Promise<ClusterFigures> {
   let rig: Rig | undefined;
   let cluster: TestCluster | undefined;
   try {
@@ -51,11 +56,16 @@ export async function clusterFigures(opts: { onCount: number; pairSeconds: numbe
     for (;;) {
       const open = listeningPorts();
       if (ports.every((p) => open.has(p))) break;
-      if (performance.now() > deadline) throw new Error(`sessions not listening again within 300 s; proxy output:\n${proxy.output().slice(-2000)}`);
+      if (performance.now() > deadline)
+        throw new Error(`sessions not listening again within 300 s; proxy output:\n${proxy.output().slice(-2000)}`);
       await new Promise((r) => setTimeout(r, 20));
     }
     const done = performance.now();
-    return { on, pairsPerSecond, restart: { sessions: ports.length, secondsFromSpawn: (done - spawned) / 1000, secondsFromReady: (done - ready) / 1000 } };
+    return {
+      on,
+      pairsPerSecond,
+      restart: { sessions: ports.length, secondsFromSpawn: (done - spawned) / 1000, secondsFromReady: (done - ready) / 1000 },
+    };
   } finally {
     await cluster?.stop();
     await rig?.stop();

@@ -58,4 +58,3 @@ export async function onOffPairsPerSecond(call: Call, seconds: number, prefix: s
   }
   return pairs / ((performance.now() - started) / 1000);
 }
-

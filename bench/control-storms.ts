@@ -25,12 +25,15 @@ const rounds = Number(args.get('rounds') ?? 1);
 const restSeconds = Number(args.get('rest-seconds') ?? 10);
 const out = args.get('out') ?? 'control-storms';
 const variants: Array<{ name: string; entry: string }> = [{ name: 'this checkout', entry: 'operator/standalone.ts' }];
-if (args.has('before')) variants.unshift({ name: `before (${args.get('before')})`, entry: join(args.get('before')!, 'operator/standalone.ts') });
+if (args.has('before'))
+  variants.unshift({ name: `before (${args.get('before')})`, entry: join(args.get('before')!, 'operator/standalone.ts') });
 const log = (line: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
 
 function storm(plan: Record<string, unknown>): Promise<{ statuses: Record<string, number>; ms: number }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'bench/storm.ts', JSON.stringify(plan)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', 'bench/storm.ts', JSON.stringify(plan)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let output = '';
     child.stdout.on('data', (c: Buffer) => (output += c));
     const timer = setTimeout(() => child.kill('SIGKILL'), 180_000);
@@ -58,14 +61,29 @@ interface Row {
 
 const rows: Row[] = [];
 const row = (variant: string, round: number, phase: string, times: number[], stormText?: string) => {
-  const r: Row = { variant, round, phase, p50Ms: percentile(times, 50), p99Ms: percentile(times, 99), maxMs: times.at(-1) ?? NaN, roundTrips: times.length, storm: stormText };
+  const r: Row = {
+    variant,
+    round,
+    phase,
+    p50Ms: percentile(times, 50),
+    p99Ms: percentile(times, 99),
+    maxMs: times.at(-1) ?? NaN,
+    roundTrips: times.length,
+    storm: stormText,
+  };
   rows.push(r);
-  log(`${variant} #${round} ${phase}: p50 ${r.p50Ms.toFixed(1)} ms, p99 ${r.p99Ms.toFixed(1)} ms, max ${r.maxMs.toFixed(1)} ms (${r.roundTrips})${stormText ? `; ${stormText}` : ''}`);
+  log(
+    `${variant} #${round} ${phase}: p50 ${r.p50Ms.toFixed(1)} ms, p99 ${r.p99Ms.toFixed(1)} ms, max ${r.maxMs.toFixed(1)} ms (${r.roundTrips})${stormText ? `; ${stormText}` : ''}`,
+  );
 };
 
 for (let round = 1; round <= rounds; round++) {
   for (const variant of variants) {
-    const app = await startStandalone({ rangeSize: count + 100, entry: variant.entry, env: { CCCP_LOG_LEVEL: 'info', CCCP_REQUEST_TIMEOUT_S: '60' } });
+    const app = await startStandalone({
+      rangeSize: count + 100,
+      entry: variant.entry,
+      env: { CCCP_LOG_LEVEL: 'info', CCCP_REQUEST_TIMEOUT_S: '60' },
+    });
     try {
       const on = await app.call('/on?serial=BENCH-PAIR&persistent=true');
       const pair = await startLivePair(app.devicePort, 'BENCH-PAIR', (on.body as { port: number }).port);
@@ -103,7 +121,10 @@ const md = [
   '',
   '| variant | round | phase | p50 ms | p99 ms | max ms | round trips | storm |',
   '| --- | --- | --- | --- | --- | --- | --- | --- |',
-  ...rows.map((r) => `| ${r.variant} | ${r.round} | ${r.phase} | ${r.p50Ms.toFixed(1)} | ${r.p99Ms.toFixed(1)} | ${r.maxMs.toFixed(1)} | ${r.roundTrips} | ${r.storm ?? ''} |`),
+  ...rows.map(
+    (r) =>
+      `| ${r.variant} | ${r.round} | ${r.phase} | ${r.p50Ms.toFixed(1)} | ${r.p99Ms.toFixed(1)} | ${r.maxMs.toFixed(1)} | ${r.roundTrips} | ${r.storm ?? ''} |`,
+  ),
   '',
 ];
 const dir = fileURLToPath(new URL('./results/', import.meta.url));

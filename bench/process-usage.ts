@@ -1,6 +1,6 @@
 // CPU time and resident memory of a set of processes, from /proc. A forking
 // server (socat) is measured with all its children.
-import { readFileSync, readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 const TICKS_PER_SECOND = 100;
 

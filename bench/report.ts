@@ -37,7 +37,9 @@ function format(value: number | null | undefined): string {
   return value.toFixed(2);
 }
 
-export function withRatios(results: Results): Results & { figures: Array<Figure & { ratioToHaproxy: Partial<Record<TargetName, number | null>> }> } {
+export function withRatios(
+  results: Results,
+): Results & { figures: Array<Figure & { ratioToHaproxy: Partial<Record<TargetName, number | null>> }> } {
   return {
     ...results,
     figures: results.figures.map((f) => ({

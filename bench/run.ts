@@ -15,10 +15,10 @@ import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { clusterFigures } from './cluster.ts';
 import { onOffPairsPerSecond, onToListening } from './control-plane.ts';
-import { MiB, closePairs, percentile, roundTrips, steadySessions, throughput } from './load.ts';
+import { closePairs, MiB, percentile, roundTrips, steadySessions, throughput } from './load.ts';
 import { usageOf } from './process-usage.ts';
-import { type Figure, type Results, markdown, write } from './report.ts';
-import { TARGETS, type TargetName, startStandalone, startTarget } from './targets.ts';
+import { type Figure, markdown, type Results, write } from './report.ts';
+import { startStandalone, startTarget, TARGETS, type TargetName } from './targets.ts';
 import { ensurePrograms, programVersion } from './tools.ts';
 
 const args = new Map(
@@ -49,7 +49,7 @@ const figures: Figure[] = [];
 const notes: string[] = [
   'All load generators are the benchmark\'s own Node process (one event loop) on the same 2 cores as the forwarder under test; the "direct" column is that generator\'s own ceiling.',
   'HAProxy runs with nbthread 1 (the proxy is one event loop); socat forks one process per connection and is measured with all its children.',
-  'CPU % is CPU time of the forwarding process(es) over the wall time of the phase (100 % = one core). RSS and PSS are summed over those processes at the end of the phase; PSS splits shared pages, so it is the fair memory figure for socat\'s forked children.',
+  "CPU % is CPU time of the forwarding process(es) over the wall time of the phase (100 % = one core). RSS and PSS are summed over those processes at the end of the phase; PSS splits shared pages, so it is the fair memory figure for socat's forked children.",
 ];
 
 function figure(f: Figure): Figure {
@@ -57,7 +57,11 @@ function figure(f: Figure): Figure {
   return f;
 }
 
-async function eachTarget(what: string, maxPairs: number, run: (t: Awaited<ReturnType<typeof startTarget>>) => Promise<void>): Promise<void> {
+async function eachTarget(
+  what: string,
+  maxPairs: number,
+  run: (t: Awaited<ReturnType<typeof startTarget>>) => Promise<void>,
+): Promise<void> {
   for (const name of opts.targets) {
     log(`${what}: ${name}`);
     let target: Awaited<ReturnType<typeof startTarget>> | undefined;
@@ -75,10 +79,34 @@ async function eachTarget(what: string, maxPairs: number, run: (t: Awaited<Retur
 
 // 1. Single-stream throughput, and 2. 64-byte round trips, on one pair.
 {
-  const up = figure({ id: 'throughput-up', title: `throughput client→device, ${opts.mib} MiB`, unit: 'MiB/s', better: 'higher', values: {} });
-  const down = figure({ id: 'throughput-down', title: `throughput device→client, ${opts.mib} MiB`, unit: 'MiB/s', better: 'higher', values: {} });
-  const p50 = figure({ id: 'rtt64-p50', title: `64-byte round trip p50 (${opts.roundTrips.toLocaleString('en-US')})`, unit: 'µs', better: 'lower', values: {} });
-  const p99 = figure({ id: 'rtt64-p99', title: `64-byte round trip p99 (${opts.roundTrips.toLocaleString('en-US')})`, unit: 'µs', better: 'lower', values: {} });
+  const up = figure({
+    id: 'throughput-up',
+    title: `throughput client→device, ${opts.mib} MiB`,
+    unit: 'MiB/s',
+    better: 'higher',
+    values: {},
+  });
+  const down = figure({
+    id: 'throughput-down',
+    title: `throughput device→client, ${opts.mib} MiB`,
+    unit: 'MiB/s',
+    better: 'higher',
+    values: {},
+  });
+  const p50 = figure({
+    id: 'rtt64-p50',
+    title: `64-byte round trip p50 (${opts.roundTrips.toLocaleString('en-US')})`,
+    unit: 'µs',
+    better: 'lower',
+    values: {},
+  });
+  const p99 = figure({
+    id: 'rtt64-p99',
+    title: `64-byte round trip p99 (${opts.roundTrips.toLocaleString('en-US')})`,
+    unit: 'µs',
+    better: 'lower',
+    values: {},
+  });
   await eachTarget('one stream', 1, async (target) => {
     const [pair] = await target.openPairs(1);
     try {
@@ -87,7 +115,9 @@ async function eachTarget(what: string, maxPairs: number, run: (t: Awaited<Retur
       const times = await roundTrips(pair!, opts.roundTrips);
       p50.values[target.name] = percentile(times, 50);
       p99.values[target.name] = percentile(times, 99);
-      log(`  ${target.name}: ↑ ${up.values[target.name]!.toFixed(0)} MiB/s, ↓ ${down.values[target.name]!.toFixed(0)} MiB/s, rtt p50 ${p50.values[target.name]!.toFixed(0)} µs p99 ${p99.values[target.name]!.toFixed(0)} µs`);
+      log(
+        `  ${target.name}: ↑ ${up.values[target.name]!.toFixed(0)} MiB/s, ↓ ${down.values[target.name]!.toFixed(0)} MiB/s, rtt p50 ${p50.values[target.name]!.toFixed(0)} µs p99 ${p99.values[target.name]!.toFixed(0)} µs`,
+      );
     } finally {
       closePairs([pair!]);
     }
@@ -109,7 +139,13 @@ for (const count of opts.sessions) {
   const pss = figure({ id: `many-${count}-pss`, title: `${label}: PSS`, unit: 'MiB', better: 'lower', values: {} });
   const cpu = figure({ id: `many-${count}-cpu`, title: `${label}: CPU`, unit: '% of a core', better: 'lower', values: {} });
   const p99 = figure({ id: `many-${count}-rtt-p99`, title: `${label}: round trip p99`, unit: 'µs', better: 'lower', values: {} });
-  const setup = figure({ id: `many-${count}-setup`, title: `${label}: time to open and join all pairs`, unit: 's', better: 'lower', values: {} });
+  const setup = figure({
+    id: `many-${count}-setup`,
+    title: `${label}: time to open and join all pairs`,
+    unit: 's',
+    better: 'lower',
+    values: {},
+  });
   await eachTarget(`${count} sessions`, count, async (target) => {
     const opened = performance.now();
     const pairs = await target.openPairs(count);
@@ -127,7 +163,9 @@ for (const count of opts.sessions) {
       }
       p99.values[target.name] = percentile(times, 99);
       if (lost > 0) notes.push(`${count} sessions, ${target.name}: ${lost} messages were not answered within a second`);
-      log(`  ${target.name}: ${times.length} round trips, p99 ${p99.values[target.name]!.toFixed(0)} µs, RSS ${(after.rssBytes / MiB).toFixed(0)} MiB PSS ${(after.pssBytes / MiB).toFixed(0)} MiB in ${after.processes} process(es), CPU ${cpu.values[target.name]?.toFixed(1) ?? '–'} %`);
+      log(
+        `  ${target.name}: ${times.length} round trips, p99 ${p99.values[target.name]!.toFixed(0)} µs, RSS ${(after.rssBytes / MiB).toFixed(0)} MiB PSS ${(after.pssBytes / MiB).toFixed(0)} MiB in ${after.processes} process(es), CPU ${cpu.values[target.name]?.toFixed(1) ?? '–'} %`,
+      );
     } finally {
       closePairs(pairs);
     }
@@ -141,10 +179,28 @@ if (opts.targets.includes('proxy')) {
   try {
     const call = (path: string) => app.call(path);
     const on = await onToListening(call, opts.onCount, 'CP-ON');
-    figure({ id: 'standalone-on-p50', title: `standalone: /on until the port accepts, p50 (${on.count} calls)`, unit: 'ms', better: 'lower', values: { proxy: on.p50Ms } });
-    figure({ id: 'standalone-on-p99', title: `standalone: /on until the port accepts, p99 (${on.count} calls)`, unit: 'ms', better: 'lower', values: { proxy: on.p99Ms } });
+    figure({
+      id: 'standalone-on-p50',
+      title: `standalone: /on until the port accepts, p50 (${on.count} calls)`,
+      unit: 'ms',
+      better: 'lower',
+      values: { proxy: on.p50Ms },
+    });
+    figure({
+      id: 'standalone-on-p99',
+      title: `standalone: /on until the port accepts, p99 (${on.count} calls)`,
+      unit: 'ms',
+      better: 'lower',
+      values: { proxy: on.p99Ms },
+    });
     const rate = await onOffPairsPerSecond(call, opts.pairSeconds, 'CP-PAIR');
-    figure({ id: 'standalone-on-off-rate', title: 'standalone: /on + /off pairs, one caller', unit: 'pairs/s', better: 'higher', values: { proxy: rate } });
+    figure({
+      id: 'standalone-on-off-rate',
+      title: 'standalone: /on + /off pairs, one caller',
+      unit: 'pairs/s',
+      better: 'higher',
+      values: { proxy: rate },
+    });
     log(`  /on p50 ${on.p50Ms.toFixed(1)} ms p99 ${on.p99Ms.toFixed(1)} ms; ${rate.toFixed(0)} /on+/off pairs/s`);
   } finally {
     await app.stop();
@@ -155,12 +211,44 @@ if (opts.targets.includes('proxy')) {
 if (opts.cluster && opts.targets.includes('proxy')) {
   log('cluster mode (test rig)');
   try {
-    const c = await clusterFigures({ onCount: Math.min(opts.onCount, 300), pairSeconds: opts.pairSeconds, restartSessions: opts.restartSessions, log });
-    figure({ id: 'cluster-on-p50', title: `cluster: /on until the port accepts, p50 (${c.on.count} calls)`, unit: 'ms', better: 'lower', values: { proxy: c.on.p50Ms } });
-    figure({ id: 'cluster-on-p99', title: `cluster: /on until the port accepts, p99 (${c.on.count} calls)`, unit: 'ms', better: 'lower', values: { proxy: c.on.p99Ms } });
-    figure({ id: 'cluster-on-off-rate', title: 'cluster: /on + /off pairs, one caller', unit: 'pairs/s', better: 'higher', values: { proxy: c.pairsPerSecond } });
-    figure({ id: 'cluster-restart', title: `cluster: ${c.restart.sessions} sessions listening again after kill -9 of the proxy pod`, unit: 's', better: 'lower', values: { proxy: c.restart.secondsFromSpawn }, note: `${c.restart.secondsFromReady.toFixed(2)} s after the new pod was ready` });
-    log(`  /on p50 ${c.on.p50Ms.toFixed(1)} ms p99 ${c.on.p99Ms.toFixed(1)} ms; ${c.pairsPerSecond.toFixed(1)} pairs/s; restart ${c.restart.secondsFromSpawn.toFixed(2)} s`);
+    const c = await clusterFigures({
+      onCount: Math.min(opts.onCount, 300),
+      pairSeconds: opts.pairSeconds,
+      restartSessions: opts.restartSessions,
+      log,
+    });
+    figure({
+      id: 'cluster-on-p50',
+      title: `cluster: /on until the port accepts, p50 (${c.on.count} calls)`,
+      unit: 'ms',
+      better: 'lower',
+      values: { proxy: c.on.p50Ms },
+    });
+    figure({
+      id: 'cluster-on-p99',
+      title: `cluster: /on until the port accepts, p99 (${c.on.count} calls)`,
+      unit: 'ms',
+      better: 'lower',
+      values: { proxy: c.on.p99Ms },
+    });
+    figure({
+      id: 'cluster-on-off-rate',
+      title: 'cluster: /on + /off pairs, one caller',
+      unit: 'pairs/s',
+      better: 'higher',
+      values: { proxy: c.pairsPerSecond },
+    });
+    figure({
+      id: 'cluster-restart',
+      title: `cluster: ${c.restart.sessions} sessions listening again after kill -9 of the proxy pod`,
+      unit: 's',
+      better: 'lower',
+      values: { proxy: c.restart.secondsFromSpawn },
+      note: `${c.restart.secondsFromReady.toFixed(2)} s after the new pod was ready`,
+    });
+    log(
+      `  /on p50 ${c.on.p50Ms.toFixed(1)} ms p99 ${c.on.p99Ms.toFixed(1)} ms; ${c.pairsPerSecond.toFixed(1)} pairs/s; restart ${c.restart.secondsFromSpawn.toFixed(2)} s`,
+    );
   } catch (err) {
     log(`cluster mode failed: ${(err as Error).message}`);
     notes.push(`cluster-mode figures not measured: ${(err as Error).message.split('\n')[0]}`);

@@ -48,7 +48,11 @@ if (plan.kind === 'on') {
   results = await Promise.all(Array.from({ length: plan.count }, (_, i) => call(`${plan.url}/on?serial=${plan.prefix}-${i}`)));
 } else if (plan.kind === 'off') {
   for (let i = 0; i < plan.count; i += 100) {
-    results.push(...(await Promise.all(Array.from({ length: Math.min(100, plan.count - i) }, (_, j) => call(`${plan.url}/off?serial=${plan.prefix}-${i + j}`)))));
+    results.push(
+      ...(await Promise.all(
+        Array.from({ length: Math.min(100, plan.count - i) }, (_, j) => call(`${plan.url}/off?serial=${plan.prefix}-${i + j}`)),
+      )),
+    );
   }
 } else {
   results = await Promise.all(Array.from({ length: plan.count }, () => register(plan.devicePort!, plan.prefix)));

@@ -2,7 +2,7 @@
 // interface: the proxy (standalone mode, one session per pair), HAProxy in TCP
 // mode, socat (one forked process per connection), and a direct connection.
 // A "pair" is the client's socket and the device's socket, joined end to end.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -96,7 +96,10 @@ async function inBatches<T>(count: number, width: number, make: (i: number) => P
 class Backend {
   private readonly waiting: Array<(socket: net.Socket) => void> = [];
   private readonly early: net.Socket[] = [];
-  private constructor(readonly server: net.Server, readonly port: number) {}
+  private constructor(
+    readonly server: net.Server,
+    readonly port: number,
+  ) {}
 
   static async start(): Promise<Backend> {
     const server = net.createServer({ noDelay: true });
@@ -144,7 +147,10 @@ class Backend {
 
 function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout;
-  return Promise.race([promise, new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms)))]).finally(() => clearTimeout(timer));
+  return Promise.race([
+    promise,
+    new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms))),
+  ]).finally(() => clearTimeout(timer));
 }
 
 function startDetached(command: string, args: string[]): { child: ChildProcess; output: () => string } {
@@ -257,7 +263,10 @@ function startHaproxy(front: number, backendPort: number, maxPairs: number) {
 }
 
 function startSocat(front: number, backendPort: number) {
-  const started = startDetached('socat', [`TCP-LISTEN:${front},bind=127.0.0.1,fork,reuseaddr,backlog=4096,nodelay`, `TCP:127.0.0.1:${backendPort},nodelay`]);
+  const started = startDetached('socat', [
+    `TCP-LISTEN:${front},bind=127.0.0.1,fork,reuseaddr,backlog=4096,nodelay`,
+    `TCP:127.0.0.1:${backendPort},nodelay`,
+  ]);
   return { ...started, cleanup: undefined as undefined | (() => void) };
 }
 

@@ -9,7 +9,10 @@ export function ensurePrograms(packages: Record<string, string>): void {
   if (process.getuid?.() !== 0) throw new Error(`missing ${names.join(', ')}: install them (apt-get install ${names.join(' ')})`);
   console.log(`installing ${names.join(', ')} …`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  for (const args of [['update', '-qq'], ['install', '-y', '-qq', '--no-install-recommends', ...names]]) {
+  for (const args of [
+    ['update', '-qq'],
+    ['install', '-y', '-qq', '--no-install-recommends', ...names],
+  ]) {
     const result = spawnSync('apt-get', args, { env, stdio: ['ignore', 'ignore', 'inherit'] });
     if (result.status !== 0) throw new Error(`apt-get ${args.join(' ')} failed`);
   }

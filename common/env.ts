@@ -19,7 +19,10 @@ export function envInteger(env: NodeJS.ProcessEnv, name: string, fallback: numbe
 }
 
 export function envList(env: NodeJS.ProcessEnv, name: string): string[] {
-  return (env[name] ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
+  return (env[name] ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
 }
 
 export function envString(env: NodeJS.ProcessEnv, name: string): string | undefined {
@@ -31,6 +34,7 @@ export function envString(env: NodeJS.ProcessEnv, name: string): string | undefi
 export function adminTokenFromEnv(env: NodeJS.ProcessEnv): string {
   const file = envString(env, 'CCCP_ADMIN_TOKEN_FILE');
   const token = file ? readFileSync(file, 'utf8').trim() : envString(env, 'CCCP_ADMIN_TOKEN');
-  if (!token || token.length < 16) throw new ConfigError('the admin API on TCP needs CCCP_ADMIN_TOKEN or CCCP_ADMIN_TOKEN_FILE with at least 16 characters');
+  if (!token || token.length < 16)
+    throw new ConfigError('the admin API on TCP needs CCCP_ADMIN_TOKEN or CCCP_ADMIN_TOKEN_FILE with at least 16 characters');
   return token;
 }

@@ -22,7 +22,6 @@ export function defaultMaxConnections(openFileLimit = softOpenFileLimit()): numb
   return Math.max(16, Math.min(4096, Math.floor(openFileLimit / 4)));
 }
 
-
 /** The soft RLIMIT_NOFILE from /proc (Linux); Infinity where it cannot be read. */
 export function softOpenFileLimit(): number {
   try {
@@ -70,7 +69,11 @@ interface Connection {
  * closed. The count is kept here, not by Node's maxConnections, whose count
  * lags behind closes and would turn a legitimate client away during a churn.
  */
-export function limitConnections(server: http.Server, limits: HttpLimits, onPressure?: (event: 'refused' | 'evicted' | 'timed-out') => void): ConnectionCounts {
+export function limitConnections(
+  server: http.Server,
+  limits: HttpLimits,
+  onPressure?: (event: 'refused' | 'evicted' | 'timed-out') => void,
+): ConnectionCounts {
   const counts: ConnectionCounts = { open: 0, refused: 0, evicted: 0, timedOut: 0 };
   const connections = new Map<net.Socket, Connection>();
   // Idle connections, oldest first (a Set keeps insertion order): those that

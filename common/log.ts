@@ -1,6 +1,6 @@
 // JSON-line logs. Fields name serials and peer addresses; tokens are never
 // logged, and the redaction below keeps an Authorization header out too.
-import { pino, type Logger } from 'pino';
+import { type Logger, pino } from 'pino';
 
 export type { Logger };
 

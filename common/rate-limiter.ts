@@ -11,7 +11,8 @@ export class RateLimiter {
 
   take(nowMs: number): number {
     if (this.perSecond === Number.POSITIVE_INFINITY) return 0;
-    if (this.last !== Number.NEGATIVE_INFINITY) this.tokens = Math.min(this.perSecond, this.tokens + ((nowMs - this.last) / 1000) * this.perSecond);
+    if (this.last !== Number.NEGATIVE_INFINITY)
+      this.tokens = Math.min(this.perSecond, this.tokens + ((nowMs - this.last) / 1000) * this.perSecond);
     this.last = nowMs;
     if (this.tokens >= 1) {
       this.tokens -= 1;

@@ -3,7 +3,7 @@
 // OpenAPI 3.1), and the catalogue of error codes. query-validation.ts checks
 // requests against these schemas and openapi.ts publishes the same objects,
 // so the document and the server cannot disagree about a rule.
-import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { type Static, type TSchema, Type } from '@sinclair/typebox';
 
 export const MAX_SERIAL_BYTES = 64;
 export const MAX_TIMEOUT_SECONDS = 86_400;
@@ -59,7 +59,8 @@ export const PERSISTENT: QueryParameter = {
   decoding: 'boolean',
   repeatable: false,
   schema: Type.Boolean({ default: false }),
-  description: 'true: device and client may disconnect and reconnect freely until /off. false: the session ends when either closes its connection.',
+  description:
+    'true: device and client may disconnect and reconnect freely until /off. false: the session ends when either closes its connection.',
   example: true,
   invalid: "Parameter 'persistent' must be 'true' or 'false'",
 };
@@ -107,8 +108,8 @@ export const MAX_LIFETIME: QueryParameter = {
   repeatable: false,
   schema: Type.Integer({ minimum: 1, maximum: MAX_LIFETIME_SECONDS }),
   description:
-    'Seconds from the session\'s creation after which it ends (reason MaxLifetime), whatever it is doing. ' +
-    'Absent takes the deployment\'s default (none unless configured).',
+    "Seconds from the session's creation after which it ends (reason MaxLifetime), whatever it is doing. " +
+    "Absent takes the deployment's default (none unless configured).",
   example: 43_200,
   invalid: `Parameter 'max_lifetime' must be a whole number of seconds from 1 to ${MAX_LIFETIME_SECONDS}`,
 };
@@ -121,7 +122,7 @@ export const IDLE_TIMEOUT: QueryParameter = {
   schema: Type.Integer({ minimum: 1, maximum: MAX_LIFETIME_SECONDS }),
   description:
     'Seconds without a byte forwarded in either direction (and without a party connecting) after which the session ends ' +
-    '(reason IdleTimeout). Bytes dropped because the other side is absent are not activity. Absent takes the deployment\'s default (none unless configured).',
+    "(reason IdleTimeout). Bytes dropped because the other side is absent are not activity. Absent takes the deployment's default (none unless configured).",
   example: 3_600,
   invalid: `Parameter 'idle_timeout' must be a whole number of seconds from 1 to ${MAX_LIFETIME_SECONDS}`,
 };
@@ -161,7 +162,11 @@ const timestamp = (description: string) => Type.String({ format: 'date-time', de
 
 export const EndpointSchema = Type.Object(
   {
-    host: Type.String({ minLength: 1, description: 'Where the client connects (the deployment\'s public host).', examples: ['proxy.acme.example'] }),
+    host: Type.String({
+      minLength: 1,
+      description: "Where the client connects (the deployment's public host).",
+      examples: ['proxy.acme.example'],
+    }),
     port: Type.Integer({ minimum: 1, maximum: 65535, examples: [20000] }),
   },
   { $id: 'Endpoint', description: 'Where the SCADA client connects.' },
@@ -171,11 +176,19 @@ const SideSchema = (side: 'device' | 'client') =>
   Type.Object(
     {
       connected: Type.Boolean({ description: `Whether the ${side} is connected now.` }),
-      address: Type.Optional(Type.String({ description: `Source address (ip:port) of the ${side}'s current connection.`, examples: [side === 'device' ? '100.64.3.7:51234' : '10.0.0.1:40022'] })),
+      address: Type.Optional(
+        Type.String({
+          description: `Source address (ip:port) of the ${side}'s current connection.`,
+          examples: [side === 'device' ? '100.64.3.7:51234' : '10.0.0.1:40022'],
+        }),
+      ),
       connected_since: Type.Optional(timestamp(`When the ${side}'s current connection was made.`)),
       last_activity: Type.Optional(timestamp(`When the ${side} last sent a byte (to the second), kept after it disconnects.`)),
       bytes_sent: Type.Integer({ minimum: 0, description: `Payload bytes the ${side} sent that were forwarded to the other side.` }),
-      bytes_dropped: Type.Integer({ minimum: 0, description: `Payload bytes the ${side} sent while the other side was absent; discarded, not in transferred.` }),
+      bytes_dropped: Type.Integer({
+        minimum: 0,
+        description: `Payload bytes the ${side} sent while the other side was absent; discarded, not in transferred.`,
+      }),
     },
     { description: `The ${side} side of the session.` },
   );
@@ -195,15 +208,20 @@ const sessionFacts = {
   ip_whitelist: Type.Array(Type.String(), { description: 'Normalized whitelist; empty admits every client.' }),
   timeout: Type.Optional(Type.Integer({ description: 'Seconds to wait for the first client.' })),
   max_lifetime: Type.Optional(Type.Integer({ description: 'The lifetime limit asked for by /on, in seconds.' })),
-  expires_at: Type.Optional(timestamp('When the session ends by its lifetime limit (its own or the deployment default), once the proxy runs it.')),
+  expires_at: Type.Optional(
+    timestamp('When the session ends by its lifetime limit (its own or the deployment default), once the proxy runs it.'),
+  ),
   idle_timeout: Type.Optional(Type.Integer({ description: 'Effective idle limit in seconds (asked for, or the deployment default).' })),
   device: SideSchema('device'),
   client: SideSchema('client'),
   clients_refused: Type.Integer({ minimum: 0, description: 'Client connections closed because the whitelist did not admit them.' }),
-  ended_reason: Type.Optional(Type.String({
-    description: 'Why it ended or failed: ClientConnectTimeout, DeviceDisconnected, ClientDisconnected, IdleTimeout, MaxLifetime, Deleted, Superseded, NoAvailablePorts, ProxyLost.',
-    examples: ['ClientConnectTimeout'],
-  })),
+  ended_reason: Type.Optional(
+    Type.String({
+      description:
+        'Why it ended or failed: ClientConnectTimeout, DeviceDisconnected, ClientDisconnected, IdleTimeout, MaxLifetime, Deleted, Superseded, NoAvailablePorts, ProxyLost.',
+      examples: ['ClientConnectTimeout'],
+    }),
+  ),
   ended_at: Type.Optional(timestamp('When it ended or failed.')),
 };
 
@@ -218,14 +236,17 @@ const seedStatus = {
   }),
 };
 
-export const StatusSchema = Type.Object({ ...seedStatus, ...sessionFacts }, { $id: 'Status', description: 'A session and what it has done.' });
+export const StatusSchema = Type.Object(
+  { ...seedStatus, ...sessionFacts },
+  { $id: 'Status', description: 'A session and what it has done.' },
+);
 
 export const SessionPageSchema = Type.Object(
   {
     sessions: Type.Array(Type.Ref('Status'), { description: 'Ordered by serial (byte order).' }),
     next_cursor: Type.Optional(Type.String({ description: 'Pass as cursor for the next page; absent on the last page.' })),
   },
-  { $id: 'SessionPage', description: 'One page of this deployment\'s sessions, live and recently ended.' },
+  { $id: 'SessionPage', description: "One page of this deployment's sessions, live and recently ended." },
 );
 
 export const EmptySchema = Type.Object({}, { $id: 'Empty', description: 'No content; members may be added later.' });
@@ -249,11 +270,21 @@ export const ERROR_CODES = {
   session_ended: { status: 404, meaning: 'The session ended by itself or failed; ended_reason and ended_at say why and when.' },
   method_not_allowed: { status: 405, meaning: 'Only GET is served.' },
   session_switched_off: { status: 409, meaning: 'The session was switched off while this request was working on it.' },
-  session_expired: { status: 409, meaning: 'The session reached its max_lifetime or idle_timeout (ended_reason) before /on could answer, e.g. a max_lifetime shorter than the live session\'s age; /on again starts a new one.' },
-  request_timed_out: { status: 500, meaning: 'The session did not reach the requested state within the request timeout; retrying is safe.' },
+  session_expired: {
+    status: 409,
+    meaning:
+      "The session reached its max_lifetime or idle_timeout (ended_reason) before /on could answer, e.g. a max_lifetime shorter than the live session's age; /on again starts a new one.",
+  },
+  request_timed_out: {
+    status: 500,
+    meaning: 'The session did not reach the requested state within the request timeout; retrying is safe.',
+  },
   session_failed: { status: 500, meaning: 'The session could not be served; the message says why.' },
   internal_error: { status: 500, meaning: 'An unexpected failure; logged with details.' },
-  no_available_ports: { status: 503, meaning: 'Every port of the range is in use; nothing was left behind. Retry-After says when to try again.' },
+  no_available_ports: {
+    status: 503,
+    meaning: 'Every port of the range is in use; nothing was left behind. Retry-After says when to try again.',
+  },
   not_ready: { status: 503, meaning: 'The operator is not ready (readiness probe).' },
 } as const;
 
@@ -261,8 +292,15 @@ export type ErrorCode = keyof typeof ERROR_CODES;
 
 export const ErrorSchema = Type.Object(
   {
-    code: Type.String({ description: 'Stable, machine-readable: one of the codes listed in the document\'s info.', examples: ['invalid_parameter'] }),
-    message: Type.String({ minLength: 1, description: 'For people; its wording may change.', examples: ["Parameter 'timeout' must be a whole number of seconds from 1 to 86400"] }),
+    code: Type.String({
+      description: "Stable, machine-readable: one of the codes listed in the document's info.",
+      examples: ['invalid_parameter'],
+    }),
+    message: Type.String({
+      minLength: 1,
+      description: 'For people; its wording may change.',
+      examples: ["Parameter 'timeout' must be a whole number of seconds from 1 to 86400"],
+    }),
     parameter: Type.Optional(Type.String({ description: 'The offending query parameter (400 only).', examples: ['timeout'] })),
     serial: Type.Optional(Type.String({ description: 'The serial asked about (session_ended).' })),
     ended_reason: Type.Optional(Type.String({ description: 'Why the session ended (session_ended).', examples: ['ClientConnectTimeout'] })),

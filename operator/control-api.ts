@@ -7,11 +7,11 @@ import Koa from 'koa';
 import type { Logger } from '../common/log.ts';
 import { LogSummary } from '../common/log-summary.ts';
 import { BearerTokens } from './bearer-tokens.ts';
-import type { ControlMetrics } from './control-metrics.ts';
 import type { ErrorCode } from './control-api-contract.ts';
+import type { ControlMetrics } from './control-metrics.ts';
 import { openApiDocument } from './openapi.ts';
 import { encodeCursor, parseListQuery, parseOnQuery, parseSerialQuery, type QueryResult } from './query-validation.ts';
-import { SessionCommandError, SessionConflictError, type SessionCommands } from './session-commands.ts';
+import { SessionCommandError, type SessionCommands, SessionConflictError } from './session-commands.ts';
 import type { ProxySession } from './session-store.ts';
 import { statusReply } from './session-view.ts';
 
@@ -55,11 +55,16 @@ function notFound(serial: string): ControlApiError {
 function endedError(session: ProxySession): ControlApiError {
   const reason = session.status.endedReason ?? 'unknown';
   const at = session.status.endedAt ?? '';
-  return new ControlApiError(404, `No session for serial ${session.serial}: it ended at ${at || 'an unknown time'} (${reason})`, 'session_ended', {
-    serial: session.serial,
-    ended_reason: reason,
-    ...(at ? { ended_at: at } : {}),
-  });
+  return new ControlApiError(
+    404,
+    `No session for serial ${session.serial}: it ended at ${at || 'an unknown time'} (${reason})`,
+    'session_ended',
+    {
+      serial: session.serial,
+      ended_reason: reason,
+      ...(at ? { ended_at: at } : {}),
+    },
+  );
 }
 
 const PUBLIC_PATHS = new Set(['/healthz', '/readyz', '/metrics', '/openapi.json']);
@@ -88,10 +93,15 @@ export function createControlApi(options: ControlApiOptions): Koa {
     const outcome = await commands.on(query);
     if (outcome.kind === 'no-ports') throw new ControlApiError(503, 'No available ports', 'no_available_ports', {}, NO_PORTS_RETRY_AFTER_S);
     if (outcome.kind === 'expired') {
-      throw new ControlApiError(409, `The session of serial ${query.serial} reached its ${outcome.reason === 'MaxLifetime' ? 'max_lifetime' : 'idle_timeout'} before it was listening; /on again starts a new session`, 'session_expired', {
-        serial: query.serial,
-        ended_reason: outcome.reason,
-      });
+      throw new ControlApiError(
+        409,
+        `The session of serial ${query.serial} reached its ${outcome.reason === 'MaxLifetime' ? 'max_lifetime' : 'idle_timeout'} before it was listening; /on again starts a new session`,
+        'session_expired',
+        {
+          serial: query.serial,
+          ended_reason: outcome.reason,
+        },
+      );
     }
     ctx.body = { host: outcome.host, port: outcome.port };
   });
@@ -155,7 +165,12 @@ export function createControlApi(options: ControlApiOptions): Koa {
       metrics.requests.inc({ route, code: String(ctx.status) });
       metrics.duration.observe({ route, code: String(ctx.status) }, seconds);
       if (!UNLOGGED_ROUTES.has(route) || ctx.status >= 500) {
-        const line: Record<string, unknown> = { method: ctx.method.slice(0, 16), route, status: ctx.status, ms: Math.round(seconds * 1000) };
+        const line: Record<string, unknown> = {
+          method: ctx.method.slice(0, 16),
+          route,
+          status: ctx.status,
+          ms: Math.round(seconds * 1000),
+        };
         if (route === 'other') line.path = ctx.path.slice(0, MAX_LOGGED_CHARS);
         const serial = new URLSearchParams(ctx.querystring).get('serial');
         if (serial !== null) line.serial = serial.slice(0, MAX_LOGGED_CHARS);

@@ -3,7 +3,6 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { SESSION_PHASES, type SessionStore } from './session-store.ts';
 
-
 export class ControlMetrics {
   readonly registry = new Registry();
   readonly requests: Counter<'route' | 'code'>;
@@ -31,7 +30,7 @@ export class ControlMetrics {
       async collect() {
         const counts = new Map<string, number>([...SESSION_PHASES, 'Deleting', 'New'].map((p) => [p, 0]));
         for (const session of await store.list()) {
-          const phase = session.deleting ? 'Deleting' : session.status.phase ?? 'New';
+          const phase = session.deleting ? 'Deleting' : (session.status.phase ?? 'New');
           counts.set(phase, (counts.get(phase) ?? 0) + 1);
         }
         for (const [phase, count] of counts) this.set({ phase }, count);

@@ -2,33 +2,34 @@
 // ProxySession resources; the replica holding the Lease also runs the
 // reconciler that programs the proxy pod through its admin API. Kubernetes
 // access comes from KUBECONFIG, or the in-cluster service account.
-import { KeepAliveKubeConfig } from './kube/kube-config.ts';
+
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { isEntryPoint } from '../common/entry-point.ts';
 import { adminTokenFromEnv, ConfigError, envInteger, envString } from '../common/env.ts';
 import { limitConnections } from '../common/http-limits.ts';
 import { createLogger, type Logger } from '../common/log.ts';
 import { LogSummary } from '../common/log-summary.ts';
+import { listen } from '../common/sockets.ts';
 import { BearerTokens } from './bearer-tokens.ts';
 import { operatorConfigFromEnv, reconcilerSettings } from './config.ts';
 import { createControlApi } from './control-api.ts';
+import { ControlMetrics } from './control-metrics.ts';
 import { ControlTokensFile } from './control-tokens-file.ts';
 import { ensureAdminToken } from './kube/admin-token-secret.ts';
-import { ControlMetrics } from './control-metrics.ts';
-import { OperatorMetrics } from './operator-metrics.ts';
 import { EventRecorder } from './kube/event-recorder.ts';
+import { KeepAliveKubeConfig } from './kube/kube-config.ts';
 import { KubeSessionStore } from './kube/kube-session-store.ts';
 import { LeaderElector } from './kube/leader-election.ts';
 import { ProxySessionClient } from './kube/proxysession-client.ts';
+import { proxyEventToKubeEvent } from './kube/session-events.ts';
 import { SessionInformer } from './kube/session-informer.ts';
+import { OperatorMetrics } from './operator-metrics.ts';
 import { ProxyAdminClient } from './proxy-admin-client.ts';
 import { Reconciler } from './reconciler.ts';
 import { SessionCommands } from './session-commands.ts';
-import { proxyEventToKubeEvent } from './kube/session-events.ts';
-import { listen } from '../common/sockets.ts';
-import { isEntryPoint } from '../common/entry-point.ts';
 
 const IN_CLUSTER_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
 
@@ -81,7 +82,8 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
   const kubeConfig = new KeepAliveKubeConfig();
   kubeConfig.loadFromDefault();
   // Before anything starts: without the admin token there is nothing to do (the pod restarts and retries).
-  const adminToken = 'token' in cluster.admin ? cluster.admin.token : await ensureAdminToken(kubeConfig, cluster.namespace, cluster.admin.tokenSecret);
+  const adminToken =
+    'token' in cluster.admin ? cluster.admin.token : await ensureAdminToken(kubeConfig, cluster.namespace, cluster.admin.tokenSecret);
 
   const client = new ProxySessionClient(kubeConfig, cluster.namespace, cluster.identity);
   const informer = new SessionInformer(client, logger.child({ part: 'informer' }));
@@ -143,7 +145,9 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
   elector.start();
 
   const tokens = new BearerTokens(config.controlTokens);
-  const tokensFile = config.controlTokensFile ? new ControlTokensFile(config.controlTokensFile, tokens, config.controlTokens, logger.child({ part: 'control-tokens' })) : undefined;
+  const tokensFile = config.controlTokensFile
+    ? new ControlTokensFile(config.controlTokensFile, tokens, config.controlTokens, logger.child({ part: 'control-tokens' }))
+    : undefined;
   tokensFile?.start();
   const summary = new LogSummary(logger.child({ part: 'control-api' }), config.logSummaryMs);
   const app = createControlApi({
@@ -156,7 +160,9 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
     summary,
   });
   const server = http.createServer(app.callback());
-  limitConnections(server, config.httpLimits, (what) => summary.warn({ what, limit: config.httpLimits.maxConnections }, 'control connection closed by the limits'));
+  limitConnections(server, config.httpLimits, (what) =>
+    summary.warn({ what, limit: config.httpLimits.maxConnections }, 'control connection closed by the limits'),
+  );
   await listen(server, { port: config.controlPort, host: config.controlBindHost });
   const { port } = server.address() as AddressInfo;
   const controlUrl = `http://${config.controlBindHost ?? 'localhost'}:${port}`;

@@ -2,21 +2,21 @@
 // completes its read-modify-write without awaiting in between, so concurrent
 // callers (e.g. fifty /on for one serial) see one consistent session.
 import { randomUUID } from 'node:crypto';
+import { ChangeListeners } from './change-listeners.ts';
 import {
-  SESSION_FINALIZER,
+  type ApplyResult,
   copySession,
   copySpec,
   copyStatus,
-  sameSpec,
-  type ApplyResult,
   type DeleteResult,
   type ProxySession,
   type ProxySessionSpec,
   type ProxySessionStatus,
+  SESSION_FINALIZER,
   type SessionChange,
   type SessionStore,
+  sameSpec,
 } from './session-store.ts';
-import { ChangeListeners } from './change-listeners.ts';
 
 export interface MemorySessionStoreOptions {
   now?: () => Date;

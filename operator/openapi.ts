@@ -12,11 +12,11 @@ import {
   HealthSchema,
   LIST_PARAMETERS,
   ON_PARAMETERS,
+  type QueryParameter,
   SERIAL_PARAMETERS,
   SessionPageSchema,
-  StatusSchema,
-  type QueryParameter,
   type StatusReply,
+  StatusSchema,
 } from './control-api-contract.ts';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -78,15 +78,38 @@ const statusExample: StatusReply = {
   port: 20000,
   persistent: true,
   ip_whitelist: ['10.0.0.1', '192.168.0.0/24'],
-  device: { connected: true, address: '100.64.3.7:51234', connected_since: '2026-11-26T06:00:05.000Z', last_activity: '2026-11-26T06:10:42.000Z', bytes_sent: 1100, bytes_dropped: 17 },
-  client: { connected: true, address: '10.0.0.1:40022', connected_since: '2026-11-26T06:01:00.000Z', last_activity: '2026-11-26T06:10:41.000Z', bytes_sent: 242, bytes_dropped: 0 },
+  device: {
+    connected: true,
+    address: '100.64.3.7:51234',
+    connected_since: '2026-11-26T06:00:05.000Z',
+    last_activity: '2026-11-26T06:10:42.000Z',
+    bytes_sent: 1100,
+    bytes_dropped: 17,
+  },
+  client: {
+    connected: true,
+    address: '10.0.0.1:40022',
+    connected_since: '2026-11-26T06:01:00.000Z',
+    last_activity: '2026-11-26T06:10:41.000Z',
+    bytes_sent: 242,
+    bytes_dropped: 0,
+  },
   clients_refused: 2,
 };
 
 const responses = {
-  badRequest: errorReply('A parameter is missing, malformed, repeated or unknown; `parameter` names it.', error('invalid_parameter', "Parameter 'timeout' must be a whole number of seconds from 1 to 86400", { parameter: 'timeout' })),
-  unauthorized: errorReply('Bearer tokens are configured and the request carries no valid one.', error('unauthorized', 'A valid bearer token is required (Authorization: Bearer <token>)')),
-  methodNotAllowed: errorReply('Only GET is allowed (the Allow header says so).', error('method_not_allowed', 'Method POST is not allowed; use GET')),
+  badRequest: errorReply(
+    'A parameter is missing, malformed, repeated or unknown; `parameter` names it.',
+    error('invalid_parameter', "Parameter 'timeout' must be a whole number of seconds from 1 to 86400", { parameter: 'timeout' }),
+  ),
+  unauthorized: errorReply(
+    'Bearer tokens are configured and the request carries no valid one.',
+    error('unauthorized', 'A valid bearer token is required (Authorization: Bearer <token>)'),
+  ),
+  methodNotAllowed: errorReply(
+    'Only GET is allowed (the Allow header says so).',
+    error('method_not_allowed', 'Method POST is not allowed; use GET'),
+  ),
   internal: errorReply(
     'The session did not reach the requested state in time (request_timed_out; retrying is safe), could not be served (session_failed), or an internal error.',
     error('request_timed_out', 'Timed out after 10 s waiting for the proxy to listen for serial CLD-123456'),
@@ -96,7 +119,9 @@ const responses = {
 const sessionTag = 'Sessions';
 const opsTag = 'Operations';
 
-const codeList = Object.entries(ERROR_CODES).map(([code, { status, meaning }]) => `- \`${code}\` (${status}): ${meaning}`).join('\n');
+const codeList = Object.entries(ERROR_CODES)
+  .map(([code, { status, meaning }]) => `- \`${code}\` (${status}): ${meaning}`)
+  .join('\n');
 
 export const openApiDocument = {
   openapi: '3.1.0',
@@ -108,7 +133,7 @@ export const openApiDocument = {
       'Starts, stops and inspects proxy sessions that join a SCADA client to an industrial device behind a mobile network. All endpoints are GET and answer JSON.',
       '',
       '## The device side',
-      'The device opens a TCP connection to the proxy\'s device port and sends its serial followed by a carriage return (LF alone, or CR LF, also end it). ' +
+      "The device opens a TCP connection to the proxy's device port and sends its serial followed by a carriage return (LF alone, or CR LF, also end it). " +
         'The proxy never answers; every byte after the line ending is payload. A device that registers before its session exists waits (its bytes are discarded) until /on creates it. ' +
         'The SCADA client connects to the host and port that /on returns, and the proxy joins the two connections byte for byte.',
       '',
@@ -153,12 +178,21 @@ export const openApiDocument = {
           '405': responses.methodNotAllowed,
           '409': errorReply(
             'session_switched_off: /off switched the session off while this /on was starting it. session_expired: the session reached its own max_lifetime or idle_timeout before it was listening.',
-            error('session_expired', 'The session of serial CLD-123456 reached its max_lifetime before it was listening; /on again starts a new session', {
-              serial: 'CLD-123456', ended_reason: 'MaxLifetime',
-            }),
+            error(
+              'session_expired',
+              'The session of serial CLD-123456 reached its max_lifetime before it was listening; /on again starts a new session',
+              {
+                serial: 'CLD-123456',
+                ended_reason: 'MaxLifetime',
+              },
+            ),
           ),
           '500': responses.internal,
-          '503': errorReply('Every port of the range is in use; no session was left behind.', error('no_available_ports', 'No available ports'), retryAfter),
+          '503': errorReply(
+            'Every port of the range is in use; no session was left behind.',
+            error('no_available_ports', 'No available ports'),
+            retryAfter,
+          ),
         },
       },
     },
@@ -176,7 +210,9 @@ export const openApiDocument = {
           '404': errorReply(
             'No live session for this serial: session_not_found, or session_ended with its reason and time (the record is then cleared).',
             error('session_ended', 'The session of serial CLD-123456 ended at 2026-11-26T06:05:00.000Z: ClientConnectTimeout', {
-              serial: 'CLD-123456', ended_reason: 'ClientConnectTimeout', ended_at: '2026-11-26T06:05:00.000Z',
+              serial: 'CLD-123456',
+              ended_reason: 'ClientConnectTimeout',
+              ended_at: '2026-11-26T06:05:00.000Z',
             }),
           ),
           '405': responses.methodNotAllowed,
@@ -198,7 +234,9 @@ export const openApiDocument = {
           '404': errorReply(
             'No live session: session_not_found, or session_ended (kept for the retention time) with why and when.',
             error('session_ended', 'The session of serial CLD-123456 ended at 2026-11-26T06:05:00.000Z: ClientConnectTimeout', {
-              serial: 'CLD-123456', ended_reason: 'ClientConnectTimeout', ended_at: '2026-11-26T06:05:00.000Z',
+              serial: 'CLD-123456',
+              ended_reason: 'ClientConnectTimeout',
+              ended_at: '2026-11-26T06:05:00.000Z',
             }),
           ),
           '405': responses.methodNotAllowed,
@@ -211,10 +249,14 @@ export const openApiDocument = {
         operationId: 'listSessions',
         tags: [sessionTag],
         summary: 'List the sessions of this deployment, live and recently ended',
-        description: 'Ordered by serial. Ended and failed sessions are listed for the retention time. Follow next_cursor until it is absent.',
+        description:
+          'Ordered by serial. Ended and failed sessions are listed for the retention time. Follow next_cursor until it is absent.',
         parameters: LIST_PARAMETERS.map(parameter),
         responses: {
-          '200': reply('SessionPage', 'One page of sessions.', { sessions: [statusExample as unknown as Json], next_cursor: 'Q0xELTEyMzQ1Ng' }),
+          '200': reply('SessionPage', 'One page of sessions.', {
+            sessions: [statusExample as unknown as Json],
+            next_cursor: 'Q0xELTEyMzQ1Ng',
+          }),
           '400': responses.badRequest,
           '401': responses.unauthorized,
           '405': responses.methodNotAllowed,
@@ -242,7 +284,11 @@ export const openApiDocument = {
         responses: {
           '200': reply('Health', 'Ready.', { status: 'ready' }),
           '405': responses.methodNotAllowed,
-          '503': errorReply('Not ready; the message says why.', error('not_ready', 'Not ready: the proxy has not answered yet'), retryAfter),
+          '503': errorReply(
+            'Not ready; the message says why.',
+            error('not_ready', 'Not ready: the proxy has not answered yet'),
+            retryAfter,
+          ),
         },
       },
     },
@@ -270,7 +316,10 @@ export const openApiDocument = {
         description: 'The OpenAPI 3.1 document of this API.',
         security: [],
         responses: {
-          '200': { description: 'The OpenAPI 3.1 document.', content: { 'application/json': { schema: { type: 'object' }, example: { openapi: '3.1.0' } } } },
+          '200': {
+            description: 'The OpenAPI 3.1 document.',
+            content: { 'application/json': { schema: { type: 'object' }, example: { openapi: '3.1.0' } } },
+          },
           '405': responses.methodNotAllowed,
         },
       },

@@ -4,7 +4,7 @@
 // gauges read the state they describe when scraped; the counters are
 // updated by the reconciler (observeReconcile) and the store wrapper.
 import { performance } from 'node:perf_hooks';
-import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, type Registry } from 'prom-client';
 import type { PortAllocator } from './port-allocator.ts';
 import type { ProxySession, ProxySessionStatus, SessionStore } from './session-store.ts';
 
@@ -136,7 +136,10 @@ export class OperatorMetrics {
  * does not reconcile would read as "unreachable".
  */
 class LeaderOnlyGauge extends Gauge {
-  constructor(private readonly state: OperatorState, configuration: ConstructorParameters<typeof Gauge>[0]) {
+  constructor(
+    private readonly state: OperatorState,
+    configuration: ConstructorParameters<typeof Gauge>[0],
+  ) {
     super(configuration);
   }
 
@@ -147,7 +150,10 @@ class LeaderOnlyGauge extends Gauge {
 }
 
 /** Times a reconcile handler for observeReconcile. */
-export function timedReconcile<T>(run: () => Promise<T>, observe: ((seconds: number, result: ReconcileResult) => void) | undefined): Promise<T> {
+export function timedReconcile<T>(
+  run: () => Promise<T>,
+  observe: ((seconds: number, result: ReconcileResult) => void) | undefined,
+): Promise<T> {
   if (!observe) return run();
   const started = performance.now();
   return run().then(

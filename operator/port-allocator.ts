@@ -29,7 +29,13 @@ export class PortAllocator {
   private cursor: number;
 
   constructor(options: PortAllocatorOptions) {
-    if (!Number.isInteger(options.min) || !Number.isInteger(options.max) || options.min < 1 || options.max > 65535 || options.min > options.max) {
+    if (
+      !Number.isInteger(options.min) ||
+      !Number.isInteger(options.max) ||
+      options.min < 1 ||
+      options.max > 65535 ||
+      options.min > options.max
+    ) {
       throw new RangeError(`Invalid port range ${options.min}-${options.max}`);
     }
     this.min = options.min;

@@ -85,7 +85,12 @@ function optionalString(value: unknown, what: string): string | undefined {
 }
 
 export function toInstanceInfo(value: unknown): InstanceInfo {
-  if (!isObject(value) || typeof value.instanceId !== 'string' || typeof value.startedAt !== 'string' || typeof value.devicePort !== 'number') {
+  if (
+    !isObject(value) ||
+    typeof value.instanceId !== 'string' ||
+    typeof value.startedAt !== 'string' ||
+    typeof value.devicePort !== 'number'
+  ) {
     fail('instance info');
   }
   return { instanceId: value.instanceId, startedAt: value.startedAt, devicePort: value.devicePort };
@@ -110,10 +115,16 @@ export function toSessionState(value: unknown): SessionState {
   if (!isObject(value)) fail(what);
   const v = value;
   if (
-    typeof v.serial !== 'string' || typeof v.id !== 'string' || typeof v.port !== 'number' ||
-    typeof v.persistent !== 'boolean' || !Array.isArray(v.ipWhitelist) || !v.ipWhitelist.every((e) => typeof e === 'string') ||
-    (v.state !== 'listening' && v.state !== 'ended') || typeof v.deviceConnected !== 'boolean' ||
-    typeof v.clientConnected !== 'boolean' || typeof v.transferredBytes !== 'number'
+    typeof v.serial !== 'string' ||
+    typeof v.id !== 'string' ||
+    typeof v.port !== 'number' ||
+    typeof v.persistent !== 'boolean' ||
+    !Array.isArray(v.ipWhitelist) ||
+    !v.ipWhitelist.every((e) => typeof e === 'string') ||
+    (v.state !== 'listening' && v.state !== 'ended') ||
+    typeof v.deviceConnected !== 'boolean' ||
+    typeof v.clientConnected !== 'boolean' ||
+    typeof v.transferredBytes !== 'number'
   ) {
     fail(what);
   }
@@ -159,7 +170,12 @@ export function toSessionList(value: unknown): SessionList {
 
 export function toProxyEvent(value: unknown): ProxyEvent {
   const what = 'event';
-  if (!isObject(value) || !isOneOf(PROXY_EVENT_TYPES, value.type) || typeof value.instanceId !== 'string' || typeof value.seq !== 'number') {
+  if (
+    !isObject(value) ||
+    !isOneOf(PROXY_EVENT_TYPES, value.type) ||
+    typeof value.instanceId !== 'string' ||
+    typeof value.seq !== 'number'
+  ) {
     fail(what);
   }
   const event: ProxyEvent = {
@@ -179,7 +195,11 @@ function toAdminError(status: number, body: unknown): AdminApiError {
   if (isObject(body) && isOneOf(ADMIN_ERROR_CODES, body.code) && typeof body.message === 'string') {
     return new AdminApiError(status, body.code, body.message);
   }
-  return new AdminApiError(status, status === 401 ? 'unauthorized' : status === 404 ? 'not_found' : 'internal', `Admin API answered HTTP ${status}`);
+  return new AdminApiError(
+    status,
+    status === 401 ? 'unauthorized' : status === 404 ? 'not_found' : 'internal',
+    `Admin API answered HTTP ${status}`,
+  );
 }
 
 // ---- the client ---------------------------------------------------------

@@ -13,16 +13,16 @@ import { Value } from '@sinclair/typebox/value';
 import ipaddr from 'ipaddr.js';
 import {
   DEFAULT_PAGE_SIZE,
+  type ErrorCode,
   LIST_PARAMETERS,
   MAX_SERIAL_BYTES,
   MAX_TIMEOUT_SECONDS,
   MAX_WHITELIST_ENTRIES,
   ON_PARAMETERS,
+  type QueryParameter,
   SERIAL,
   SERIAL_PARAMETERS,
   WHITELIST_ENTRY,
-  type ErrorCode,
-  type QueryParameter,
 } from './control-api-contract.ts';
 
 export { MAX_SERIAL_BYTES, MAX_TIMEOUT_SECONDS, MAX_WHITELIST_ENTRIES };
@@ -76,7 +76,12 @@ function splitQuery(query: string, allowed: readonly QueryParameter[]): QueryRes
     } catch {
       return refuse(rawName, `Parameter name '${printable(rawName)}' has malformed percent-encoding`, 'unknown_parameter');
     }
-    if (name === '') return refuse('(unnamed)', `Parameter (unnamed) in '${printable(segment)}' has no name (allowed: ${names.join(', ')})`, 'unknown_parameter');
+    if (name === '')
+      return refuse(
+        '(unnamed)',
+        `Parameter (unnamed) in '${printable(segment)}' has no name (allowed: ${names.join(', ')})`,
+        'unknown_parameter',
+      );
     const parameter = allowed.find((p) => p.name === name);
     if (!parameter) return refuse(name, `Unknown parameter '${printable(name)}' (allowed: ${names.join(', ')})`, 'unknown_parameter');
     try {
@@ -134,7 +139,8 @@ function decode(parameter: QueryParameter, raw: RawParameter): QueryResult<unkno
     const entries = value as string[];
     const bad = entries.find((entry) => entry !== '' && !conforms(WHITELIST_ENTRY, entry));
     if (entries.includes('')) message = `Parameter '${parameter.name}' has an empty entry (omit the parameter to admit every client)`;
-    else if (entries.length > MAX_WHITELIST_ENTRIES) message = `Parameter '${parameter.name}' may list at most ${MAX_WHITELIST_ENTRIES} entries`;
+    else if (entries.length > MAX_WHITELIST_ENTRIES)
+      message = `Parameter '${parameter.name}' may list at most ${MAX_WHITELIST_ENTRIES} entries`;
     else if (bad !== undefined) message = `Parameter '${parameter.name}' has an entry that is not an IP or CIDR: '${printable(bad)}'`;
   }
   return refuse(parameter.name, message);
@@ -193,9 +199,10 @@ export function normalizeAddressOrCidr(entry: string): string | undefined {
     prefix -= 96;
   }
   if (prefixText === undefined) return address.toString();
-  const network = address.kind() === 'ipv4'
-    ? ipaddr.IPv4.networkAddressFromCIDR(`${address.toString()}/${prefix}`)
-    : ipaddr.IPv6.networkAddressFromCIDR(`${address.toString()}/${prefix}`);
+  const network =
+    address.kind() === 'ipv4'
+      ? ipaddr.IPv4.networkAddressFromCIDR(`${address.toString()}/${prefix}`)
+      : ipaddr.IPv6.networkAddressFromCIDR(`${address.toString()}/${prefix}`);
   return `${network.toString()}/${prefix}`;
 }
 
@@ -218,7 +225,11 @@ export function parseOnQuery(query: string): QueryResult<OnQuery> {
   const v = parsed.value;
   const whitelist = normalizeWhitelist((v.get('ip_whitelist') as string[] | undefined) ?? []);
   if (!whitelist.ok) return whitelist;
-  const value: OnQuery = { serial: v.get('serial') as string, persistent: (v.get('persistent') as boolean | undefined) ?? false, ipWhitelist: whitelist.value };
+  const value: OnQuery = {
+    serial: v.get('serial') as string,
+    persistent: (v.get('persistent') as boolean | undefined) ?? false,
+    ipWhitelist: whitelist.value,
+  };
   const timeout = v.get('timeout') as number | undefined;
   if (timeout !== undefined) value.timeoutSeconds = timeout;
   const maxLifetime = v.get('max_lifetime') as number | undefined;
@@ -248,7 +259,8 @@ export function parseListQuery(query: string): QueryResult<ListQuery> {
   const cursor = parsed.value.get('cursor') as string | undefined;
   if (cursor !== undefined) {
     const after = Buffer.from(cursor, 'base64url').toString('utf8');
-    if (!validateSerial(after).ok || encodeCursor(after) !== cursor) return refuse('cursor', "Parameter 'cursor' must be a next_cursor from a previous page");
+    if (!validateSerial(after).ok || encodeCursor(after) !== cursor)
+      return refuse('cursor', "Parameter 'cursor' must be a next_cursor from a previous page");
     value.after = after;
   }
   return { ok: true, value };

@@ -7,9 +7,12 @@
 // one poll interval stale), a full resync when the proxy restarted, and a
 // periodic full resync. Payloads of triggers are never trusted.
 import type { InstanceInfo, ProxyEvent, SessionList, SessionLookup, SessionSpec, SessionState } from '../common/admin-protocol.ts';
+import { type Clock, systemClock } from '../common/clock.ts';
 import type { Logger } from '../common/log.ts';
-import { AdminApiError, type EventStream, type ProxyAdmin } from './proxy-admin-client.ts';
+import { RateLimiter } from '../common/rate-limiter.ts';
+import { type ReconcileResult, timedReconcile } from './operator-metrics.ts';
 import type { PortAllocator } from './port-allocator.ts';
+import { AdminApiError, type EventStream, type ProxyAdmin } from './proxy-admin-client.ts';
 import {
   activeStatus,
   desiredProxySpec,
@@ -21,11 +24,8 @@ import {
   sameBesidesTraffic,
   sameStatus,
 } from './session-status.ts';
-import { timedReconcile, type ReconcileResult } from './operator-metrics.ts';
 import { isTerminal, type ProxySession, type ProxySessionStatus, type SessionLimitDefaults, type SessionStore } from './session-store.ts';
-import { type Clock, systemClock } from '../common/clock.ts';
 import { WorkQueue, type WorkResult } from './work-queue.ts';
-import { RateLimiter } from '../common/rate-limiter.ts';
 
 export interface ReconcilerOptions {
   store: SessionStore;
@@ -332,7 +332,8 @@ export class Reconciler {
 
   private cachedLookup(serial: string): SessionLookup | undefined {
     const listed = this.listed;
-    if (!listed || listed.list.instanceId !== this.instanceId || this.clock.now() - listed.requestedAt > this.pollIntervalMs * 2) return undefined;
+    if (!listed || listed.list.instanceId !== this.instanceId || this.clock.now() - listed.requestedAt > this.pollIntervalMs * 2)
+      return undefined;
     if ((this.changedAt.get(serial) ?? Number.NEGATIVE_INFINITY) >= listed.requestedAt) return undefined;
     const session = listed.bySerial.get(serial);
     const { sessions: _all, ...info } = listed.list;

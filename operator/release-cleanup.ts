@@ -5,10 +5,11 @@
 // finalizer after CCCP_CLEANUP_WAIT_S (an operator that is down or broken)
 // has it removed here: once the release is gone, nothing else ever would, and
 // the session (and a namespace deletion) would hang in Terminating forever.
-import { KeepAliveKubeConfig } from './kube/kube-config.ts';
+
 import { readFileSync } from 'node:fs';
 import { ConfigError, envInteger, envString } from '../common/env.ts';
 import { createLogger, type Logger } from '../common/log.ts';
+import { KeepAliveKubeConfig } from './kube/kube-config.ts';
 import { ProxySessionClient } from './kube/proxysession-client.ts';
 import { SESSION_FINALIZER } from './session-store.ts';
 
@@ -45,7 +46,11 @@ export async function cleanUpRelease(client: ProxySessionClient, waitMs: number,
       logger.warn({ err, name: session.metadata.name }, 'finalizer removal raced; retrying');
       const fresh = await client.get(session.metadata.name);
       if (fresh?.metadata.finalizers.includes(SESSION_FINALIZER)) {
-        await client.patchFinalizers(fresh.metadata.name, fresh.metadata.resourceVersion, fresh.metadata.finalizers.filter((f) => f !== SESSION_FINALIZER));
+        await client.patchFinalizers(
+          fresh.metadata.name,
+          fresh.metadata.resourceVersion,
+          fresh.metadata.finalizers.filter((f) => f !== SESSION_FINALIZER),
+        );
         released++;
       }
     }

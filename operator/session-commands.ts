@@ -1,10 +1,11 @@
 // What /on, /off and /status do, in terms of the session store, without
 // HTTP. The reconciler does the work; these write the desired state and wait
 // (bounded) until the store shows it done.
+
+import { type Clock, systemClock } from '../common/clock.ts';
 import type { OnQuery } from './query-validation.ts';
 import { isTerminal, type ProxySession, type ProxySessionSpec, type SessionStore } from './session-store.ts';
 import { waitForSession } from './session-wait.ts';
-import { type Clock, systemClock } from '../common/clock.ts';
 
 export type OnOutcome =
   | { kind: 'listening'; host: string; port: number }
@@ -24,7 +25,10 @@ export type OffOutcomeWithHistory = OffOutcome | { kind: 'already-ended'; sessio
 
 /** The session did not get where it should within the time allowed, or failed; the Control API answers 500. */
 export class SessionCommandError extends Error {
-  constructor(message: string, readonly code: 'request_timed_out' | 'session_failed' = 'request_timed_out') {
+  constructor(
+    message: string,
+    readonly code: 'request_timed_out' | 'session_failed' = 'request_timed_out',
+  ) {
     super(message);
     this.name = 'SessionCommandError';
   }
@@ -36,7 +40,10 @@ export class SessionCommandError extends Error {
  * with the code, so programs can tell it from a failure and call /on again.
  */
 export class SessionConflictError extends Error {
-  constructor(readonly code: 'session_switched_off', message: string) {
+  constructor(
+    readonly code: 'session_switched_off',
+    message: string,
+  ) {
     super(message);
     this.name = 'SessionConflictError';
   }
@@ -55,7 +62,10 @@ export class SessionCommands {
   private readonly timeoutMs: number;
   private readonly clock: Clock;
 
-  constructor(private readonly store: SessionStore, options: SessionCommandsOptions = {}) {
+  constructor(
+    private readonly store: SessionStore,
+    options: SessionCommandsOptions = {},
+  ) {
     this.timeoutMs = options.timeoutMs ?? 10_000;
     this.clock = options.clock ?? systemClock;
   }
@@ -88,7 +98,9 @@ export class SessionCommands {
       );
       const final = wait.session;
       if (!wait.reached) {
-        throw new SessionCommandError(`Timed out after ${this.timeoutMs / 1000} s waiting for the proxy to listen for serial ${query.serial}`);
+        throw new SessionCommandError(
+          `Timed out after ${this.timeoutMs / 1000} s waiting for the proxy to listen for serial ${query.serial}`,
+        );
       }
       if (final && final.uid === session.uid && isListening(final, session.generation)) {
         return { kind: 'listening', host: final.status.host ?? '', port: final.status.port ?? 0 };
@@ -107,17 +119,28 @@ export class SessionCommands {
         return { kind: 'expired', reason };
       }
       if (final && final.uid === session.uid && final.status.phase === 'Failed' && !final.deleting) {
-        throw new SessionCommandError(`Session for serial ${query.serial} failed: ${final.status.endedReason ?? 'unknown reason'}`, 'session_failed');
+        throw new SessionCommandError(
+          `Session for serial ${query.serial} failed: ${final.status.endedReason ?? 'unknown reason'}`,
+          'session_failed',
+        );
       }
       if (!final || (final.uid === session.uid && final.deleting)) {
-        throw new SessionConflictError('session_switched_off', `The session for serial ${query.serial} was switched off by /off before it was listening; call /on again to start a new one`);
+        throw new SessionConflictError(
+          'session_switched_off',
+          `The session for serial ${query.serial} was switched off by /off before it was listening; call /on again to start a new one`,
+        );
       }
       // Replaced by another caller's session, or ended by itself while starting: go on with what is there now.
     }
     if (remaining() <= 0) {
-      throw new SessionCommandError(`Timed out after ${this.timeoutMs / 1000} s waiting for the previous session of serial ${query.serial} to close`);
+      throw new SessionCommandError(
+        `Timed out after ${this.timeoutMs / 1000} s waiting for the previous session of serial ${query.serial} to close`,
+      );
     }
-    throw new SessionConflictError('session_switched_off', `The sessions for serial ${query.serial} kept being switched off by /off while this /on started them; call /on again`);
+    throw new SessionConflictError(
+      'session_switched_off',
+      `The sessions for serial ${query.serial} kept being switched off by /off while this /on started them; call /on again`,
+    );
   }
 
   async off(serial: string): Promise<OffOutcomeWithHistory> {
@@ -132,7 +155,8 @@ export class SessionCommands {
     // 'not-found' here: another caller removed the live session a moment ago; it is off, as asked.
     if (result === 'not-found') return { kind: 'ended' };
     const gone = await this.waitUntilGone(existing, this.timeoutMs);
-    if (!gone) throw new SessionCommandError(`Timed out after ${this.timeoutMs / 1000} s waiting for the session of serial ${serial} to close`);
+    if (!gone)
+      throw new SessionCommandError(`Timed out after ${this.timeoutMs / 1000} s waiting for the session of serial ${serial} to close`);
     return { kind: 'ended' };
   }
 

@@ -4,11 +4,11 @@ import type { SessionSpec, SessionState } from '../common/admin-protocol.ts';
 import {
   effectiveLimits,
   isLive,
-  type SessionLimitDefaults,
   type ProxySession,
   type ProxySessionStatus,
   type SessionCondition,
   type SessionEndReason,
+  type SessionLimitDefaults,
   STATUS_SCALARS,
 } from './session-store.ts';
 
@@ -26,7 +26,8 @@ export function desiredProxySpec(session: ProxySession, port: number, defaults: 
   const limits = effectiveLimits(session.spec, defaults);
   const created = Date.parse(session.creationTimestamp);
   // The lifetime counts from the session's creation, so a proxy restart or a repeated /on does not extend it.
-  if (limits.maxLifetimeSeconds !== undefined && !Number.isNaN(created)) spec.notAfter = new Date(created + limits.maxLifetimeSeconds * 1000).toISOString();
+  if (limits.maxLifetimeSeconds !== undefined && !Number.isNaN(created))
+    spec.notAfter = new Date(created + limits.maxLifetimeSeconds * 1000).toISOString();
   if (limits.idleTimeoutSeconds !== undefined) spec.idleTimeoutSeconds = limits.idleTimeoutSeconds;
   return spec;
 }
@@ -48,7 +49,11 @@ export function proxyMatches(state: SessionState | undefined, desired: SessionSp
 }
 
 /** Sets the condition, keeping its transition time when its status did not change. */
-export function withCondition(conditions: SessionCondition[] | undefined, next: Omit<SessionCondition, 'lastTransitionTime'>, now: Date): SessionCondition[] {
+export function withCondition(
+  conditions: SessionCondition[] | undefined,
+  next: Omit<SessionCondition, 'lastTransitionTime'>,
+  now: Date,
+): SessionCondition[] {
   const others = (conditions ?? []).filter((c) => c.type !== next.type);
   const previous = conditions?.find((c) => c.type === next.type);
   const lastTransitionTime = previous && previous.status === next.status ? previous.lastTransitionTime : now.toISOString();
@@ -78,7 +83,13 @@ function liveCounters(state: SessionState | undefined): ProxySessionStatus {
 
 /** Status fields that move with traffic alone; writes that change only these are rate-limited. */
 export const TRAFFIC_FIELDS = [
-  'transferredBytes', 'bytesFromDevice', 'bytesFromClient', 'droppedFromDevice', 'droppedFromClient', 'deviceLastActivity', 'clientLastActivity',
+  'transferredBytes',
+  'bytesFromDevice',
+  'bytesFromClient',
+  'droppedFromDevice',
+  'droppedFromClient',
+  'deviceLastActivity',
+  'clientLastActivity',
 ] as const satisfies ReadonlyArray<keyof ProxySessionStatus>;
 
 /** True when a and b differ at most in traffic counters. */
@@ -100,9 +111,17 @@ export function pendingStatus(session: ProxySession, host: string, port: number,
     deviceConnected: false,
     clientConnected: false,
     transferredBytes: 0,
-    conditions: withCondition(session.status.conditions, {
-      type: READY, status: 'False', reason: 'PortAllocated', message: `Port ${port} allocated; programming the proxy`, observedGeneration: session.generation,
-    }, now),
+    conditions: withCondition(
+      session.status.conditions,
+      {
+        type: READY,
+        status: 'False',
+        reason: 'PortAllocated',
+        message: `Port ${port} allocated; programming the proxy`,
+        observedGeneration: session.generation,
+      },
+      now,
+    ),
   };
   if (session.status.observedGeneration !== undefined) status.observedGeneration = session.status.observedGeneration;
   return status;
@@ -118,13 +137,26 @@ export function activeStatus(session: ProxySession, host: string, port: number, 
     ...(state.notAfter !== undefined ? { expiresAt: state.notAfter } : {}),
     ...(state.idleTimeoutSeconds !== undefined ? { idleTimeoutSeconds: state.idleTimeoutSeconds } : {}),
     observedGeneration: session.generation,
-    conditions: withCondition(session.status.conditions, {
-      type: READY, status: 'True', reason: 'Listening', message: `Listening on port ${port}`, observedGeneration: session.generation,
-    }, now),
+    conditions: withCondition(
+      session.status.conditions,
+      {
+        type: READY,
+        status: 'True',
+        reason: 'Listening',
+        message: `Listening on port ${port}`,
+        observedGeneration: session.generation,
+      },
+      now,
+    ),
   };
 }
 
-export function endedStatus(session: ProxySession, reason: SessionEndReason, state: SessionState | undefined, now: Date): ProxySessionStatus {
+export function endedStatus(
+  session: ProxySession,
+  reason: SessionEndReason,
+  state: SessionState | undefined,
+  now: Date,
+): ProxySessionStatus {
   // The last counters stay readable during the retention time; connections are over.
   const last: ProxySessionStatus = state ? liveCounters(state) : { ...session.status };
   const status: ProxySessionStatus = {
@@ -141,9 +173,17 @@ export function endedStatus(session: ProxySession, reason: SessionEndReason, sta
     ...(last.clientLastActivity ? { clientLastActivity: last.clientLastActivity } : {}),
     endedReason: reason,
     endedAt: now.toISOString(),
-    conditions: withCondition(session.status.conditions, {
-      type: READY, status: 'False', reason, message: `Session ended: ${reason}`, observedGeneration: session.generation,
-    }, now),
+    conditions: withCondition(
+      session.status.conditions,
+      {
+        type: READY,
+        status: 'False',
+        reason,
+        message: `Session ended: ${reason}`,
+        observedGeneration: session.generation,
+      },
+      now,
+    ),
   };
   delete status.deviceAddress;
   delete status.clientAddress;
@@ -161,9 +201,17 @@ export function failedStatus(session: ProxySession, reason: SessionEndReason, me
     endedReason: reason,
     endedAt: now.toISOString(),
     observedGeneration: session.generation,
-    conditions: withCondition(session.status.conditions, {
-      type: READY, status: 'False', reason, message, observedGeneration: session.generation,
-    }, now),
+    conditions: withCondition(
+      session.status.conditions,
+      {
+        type: READY,
+        status: 'False',
+        reason,
+        message,
+        observedGeneration: session.generation,
+      },
+      now,
+    ),
   };
 }
 
@@ -180,8 +228,12 @@ function sameConditions(a: SessionCondition[] | undefined, b: SessionCondition[]
       const d = b[i];
       if (d === undefined) return false;
       return (
-        c.type === d.type && c.status === d.status && c.reason === d.reason && c.message === d.message &&
-        c.lastTransitionTime === d.lastTransitionTime && c.observedGeneration === d.observedGeneration
+        c.type === d.type &&
+        c.status === d.status &&
+        c.reason === d.reason &&
+        c.message === d.message &&
+        c.lastTransitionTime === d.lastTransitionTime &&
+        c.observedGeneration === d.observedGeneration
       );
     })
   );

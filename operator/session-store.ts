@@ -91,7 +91,15 @@ export const STATUS_SCALAR_KINDS = {
 
 export type StatusScalarKind = 'string' | 'integer' | 'boolean' | readonly string[];
 
-type ValueOfKind<K> = K extends 'string' ? string : K extends 'integer' ? number : K extends 'boolean' ? boolean : K extends readonly (infer E)[] ? E : never;
+type ValueOfKind<K> = K extends 'string'
+  ? string
+  : K extends 'integer'
+    ? number
+    : K extends 'boolean'
+      ? boolean
+      : K extends readonly (infer E)[]
+        ? E
+        : never;
 
 export type StatusScalars = { -readonly [F in keyof typeof STATUS_SCALAR_KINDS]?: ValueOfKind<(typeof STATUS_SCALAR_KINDS)[F]> };
 
@@ -134,9 +142,7 @@ export type ApplyResult =
 
 export type DeleteResult = 'deleted' | 'deleting' | 'not-found';
 
-export type SessionChange =
-  | { type: 'upserted'; session: ProxySession }
-  | { type: 'removed'; serial: string; uid: string };
+export type SessionChange = { type: 'upserted'; session: ProxySession } | { type: 'removed'; serial: string; uid: string };
 
 export interface SessionStore {
   get(serial: string): Promise<ProxySession | undefined>;

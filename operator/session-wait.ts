@@ -1,7 +1,8 @@
 // Waiting on the store until a session reaches a state, bounded in time.
 // The Control API answers from the store only; it never asks the proxy.
-import type { ProxySession, SessionStore } from './session-store.ts';
+
 import { type Clock, systemClock } from '../common/clock.ts';
+import type { ProxySession, SessionStore } from './session-store.ts';
 
 export type WaitResult = { reached: true; session: ProxySession | undefined } | { reached: false; session: ProxySession | undefined };
 

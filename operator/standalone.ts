@@ -9,23 +9,23 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { proxyOptionsFromEnv } from '../proxy-pod/config.ts';
+import { isEntryPoint } from '../common/entry-point.ts';
 import { limitConnections } from '../common/http-limits.ts';
 import { createLogger, type Logger } from '../common/log.ts';
 import { LogSummary } from '../common/log-summary.ts';
+import { listen } from '../common/sockets.ts';
+import { proxyOptionsFromEnv } from '../proxy-pod/config.ts';
 import { BearerTokens } from './bearer-tokens.ts';
-import { operatorConfigFromEnv, reconcilerSettings, type OperatorConfig } from './config.ts';
+import { type OperatorConfig, operatorConfigFromEnv, reconcilerSettings } from './config.ts';
 import { createControlApi } from './control-api.ts';
-import { ControlTokensFile } from './control-tokens-file.ts';
 import { ControlMetrics } from './control-metrics.ts';
-import { OperatorMetrics } from './operator-metrics.ts';
+import { ControlTokensFile } from './control-tokens-file.ts';
 import { MemorySessionStore } from './memory-session-store.ts';
+import { OperatorMetrics } from './operator-metrics.ts';
 import { ProxyAdminClient } from './proxy-admin-client.ts';
 import { ProxyProcess } from './proxy-process.ts';
 import { Reconciler } from './reconciler.ts';
 import { SessionCommands } from './session-commands.ts';
-import { listen } from '../common/sockets.ts';
-import { isEntryPoint } from '../common/entry-point.ts';
 
 export interface Standalone {
   controlUrl: string;
@@ -81,7 +81,12 @@ export async function startStandalone(env: NodeJS.ProcessEnv, logger: Logger): P
 
     const tokens = new BearerTokens(config.controlTokens);
     if (config.controlTokensFile) {
-      const tokensFile = new ControlTokensFile(config.controlTokensFile, tokens, config.controlTokens, logger.child({ part: 'control-tokens' }));
+      const tokensFile = new ControlTokensFile(
+        config.controlTokensFile,
+        tokens,
+        config.controlTokens,
+        logger.child({ part: 'control-tokens' }),
+      );
       tokensFile.start();
       cleanups.push(async () => tokensFile.stop());
     }
@@ -96,7 +101,9 @@ export async function startStandalone(env: NodeJS.ProcessEnv, logger: Logger): P
       summary,
     });
     const server = http.createServer(app.callback());
-    limitConnections(server, config.httpLimits, (what) => summary.warn({ what, limit: config.httpLimits.maxConnections }, 'control connection closed by the limits'));
+    limitConnections(server, config.httpLimits, (what) =>
+      summary.warn({ what, limit: config.httpLimits.maxConnections }, 'control connection closed by the limits'),
+    );
     await listen(server, { port: config.controlPort, host: config.controlBindHost });
     cleanups.push(
       () =>

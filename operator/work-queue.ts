@@ -36,7 +36,10 @@ export class WorkQueue<K> {
   private readonly onError: WorkQueueOptions['onError'];
   private stopped = false;
 
-  constructor(private readonly handler: WorkHandler<K>, options: WorkQueueOptions = {}) {
+  constructor(
+    private readonly handler: WorkHandler<K>,
+    options: WorkQueueOptions = {},
+  ) {
     this.concurrency = Math.max(1, options.concurrency ?? 4);
     this.baseDelayMs = options.baseDelayMs ?? 100;
     this.maxDelayMs = options.maxDelayMs ?? 30_000;

@@ -1,7 +1,8 @@
 // Matches a peer's address against a list of IPs and CIDRs (a session's
 // client whitelist, or the device port's source allowlist).
-import ipaddr from 'ipaddr.js';
+
 import { isIP } from 'node:net';
+import ipaddr from 'ipaddr.js';
 
 type Range = [ipaddr.IPv4 | ipaddr.IPv6, number];
 

@@ -1,21 +1,22 @@
 // The proxy pod's internal admin API (see admin-protocol.ts for the contract).
 // On TCP every request needs the bearer token; on a Unix socket the socket
 // file's mode (0600) is the guard.
-import { bodyParser } from '@koa/bodyparser';
-import Router from '@koa/router';
-import Koa from 'koa';
+
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { chmod, unlink } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { PassThrough } from 'node:stream';
-import { addressEntryError } from './address-matcher.ts';
+import { bodyParser } from '@koa/bodyparser';
+import Router from '@koa/router';
+import Koa from 'koa';
 import type { AdminError, ProxyEvent, SessionList, SessionLookup, SessionSpec, SessionState } from '../common/admin-protocol.ts';
 import { type HttpLimits, limitConnections } from '../common/http-limits.ts';
 import type { Logger } from '../common/log.ts';
+import { listen } from '../common/sockets.ts';
+import { addressEntryError } from './address-matcher.ts';
 import { isValidSerial } from './registration.ts';
 import { PortUnavailableError } from './session.ts';
-import { listen } from '../common/sockets.ts';
 
 export type AdminListen = { socketPath: string } | { host: string; port: number; token: string };
 
@@ -31,7 +32,11 @@ export interface AdminTarget {
 
 /** Thrown for requests the admin API refuses; becomes `{code, message}`. */
 export class AdminHttpError extends Error {
-  constructor(readonly status: number, readonly code: AdminError['code'], message: string) {
+  constructor(
+    readonly status: number,
+    readonly code: AdminError['code'],
+    message: string,
+  ) {
     super(message);
     this.name = 'AdminHttpError';
   }
@@ -49,7 +54,11 @@ export class AdminApi {
   private socketPath: string | undefined;
   where = '';
 
-  constructor(private readonly target: AdminTarget, private readonly logger: Logger, limits?: HttpLimits) {
+  constructor(
+    private readonly target: AdminTarget,
+    private readonly logger: Logger,
+    limits?: HttpLimits,
+  ) {
     this.server = http.createServer();
     if (limits) limitConnections(this.server, limits);
   }
@@ -116,7 +125,8 @@ export class AdminApi {
     app.use(async (ctx, next) => {
       try {
         await next();
-        if (ctx.status === 404 && ctx.body === undefined) throw new AdminHttpError(404, 'not_found', `no such endpoint: ${ctx.method} ${ctx.path}`);
+        if (ctx.status === 404 && ctx.body === undefined)
+          throw new AdminHttpError(404, 'not_found', `no such endpoint: ${ctx.method} ${ctx.path}`);
       } catch (err) {
         const failure = toAdminError(err);
         if (failure.status >= 500) this.logger.error({ err, path: ctx.path }, 'admin request failed');
@@ -152,7 +162,10 @@ export class AdminApi {
     send({ type: 'hello', instanceId: info.instanceId, seq: 0, at: new Date().toISOString() });
     const unsubscribe = this.target.subscribe(send);
     // Lets the reader tell a quiet stream from a dead one.
-    const heartbeat = setInterval(() => send({ type: 'heartbeat', instanceId: info.instanceId, seq: 0, at: new Date().toISOString() }), HEARTBEAT_MS);
+    const heartbeat = setInterval(
+      () => send({ type: 'heartbeat', instanceId: info.instanceId, seq: 0, at: new Date().toISOString() }),
+      HEARTBEAT_MS,
+    );
     const stop = () => {
       clearInterval(heartbeat);
       unsubscribe();
@@ -196,18 +209,27 @@ export function parseSpec(body: unknown): SessionSpec {
   for (const key of Object.keys(input)) if (!known.has(key)) throw bad(`unknown field "${key}"`);
   const { id, port, persistent, ipWhitelist, timeoutSeconds, notAfter, idleTimeoutSeconds } = input;
   if (typeof id !== 'string' || id.length < 1 || id.length > 128) throw bad('id must be a string of 1-128 characters');
-  if (!Number.isInteger(port) || (port as number) < 1 || (port as number) > 65_535) throw bad('port must be a whole number from 1 to 65535');
+  if (!Number.isInteger(port) || (port as number) < 1 || (port as number) > 65_535)
+    throw bad('port must be a whole number from 1 to 65535');
   if (typeof persistent !== 'boolean') throw bad('persistent must be true or false');
-  if (!Array.isArray(ipWhitelist) || ipWhitelist.length > MAX_WHITELIST_ENTRIES) throw bad(`ipWhitelist must be an array of at most ${MAX_WHITELIST_ENTRIES} IPs or CIDRs`);
+  if (!Array.isArray(ipWhitelist) || ipWhitelist.length > MAX_WHITELIST_ENTRIES)
+    throw bad(`ipWhitelist must be an array of at most ${MAX_WHITELIST_ENTRIES} IPs or CIDRs`);
   for (const entry of ipWhitelist) {
     const problem = typeof entry === 'string' ? addressEntryError(entry) : 'entries must be strings';
     if (problem) throw bad(`ipWhitelist: ${problem}`);
   }
-  if (timeoutSeconds !== undefined && (!Number.isInteger(timeoutSeconds) || (timeoutSeconds as number) < 1 || (timeoutSeconds as number) > MAX_TIMEOUT_SECONDS)) {
+  if (
+    timeoutSeconds !== undefined &&
+    (!Number.isInteger(timeoutSeconds) || (timeoutSeconds as number) < 1 || (timeoutSeconds as number) > MAX_TIMEOUT_SECONDS)
+  ) {
     throw bad(`timeoutSeconds must be a whole number from 1 to ${MAX_TIMEOUT_SECONDS}`);
   }
-  if (notAfter !== undefined && (typeof notAfter !== 'string' || Number.isNaN(Date.parse(notAfter)))) throw bad('notAfter must be an ISO date-time');
-  if (idleTimeoutSeconds !== undefined && (!Number.isInteger(idleTimeoutSeconds) || (idleTimeoutSeconds as number) < 1 || (idleTimeoutSeconds as number) > MAX_LIMIT_SECONDS)) {
+  if (notAfter !== undefined && (typeof notAfter !== 'string' || Number.isNaN(Date.parse(notAfter))))
+    throw bad('notAfter must be an ISO date-time');
+  if (
+    idleTimeoutSeconds !== undefined &&
+    (!Number.isInteger(idleTimeoutSeconds) || (idleTimeoutSeconds as number) < 1 || (idleTimeoutSeconds as number) > MAX_LIMIT_SECONDS)
+  ) {
     throw bad(`idleTimeoutSeconds must be a whole number from 1 to ${MAX_LIMIT_SECONDS}`);
   }
   return {

@@ -1,9 +1,10 @@
 // The proxy pod's settings from CCCP_* environment variables.
-import { addressEntryError } from './address-matcher.ts';
-import type { AdminListen } from './admin-api.ts';
+
 import { adminTokenFromEnv, ConfigError, envInteger, envList, envString } from '../common/env.ts';
 import { httpLimitsFromEnv } from '../common/http-limits.ts';
 import { logSummaryMsFromEnv } from '../common/log-summary.ts';
+import { addressEntryError } from './address-matcher.ts';
+import type { AdminListen } from './admin-api.ts';
 import type { ProxyPodOptions } from './proxy-pod.ts';
 
 export interface ProxyConfig extends ProxyPodOptions {
@@ -43,4 +44,3 @@ function adminListenFromEnv(env: NodeJS.ProcessEnv): AdminListen {
   if (port === 0) throw new ConfigError('set CCCP_ADMIN_SOCKET, or CCCP_ADMIN_PORT with CCCP_ADMIN_TOKEN or CCCP_ADMIN_TOKEN_FILE');
   return { host: envString(env, 'CCCP_ADMIN_BIND_HOST') ?? '0.0.0.0', port, token: adminTokenFromEnv(env) };
 }
-

@@ -2,13 +2,13 @@
 // deadline, and hands each registered device to its session, or keeps it as
 // pending until its session exists.
 import net from 'node:net';
-import { AddressMatcher } from './address-matcher.ts';
 import type { Clock } from '../common/clock.ts';
 import type { Logger } from '../common/log.ts';
 import type { LogSummary } from '../common/log-summary.ts';
+import { listen, peerAddress } from '../common/sockets.ts';
+import { AddressMatcher } from './address-matcher.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import { RegistrationParser } from './registration.ts';
-import { listen, peerAddress } from '../common/sockets.ts';
 
 export interface DeviceRegistryOptions {
   port: number;
@@ -42,7 +42,16 @@ export interface RegisteredDevice {
 /** Registered devices handed on per turn of the event loop. */
 const ROUTE_BATCH = 32;
 
-type RejectReason = 'too-long' | 'non-printable' | 'empty' | 'timeout' | 'closed-early' | 'source-not-allowed' | 'overload' | 'pending-full' | 'pending-timeout';
+type RejectReason =
+  | 'too-long'
+  | 'non-printable'
+  | 'empty'
+  | 'timeout'
+  | 'closed-early'
+  | 'source-not-allowed'
+  | 'overload'
+  | 'pending-full'
+  | 'pending-timeout';
 
 interface PendingDevice {
   socket: net.Socket;
@@ -60,7 +69,10 @@ export class DeviceRegistry {
   private routing: NodeJS.Immediate | undefined;
 
   /** `route` returns false when no live session takes the device, which then waits as pending. */
-  constructor(private readonly opts: DeviceRegistryOptions, private readonly route: (device: RegisteredDevice) => boolean) {
+  constructor(
+    private readonly opts: DeviceRegistryOptions,
+    private readonly route: (device: RegisteredDevice) => boolean,
+  ) {
     this.allowlist = new AddressMatcher(opts.allowlist);
     // keepAlive without a delay would leave the kernel's 2 h default in place (TCP_KEEPIDLE 0 is refused).
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.onConnection(socket));
@@ -121,10 +133,14 @@ export class DeviceRegistry {
       this.unregistered.delete(socket);
       this.opts.metrics.unregisteredConnections.set(this.unregistered.size);
     };
-    const deadline = this.opts.clock.setTimeout(() => {
-      done();
-      this.reject(socket, address, 'timeout');
-    }, this.opts.registrationTimeoutMs, { keepAlive: true });
+    const deadline = this.opts.clock.setTimeout(
+      () => {
+        done();
+        this.reject(socket, address, 'timeout');
+      },
+      this.opts.registrationTimeoutMs,
+      { keepAlive: true },
+    );
     const onClose = () => {
       done();
       this.reject(socket, address, 'closed-early');
@@ -179,10 +195,14 @@ export class DeviceRegistry {
       this.takePending(serial);
       socket.destroy();
     };
-    const timer = this.opts.clock.setTimeout(() => {
-      this.takePending(serial);
-      this.reject(socket, address, 'pending-timeout');
-    }, this.opts.pendingTimeoutMs, { keepAlive: true });
+    const timer = this.opts.clock.setTimeout(
+      () => {
+        this.takePending(serial);
+        this.reject(socket, address, 'pending-timeout');
+      },
+      this.opts.pendingTimeoutMs,
+      { keepAlive: true },
+    );
     const release = () => {
       this.opts.clock.clearTimeout(timer);
       socket.off('data', discard).off('end', gone).off('close', gone);

@@ -3,13 +3,13 @@
 // state; `instanceId` tells the reconciler when it must program it again.
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { AdminApi, AdminHttpError, type AdminListen } from './admin-api.ts';
 import type { ProxyEvent, SessionList, SessionLookup, SessionSpec, SessionState } from '../common/admin-protocol.ts';
-import { DeviceRegistry, type RegisteredDevice } from './device-registry.ts';
 import { type Clock, systemClock } from '../common/clock.ts';
 import type { HttpLimits } from '../common/http-limits.ts';
 import { createLogger, type Logger } from '../common/log.ts';
 import { LogSummary } from '../common/log-summary.ts';
+import { AdminApi, AdminHttpError, type AdminListen } from './admin-api.ts';
+import { DeviceRegistry, type RegisteredDevice } from './device-registry.ts';
 import { ProxyMetrics } from './metrics.ts';
 import { Session, type SessionEvent } from './session.ts';
 
@@ -124,13 +124,21 @@ export class ProxyPod {
       const existing = this.sessions.get(serial);
       if (existing?.live && existing.id === spec.id) {
         if (existing.port !== spec.port) {
-          throw new AdminHttpError(409, 'conflict', `session ${serial} listens on port ${existing.port}; delete it before moving it to ${spec.port}`);
+          throw new AdminHttpError(
+            409,
+            'conflict',
+            `session ${serial} listens on port ${existing.port}; delete it before moving it to ${spec.port}`,
+          );
         }
         existing.update(spec);
         return existing.state();
       }
       if (existing && !existing.live && existing.id === spec.id) {
-        throw new AdminHttpError(409, 'conflict', `session ${serial} (${spec.id}) has ended (${existing.state().endedReason}); put it with a new id to start again`);
+        throw new AdminHttpError(
+          409,
+          'conflict',
+          `session ${serial} (${spec.id}) has ended (${existing.state().endedReason}); put it with a new id to start again`,
+        );
       }
       // A put with a new id is a new session: the old one, live or ended, goes.
       existing?.end('Superseded');
@@ -219,4 +227,3 @@ export class ProxyPod {
     return run;
   }
 }
-

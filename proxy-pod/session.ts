@@ -6,14 +6,14 @@
 // a write that the receiver cannot take yet pauses the sender until 'drain'
 // (so memory per direction stays near one socket buffer).
 import net from 'node:net';
-import { AddressMatcher } from './address-matcher.ts';
 import type { EndedReason, SessionSpec, SessionState, SideState } from '../common/admin-protocol.ts';
 import type { Clock } from '../common/clock.ts';
 import type { Logger } from '../common/log.ts';
 import type { LogSummary } from '../common/log-summary.ts';
+import { listen, peerAddress } from '../common/sockets.ts';
+import { AddressMatcher } from './address-matcher.ts';
 import { COARSE_TICK_MS, coarseNowMs, refreshCoarseClock, startCoarseClock } from './coarse-clock.ts';
 import type { ProxyMetrics } from './metrics.ts';
-import { listen, peerAddress } from '../common/sockets.ts';
 
 export type Side = 'device' | 'client';
 
@@ -42,7 +42,10 @@ export interface SessionContext {
 }
 
 export class PortUnavailableError extends Error {
-  constructor(readonly port: number, cause: unknown) {
+  constructor(
+    readonly port: number,
+    cause: unknown,
+  ) {
     super(`port ${port} cannot be bound: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
     this.name = 'PortUnavailableError';
   }
@@ -73,7 +76,11 @@ class Party {
 
   private handlers: PartyHandlers | undefined;
 
-  constructor(readonly side: Side, readonly socket: net.Socket, readonly address: string) {}
+  constructor(
+    readonly side: Side,
+    readonly socket: net.Socket,
+    readonly address: string,
+  ) {}
 
   /** Registers the session's handlers; `unlisten` removes exactly these (net.Socket has its own). */
   listen(handlers: PartyHandlers): void {
@@ -133,7 +140,11 @@ export class Session {
   private endedAt: Date | undefined;
   private endedReason: EndedReason | undefined;
 
-  constructor(readonly serial: string, spec: SessionSpec, private readonly ctx: SessionContext) {
+  constructor(
+    readonly serial: string,
+    spec: SessionSpec,
+    private readonly ctx: SessionContext,
+  ) {
     this.spec = { ...spec, ipWhitelist: [...spec.ipWhitelist] };
     this.whitelist = new AddressMatcher(spec.ipWhitelist);
     startCoarseClock();
@@ -240,7 +251,9 @@ export class Session {
     this.ctx.clock.clearTimeout(this.timeoutTimer);
     this.timeoutTimer = undefined;
     if (this.clientEverConnected || this.spec.timeoutSeconds === undefined || !this.live) return;
-    this.timeoutTimer = this.ctx.clock.setTimeout(() => this.end('ClientConnectTimeout'), this.spec.timeoutSeconds * 1000, { keepAlive: true });
+    this.timeoutTimer = this.ctx.clock.setTimeout(() => this.end('ClientConnectTimeout'), this.spec.timeoutSeconds * 1000, {
+      keepAlive: true,
+    });
   }
 
   /** Arms the lifetime and idle limits from the spec (both optional). */
@@ -266,14 +279,14 @@ export class Session {
   private scheduleIdleCheck(inMs: number): void {
     this.idleTimer = this.ctx.clock.setTimeout(
       () => {
-      const limit = this.spec.idleTimeoutSeconds;
-      if (limit === undefined || !this.live) return;
-      // The stamp may lag the real last byte by up to the clock's tick, so
-      // the tick is not counted as idle: the session ends up to a second
-      // after its limit, never before.
-      const idleMs = this.ctx.clock.now() - this.lastUseMs - COARSE_TICK_MS;
-      if (idleMs >= limit * 1000) this.end('IdleTimeout');
-      else this.scheduleIdleCheck(limit * 1000 - idleMs);
+        const limit = this.spec.idleTimeoutSeconds;
+        if (limit === undefined || !this.live) return;
+        // The stamp may lag the real last byte by up to the clock's tick, so
+        // the tick is not counted as idle: the session ends up to a second
+        // after its limit, never before.
+        const idleMs = this.ctx.clock.now() - this.lastUseMs - COARSE_TICK_MS;
+        if (idleMs >= limit * 1000) this.end('IdleTimeout');
+        else this.scheduleIdleCheck(limit * 1000 - idleMs);
       },
       inMs,
       { keepAlive: true },
@@ -369,7 +382,10 @@ export class Session {
     party.sendTimer = setTimeout(() => {
       party.sendTimer = undefined;
       if (this.parties[party.side] !== party) return;
-      this.ctx.logger.warn({ serial: this.serial, side: party.side, peer: party.address, sendTimeoutS: this.ctx.sendTimeoutMs / 1000 }, 'peer took no data in time: connection ended');
+      this.ctx.logger.warn(
+        { serial: this.serial, side: party.side, peer: party.address, sendTimeoutS: this.ctx.sendTimeoutMs / 1000 },
+        'peer took no data in time: connection ended',
+      );
       party.socket.destroy();
       this.onPartyGone(party, 'send timeout');
     }, this.ctx.sendTimeoutMs);
@@ -429,4 +445,3 @@ export class Session {
     socket.end();
   }
 }
-

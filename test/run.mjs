@@ -59,8 +59,14 @@ function runFile(file, remainingMs) {
     let verdict;
     const kill = (why) => {
       verdict ??= why;
-      try { process.kill(-child.pid, 'SIGTERM'); } catch {}
-      setTimeout(() => { try { process.kill(-child.pid, 'SIGKILL'); } catch {} }, 3000).unref();
+      try {
+        process.kill(-child.pid, 'SIGTERM');
+      } catch {}
+      setTimeout(() => {
+        try {
+          process.kill(-child.pid, 'SIGKILL');
+        } catch {}
+      }, 3000).unref();
     };
     const onData = (chunk) => {
       process.stdout.write(chunk);
@@ -71,7 +77,10 @@ function runFile(file, remainingMs) {
     };
     let graceTimer;
     child.stdout.on('data', onData);
-    child.stderr.on('data', (c) => { process.stderr.write(c); output += c.toString(); });
+    child.stderr.on('data', (c) => {
+      process.stderr.write(c);
+      output += c.toString();
+    });
     const timer = setTimeout(() => kill(`exceeded its deadline of ${deadline / 1000} s`), deadline);
     child.on('close', (code) => {
       clearTimeout(timer);
@@ -85,7 +94,10 @@ function runFile(file, remainingMs) {
     const forward = () => kill('interrupted');
     process.once('SIGINT', forward);
     process.once('SIGTERM', forward);
-    child.on('close', () => { process.off('SIGINT', forward); process.off('SIGTERM', forward); });
+    child.on('close', () => {
+      process.off('SIGINT', forward);
+      process.off('SIGTERM', forward);
+    });
   });
 }
 

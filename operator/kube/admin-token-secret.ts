@@ -5,8 +5,9 @@
 // the empty Secret once, and every later reader finds the token there. The
 // proxy pod mounts the Secret; the kubelet starts it once the key exists.
 // The Role grants get and patch of this one Secret, by name: no list, no create.
-import { CoreV1Api, type KubeConfig, PatchStrategy, setHeaderOptions, type V1Secret } from '@kubernetes/client-node';
+
 import { randomBytes } from 'node:crypto';
+import { CoreV1Api, type KubeConfig, PatchStrategy, setHeaderOptions, type V1Secret } from '@kubernetes/client-node';
 import { toKubeError } from './proxysession-client.ts';
 
 const KEY = 'token';
@@ -27,18 +28,23 @@ export async function ensureAdminToken(kubeConfig: KubeConfig, namespace: string
       secret = await api.readNamespacedSecret({ name, namespace });
     } catch (err) {
       const failure = toKubeError(err);
-      if (failure.notFound) throw new Error(`admin token Secret ${namespace}/${name} does not exist (it is part of the chart)`, { cause: failure });
+      if (failure.notFound)
+        throw new Error(`admin token Secret ${namespace}/${name} does not exist (it is part of the chart)`, { cause: failure });
       throw failure;
     }
     const encoded = secret.data?.[KEY];
     if (encoded) {
       const token = Buffer.from(encoded, 'base64').toString('utf8').trim();
-      if (token.length < MIN_LENGTH) throw new Error(`admin token Secret ${namespace}/${name}: key ${KEY} holds fewer than ${MIN_LENGTH} characters`);
+      if (token.length < MIN_LENGTH)
+        throw new Error(`admin token Secret ${namespace}/${name}: key ${KEY} holds fewer than ${MIN_LENGTH} characters`);
       return token;
     }
     const token = newToken();
     // resourceVersion makes the write conditional: of two replicas filling it at once, one wins and the other reads its token.
-    const body = { metadata: { resourceVersion: secret.metadata?.resourceVersion }, data: { [KEY]: Buffer.from(token).toString('base64') } };
+    const body = {
+      metadata: { resourceVersion: secret.metadata?.resourceVersion },
+      data: { [KEY]: Buffer.from(token).toString('base64') },
+    };
     try {
       await api.patchNamespacedSecret({ name, namespace, body, fieldManager: 'cccp-operator' }, mergePatch);
       return token;

@@ -3,8 +3,8 @@
 // people reading `kubectl describe`, so a burst beyond the rate limit is
 // dropped (and counted) rather than queued without end.
 import { CoreV1Api, type CoreV1Event, type KubeConfig } from '@kubernetes/client-node';
-import type { Logger } from '../../common/log.ts';
 import { type Clock, systemClock } from '../../common/clock.ts';
+import type { Logger } from '../../common/log.ts';
 import { RateLimiter } from '../../common/rate-limiter.ts';
 import { API_VERSION, KIND, toKubeError } from './proxysession-client.ts';
 
@@ -32,7 +32,12 @@ export class EventRecorder {
   private readonly clock: Clock;
   dropped = 0;
 
-  constructor(private readonly sink: EventSink, private readonly namespace: string, private readonly logger: Logger, options: EventRecorderOptions = {}) {
+  constructor(
+    private readonly sink: EventSink,
+    private readonly namespace: string,
+    private readonly logger: Logger,
+    options: EventRecorderOptions = {},
+  ) {
     this.limiter = new RateLimiter(options.perSecond ?? 20);
     this.clock = options.clock ?? systemClock;
   }
@@ -49,20 +54,18 @@ export class EventRecorder {
       return;
     }
     const now = new Date(this.clock.now());
-    void this
-      .sink({
-          metadata: { generateName: `${target.name}.`, namespace: this.namespace },
-          involvedObject: { apiVersion: API_VERSION, kind: KIND, name: target.name, namespace: this.namespace, uid: target.uid },
-          type: event.type,
-          reason: event.reason,
-          message: event.message,
-          source: { component: 'cccp-operator' },
-          reportingComponent: 'cccp-operator',
-          reportingInstance: process.env.HOSTNAME ?? 'cccp-operator',
-          firstTimestamp: now,
-          lastTimestamp: now,
-          count: 1,
-      })
-      .catch((err) => this.logger.debug({ err: toKubeError(err).message, reason: event.reason }, 'could not record event'));
+    void this.sink({
+      metadata: { generateName: `${target.name}.`, namespace: this.namespace },
+      involvedObject: { apiVersion: API_VERSION, kind: KIND, name: target.name, namespace: this.namespace, uid: target.uid },
+      type: event.type,
+      reason: event.reason,
+      message: event.message,
+      source: { component: 'cccp-operator' },
+      reportingComponent: 'cccp-operator',
+      reportingInstance: process.env.HOSTNAME ?? 'cccp-operator',
+      firstTimestamp: now,
+      lastTimestamp: now,
+      count: 1,
+    }).catch((err) => this.logger.debug({ err: toKubeError(err).message, reason: event.reason }, 'could not record event'));
   }
 }

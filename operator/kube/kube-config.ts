@@ -3,8 +3,9 @@
 // a burst of /on that handshake work, not the API server, was the limit on
 // these 2-core machines. Authentication headers are still applied per
 // request by the base class, so rotated service-account tokens keep working.
-import { KubeConfig } from '@kubernetes/client-node';
+
 import https from 'node:https';
+import { KubeConfig } from '@kubernetes/client-node';
 
 type RequestContext = Parameters<KubeConfig['applySecurityAuthentication']>[0];
 

@@ -5,22 +5,22 @@
 // made by /on; if two resources carry one serial, the older one is the
 // session and the newer is marked Failed (DuplicateSerial).
 import type { Logger } from '../../common/log.ts';
+import { ChangeListeners } from '../change-listeners.ts';
 import {
-  SESSION_FINALIZER,
+  type ApplyResult,
   copySpec,
   copyStatus,
-  sameSpec,
-  type ApplyResult,
   type DeleteResult,
   type ProxySession,
   type ProxySessionSpec,
   type ProxySessionStatus,
+  SESSION_FINALIZER,
   type SessionChange,
   type SessionStore,
+  sameSpec,
 } from '../session-store.ts';
 import { KubeApiError, type ProxySessionClient, type ProxySessionResource, resourceNameForSerial } from './proxysession-client.ts';
 import type { SessionInformer } from './session-informer.ts';
-import { ChangeListeners } from '../change-listeners.ts';
 
 /** apply and setFinalizer retry this often on write conflicts. */
 const MAX_CONFLICT_RETRIES = 5;
@@ -29,7 +29,11 @@ export class KubeSessionStore implements SessionStore {
   private readonly listeners = new ChangeListeners<SessionChange>((err) => this.logger.error({ err }, 'session change listener failed'));
   private readonly unsubscribe: () => void;
 
-  constructor(private readonly client: ProxySessionClient, private readonly informer: SessionInformer, private readonly logger: Logger) {
+  constructor(
+    private readonly client: ProxySessionClient,
+    private readonly informer: SessionInformer,
+    private readonly logger: Logger,
+  ) {
     this.unsubscribe = informer.subscribe((change) => {
       const serial = change.object.spec.serial;
       const current = this.resourceFor(serial);
@@ -68,7 +72,8 @@ export class KubeSessionStore implements SessionStore {
         if (existing && sameSpec(existing.spec, spec)) return { outcome: 'unchanged', session: toSession(existing) };
         if (existing) {
           const updated = await this.patchSpecOf(existing, spec);
-          if (!updated && attempt >= MAX_CONFLICT_RETRIES) throw new Error(`ProxySession ${existing.metadata.name} kept changing while its spec was written`);
+          if (!updated && attempt >= MAX_CONFLICT_RETRIES)
+            throw new Error(`ProxySession ${existing.metadata.name} kept changing while its spec was written`);
           if (!updated) continue;
           return { outcome: 'updated', session: toSession(updated) };
         }
@@ -99,7 +104,9 @@ export class KubeSessionStore implements SessionStore {
       if (!resource || resource.metadata.uid !== uid) return undefined;
       const has = resource.metadata.finalizers.includes(SESSION_FINALIZER);
       if (has === present) return toSession(resource);
-      const finalizers = present ? [...resource.metadata.finalizers, SESSION_FINALIZER] : resource.metadata.finalizers.filter((f) => f !== SESSION_FINALIZER);
+      const finalizers = present
+        ? [...resource.metadata.finalizers, SESSION_FINALIZER]
+        : resource.metadata.finalizers.filter((f) => f !== SESSION_FINALIZER);
       try {
         const updated = await this.client.patchFinalizers(resource.metadata.name, resource.metadata.resourceVersion, finalizers);
         this.informer.observe(updated);
@@ -184,7 +191,6 @@ export class KubeSessionStore implements SessionStore {
     const fresh = await this.fetch(resource.metadata.name);
     if (!fresh || fresh.metadata.uid !== resource.metadata.uid) this.informer.forget(resource);
   }
-
 }
 
 function older(a: ProxySessionResource, b: ProxySessionResource): boolean {

@@ -3,7 +3,7 @@
 // `renewEveryMs`; a replica takes it over once `leaseDurationSeconds` passed
 // without a renewal. Writes carry the resourceVersion they read, so two
 // replicas cannot both win the same round.
-import { CoordinationV1Api, type KubeConfig, V1MicroTime, type V1Lease } from '@kubernetes/client-node';
+import { CoordinationV1Api, type KubeConfig, type V1Lease, V1MicroTime } from '@kubernetes/client-node';
 import { type Clock, systemClock } from '../../common/clock.ts';
 import type { Logger } from '../../common/log.ts';
 import { toKubeError } from './proxysession-client.ts';
@@ -37,7 +37,10 @@ export class LeaderElector {
   /** The other holder's renewTime as we last saw it, and when we saw it change (our clock). */
   private observed: { holder: string; renewTime: string; seenAt: number } | undefined;
 
-  constructor(private readonly api: LeaseApi, private readonly opts: LeaderElectionOptions) {
+  constructor(
+    private readonly api: LeaseApi,
+    private readonly opts: LeaderElectionOptions,
+  ) {
     this.clock = opts.clock ?? systemClock;
     this.durationS = opts.leaseDurationSeconds ?? 15;
     this.renewEveryMs = opts.renewEveryMs ?? Math.floor((this.durationS * 1000) / 3);
@@ -87,7 +90,10 @@ export class LeaderElector {
     }
     // A leader that could not renew within the lease time must assume another took over.
     if (this.leading && this.clock.now() - this.lastRenewed > this.durationS * 1000) this.lose('lease not renewed in time');
-    if (!this.stopped) this.timer = this.clock.setTimeout(() => void this.tick(), this.leading ? this.renewEveryMs : Math.min(this.renewEveryMs, 2000), { keepAlive: true });
+    if (!this.stopped)
+      this.timer = this.clock.setTimeout(() => void this.tick(), this.leading ? this.renewEveryMs : Math.min(this.renewEveryMs, 2000), {
+        keepAlive: true,
+      });
   }
 
   private lose(why: string): void {
@@ -106,7 +112,10 @@ export class LeaderElector {
       if (toKubeError(err).status !== 404) throw err;
       await this.api.createNamespacedLease({
         namespace,
-        body: { metadata: { name, namespace }, spec: { holderIdentity: identity, leaseDurationSeconds: this.durationS, acquireTime: now, renewTime: now, leaseTransitions: 0 } },
+        body: {
+          metadata: { name, namespace },
+          spec: { holderIdentity: identity, leaseDurationSeconds: this.durationS, acquireTime: now, renewTime: now, leaseTransitions: 0 },
+        },
       });
       return true;
     }

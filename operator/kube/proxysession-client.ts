@@ -1,16 +1,18 @@
 // The one typed client for ProxySession resources. Everything untyped that
 // the generated Kubernetes client returns is checked and converted here;
 // nothing `any` leaves this file.
-import {
-  type ApiException,
-  type KubeConfig,
-  CustomObjectsApi,
-  PatchStrategy,
-  Watch,
-  setHeaderOptions,
-} from '@kubernetes/client-node';
+
 import { createHash } from 'node:crypto';
-import { isOfKind, type ProxySessionSpec, type ProxySessionStatus, type SessionCondition, STATUS_SCALAR_KINDS, STATUS_SCALARS, type StatusScalars } from '../session-store.ts';
+import { type ApiException, CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions, Watch } from '@kubernetes/client-node';
+import {
+  isOfKind,
+  type ProxySessionSpec,
+  type ProxySessionStatus,
+  type SessionCondition,
+  STATUS_SCALAR_KINDS,
+  STATUS_SCALARS,
+  type StatusScalars,
+} from '../session-store.ts';
 
 export const GROUP = 'cccp.tcxn.net';
 export const VERSION = 'v1alpha1';
@@ -37,7 +39,11 @@ export interface ProxySessionResource {
 
 /** A failed API call, with the HTTP status and the server's message. */
 export class KubeApiError extends Error {
-  constructor(readonly status: number, message: string, readonly reason?: string) {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly reason?: string,
+  ) {
     super(message);
     this.name = 'KubeApiError';
   }
@@ -57,7 +63,11 @@ export class KubeApiError extends Error {
  * cannot hold (the hash decides).
  */
 export function resourceNameForSerial(serial: string): string {
-  const readable = serial.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 40);
+  const readable = serial
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 40);
   const hash = createHash('sha256').update(serial).digest('hex').slice(0, 10);
   return readable ? `${readable}-${hash}` : `pxs-${hash}`;
 }
@@ -76,7 +86,11 @@ export class ProxySessionClient {
   private readonly watcher: Watch;
 
   /** `fieldManager` names the writer in managedFields (the replica's identity). */
-  constructor(kubeConfig: KubeConfig, readonly namespace: string, private readonly fieldManager = 'cccp-operator') {
+  constructor(
+    kubeConfig: KubeConfig,
+    readonly namespace: string,
+    private readonly fieldManager = 'cccp-operator',
+  ) {
     this.api = kubeConfig.makeApiClient(CustomObjectsApi);
     this.watcher = new Watch(kubeConfig);
   }
@@ -117,38 +131,53 @@ export class ProxySessionClient {
    * now belongs to another incarnation.
    */
   async patchSpec(name: string, uid: string, spec: ProxySessionSpec): Promise<ProxySessionResource> {
-    const body = { metadata: { uid }, spec: {
-      ...spec,
-      timeoutSeconds: spec.timeoutSeconds ?? null,
-      maxLifetimeSeconds: spec.maxLifetimeSeconds ?? null,
-      idleTimeoutSeconds: spec.idleTimeoutSeconds ?? null,
-    } };
-    return toResource(await call(() => this.api.patchNamespacedCustomObject({ ...this.target, name, body, fieldManager: this.fieldManager }, mergePatch)));
+    const body = {
+      metadata: { uid },
+      spec: {
+        ...spec,
+        timeoutSeconds: spec.timeoutSeconds ?? null,
+        maxLifetimeSeconds: spec.maxLifetimeSeconds ?? null,
+        idleTimeoutSeconds: spec.idleTimeoutSeconds ?? null,
+      },
+    };
+    return toResource(
+      await call(() => this.api.patchNamespacedCustomObject({ ...this.target, name, body, fieldManager: this.fieldManager }, mergePatch)),
+    );
   }
 
   /** Sets the finalizers, guarded by resourceVersion so no one else's change is lost. */
   async patchFinalizers(name: string, resourceVersion: string, finalizers: string[]): Promise<ProxySessionResource> {
     const body = { metadata: { resourceVersion, finalizers } };
-    return toResource(await call(() => this.api.patchNamespacedCustomObject({ ...this.target, name, body, fieldManager: this.fieldManager }, mergePatch)));
+    return toResource(
+      await call(() => this.api.patchNamespacedCustomObject({ ...this.target, name, body, fieldManager: this.fieldManager }, mergePatch)),
+    );
   }
 
   /** Replaces the status (fields absent from `status` are removed), for that uid only. */
   async replaceStatus(name: string, uid: string, status: ProxySessionStatus): Promise<ProxySessionResource> {
     const cleared = Object.fromEntries(STATUS_FIELDS.map((field) => [field, null]));
     const body = { metadata: { uid }, status: { ...cleared, ...status } };
-    return toResource(await call(() => this.api.patchNamespacedCustomObjectStatus({ ...this.target, name, body, fieldManager: this.fieldManager }, mergePatch)));
+    return toResource(
+      await call(() =>
+        this.api.patchNamespacedCustomObjectStatus({ ...this.target, name, body, fieldManager: this.fieldManager }, mergePatch),
+      ),
+    );
   }
 
   /**
    * Deletes that incarnation. While finalizers hold it, the answer carries the
    * object as it is now (marked for deletion).
    */
-  async delete(name: string, uid: string): Promise<{ outcome: 'deleted' | 'not-found' } | { outcome: 'deleting'; object: ProxySessionResource }> {
+  async delete(
+    name: string,
+    uid: string,
+  ): Promise<{ outcome: 'deleted' | 'not-found' } | { outcome: 'deleting'; object: ProxySessionResource }> {
     try {
       const result = await this.api.deleteNamespacedCustomObject({ ...this.target, name, body: { preconditions: { uid } } });
       const record = asRecord(result, 'delete answer');
       // The API answers with the object while finalizers hold it, else a Status.
-      if (record.kind === KIND && asRecord(record.metadata ?? {}, 'metadata').deletionTimestamp) return { outcome: 'deleting', object: toResource(record) };
+      if (record.kind === KIND && asRecord(record.metadata ?? {}, 'metadata').deletionTimestamp)
+        return { outcome: 'deleting', object: toResource(record) };
       return { outcome: 'deleted' };
     } catch (err) {
       const failure = toKubeError(err);
@@ -172,7 +201,8 @@ export class ProxySessionClient {
       { resourceVersion, allowWatchBookmarks: true, timeoutSeconds: 300 },
       (type: string, object: unknown) => {
         try {
-          if (type === 'BOOKMARK') onEvent({ type, resourceVersion: String(asRecord(asRecord(object, 'bookmark').metadata, 'metadata').resourceVersion) });
+          if (type === 'BOOKMARK')
+            onEvent({ type, resourceVersion: String(asRecord(asRecord(object, 'bookmark').metadata, 'metadata').resourceVersion) });
           else if (type === 'ERROR') {
             const status = asRecord(object, 'watch error');
             onEvent({ type, status: Number(status.code ?? 500), message: String(status.message ?? 'watch error') });
@@ -216,7 +246,8 @@ export function toKubeError(err: unknown): KubeApiError {
 }
 
 function asRecord(value: unknown, what: string): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new KubeApiError(0, `malformed ${what} from the API server`);
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new KubeApiError(0, `malformed ${what} from the API server`);
   return value as Record<string, unknown>;
 }
 

@@ -8,11 +8,19 @@ export function proxyEventToKubeEvent(event: ProxyEvent): RecordedEvent | undefi
     case 'device-connected':
       return { type: 'Normal', reason: 'DeviceConnected', message: `Device connected${from}` };
     case 'device-disconnected':
-      return { type: 'Normal', reason: 'DeviceDisconnected', message: `Device disconnected${from}${event.reason ? `: ${event.reason}` : ''}` };
+      return {
+        type: 'Normal',
+        reason: 'DeviceDisconnected',
+        message: `Device disconnected${from}${event.reason ? `: ${event.reason}` : ''}`,
+      };
     case 'client-connected':
       return { type: 'Normal', reason: 'ClientConnected', message: `Client connected${from}` };
     case 'client-disconnected':
-      return { type: 'Normal', reason: 'ClientDisconnected', message: `Client disconnected${from}${event.reason ? `: ${event.reason}` : ''}` };
+      return {
+        type: 'Normal',
+        reason: 'ClientDisconnected',
+        message: `Client disconnected${from}${event.reason ? `: ${event.reason}` : ''}`,
+      };
     case 'client-refused':
       return { type: 'Warning', reason: 'ClientRefused', message: `Client${from} refused: not in the whitelist` };
     case 'session-ended':

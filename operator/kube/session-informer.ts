@@ -5,10 +5,11 @@
 // arrived for a while, since watches can stall silently. The cache
 // (session-cache.ts) orders the copies that race in from the watch, relists
 // and the store's own writes, and never resurrects a deleted object.
-import type { Logger } from '../../common/log.ts';
+
 import { type Clock, systemClock } from '../../common/clock.ts';
-import type { ProxySessionClient, ProxySessionResource, WatchEvent, WatchHandle } from './proxysession-client.ts';
+import type { Logger } from '../../common/log.ts';
 import { ChangeListeners } from '../change-listeners.ts';
+import type { ProxySessionClient, ProxySessionResource, WatchEvent, WatchHandle } from './proxysession-client.ts';
 import { SessionCache } from './session-cache.ts';
 
 export type InformerChange = { type: 'upserted'; object: ProxySessionResource } | { type: 'removed'; object: ProxySessionResource };
@@ -28,7 +29,9 @@ export interface SessionInformerOptions {
 
 export class SessionInformer {
   private readonly cache: SessionCache;
-  private readonly listeners = new ChangeListeners<InformerChange>((err) => this.logger.error({ err }, 'ProxySession change listener failed'));
+  private readonly listeners = new ChangeListeners<InformerChange>((err) =>
+    this.logger.error({ err }, 'ProxySession change listener failed'),
+  );
   private resourceVersion = '';
   private watch: WatchHandle | undefined;
   private stopped = false;
@@ -45,24 +48,34 @@ export class SessionInformer {
   private readonly initialBackoffMs: number;
   private readonly maxBackoffMs: number;
 
-  constructor(private readonly client: SessionSource, private readonly logger: Logger, options: SessionInformerOptions = {}) {
+  constructor(
+    private readonly client: SessionSource,
+    private readonly logger: Logger,
+    options: SessionInformerOptions = {},
+  ) {
     this.clock = options.clock ?? systemClock;
     this.lastHeard = this.clock.now();
     this.silenceMs = options.silenceMs ?? 120_000;
     this.initialBackoffMs = options.initialBackoffMs ?? 250;
     this.maxBackoffMs = options.maxBackoffMs ?? 10_000;
     this.backoffMs = this.initialBackoffMs;
-    this.cache = new SessionCache({ now: () => this.clock.now(), ...(options.tombstoneTtlMs === undefined ? {} : { tombstoneTtlMs: options.tombstoneTtlMs }) });
+    this.cache = new SessionCache({
+      now: () => this.clock.now(),
+      ...(options.tombstoneTtlMs === undefined ? {} : { tombstoneTtlMs: options.tombstoneTtlMs }),
+    });
   }
 
   start(): void {
-    this.watchdog = this.clock.setInterval(() => {
-      const silentForMs = this.clock.now() - this.lastHeard;
-      if (silentForMs > this.silenceMs) {
-        this.logger.warn({ silentForMs }, 'ProxySession watch silent; relisting');
-        this.restart(true, 0);
-      }
-    }, Math.min(this.silenceMs, 10_000));
+    this.watchdog = this.clock.setInterval(
+      () => {
+        const silentForMs = this.clock.now() - this.lastHeard;
+        if (silentForMs > this.silenceMs) {
+          this.logger.warn({ silentForMs }, 'ProxySession watch silent; relisting');
+          this.restart(true, 0);
+        }
+      },
+      Math.min(this.silenceMs, 10_000),
+    );
     void this.run(true);
   }
 

@@ -6,20 +6,37 @@
 // command run as local processes with the environment of the rendered
 // objects, and the test does the kubelet's part (projecting Secret volumes,
 // reporting the Job complete).
+
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { KubeConfig, type V1Deployment, type V1Job, type V1Pod } from '@kubernetes/client-node';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { KubeConfig, type V1Deployment, type V1Job, type V1Pod } from '@kubernetes/client-node';
-import { startRig, type Rig } from '../kube/rig.ts';
+import { ensureAdminToken } from '../../operator/kube/admin-token-secret.ts';
 import { mustKubectl } from '../helpers/cluster.ts';
 import {
-  chartDir, deploymentOf, kubeBinDir, named, ofKind, parseManifests, render, releaseObjects, requiredValues, resolveEnv, runHelm,
-  secretFromCluster, startLocalRelease, toYamlStream, topLevelCrdFile, valuesFile, type LocalRelease, type LocalReleaseOptions,
+  chartDir,
+  deploymentOf,
+  kubeBinDir,
+  type LocalRelease,
+  type LocalReleaseOptions,
+  named,
+  ofKind,
+  parseManifests,
+  releaseObjects,
+  render,
+  requiredValues,
+  resolveEnv,
+  runHelm,
+  secretFromCluster,
+  startLocalRelease,
+  topLevelCrdFile,
+  toYamlStream,
+  valuesFile,
 } from '../helpers/helm.ts';
 import { waitFor } from '../helpers/net.ts';
 import { startNodeProcess } from '../helpers/processes.ts';
-import { ensureAdminToken } from '../../operator/kube/admin-token-secret.ts';
-import { join } from 'node:path';
-import { readdirSync } from 'node:fs';
+import { type Rig, startRig } from '../kube/rig.ts';
 
 const test = suite('helm chart in a cluster, day two');
 let rig: Rig | undefined;
@@ -61,7 +78,11 @@ async function started(opts: LocalReleaseOptions): Promise<LocalRelease> {
 test('a token rotation by helm upgrade reaches the running operator without a restart; the old token gets 401', async () => {
   const r = theRig();
   const release = await started({
-    release: 'rotate', namespace: 'rotate', portRange: { min: base, max: base + 9 }, helmInstall: true, values: { controlTokens: [OLD_TOKEN] },
+    release: 'rotate',
+    namespace: 'rotate',
+    portRange: { min: base, max: base + 9 },
+    helmInstall: true,
+    values: { controlTokens: [OLD_TOKEN] },
   });
   assert.is((await release.control('/status?serial=NOPE', OLD_TOKEN)).status, 404, 'the old token is accepted');
   assert.is((await release.control('/status?serial=NOPE', NEW_TOKEN)).status, 401);
@@ -69,16 +90,34 @@ test('a token rotation by helm upgrade reaches the running operator without a re
   const adminBefore = await secretFromCluster(r, 'rotate', 'rotate-cccp-proxy-admin-token');
   assert.ok((adminBefore.token ?? '').length >= 16, 'the admin token Secret was filled (operator/kube/admin-token-secret.ts)');
 
-  const upgrade = await runHelm(r.binDir, ['upgrade', 'rotate', chartDir, '-n', 'rotate', '-f', release.valuesFile, '-f', valuesFile({ controlTokens: [NEW_TOKEN] })], r.kubeconfig);
+  const upgrade = await runHelm(
+    r.binDir,
+    ['upgrade', 'rotate', chartDir, '-n', 'rotate', '-f', release.valuesFile, '-f', valuesFile({ controlTokens: [NEW_TOKEN] })],
+    r.kubeconfig,
+  );
   assert.is(upgrade.code, 0, upgrade.stderr);
-  assert.equal(await secretFromCluster(r, 'rotate', 'rotate-cccp-proxy-control-tokens'), { tokens: NEW_TOKEN }, 'the Secret holds the new token');
-  const deploymentAfter = JSON.parse((await mustKubectl(r, ['get', 'deploy', 'rotate-cccp-proxy-operator', '-n', 'rotate', '-o', 'json'])).stdout) as V1Deployment;
-  assert.equal(deploymentAfter.spec?.template, (JSON.parse(deploymentBefore) as V1Deployment).spec?.template, 'the pod template is unchanged: no pod rolls');
+  assert.equal(
+    await secretFromCluster(r, 'rotate', 'rotate-cccp-proxy-control-tokens'),
+    { tokens: NEW_TOKEN },
+    'the Secret holds the new token',
+  );
+  const deploymentAfter = JSON.parse(
+    (await mustKubectl(r, ['get', 'deploy', 'rotate-cccp-proxy-operator', '-n', 'rotate', '-o', 'json'])).stdout,
+  ) as V1Deployment;
+  assert.equal(
+    deploymentAfter.spec?.template,
+    (JSON.parse(deploymentBefore) as V1Deployment).spec?.template,
+    'the pod template is unchanged: no pod rolls',
+  );
   assert.equal(await secretFromCluster(r, 'rotate', 'rotate-cccp-proxy-admin-token'), adminBefore, 'the upgrade keeps the admin token');
 
   // The kubelet's part: project the changed Secret into the mounted directory.
   await release.syncControlTokens();
-  await waitFor(async () => (await release.control('/status?serial=NOPE', OLD_TOKEN)).status === 401, 15_000, 'the old token to be refused');
+  await waitFor(
+    async () => (await release.control('/status?serial=NOPE', OLD_TOKEN)).status === 401,
+    15_000,
+    'the old token to be refused',
+  );
   assert.is((await release.control('/status?serial=NOPE', NEW_TOKEN)).status, 404, 'the new token is accepted');
   const on = await release.control<{ port: number }>('/on?serial=ROTATED&persistent=true', NEW_TOKEN);
   assert.is(on.status, 200, JSON.stringify(on.body));
@@ -94,7 +133,11 @@ test('a second release in a namespace is refused by helm install, naming the fir
   assert.is.not(install.code, 0, 'a second release installed');
   assert.match(install.stderr, 'namespace rotate already holds the cccp-proxy release "rotate" (Deployment rotate-cccp-proxy-operator)');
   assert.match(install.stderr, 'Install into another namespace, or upgrade "rotate" instead');
-  assert.is((await mustKubectl(r, ['get', 'deploy', '-n', 'rotate', '-o', 'name'])).stdout.includes('second'), false, 'nothing of it was created');
+  assert.is(
+    (await mustKubectl(r, ['get', 'deploy', '-n', 'rotate', '-o', 'name'])).stdout.includes('second'),
+    false,
+    'nothing of it was created',
+  );
   const upgrade = await runHelm(r.binDir, ['upgrade', 'rotate', chartDir, '-n', 'rotate', '--reuse-values'], r.kubeconfig);
   assert.is(upgrade.code, 0, upgrade.stderr);
 });
@@ -102,15 +145,38 @@ test('a second release in a namespace is refused by helm install, naming the fir
 test('NOTES: with tokens they say where $TOKEN comes from; without tokens or policy they warn that every pod can call /on', async () => {
   const r = theRig();
   await mustKubectl(r, ['create', 'namespace', 'notes'], true);
-  const withTokens = await runHelm(r.binDir, ['install', 'notes', chartDir, '-n', 'notes', '--dry-run=server', '-f', valuesFile({ ...requiredValues, controlTokens: [OLD_TOKEN] })], r.kubeconfig);
+  const withTokens = await runHelm(
+    r.binDir,
+    ['install', 'notes', chartDir, '-n', 'notes', '--dry-run=server', '-f', valuesFile({ ...requiredValues, controlTokens: [OLD_TOKEN] })],
+    r.kubeconfig,
+  );
   assert.is(withTokens.code, 0, withTokens.stderr);
-  assert.match(withTokens.stdout, "TOKEN=$(kubectl get secret notes-cccp-proxy-control-tokens -n notes -o jsonpath='{.data.tokens}' | base64 -d | cut -d, -f1)");
+  assert.match(
+    withTokens.stdout,
+    "TOKEN=$(kubectl get secret notes-cccp-proxy-control-tokens -n notes -o jsonpath='{.data.tokens}' | base64 -d | cut -d, -f1)",
+  );
   assert.match(withTokens.stdout, 'curl -H "Authorization: Bearer $TOKEN"');
   assert.not.match(withTokens.stdout, 'WARNING');
-  const open = await runHelm(r.binDir, ['install', 'notes', chartDir, '-n', 'notes', '--dry-run=server', '-f', valuesFile(requiredValues)], r.kubeconfig);
+  const open = await runHelm(
+    r.binDir,
+    ['install', 'notes', chartDir, '-n', 'notes', '--dry-run=server', '-f', valuesFile(requiredValues)],
+    r.kubeconfig,
+  );
   assert.match(open.stdout, 'WARNING: the Control API has no tokens and no NetworkPolicy: every pod in the\ncluster can open');
-  const hostNetwork = await runHelm(r.binDir, ['install', 'notes', chartDir, '-n', 'notes', '--dry-run=server',
-    '-f', valuesFile({ ...requiredValues, exposure: { mode: 'hostNetwork', hostNetwork: { nodeName: 'edge-1' } } })], r.kubeconfig);
+  const hostNetwork = await runHelm(
+    r.binDir,
+    [
+      'install',
+      'notes',
+      chartDir,
+      '-n',
+      'notes',
+      '--dry-run=server',
+      '-f',
+      valuesFile({ ...requiredValues, exposure: { mode: 'hostNetwork', hostNetwork: { nodeName: 'edge-1' } } }),
+    ],
+    r.kubeconfig,
+  );
   assert.match(hostNetwork.stdout, 'needs pod-security.kubernetes.io/enforce=privileged');
 });
 
@@ -118,7 +184,12 @@ test('two operator replicas filling the empty admin token Secret at once end up 
   const r = theRig();
   await mustKubectl(r, ['create', 'namespace', 'fill'], true);
   const rendered = await render(r.binDir, requiredValues, { release: 'fill', namespace: 'fill' });
-  await mustKubectl(r, ['apply', '--server-side', '--field-manager=helm-test', '-f', '-'], false, toYamlStream(releaseObjects(rendered.objects)));
+  await mustKubectl(
+    r,
+    ['apply', '--server-side', '--field-manager=helm-test', '-f', '-'],
+    false,
+    toYamlStream(releaseObjects(rendered.objects)),
+  );
   const kubeConfig = new KubeConfig();
   kubeConfig.loadFromFile(await r.serviceAccountKubeconfig('fill', 'fill-cccp-proxy-operator'));
   const tokens = await Promise.all(Array.from({ length: 4 }, () => ensureAdminToken(kubeConfig, 'fill', 'fill-cccp-proxy-admin-token')));
@@ -144,15 +215,24 @@ async function uninstall(release: LocalRelease): Promise<UninstallOutcome> {
   const jobName = `${release.release}-cccp-proxy-uninstall-cleanup`;
   const helm = runHelm(r.binDir, ['uninstall', release.release, '-n', namespace, '--timeout', '90s'], r.kubeconfig);
   let job: V1Job | undefined;
-  await waitFor(async () => {
-    const got = await r.kubectl(['get', 'job', jobName, '-n', namespace, '-o', 'json']);
-    if (got.code === 0) job = JSON.parse(got.stdout) as V1Job;
-    return job !== undefined;
-  }, 60_000, 'helm to create the pre-delete Job');
+  await waitFor(
+    async () => {
+      const got = await r.kubectl(['get', 'job', jobName, '-n', namespace, '-o', 'json']);
+      if (got.code === 0) job = JSON.parse(got.stdout) as V1Job;
+      return job !== undefined;
+    },
+    60_000,
+    'helm to create the pre-delete Job',
+  );
   const pod = job!.spec!.template.spec!;
   const kubeconfig = await r.serviceAccountKubeconfig(namespace, pod.serviceAccountName ?? '');
   const env = resolveEnv(release.objects, job!, { name: `${jobName}-x7k2p`, namespace });
-  const cleanup = await startNodeProcess('operator/release-cleanup.ts', { ...env, KUBECONFIG: kubeconfig }, /release cleanup done|release cleanup failed/, 60_000);
+  const cleanup = await startNodeProcess(
+    'operator/release-cleanup.ts',
+    { ...env, KUBECONFIG: kubeconfig },
+    /release cleanup done|release cleanup failed/,
+    60_000,
+  );
   const code = await new Promise<number | null>((resolve) => {
     if (cleanup.child.exitCode !== null) resolve(cleanup.child.exitCode);
     else cleanup.child.once('exit', resolve);
@@ -161,10 +241,29 @@ async function uninstall(release: LocalRelease): Promise<UninstallOutcome> {
   const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
   const status = {
     status: {
-      startTime: now, completionTime: now, succeeded: 1, active: 0, ready: 0, terminating: 0,
+      startTime: now,
+      completionTime: now,
+      succeeded: 1,
+      active: 0,
+      ready: 0,
+      terminating: 0,
       conditions: [
-        { type: 'SuccessCriteriaMet', status: 'True', lastProbeTime: now, lastTransitionTime: now, reason: 'CompletionsReached', message: 'Reached expected number of succeeded pods' },
-        { type: 'Complete', status: 'True', lastProbeTime: now, lastTransitionTime: now, reason: 'CompletionsReached', message: 'Reached expected number of succeeded pods' },
+        {
+          type: 'SuccessCriteriaMet',
+          status: 'True',
+          lastProbeTime: now,
+          lastTransitionTime: now,
+          reason: 'CompletionsReached',
+          message: 'Reached expected number of succeeded pods',
+        },
+        {
+          type: 'Complete',
+          status: 'True',
+          lastProbeTime: now,
+          lastTransitionTime: now,
+          reason: 'CompletionsReached',
+          message: 'Reached expected number of succeeded pods',
+        },
       ],
     },
   };
@@ -175,8 +274,19 @@ async function uninstall(release: LocalRelease): Promise<UninstallOutcome> {
 }
 
 async function leftovers(r: Rig, namespace: string): Promise<{ sessions: string; objects: string }> {
-  const sessions = (await mustKubectl(r, ['get', 'pxs', '-n', namespace, '-o', 'jsonpath={range .items[*]}{.metadata.name} {.metadata.finalizers}{"\\n"}{end}'])).stdout.trim();
-  const objects = (await mustKubectl(r, ['get', 'deploy,svc,sa,role,rolebinding,networkpolicy,pdb,secret,job,pod', '-n', namespace, '-o', 'name'])).stdout.trim();
+  const sessions = (
+    await mustKubectl(r, [
+      'get',
+      'pxs',
+      '-n',
+      namespace,
+      '-o',
+      'jsonpath={range .items[*]}{.metadata.name} {.metadata.finalizers}{"\\n"}{end}',
+    ])
+  ).stdout.trim();
+  const objects = (
+    await mustKubectl(r, ['get', 'deploy,svc,sa,role,rolebinding,networkpolicy,pdb,secret,job,pod', '-n', namespace, '-o', 'name'])
+  ).stdout.trim();
   return { sessions, objects };
 }
 
@@ -185,10 +295,25 @@ test('helm uninstall with the operator running: the hook deletes every session, 
   const release = await started({ release: 'bye', namespace: 'bye', portRange: { min: base + 20, max: base + 29 }, helmInstall: true });
   for (const serial of ['BYE-1', 'BYE-2']) assert.is((await release.control(`/on?serial=${serial}&persistent=true`)).status, 200);
   // One made with kubectl, as DESIGN allows.
-  await mustKubectl(r, ['apply', '-n', 'bye', '-f', '-'], false, JSON.stringify({
-    apiVersion: 'cccp.tcxn.net/v1alpha1', kind: 'ProxySession', metadata: { name: 'by-hand' }, spec: { serial: 'BYE-3' },
-  }));
-  await waitFor(async () => (await mustKubectl(r, ['get', 'pxs', 'by-hand', '-n', 'bye', '-o', 'jsonpath={.metadata.finalizers}'])).stdout.includes('cccp.tcxn.net'), 10_000, 'the operator to take the kubectl session');
+  await mustKubectl(
+    r,
+    ['apply', '-n', 'bye', '-f', '-'],
+    false,
+    JSON.stringify({
+      apiVersion: 'cccp.tcxn.net/v1alpha1',
+      kind: 'ProxySession',
+      metadata: { name: 'by-hand' },
+      spec: { serial: 'BYE-3' },
+    }),
+  );
+  await waitFor(
+    async () =>
+      (await mustKubectl(r, ['get', 'pxs', 'by-hand', '-n', 'bye', '-o', 'jsonpath={.metadata.finalizers}'])).stdout.includes(
+        'cccp.tcxn.net',
+      ),
+    10_000,
+    'the operator to take the kubectl session',
+  );
 
   const { cleanupOutput } = await uninstall(release);
   assert.match(cleanupOutput, '"deleted":3,"released":0');
@@ -198,13 +323,20 @@ test('helm uninstall with the operator running: the hook deletes every session, 
 test('helm uninstall with the operator down: the hook removes the finalizers itself, no session hangs in Terminating', async () => {
   const r = theRig();
   const release = await started({
-    release: 'down', namespace: 'down', portRange: { min: base + 40, max: base + 49 }, helmInstall: true, values: { uninstallCleanup: { waitSeconds: 2 } },
+    release: 'down',
+    namespace: 'down',
+    portRange: { min: base + 40, max: base + 49 },
+    helmInstall: true,
+    values: { uninstallCleanup: { waitSeconds: 2 } },
   });
   for (const serial of ['DOWN-1', 'DOWN-2']) assert.is((await release.control(`/on?serial=${serial}&persistent=true`)).status, 200);
   await release.stop();
   const before = (await leftovers(r, 'down')).sessions.split('\n');
   assert.is(before.length, 2);
-  assert.ok(before.every((line) => line.includes('cccp.tcxn.net/session-cleanup')), 'each session carries the finalizer');
+  assert.ok(
+    before.every((line) => line.includes('cccp.tcxn.net/session-cleanup')),
+    'each session carries the finalizer',
+  );
 
   const { cleanupOutput } = await uninstall(release);
   assert.match(cleanupOutput, '"deleted":2,"released":2');
@@ -222,15 +354,32 @@ test('every ci/*-values.yaml render, hooks included, passes server-side dry run 
     assert.is(rendered.code, 0, `${file}: ${rendered.stderr}`);
     // The helm test Pod needs its ServiceAccount stored, which a dry run does not do; the Pod Security test admits it.
     const objects = parseManifests(rendered.stdout).filter((o) => o.kind !== 'Pod');
-    const result = await r.kubectl(['apply', '--dry-run=server', '--server-side', '--field-manager=helm-test', '-f', '-'], { input: toYamlStream(objects) });
+    const result = await r.kubectl(['apply', '--dry-run=server', '--server-side', '--field-manager=helm-test', '-f', '-'], {
+      input: toYamlStream(objects),
+    });
     assert.is(result.code, 0, `${file}: ${result.stderr}`);
-    assert.is(result.stdout.trim().split('\n').filter((line) => line.endsWith('(server dry run)')).length, objects.length, `${file}: every object accepted`);
+    assert.is(
+      result.stdout
+        .trim()
+        .split('\n')
+        .filter((line) => line.endsWith('(server dry run)')).length,
+      objects.length,
+      `${file}: every object accepted`,
+    );
   }
 });
 
 /** A Pod made of a rendered pod template, as the ReplicaSet or Job controller would create it. */
-function podOf(workload: { metadata?: { name?: string }; spec?: { template: { metadata?: object; spec?: object } } }, namespace: string): V1Pod {
-  return { apiVersion: 'v1', kind: 'Pod', metadata: { ...workload.spec!.template.metadata, name: `${workload.metadata!.name}-abc12`, namespace }, spec: workload.spec!.template.spec } as V1Pod;
+function podOf(
+  workload: { metadata?: { name?: string }; spec?: { template: { metadata?: object; spec?: object } } },
+  namespace: string,
+): V1Pod {
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { ...workload.spec!.template.metadata, name: `${workload.metadata!.name}-abc12`, namespace },
+    spec: workload.spec!.template.spec,
+  } as V1Pod;
 }
 
 async function admitted(r: Rig, pod: V1Pod): Promise<{ ok: boolean; message: string }> {
@@ -256,14 +405,22 @@ test('Pod Security: loadBalancer mode runs under "restricted", hostNetwork needs
       const namespace = `psa-${level}`;
       const rendered = await render(r.binDir, values, { release: 'psa', namespace });
       // The ServiceAccounts must exist for a Pod to be admitted.
-      await mustKubectl(r, ['apply', '--server-side', '--field-manager=helm-test', '-f', '-'], false, toYamlStream(ofKind(rendered.objects, 'ServiceAccount')));
+      await mustKubectl(
+        r,
+        ['apply', '--server-side', '--field-manager=helm-test', '-f', '-'],
+        false,
+        toYamlStream(ofKind(rendered.objects, 'ServiceAccount')),
+      );
       const proxy = await admitted(r, podOf(deploymentOf(rendered.objects, 'proxy'), namespace));
       verdicts[variant] ??= {};
       verdicts[variant][level] = proxy.ok;
       if (variant === 'hostNetwork' && level === 'baseline') assert.match(proxy.message, 'host namespaces (hostNetwork=true)');
       // The other pods of the chart meet every level in every mode.
-      const others = [podOf(deploymentOf(rendered.objects, 'operator'), namespace), podOf(named<V1Job>(rendered.objects, 'Job', 'psa-cccp-proxy-uninstall-cleanup'), namespace),
-        { ...ofKind<V1Pod>(rendered.objects, 'Pod')[0]!, metadata: { ...ofKind<V1Pod>(rendered.objects, 'Pod')[0]!.metadata, namespace } }];
+      const others = [
+        podOf(deploymentOf(rendered.objects, 'operator'), namespace),
+        podOf(named<V1Job>(rendered.objects, 'Job', 'psa-cccp-proxy-uninstall-cleanup'), namespace),
+        { ...ofKind<V1Pod>(rendered.objects, 'Pod')[0]!, metadata: { ...ofKind<V1Pod>(rendered.objects, 'Pod')[0]!.metadata, namespace } },
+      ];
       for (const pod of others) {
         const verdict = await admitted(r, pod);
         assert.ok(verdict.ok, `${variant}, ${level}: ${pod.metadata?.name}: ${verdict.message}`);

@@ -5,20 +5,30 @@
 // bench, and the conventions of well-kept charts. What needs the API server
 // is in helm-day-two-cluster.test.ts.
 import { spawn } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { V1Deployment, V1Ingress, V1Job, V1Pod, V1Service } from '@kubernetes/client-node';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { V1Deployment, V1Ingress, V1Job, V1Pod, V1Service } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
 import { addressEntryError } from '../../proxy-pod/address-matcher.ts';
-import { startStandalone } from '../helpers/standalone.ts';
-import {
-  chartDir, containerEnv, deploymentOf, kubeBinDir, named, ofKind, render, requiredValues, runHelm, template, topLevelCrdFile,
-} from '../helpers/helm.ts';
 import { suiteFixture } from '../helpers/fixture.ts';
+import {
+  chartDir,
+  containerEnv,
+  deploymentOf,
+  kubeBinDir,
+  named,
+  ofKind,
+  render,
+  requiredValues,
+  runHelm,
+  template,
+  topLevelCrdFile,
+} from '../helpers/helm.ts';
+import { startStandalone } from '../helpers/standalone.ts';
 
 const test = suite('helm chart, day two');
 
@@ -49,16 +59,19 @@ test('two helm template renders are byte-identical, in each mode and with tokens
 
 test('the chart renders as a subchart of an umbrella chart, with global values and an enabled condition', async () => {
   const umbrella = mkdtempSync(join(tmpdir(), 'cccp-umbrella-'));
-  writeFileSync(join(umbrella, 'Chart.yaml'), [
-    'apiVersion: v2',
-    'name: customer-stack',
-    'version: 1.0.0',
-    'dependencies:',
-    '  - name: cccp-proxy',
-    '    version: 0.1.0',
-    '    condition: cccp-proxy.enabled',
-    '',
-  ].join('\n'));
+  writeFileSync(
+    join(umbrella, 'Chart.yaml'),
+    [
+      'apiVersion: v2',
+      'name: customer-stack',
+      'version: 1.0.0',
+      'dependencies:',
+      '  - name: cccp-proxy',
+      '    version: 0.1.0',
+      '    condition: cccp-proxy.enabled',
+      '',
+    ].join('\n'),
+  );
   cpSync(chartDir, join(umbrella, 'charts', 'cccp-proxy'), { recursive: true });
   const values = { global: { imageRegistry: 'registry.example' }, 'cccp-proxy': { enabled: true, publicHost: 'proxy.acme.example' } };
   const { objects } = await render(bin(), values, { chart: umbrella, release: 'acme', namespace: 'acme' });
@@ -66,7 +79,11 @@ test('the chart renders as a subchart of an umbrella chart, with global values a
   assert.is(operator.metadata?.name, 'acme-cccp-proxy-operator');
   assert.is(containerEnv(operator).find((e) => e.name === 'CCCP_PUBLIC_HOST')?.value, 'proxy.acme.example');
 
-  const off = await render(bin(), { ...values, 'cccp-proxy': { enabled: false, publicHost: 'proxy.acme.example' } }, { chart: umbrella, release: 'acme', namespace: 'acme' });
+  const off = await render(
+    bin(),
+    { ...values, 'cccp-proxy': { enabled: false, publicHost: 'proxy.acme.example' } },
+    { chart: umbrella, release: 'acme', namespace: 'acme' },
+  );
   assert.equal(off.objects, [], 'enabled: false leaves the subchart out');
   // Unknown keys are still refused inside the subchart.
   const typo = await template(bin(), { 'cccp-proxy': { publicHost: 'proxy.acme.example', portrange: {} } }, { chart: umbrella });
@@ -75,11 +92,41 @@ test('the chart renders as a subchart of an umbrella chart, with global values a
 });
 
 // Finding 5: each of these rendered before and crash-looped the proxy.
-const badAddresses = ['999.1.1.1/8', '10.0.0.0/33', 'cafe', '10.0.0.1/', '10.0.0.0/08', '2001:db8::/129', '1.2.3', '01.2.3.4', 'fe80::1%eth0',
-  '10.0.0.0/8/8', ':::', '1:2:3:4:5:6:7:8:9', 'gggg::1', '192.168.1.0/24,10.0.0.0/8', '10.0.0.0 /8', '::ffff:10.0.0.0/8'];
+const badAddresses = [
+  '999.1.1.1/8',
+  '10.0.0.0/33',
+  'cafe',
+  '10.0.0.1/',
+  '10.0.0.0/08',
+  '2001:db8::/129',
+  '1.2.3',
+  '01.2.3.4',
+  'fe80::1%eth0',
+  '10.0.0.0/8/8',
+  ':::',
+  '1:2:3:4:5:6:7:8:9',
+  'gggg::1',
+  '192.168.1.0/24,10.0.0.0/8',
+  '10.0.0.0 /8',
+  '::ffff:10.0.0.0/8',
+];
 // The forms README.md and the chart README give as examples, and more the proxy reads.
-const goodAddresses = ['192.168.1.7/24', '::ffff:10.0.0.1', '192.0.2.0/24', '2001:db8::/32', '10.0.0.0/8', '192.0.2.7', '::1', '::/0', '0.0.0.0/0',
-  'fe80::1', '1:2:3:4:5:6:7:8', '1::8/128', '::ffff:10.0.0.0/104', '2001:db8:0:0:0:0:2:1'];
+const goodAddresses = [
+  '192.168.1.7/24',
+  '::ffff:10.0.0.1',
+  '192.0.2.0/24',
+  '2001:db8::/32',
+  '10.0.0.0/8',
+  '192.0.2.7',
+  '::1',
+  '::/0',
+  '0.0.0.0/0',
+  'fe80::1',
+  '1:2:3:4:5:6:7:8',
+  '1::8/128',
+  '::ffff:10.0.0.0/104',
+  '2001:db8:0:0:0:0:2:1',
+];
 
 test('bad CIDRs in proxy.deviceAllowlist are refused by helm template with a message naming the value, not a regex', async () => {
   for (const entry of badAddresses) {
@@ -91,20 +138,31 @@ test('bad CIDRs in proxy.deviceAllowlist are refused by helm template with a mes
 });
 
 test('the chart accepts exactly the allowlist entries the proxy pod accepts', async () => {
-  const verdicts = await Promise.all([...badAddresses, ...goodAddresses].map(async (entry) => {
-    const result = await template(bin(), { ...requiredValues, proxy: { deviceAllowlist: [entry] } });
-    return { entry, chart: result.code === 0, proxy: addressEntryError(entry) === undefined };
-  }));
-  for (const { entry, chart, proxy } of verdicts) assert.is(chart, proxy, `${entry}: chart ${chart ? 'accepts' : 'refuses'}, proxy ${proxy ? 'accepts' : 'refuses'}`);
+  const verdicts = await Promise.all(
+    [...badAddresses, ...goodAddresses].map(async (entry) => {
+      const result = await template(bin(), { ...requiredValues, proxy: { deviceAllowlist: [entry] } });
+      return { entry, chart: result.code === 0, proxy: addressEntryError(entry) === undefined };
+    }),
+  );
+  for (const { entry, chart, proxy } of verdicts)
+    assert.is(chart, proxy, `${entry}: chart ${chart ? 'accepts' : 'refuses'}, proxy ${proxy ? 'accepts' : 'refuses'}`);
   assert.ok(verdicts.filter((v) => v.proxy).length === goodAddresses.length, 'the good examples are good for the proxy too');
 });
 
 test('loadBalancerSourceRanges must be CIDRs: a bare address or a bad CIDR is refused, naming the value', async () => {
-  const lb = (ranges: string[]) => ({ ...requiredValues, exposure: { mode: 'loadBalancer', loadBalancer: { loadBalancerSourceRanges: ranges } } });
+  const lb = (ranges: string[]) => ({
+    ...requiredValues,
+    exposure: { mode: 'loadBalancer', loadBalancer: { loadBalancerSourceRanges: ranges } },
+  });
   assert.match(await refused(lb(['192.0.2.7'])), 'exposure.loadBalancer.loadBalancerSourceRanges[0] "192.0.2.7" needs a prefix length');
-  assert.match(await refused(lb(['10.0.0.0/33'])), 'exposure.loadBalancer.loadBalancerSourceRanges[0] "10.0.0.0/33" is not an IP address or CIDR');
-  assert.match(await refused({ ...requiredValues, operator: { service: { type: 'LoadBalancer', loadBalancerSourceRanges: ['cafe'] } } }),
-    'operator.service.loadBalancerSourceRanges[0] "cafe" is not an IP address or CIDR');
+  assert.match(
+    await refused(lb(['10.0.0.0/33'])),
+    'exposure.loadBalancer.loadBalancerSourceRanges[0] "10.0.0.0/33" is not an IP address or CIDR',
+  );
+  assert.match(
+    await refused({ ...requiredValues, operator: { service: { type: 'LoadBalancer', loadBalancerSourceRanges: ['cafe'] } } }),
+    'operator.service.loadBalancerSourceRanges[0] "cafe" is not an IP address or CIDR',
+  );
   await render(bin(), lb(['192.0.2.0/24', '2001:db8::/32']));
 });
 
@@ -118,7 +176,10 @@ test('a chart version bump leaves both pod templates unchanged (no restart, no d
     assert.is.not(a.metadata?.labels?.['helm.sh/chart'], b.metadata?.labels?.['helm.sh/chart'], 'the bump shows on the Deployment itself');
     assert.equal(b.spec?.template, a.spec?.template, `${component} pod template unchanged`);
     const podLabels = Object.keys(a.spec?.template.metadata?.labels ?? {});
-    assert.not.ok(podLabels.includes('helm.sh/chart') || podLabels.includes('app.kubernetes.io/version'), `${component} pod labels carry no version`);
+    assert.not.ok(
+      podLabels.includes('helm.sh/chart') || podLabels.includes('app.kubernetes.io/version'),
+      `${component} pod labels carry no version`,
+    );
   }
 });
 
@@ -158,7 +219,10 @@ test("the proxy's default resources cover the bench's 1,000 sessions, and its me
   const cpu1000 = benchFigure(table, /^\| 1,000 sessions.*: CPU \|/) / 100;
   const rss5000 = benchFigure(table, /^\| 5,000 sessions.*: RSS \|/);
   const proxy = deploymentOf((await render(bin(), requiredValues)).objects, 'proxy').spec!.template.spec!.containers[0]!.resources!;
-  assert.ok(quantity(proxy.requests?.memory, 'MiB') >= rss1000, `memory request ${proxy.requests?.memory} below the measured ${rss1000} MiB`);
+  assert.ok(
+    quantity(proxy.requests?.memory, 'MiB') >= rss1000,
+    `memory request ${proxy.requests?.memory} below the measured ${rss1000} MiB`,
+  );
   assert.ok(quantity(proxy.requests?.cpu, 'cores') >= cpu1000, `cpu request ${proxy.requests?.cpu} below the measured ${cpu1000} cores`);
   assert.ok(quantity(proxy.limits?.memory, 'MiB') >= rss5000, `memory limit ${proxy.limits?.memory} below the measured ${rss5000} MiB`);
 });
@@ -169,16 +233,35 @@ test('nameOverride and fullnameOverride name every object; the selector follows 
   assert.is(deploymentOf(named_, 'proxy').spec?.selector.matchLabels?.['app.kubernetes.io/name'], 'edge');
   const full = (await render(bin(), { ...requiredValues, fullnameOverride: 'acme-edge' })).objects;
   const names = full.map((o) => o.metadata.name);
-  assert.ok(names.every((n) => n.startsWith('acme-edge')), names.join(', '));
+  assert.ok(
+    names.every((n) => n.startsWith('acme-edge')),
+    names.join(', '),
+  );
   assert.is(containerEnv(deploymentOf(full, 'operator')).find((e) => e.name === 'CCCP_LEASE_NAME')?.value, 'acme-edge-operator');
 });
 
 test('extraEnv, priorityClassName, topologySpreadConstraints and probe timings reach each Deployment', async () => {
-  const spread = [{ maxSkew: 1, topologyKey: 'topology.kubernetes.io/zone', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: { matchLabels: { a: 'b' } } }];
+  const spread = [
+    {
+      maxSkew: 1,
+      topologyKey: 'topology.kubernetes.io/zone',
+      whenUnsatisfiable: 'ScheduleAnyway',
+      labelSelector: { matchLabels: { a: 'b' } },
+    },
+  ];
   const values = {
     ...requiredValues,
-    operator: { extraEnv: [{ name: 'CCCP_COUNTER_FLUSHES_PER_S', value: '20' }], priorityClassName: 'ops', topologySpreadConstraints: spread, livenessProbe: { periodSeconds: 30 } },
-    proxy: { extraEnv: [{ name: 'CCCP_MAX_UNREGISTERED', value: '5000' }], priorityClassName: 'system-cluster-critical', startupProbe: { failureThreshold: 60 } },
+    operator: {
+      extraEnv: [{ name: 'CCCP_COUNTER_FLUSHES_PER_S', value: '20' }],
+      priorityClassName: 'ops',
+      topologySpreadConstraints: spread,
+      livenessProbe: { periodSeconds: 30 },
+    },
+    proxy: {
+      extraEnv: [{ name: 'CCCP_MAX_UNREGISTERED', value: '5000' }],
+      priorityClassName: 'system-cluster-critical',
+      startupProbe: { failureThreshold: 60 },
+    },
   };
   const { objects } = await render(bin(), values);
   const operator = deploymentOf(objects, 'operator');
@@ -197,8 +280,12 @@ test('extraEnv, priorityClassName, topologySpreadConstraints and probe timings r
 
 test('an image digest pins both containers and wins over the tag; a malformed digest is refused', async () => {
   const digest = `sha256:${'ab'.repeat(32)}`;
-  const { objects } = await render(bin(), { ...requiredValues, image: { repository: 'ghcr.io/tcxn/cccp-proxy-operator', tag: '9.9.9', digest } });
-  for (const d of ofKind<V1Deployment>(objects, 'Deployment')) assert.is(d.spec?.template.spec?.containers[0]?.image, `ghcr.io/tcxn/cccp-proxy-operator@${digest}`);
+  const { objects } = await render(bin(), {
+    ...requiredValues,
+    image: { repository: 'ghcr.io/tcxn/cccp-proxy-operator', tag: '9.9.9', digest },
+  });
+  for (const d of ofKind<V1Deployment>(objects, 'Deployment'))
+    assert.is(d.spec?.template.spec?.containers[0]?.image, `ghcr.io/tcxn/cccp-proxy-operator@${digest}`);
   assert.match(await refused({ ...requiredValues, image: { repository: 'x', digest: 'latest' } }), "at '/image/digest'");
 });
 
@@ -207,7 +294,12 @@ test('the Control API Service takes a type and annotations; an optional Ingress 
     ...requiredValues,
     operator: {
       service: { type: 'LoadBalancer', annotations: { 'lb.example/internal': 'true' }, loadBalancerSourceRanges: ['198.51.100.0/24'] },
-      ingress: { enabled: true, className: 'nginx', hosts: ['control.acme.example'], tls: [{ secretName: 'control-tls', hosts: ['control.acme.example'] }] },
+      ingress: {
+        enabled: true,
+        className: 'nginx',
+        hosts: ['control.acme.example'],
+        tls: [{ secretName: 'control-tls', hosts: ['control.acme.example'] }],
+      },
     },
   });
   const service = named<V1Service>(objects, 'Service', 'cust-cccp-proxy-control');
@@ -218,30 +310,49 @@ test('the Control API Service takes a type and annotations; an optional Ingress 
   assert.is(ingress.spec?.ingressClassName, 'nginx');
   assert.is(ingress.spec?.rules?.[0]?.host, 'control.acme.example');
   assert.equal(ingress.spec?.rules?.[0]?.http?.paths[0]?.backend.service, { name: 'cust-cccp-proxy-control', port: { name: 'control' } });
-  assert.match(await refused({ ...requiredValues, operator: { ingress: { enabled: true } } }), 'operator.ingress.enabled needs operator.ingress.hosts');
-  assert.equal(ofKind(( await render(bin(), requiredValues)).objects, 'Ingress'), [], 'no Ingress by default');
+  assert.match(
+    await refused({ ...requiredValues, operator: { ingress: { enabled: true } } }),
+    'operator.ingress.enabled needs operator.ingress.hosts',
+  );
+  assert.equal(ofKind((await render(bin(), requiredValues)).objects, 'Ingress'), [], 'no Ingress by default');
 });
 
 test('the Control API NetworkPolicy is off by default; enabled, it admits the listed peers and the helm test pod to the control port only', async () => {
-  assert.not.ok((await render(bin(), requiredValues)).objects.some((o) => o.kind === 'NetworkPolicy' && o.metadata.name.endsWith('-operator')));
+  assert.not.ok(
+    (await render(bin(), requiredValues)).objects.some((o) => o.kind === 'NetworkPolicy' && o.metadata.name.endsWith('-operator')),
+  );
   const from = [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'scada' } } }];
   const { objects } = await render(bin(), { ...requiredValues, networkPolicy: { controlApi: { enabled: true, from } } });
-  const policy = named<{ spec: { podSelector: { matchLabels: Record<string, string> }; policyTypes: string[]; ingress: Array<{ from: unknown[]; ports: unknown }> } }>(
-    objects, 'NetworkPolicy', 'cust-cccp-proxy-operator');
+  const policy = named<{
+    spec: {
+      podSelector: { matchLabels: Record<string, string> };
+      policyTypes: string[];
+      ingress: Array<{ from: unknown[]; ports: unknown }>;
+    };
+  }>(objects, 'NetworkPolicy', 'cust-cccp-proxy-operator');
   assert.is(policy.spec.podSelector.matchLabels['app.kubernetes.io/component'], 'operator');
   assert.equal(policy.spec.policyTypes, ['Ingress']);
   assert.is(policy.spec.ingress.length, 1);
   assert.equal(policy.spec.ingress[0]!.ports, [{ protocol: 'TCP', port: 8080 }]);
   assert.equal(policy.spec.ingress[0]!.from[0], from[0]);
   const testPod = ofKind<V1Pod>(objects, 'Pod')[0]!;
-  assert.equal(policy.spec.ingress[0]!.from[1], { podSelector: { matchLabels: {
-    'app.kubernetes.io/name': 'cccp-proxy', 'app.kubernetes.io/instance': 'cust', 'app.kubernetes.io/component': 'test',
-  } } });
+  assert.equal(policy.spec.ingress[0]!.from[1], {
+    podSelector: {
+      matchLabels: {
+        'app.kubernetes.io/name': 'cccp-proxy',
+        'app.kubernetes.io/instance': 'cust',
+        'app.kubernetes.io/component': 'test',
+      },
+    },
+  });
   assert.is(testPod.metadata?.labels?.['app.kubernetes.io/component'], 'test', 'the helm test pod matches the policy');
 });
 
 test('helm test: a hook pod calls /readyz and /status through the Control Service, expecting 401 when tokens are set', async () => {
-  for (const [values, expected] of [[requiredValues, 'false'], [{ ...requiredValues, controlTokens: ['control-token-0123456789'] }, 'true']] as const) {
+  for (const [values, expected] of [
+    [requiredValues, 'false'],
+    [{ ...requiredValues, controlTokens: ['control-token-0123456789'] }, 'true'],
+  ] as const) {
     const pod = ofKind<V1Pod>((await render(bin(), values)).objects, 'Pod')[0]!;
     assert.is(pod.metadata?.annotations?.['helm.sh/hook'], 'test');
     const container = pod.spec!.containers[0]!;
@@ -258,7 +369,10 @@ function runTestPod(pod: V1Pod, controlUrl: string): Promise<{ code: number | nu
   const container = pod.spec!.containers[0]!;
   const env = Object.fromEntries((container.env ?? []).map((e) => [e.name, e.value ?? '']));
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, container.args ?? [], { env: { ...process.env, ...env, CONTROL_URL: controlUrl }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, container.args ?? [], {
+      env: { ...process.env, ...env, CONTROL_URL: controlUrl },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let output = '';
     child.stdout.on('data', (c: Buffer) => (output += c.toString()));
     child.stderr.on('data', (c: Buffer) => (output += c.toString()));
@@ -275,7 +389,10 @@ test("helm test's command passes against a real Control API, with and without to
   const guarded = await startStandalone({ rangeSize: 1, env: { CCCP_CONTROL_TOKENS: 'control-token-0123456789' } });
   try {
     const openPod = ofKind<V1Pod>((await render(bin(), requiredValues)).objects, 'Pod')[0]!;
-    const guardedPod = ofKind<V1Pod>((await render(bin(), { ...requiredValues, controlTokens: ['control-token-0123456789'] })).objects, 'Pod')[0]!;
+    const guardedPod = ofKind<V1Pod>(
+      (await render(bin(), { ...requiredValues, controlTokens: ['control-token-0123456789'] })).objects,
+      'Pod',
+    )[0]!;
     const pass = await runTestPod(openPod, open.url);
     assert.is(pass.code, 0, pass.output);
     assert.match(pass.output, 'is ready and answers as expected');

@@ -4,13 +4,22 @@
 // namespace, side by side.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { startRig, type Rig } from '../kube/rig.ts';
 import { mustKubectl } from '../helpers/cluster.ts';
 import {
-  chartDir, kubeBinDir, render, requiredValues, runHelm, startLocalRelease, toYamlStream, topLevelCrdFile, valuesFile, type LocalRelease,
+  chartDir,
+  kubeBinDir,
+  type LocalRelease,
   type LocalReleaseOptions,
+  render,
+  requiredValues,
+  runHelm,
+  startLocalRelease,
+  topLevelCrdFile,
+  toYamlStream,
+  valuesFile,
 } from '../helpers/helm.ts';
-import { Received, connect, connectDevice, waitFor } from '../helpers/net.ts';
+import { connect, connectDevice, Received, waitFor } from '../helpers/net.ts';
+import { type Rig, startRig } from '../kube/rig.ts';
 
 const test = suite('helm chart in a cluster');
 let rig: Rig | undefined;
@@ -39,7 +48,14 @@ test.after.each(() => {
 });
 
 test.after(async () => {
-  await Promise.all([...releases.values()].map((r) => r.then((started) => started.stop(), () => undefined)));
+  await Promise.all(
+    [...releases.values()].map((r) =>
+      r.then(
+        (started) => started.stop(),
+        () => undefined,
+      ),
+    ),
+  );
   await rig?.stop();
 });
 
@@ -115,23 +131,54 @@ test('helm install creates the CRD from the chart and every object; an upgrade a
 
   const { stdout } = await mustKubectl(r, ['get', 'deploy,svc,sa,role,rolebinding,networkpolicy,pdb,secret', '-n', 'shop', '-o', 'name']);
   for (const name of [
-    'deployment.apps/shop-cccp-proxy-operator', 'deployment.apps/shop-cccp-proxy-proxy',
-    'service/shop-cccp-proxy-control', 'service/shop-cccp-proxy-proxy-admin', 'service/shop-cccp-proxy-proxy',
-    'serviceaccount/shop-cccp-proxy-operator', 'role.rbac.authorization.k8s.io/shop-cccp-proxy-operator',
-    'rolebinding.rbac.authorization.k8s.io/shop-cccp-proxy-operator', 'networkpolicy.networking.k8s.io/shop-cccp-proxy-proxy',
-    'poddisruptionbudget.policy/shop-cccp-proxy-operator', 'secret/shop-cccp-proxy-admin-token',
-  ]) assert.ok(stdout.split('\n').includes(name), `${name} was created`);
+    'deployment.apps/shop-cccp-proxy-operator',
+    'deployment.apps/shop-cccp-proxy-proxy',
+    'service/shop-cccp-proxy-control',
+    'service/shop-cccp-proxy-proxy-admin',
+    'service/shop-cccp-proxy-proxy',
+    'serviceaccount/shop-cccp-proxy-operator',
+    'role.rbac.authorization.k8s.io/shop-cccp-proxy-operator',
+    'rolebinding.rbac.authorization.k8s.io/shop-cccp-proxy-operator',
+    'networkpolicy.networking.k8s.io/shop-cccp-proxy-proxy',
+    'poddisruptionbudget.policy/shop-cccp-proxy-operator',
+    'secret/shop-cccp-proxy-admin-token',
+  ])
+    assert.ok(stdout.split('\n').includes(name), `${name} was created`);
 
-  const tokenOf = async () => (await mustKubectl(r, ['get', 'secret', 'shop-cccp-proxy-admin-token', '-n', 'shop', '-o', 'jsonpath={.data.token}'])).stdout;
+  const tokenOf = async () =>
+    (await mustKubectl(r, ['get', 'secret', 'shop-cccp-proxy-admin-token', '-n', 'shop', '-o', 'jsonpath={.data.token}'])).stdout;
   assert.is(await tokenOf(), '', 'the chart renders the admin token Secret empty');
   // What the first operator replica does (operator/kube/admin-token-secret.ts), as its own ServiceAccount.
   const token = Buffer.from('filled-by-the-operator-0123456789').toString('base64');
-  await mustKubectl(r, ['patch', 'secret', 'shop-cccp-proxy-admin-token', '-n', 'shop', '--type=merge', '-p', JSON.stringify({ data: { token } }),
-    '--as=system:serviceaccount:shop:shop-cccp-proxy-operator']);
-  const upgrade = await runHelm(r.binDir, ['upgrade', 'shop', chartDir, '-n', 'shop', '-f', values, '--set', 'devicePort=9100'], r.kubeconfig);
+  await mustKubectl(r, [
+    'patch',
+    'secret',
+    'shop-cccp-proxy-admin-token',
+    '-n',
+    'shop',
+    '--type=merge',
+    '-p',
+    JSON.stringify({ data: { token } }),
+    '--as=system:serviceaccount:shop:shop-cccp-proxy-operator',
+  ]);
+  const upgrade = await runHelm(
+    r.binDir,
+    ['upgrade', 'shop', chartDir, '-n', 'shop', '-f', values, '--set', 'devicePort=9100'],
+    r.kubeconfig,
+  );
   assert.is(upgrade.code, 0, upgrade.stderr);
   assert.is(await tokenOf(), token, 'the admin token survives the upgrade');
-  const env = (await mustKubectl(r, ['get', 'deploy', 'shop-cccp-proxy-proxy', '-n', 'shop', '-o', 'jsonpath={.spec.template.spec.containers[0].env[0].value}'])).stdout;
+  const env = (
+    await mustKubectl(r, [
+      'get',
+      'deploy',
+      'shop-cccp-proxy-proxy',
+      '-n',
+      'shop',
+      '-o',
+      'jsonpath={.spec.template.spec.containers[0].env[0].value}',
+    ])
+  ).stdout;
   assert.is(env, '9100', 'the upgrade applied the new value');
   const rollback = await runHelm(r.binDir, ['rollback', 'shop', '1', '-n', 'shop'], r.kubeconfig);
   assert.is(rollback.code, 0, rollback.stderr);
@@ -148,9 +195,20 @@ test('every rendered manifest, in each exposure mode, passes server-side dry run
       ...requiredValues,
       devicePort: 502,
       controlTokens: ['control-token-0123456789'],
-      exposure: { mode: 'loadBalancer', loadBalancer: { annotations: { 'lb.example/kind': 'nlb' }, loadBalancerSourceRanges: ['192.0.2.0/24'], allocateLoadBalancerNodePorts: false } },
+      exposure: {
+        mode: 'loadBalancer',
+        loadBalancer: {
+          annotations: { 'lb.example/kind': 'nlb' },
+          loadBalancerSourceRanges: ['192.0.2.0/24'],
+          allocateLoadBalancerNodePorts: false,
+        },
+      },
     },
-    'hostNetwork on a named node, 1000 session ports': { ...requiredValues, portRange: { min: 40000, max: 40999 }, exposure: { mode: 'hostNetwork', hostNetwork: { nodeName: 'edge-1' } } },
+    'hostNetwork on a named node, 1000 session ports': {
+      ...requiredValues,
+      portRange: { min: 40000, max: 40999 },
+      exposure: { mode: 'hostNetwork', hostNetwork: { nodeName: 'edge-1' } },
+    },
     'hostNetwork by node selector, existing Secrets': {
       ...requiredValues,
       adminToken: { existingSecret: 'mine' },
@@ -162,9 +220,14 @@ test('every rendered manifest, in each exposure mode, passes server-side dry run
     // The helm test Pod needs its ServiceAccount stored, which a dry run does not do; helm-day-two-cluster.test.ts admits it.
     const objects = (await render(r.binDir, values, { release: 'dry', namespace: 'dry-run' })).objects.filter((o) => o.kind !== 'Pod');
     const rendered = { objects, yaml: toYamlStream(objects) };
-    const result = await r.kubectl(['apply', '--dry-run=server', '--server-side', '--field-manager=helm-test', '-f', '-'], { input: rendered.yaml });
+    const result = await r.kubectl(['apply', '--dry-run=server', '--server-side', '--field-manager=helm-test', '-f', '-'], {
+      input: rendered.yaml,
+    });
     assert.is(result.code, 0, `${variant}: ${result.stderr}`);
-    const accepted = result.stdout.trim().split('\n').filter((line) => line.endsWith('(server dry run)'));
+    const accepted = result.stdout
+      .trim()
+      .split('\n')
+      .filter((line) => line.endsWith('(server dry run)'));
     assert.is(accepted.length, rendered.objects.length, `${variant}: every object accepted\n${result.stdout}`);
   }
   const stored = await r.kubectl(['get', 'all', '-n', 'dry-run', '-o', 'name']);
@@ -182,21 +245,42 @@ test('the operator as the chart ServiceAccount creates a session, writes status,
   const session = (await sessions(r, acme.namespace)).find((s) => s.spec.serial === 'HELM-1');
   assert.is(session?.status?.phase, 'Active');
   assert.is(session?.status?.port, on.body.port);
-  await waitFor(async () => (await leaseHolder(r, acme.namespace, a.leaseName)) === a.operatorIdentity, 15_000, 'the operator to hold the Lease');
+  await waitFor(
+    async () => (await leaseHolder(r, acme.namespace, a.leaseName)) === a.operatorIdentity,
+    15_000,
+    'the operator to hold the Lease',
+  );
   assert.is(a.leaseName, 'acme-cccp-proxy-operator');
 
   // The proxy was programmed with the chart's admin token: traffic flows.
   await exchange(a.devicePort, on.body.port, 'HELM-1');
   let reasons: string[] = [];
-  await waitFor(async () => {
-    const events = await mustKubectl(r, ['get', 'events', '-n', acme.namespace, '--field-selector', `involvedObject.name=${session!.metadata.name}`, '-o', 'jsonpath={.items[*].reason}']);
-    reasons = events.stdout.trim().split(/\s+/);
-    return reasons.includes('DeviceConnected') && reasons.includes('ClientConnected');
-  }, 10_000, 'DeviceConnected and ClientConnected Events');
+  await waitFor(
+    async () => {
+      const events = await mustKubectl(r, [
+        'get',
+        'events',
+        '-n',
+        acme.namespace,
+        '--field-selector',
+        `involvedObject.name=${session!.metadata.name}`,
+        '-o',
+        'jsonpath={.items[*].reason}',
+      ]);
+      reasons = events.stdout.trim().split(/\s+/);
+      return reasons.includes('DeviceConnected') && reasons.includes('ClientConnected');
+    },
+    10_000,
+    'DeviceConnected and ClientConnected Events',
+  );
 
   const off = await a.control('/off?serial=HELM-1');
   assert.is(off.status, 200);
-  assert.is((await sessions(r, acme.namespace)).find((s) => s.spec.serial === 'HELM-1'), undefined, 'deleted, finalizer removed');
+  assert.is(
+    (await sessions(r, acme.namespace)).find((s) => s.spec.serial === 'HELM-1'),
+    undefined,
+    'deleted, finalizer removed',
+  );
   assert.not.match(a.operator.output(), /forbidden/i, 'no call was refused');
 });
 
@@ -240,9 +324,17 @@ test('the chart ServiceAccount cannot touch Secrets, other namespaces or cluster
   const list = await canI(r, as, ['--list', ...ns]);
   const secretRules = list.stdout.split('\n').filter((line) => line.startsWith('secrets'));
   assert.is(secretRules.length, 1, `one Secrets rule:\n${list.stdout}`);
-  assert.match(secretRules[0]!, /^secrets\s+\[\]\s+\[acme-cccp-proxy-admin-token\]\s+\[get patch\]/, 'get and patch of the admin token Secret, by name only');
+  assert.match(
+    secretRules[0]!,
+    /^secrets\s+\[\]\s+\[acme-cccp-proxy-admin-token\]\s+\[get patch\]/,
+    'get and patch of the admin token Secret, by name only',
+  );
   for (const verb of ['get', 'patch']) {
-    assert.is((await canI(r, as, [verb, 'secret/acme-cccp-proxy-admin-token', ...ns])).stdout.trim(), 'yes', `${verb} its admin token Secret`);
+    assert.is(
+      (await canI(r, as, [verb, 'secret/acme-cccp-proxy-admin-token', ...ns])).stdout.trim(),
+      'yes',
+      `${verb} its admin token Secret`,
+    );
     assert.is((await canI(r, as, [verb, 'secret/acme-cccp-proxy-control-tokens', ...ns])).stdout.trim(), 'no', `${verb} another Secret`);
   }
   assert.not.match(list.stdout, /^\*\./m, 'no wildcard resource');
@@ -260,18 +352,36 @@ test('two releases in two namespaces with different port ranges run side by side
 
   assert.is((await a.control('/status?serial=SIDE-B')).status, 404, 'acme does not see globex sessions');
   assert.is((await b.control('/status?serial=SIDE-A')).status, 404, 'globex does not see acme sessions');
-  assert.equal((await sessions(r, acme.namespace)).map((s) => s.spec.serial), ['SIDE-A']);
-  assert.equal((await sessions(r, globex.namespace)).map((s) => s.spec.serial), ['SIDE-B']);
+  assert.equal(
+    (await sessions(r, acme.namespace)).map((s) => s.spec.serial),
+    ['SIDE-A'],
+  );
+  assert.equal(
+    (await sessions(r, globex.namespace)).map((s) => s.spec.serial),
+    ['SIDE-B'],
+  );
 
-  await waitFor(async () => (await leaseHolder(r, globex.namespace, b.leaseName)) === b.operatorIdentity, 15_000, 'globex to hold its own Lease');
+  await waitFor(
+    async () => (await leaseHolder(r, globex.namespace, b.leaseName)) === b.operatorIdentity,
+    15_000,
+    'globex to hold its own Lease',
+  );
   assert.is(await leaseHolder(r, acme.namespace, a.leaseName), a.operatorIdentity);
 
   // Each proxy carries its own release's session on its own device port.
   await exchange(a.devicePort, onA.body.port, 'SIDE-A');
   await exchange(b.devicePort, onB.body.port, 'SIDE-B');
 
-  for (const [from, to] of [[a, b], [b, a]] as const) {
-    const answer = await canI(r, { namespace: from.namespace, serviceAccount: from.serviceAccount }, ['list', 'proxysessions.cccp.tcxn.net', '-n', to.namespace]);
+  for (const [from, to] of [
+    [a, b],
+    [b, a],
+  ] as const) {
+    const answer = await canI(r, { namespace: from.namespace, serviceAccount: from.serviceAccount }, [
+      'list',
+      'proxysessions.cccp.tcxn.net',
+      '-n',
+      to.namespace,
+    ]);
     assert.is(answer.stdout.trim(), 'no', `${from.release} cannot list ${to.release}'s sessions`);
   }
   assert.is((await a.control('/off?serial=SIDE-A')).status, 200);

@@ -19,7 +19,17 @@ test.before(async () => {
 
 async function proxyPod(values: object, kubeVersion: string) {
   if (!binDir || startError) throw startError ?? new Error('helm not built');
-  const result = await runHelm(binDir, ['template', 'cust', chartDir, '-n', 'cust', '-f', valuesFile(values), '--kube-version', kubeVersion]);
+  const result = await runHelm(binDir, [
+    'template',
+    'cust',
+    chartDir,
+    '-n',
+    'cust',
+    '-f',
+    valuesFile(values),
+    '--kube-version',
+    kubeVersion,
+  ]);
   if (result.code !== 0) throw new Error(result.stderr);
   const deployment = deploymentOf(parseManifests(result.stdout), 'proxy');
   const sysctls = Object.fromEntries((deployment.spec!.template.spec!.securityContext?.sysctls ?? []).map((s) => [s.name, s.value]));
@@ -29,7 +39,11 @@ async function proxyPod(values: object, kubeVersion: string) {
 
 test('on Kubernetes 1.29 the proxy pod gets keepalive sysctls matching its idle time, and the proxy its settings', async () => {
   const { sysctls, env } = await proxyPod({ ...requiredValues, proxy: { keepaliveIdleSeconds: 45, sendTimeoutSeconds: 90 } }, '1.29.0');
-  assert.equal(sysctls, { 'net.ipv4.tcp_keepalive_time': '45', 'net.ipv4.tcp_keepalive_intvl': '10', 'net.ipv4.tcp_keepalive_probes': '5' });
+  assert.equal(sysctls, {
+    'net.ipv4.tcp_keepalive_time': '45',
+    'net.ipv4.tcp_keepalive_intvl': '10',
+    'net.ipv4.tcp_keepalive_probes': '5',
+  });
   assert.is(env.CCCP_KEEPALIVE_IDLE_S, '45');
   assert.is(env.CCCP_SEND_TIMEOUT_S, '90');
 });
@@ -41,7 +55,10 @@ test('before 1.29 the keepalive sysctls are unsafe and left out; the low-port sy
 });
 
 test('with low ports on 1.30 both kinds of sysctl are in one list', async () => {
-  const { sysctls } = await proxyPod({ ...requiredValues, devicePort: 502, proxy: { keepaliveSysctls: { intervalSeconds: 15, probes: 4 } } }, '1.30.0');
+  const { sysctls } = await proxyPod(
+    { ...requiredValues, devicePort: 502, proxy: { keepaliveSysctls: { intervalSeconds: 15, probes: 4 } } },
+    '1.30.0',
+  );
   assert.equal(sysctls, {
     'net.ipv4.ip_unprivileged_port_start': '0',
     'net.ipv4.tcp_keepalive_time': '60',
@@ -51,7 +68,10 @@ test('with low ports on 1.30 both kinds of sysctl are in one list', async () => 
 });
 
 test('hostNetwork pods and keepaliveSysctls.enabled=false get no keepalive sysctls', async () => {
-  const hostNetwork = await proxyPod({ ...requiredValues, exposure: { mode: 'hostNetwork', hostNetwork: { nodeName: 'edge-node-1' } } }, '1.31.0');
+  const hostNetwork = await proxyPod(
+    { ...requiredValues, exposure: { mode: 'hostNetwork', hostNetwork: { nodeName: 'edge-node-1' } } },
+    '1.31.0',
+  );
   assert.equal(hostNetwork.sysctls, {});
   const off = await proxyPod({ ...requiredValues, proxy: { keepaliveSysctls: { enabled: false } } }, '1.31.0');
   assert.equal(off.sysctls, {});

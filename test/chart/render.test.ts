@@ -4,16 +4,30 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { V1Deployment, V1Role, V1RoleBinding, V1Secret, V1Service } from '@kubernetes/client-node';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { V1Deployment, V1Role, V1RoleBinding, V1Secret, V1Service } from '@kubernetes/client-node';
 import { operatorConfigFromEnv } from '../../operator/config.ts';
 import { proxyOptionsFromEnv } from '../../proxy-pod/config.ts';
-import {
-  chartCrdFile, chartDir, containerEnv, deploymentOf, isHook, kubeBinDir, named, ofKind, projectSecretVolume, render, requiredValues, resolveEnv,
-  runHelm, secretValue, template, topLevelCrdFile,
-} from '../helpers/helm.ts';
 import { suiteFixture } from '../helpers/fixture.ts';
+import {
+  chartCrdFile,
+  chartDir,
+  containerEnv,
+  deploymentOf,
+  isHook,
+  kubeBinDir,
+  named,
+  ofKind,
+  projectSecretVolume,
+  render,
+  requiredValues,
+  resolveEnv,
+  runHelm,
+  secretValue,
+  template,
+  topLevelCrdFile,
+} from '../helpers/helm.ts';
 
 const test = suite('helm chart');
 
@@ -64,7 +78,13 @@ test('the default values render both Deployments, the Services, RBAC, NetworkPol
     'ServiceAccount/cust-cccp-proxy-proxy',
   ]);
   for (const o of objects) assert.is(o.metadata.namespace, 'cust', `${o.kind} ${o.metadata.name} is namespaced to the release`);
-  assert.equal(objects.filter(isHook).map((o) => [o.kind, o.metadata.annotations?.['helm.sh/hook']]), [['Pod', 'test'], ['Job', 'pre-delete']]);
+  assert.equal(
+    objects.filter(isHook).map((o) => [o.kind, o.metadata.annotations?.['helm.sh/hook']]),
+    [
+      ['Pod', 'test'],
+      ['Job', 'pre-delete'],
+    ],
+  );
 });
 
 test('the operator runs 2 replicas with POD_NAME and POD_NAMESPACE from the downward API', async () => {
@@ -91,7 +111,9 @@ test('the env the chart gives each process is accepted by its own config parser'
   const tokenFile = join(dir, 'token');
   // The operator fills the admin token Secret at run time (helm-cluster.test.ts); any token will do here.
   writeFileSync(tokenFile, 'admin-token-as-the-operator-wrote-it');
-  const tokensDir = projectSecretVolume(join(dir, 'control-tokens'), { tokens: secretValue(named<V1Secret>(objects, 'Secret', 'cust-cccp-proxy-control-tokens'), 'tokens')! });
+  const tokensDir = projectSecretVolume(join(dir, 'control-tokens'), {
+    tokens: secretValue(named<V1Secret>(objects, 'Secret', 'cust-cccp-proxy-control-tokens'), 'tokens')!,
+  });
   const pod = { name: 'cust-cccp-proxy-operator-abc', namespace: 'cust' };
 
   const chartOperatorEnv = resolveEnv(objects, deploymentOf(objects, 'operator'), pod);
@@ -125,7 +147,11 @@ test('loadBalancer mode: one LoadBalancer Service lists the device port and ever
   assert.equal(ports, [9000, ...Array.from({ length: 100 }, (_, i) => 21000 + i)]);
   assert.ok(lb[0]!.spec!.ports!.every((p) => p.protocol === 'TCP' && (p.name?.length ?? 0) <= 15));
   const others = services.filter((s) => s !== lb[0]).map((s) => s.spec?.type);
-  assert.equal(others, ['ClusterIP', 'ClusterIP', 'ClusterIP', 'ClusterIP'], 'the Control API, the admin API and the metrics stay inside the cluster');
+  assert.equal(
+    others,
+    ['ClusterIP', 'ClusterIP', 'ClusterIP', 'ClusterIP'],
+    'the Control API, the admin API and the metrics stay inside the cluster',
+  );
 });
 
 test('hostNetwork mode: the proxy runs on the chosen node network and no LoadBalancer Service is rendered', async () => {
@@ -136,7 +162,10 @@ test('hostNetwork mode: the proxy runs on the chosen node network and no LoadBal
   assert.is(spec.nodeName, 'edge-node-1');
   assert.not.ok(ofKind<V1Service>(byName.objects, 'Service').some((s) => s.spec?.type === 'LoadBalancer'));
 
-  const bySelector = await render(bin(), { ...requiredValues, exposure: { mode: 'hostNetwork', hostNetwork: { nodeSelector: { 'cccp.tcxn.net/edge': 'true' } } } });
+  const bySelector = await render(bin(), {
+    ...requiredValues,
+    exposure: { mode: 'hostNetwork', hostNetwork: { nodeSelector: { 'cccp.tcxn.net/edge': 'true' } } },
+  });
   const selected = deploymentOf(bySelector.objects, 'proxy').spec!.template.spec!;
   assert.equal(selected.nodeSelector, { 'cccp.tcxn.net/edge': 'true' });
   assert.is(selected.nodeName, undefined);
@@ -156,7 +185,10 @@ test('every container runs non-root, read-only, without privilege escalation or 
         assert.equal(sc.capabilities?.drop, ['ALL'], container.name);
         assert.is(sc.capabilities?.add, undefined, container.name);
         assert.is(sc.seccompProfile?.type, 'RuntimeDefault', container.name);
-        assert.ok(container.resources?.requests?.memory && container.resources.limits?.memory, `${container.name} has memory requests and limits`);
+        assert.ok(
+          container.resources?.requests?.memory && container.resources.limits?.memory,
+          `${container.name} has memory requests and limits`,
+        );
       }
     }
   }
@@ -181,15 +213,27 @@ test('the Role grants exactly the calls the operator makes: namespaced, only its
   const role = named<V1Role>(objects, 'Role', 'cust-cccp-proxy-operator');
   const rules = role.rules!.map((r) => ({ groups: r.apiGroups, resources: r.resources, names: r.resourceNames, verbs: r.verbs }));
   assert.equal(rules, [
-    { groups: ['cccp.tcxn.net'], resources: ['proxysessions'], names: undefined, verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'] },
+    {
+      groups: ['cccp.tcxn.net'],
+      resources: ['proxysessions'],
+      names: undefined,
+      verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'],
+    },
     { groups: ['cccp.tcxn.net'], resources: ['proxysessions/status'], names: undefined, verbs: ['patch'] },
     { groups: ['coordination.k8s.io'], resources: ['leases'], names: undefined, verbs: ['create'] },
     { groups: ['coordination.k8s.io'], resources: ['leases'], names: ['cust-cccp-proxy-operator'], verbs: ['get', 'update'] },
     { groups: [''], resources: ['events'], names: undefined, verbs: ['create'] },
     { groups: [''], resources: ['secrets'], names: ['cust-cccp-proxy-admin-token'], verbs: ['get', 'patch'] },
   ]);
-  const own = named<V1Role>((await render(bin(), { ...requiredValues, adminToken: { existingSecret: 'mine' } })).objects, 'Role', 'cust-cccp-proxy-operator');
-  assert.not.ok(own.rules!.some((r) => r.resources?.includes('secrets')), 'with an existing admin Secret, no Secrets rule at all');
+  const own = named<V1Role>(
+    (await render(bin(), { ...requiredValues, adminToken: { existingSecret: 'mine' } })).objects,
+    'Role',
+    'cust-cccp-proxy-operator',
+  );
+  assert.not.ok(
+    own.rules!.some((r) => r.resources?.includes('secrets')),
+    'with an existing admin Secret, no Secrets rule at all',
+  );
   const binding = named<V1RoleBinding>(objects, 'RoleBinding', 'cust-cccp-proxy-operator');
   assert.equal(binding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'cust-cccp-proxy-operator' });
   assert.equal(binding.subjects, [{ kind: 'ServiceAccount', name: 'cust-cccp-proxy-operator', namespace: 'cust' }]);
@@ -199,17 +243,34 @@ test('the Role grants exactly the calls the operator makes: namespaced, only its
 test('the NetworkPolicy admits only operator pods to the admin port and leaves the other proxy ports open', async () => {
   const { objects } = await render(bin(), requiredValues);
   // Typed here: the client's model names `from` as `_from`.
-  const policy = named<{ spec: { podSelector: { matchLabels: Record<string, string> }; policyTypes: string[]; ingress: Array<{ from?: unknown; ports: unknown }> } }>(
-    objects, 'NetworkPolicy', 'cust-cccp-proxy-proxy');
+  const policy = named<{
+    spec: {
+      podSelector: { matchLabels: Record<string, string> };
+      policyTypes: string[];
+      ingress: Array<{ from?: unknown; ports: unknown }>;
+    };
+  }>(objects, 'NetworkPolicy', 'cust-cccp-proxy-proxy');
   assert.equal(policy.spec.podSelector.matchLabels['app.kubernetes.io/component'], 'proxy');
   assert.equal(policy.spec.policyTypes, ['Ingress']);
   const [adminRule, openRule] = policy.spec.ingress;
   assert.equal(adminRule!.ports, [{ protocol: 'TCP', port: 9001 }]);
-  assert.equal(adminRule!.from, [{ podSelector: { matchLabels: {
-    'app.kubernetes.io/name': 'cccp-proxy', 'app.kubernetes.io/instance': 'cust', 'app.kubernetes.io/component': 'operator',
-  } } }]);
+  assert.equal(adminRule!.from, [
+    {
+      podSelector: {
+        matchLabels: {
+          'app.kubernetes.io/name': 'cccp-proxy',
+          'app.kubernetes.io/instance': 'cust',
+          'app.kubernetes.io/component': 'operator',
+        },
+      },
+    },
+  ]);
   assert.is(openRule!.from, undefined, 'from anywhere');
-  assert.equal(openRule!.ports, [{ protocol: 'TCP', port: 9000 }, { protocol: 'TCP', port: 20000, endPort: 20099 }, { protocol: 'TCP', port: 9090 }]);
+  assert.equal(openRule!.ports, [
+    { protocol: 'TCP', port: 9000 },
+    { protocol: 'TCP', port: 20000, endPort: 20099 },
+    { protocol: 'TCP', port: 9090 },
+  ]);
 });
 
 test('the admin token Secret is rendered empty for the operator to fill, mounted as a file in the proxy; an existing Secret replaces it', async () => {
@@ -222,15 +283,25 @@ test('the admin token Secret is rendered empty for the operator to fill, mounted
   assert.is(containerEnv(proxy).find((e) => e.name === 'CCCP_ADMIN_TOKEN_FILE')?.value, '/var/run/cccp/admin-token/token');
   const operator = deploymentOf(generated, 'operator');
   assert.is(containerEnv(operator).find((e) => e.name === 'CCCP_ADMIN_TOKEN_SECRET')?.value, 'cust-cccp-proxy-admin-token');
-  assert.is(operator.spec!.template.spec!.volumes?.find((v) => v.name === 'admin-token'), undefined, 'the operator reads it through the API, it would wait for its own write');
+  assert.is(
+    operator.spec!.template.spec!.volumes?.find((v) => v.name === 'admin-token'),
+    undefined,
+    'the operator reads it through the API, it would wait for its own write',
+  );
   for (const component of ['operator', 'proxy'] as const) {
-    assert.not.ok(containerEnv(deploymentOf(generated, component)).some((e) => e.name === 'CCCP_ADMIN_TOKEN'), 'never a plain env value');
+    assert.not.ok(
+      containerEnv(deploymentOf(generated, component)).some((e) => e.name === 'CCCP_ADMIN_TOKEN'),
+      'never a plain env value',
+    );
   }
 
   const own = (await render(bin(), { ...requiredValues, adminToken: { existingSecret: 'my-admin-token' } })).objects;
   assert.equal(ofKind(own, 'Secret'), []);
   for (const component of ['operator', 'proxy'] as const) {
-    assert.is(deploymentOf(own, component).spec!.template.spec!.volumes?.find((v) => v.name === 'admin-token')?.secret?.secretName, 'my-admin-token');
+    assert.is(
+      deploymentOf(own, component).spec!.template.spec!.volumes?.find((v) => v.name === 'admin-token')?.secret?.secretName,
+      'my-admin-token',
+    );
   }
 });
 
@@ -238,13 +309,17 @@ test('control tokens go into a Secret mounted as a directory (no subPath, so the
   const none = (await render(bin(), requiredValues)).objects;
   assert.not.ok(containerEnv(deploymentOf(none, 'operator')).some((e) => e.name.startsWith('CCCP_CONTROL_TOKENS')));
 
-  const withTokens = (await render(bin(), { ...requiredValues, controlTokens: ['first-token-0123456789', 'second-token-0123456789'] })).objects;
+  const withTokens = (await render(bin(), { ...requiredValues, controlTokens: ['first-token-0123456789', 'second-token-0123456789'] }))
+    .objects;
   const secret = named<V1Secret>(withTokens, 'Secret', 'cust-cccp-proxy-control-tokens');
   assert.is(secretValue(secret, 'tokens'), 'first-token-0123456789,second-token-0123456789');
   const operator = deploymentOf(withTokens, 'operator');
   const env = containerEnv(operator);
   assert.is(env.find((e) => e.name === 'CCCP_CONTROL_TOKENS_FILE')?.value, '/var/run/cccp/control-tokens/tokens');
-  assert.not.ok(env.some((e) => e.name === 'CCCP_CONTROL_TOKENS'), 'not an env value: that is read once, at start');
+  assert.not.ok(
+    env.some((e) => e.name === 'CCCP_CONTROL_TOKENS'),
+    'not an env value: that is read once, at start',
+  );
   const volume = operator.spec!.template.spec!.volumes!.find((v) => v.name === 'control-tokens');
   assert.is(volume?.secret?.secretName, 'cust-cccp-proxy-control-tokens');
   const mount = operator.spec!.template.spec!.containers[0]!.volumeMounts!.find((m) => m.name === 'control-tokens');
@@ -252,14 +327,23 @@ test('control tokens go into a Secret mounted as a directory (no subPath, so the
 
   const existing = (await render(bin(), { ...requiredValues, existingControlTokensSecret: 'my-tokens' })).objects;
   assert.not.ok(ofKind<V1Secret>(existing, 'Secret').some((s) => s.metadata?.name?.endsWith('control-tokens')));
-  assert.is(deploymentOf(existing, 'operator').spec!.template.spec!.volumes!.find((v) => v.name === 'control-tokens')?.secret?.secretName, 'my-tokens');
+  assert.is(
+    deploymentOf(existing, 'operator').spec!.template.spec!.volumes!.find((v) => v.name === 'control-tokens')?.secret?.secretName,
+    'my-tokens',
+  );
 });
 
 test('every object carries the app.kubernetes.io labels; pods carry their component', async () => {
   const { objects } = await render(bin(), requiredValues);
   for (const o of objects) {
     const labels = o.metadata.labels ?? {};
-    for (const key of ['app.kubernetes.io/name', 'app.kubernetes.io/instance', 'app.kubernetes.io/version', 'app.kubernetes.io/managed-by', 'helm.sh/chart']) {
+    for (const key of [
+      'app.kubernetes.io/name',
+      'app.kubernetes.io/instance',
+      'app.kubernetes.io/version',
+      'app.kubernetes.io/managed-by',
+      'helm.sh/chart',
+    ]) {
       assert.ok(labels[key], `${o.kind} ${o.metadata.name} lacks ${key}`);
     }
   }
@@ -274,7 +358,10 @@ test('publicHost is required: without it the schema refuses the values, naming i
 
 test('a publicHost with a scheme, a path or a space is refused, saying how to write it', async () => {
   for (const host of ['https://proxy.example', 'proxy example', 'proxy.example/x', '-proxy']) {
-    assert.match(await refused({ publicHost: host }), `publicHost ${JSON.stringify(host)} is not a host name or IP address: write it without scheme, port or path`);
+    assert.match(
+      await refused({ publicHost: host }),
+      `publicHost ${JSON.stringify(host)} is not a host name or IP address: write it without scheme, port or path`,
+    );
   }
 });
 
@@ -294,7 +381,10 @@ test('loadBalancer mode refuses a range of more than 100 ports; hostNetwork mode
 test('a port outside 1..65535 is refused by the schema, naming the value', async () => {
   assert.match(await refused({ ...requiredValues, devicePort: 0 }), "at '/devicePort': minimum: got 0, want 1");
   assert.match(await refused({ ...requiredValues, devicePort: 65536 }), "at '/devicePort': maximum: got 65,536, want 65,535");
-  assert.match(await refused({ ...requiredValues, portRange: { min: 65000, max: 70000 } }), "at '/portRange/max': maximum: got 70,000, want 65,535");
+  assert.match(
+    await refused({ ...requiredValues, portRange: { min: 65000, max: 70000 } }),
+    "at '/portRange/max': maximum: got 70,000, want 65,535",
+  );
   assert.match(await refused({ ...requiredValues, operator: { controlPort: -1 } }), "at '/operator/controlPort': minimum");
 });
 
@@ -303,9 +393,18 @@ test('the device port inside the port range is refused', async () => {
 });
 
 test('the control, admin or health port inside the range, or proxy ports that collide, are refused', async () => {
-  assert.match(await refused({ ...requiredValues, operator: { controlPort: 20000 } }), 'operator.controlPort 20000 lies inside portRange 20000-20099');
-  assert.match(await refused({ ...requiredValues, proxy: { adminPort: 20099 } }), 'proxy.adminPort 20099 lies inside portRange 20000-20099');
-  assert.match(await refused({ ...requiredValues, proxy: { healthPort: 9000 } }), 'devicePort (9000), proxy.adminPort (9001) and proxy.healthPort (9000) must differ');
+  assert.match(
+    await refused({ ...requiredValues, operator: { controlPort: 20000 } }),
+    'operator.controlPort 20000 lies inside portRange 20000-20099',
+  );
+  assert.match(
+    await refused({ ...requiredValues, proxy: { adminPort: 20099 } }),
+    'proxy.adminPort 20099 lies inside portRange 20000-20099',
+  );
+  assert.match(
+    await refused({ ...requiredValues, proxy: { healthPort: 9000 } }),
+    'devicePort (9000), proxy.adminPort (9001) and proxy.healthPort (9000) must differ',
+  );
 });
 
 test('hostNetwork mode without a node is refused, naming nodeName and nodeSelector', async () => {
@@ -315,17 +414,26 @@ test('hostNetwork mode without a node is refused, naming nodeName and nodeSelect
 });
 
 test('an unknown exposure mode or a misspelt value is refused', async () => {
-  assert.match(await refused({ ...requiredValues, exposure: { mode: 'nodePort' } }), "at '/exposure/mode': value must be one of 'loadBalancer', 'hostNetwork'");
+  assert.match(
+    await refused({ ...requiredValues, exposure: { mode: 'nodePort' } }),
+    "at '/exposure/mode': value must be one of 'loadBalancer', 'hostNetwork'",
+  );
   assert.match(await refused({ ...requiredValues, portrange: { min: 1, max: 2 } }), "additional properties 'portrange' not allowed");
 });
 
 test('control tokens that are short or contain a comma or space are refused', async () => {
   assert.match(await refused({ ...requiredValues, controlTokens: ['short'] }), "at '/controlTokens/0': minLength");
-  assert.match(await refused({ ...requiredValues, controlTokens: ['has,a-comma-0123456789'] }), 'controlTokens[0] contains a comma, which separates tokens');
-  assert.match(await refused({ ...requiredValues, controlTokens: ['ok-token-0123456789', 'has a space 0123456789'] }), 'controlTokens[1] contains a space or a character outside printable ASCII');
+  assert.match(
+    await refused({ ...requiredValues, controlTokens: ['has,a-comma-0123456789'] }),
+    'controlTokens[0] contains a comma, which separates tokens',
+  );
+  assert.match(
+    await refused({ ...requiredValues, controlTokens: ['ok-token-0123456789', 'has a space 0123456789'] }),
+    'controlTokens[1] contains a space or a character outside printable ASCII',
+  );
 });
 
-test('sessionDefaults become the operator\'s default lifetime limits; 0 means none; beyond 7 days is refused', async () => {
+test("sessionDefaults become the operator's default lifetime limits; 0 means none; beyond 7 days is refused", async () => {
   const pod = { name: 'cust-cccp-proxy-operator-abc', namespace: 'cust' };
   const envOf = async (values: object): Promise<NodeJS.ProcessEnv> => {
     const { objects } = await render(bin(), values);
@@ -335,7 +443,10 @@ test('sessionDefaults become the operator\'s default lifetime limits; 0 means no
   const set = await envOf({ ...requiredValues, sessionDefaults: { maxLifetimeSeconds: 43_200, idleTimeoutSeconds: 3_600 } });
   assert.is(set.CCCP_DEFAULT_MAX_LIFETIME_S, '43200');
   assert.equal(operatorConfigFromEnv(set).limitDefaults, { maxLifetimeSeconds: 43_200, idleTimeoutSeconds: 3_600 });
-  assert.match(await refused({ ...requiredValues, sessionDefaults: { maxLifetimeSeconds: 604_801 } }), "at '/sessionDefaults/maxLifetimeSeconds'");
+  assert.match(
+    await refused({ ...requiredValues, sessionDefaults: { maxLifetimeSeconds: 604_801 } }),
+    "at '/sessionDefaults/maxLifetimeSeconds'",
+  );
 });
 
 test.run();

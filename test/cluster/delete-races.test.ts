@@ -12,7 +12,11 @@ const RANGE_SIZE = 8;
 const FILLERS = Array.from({ length: RANGE_SIZE }, (_, i) => `FILL-${i}`);
 
 // A short request timeout makes a stuck serial fail fast instead of after 10 s.
-const theCluster = clusterFixture(test, { namespace: 'cccp-races', rangeSize: RANGE_SIZE, operatorEnv: { CCCP_REQUEST_TIMEOUT_S: '5', CCCP_ENDED_RETENTION_S: '2' } });
+const theCluster = clusterFixture(test, {
+  namespace: 'cccp-races',
+  rangeSize: RANGE_SIZE,
+  operatorEnv: { CCCP_REQUEST_TIMEOUT_S: '5', CCCP_ENDED_RETENTION_S: '2' },
+});
 
 type Endpoint = { host: string; port: number; message?: string };
 

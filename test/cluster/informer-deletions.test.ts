@@ -5,13 +5,13 @@
 import { KubeConfig } from '@kubernetes/client-node';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { silentLogger } from '../../common/log.ts';
 import { ProxySessionClient, resourceNameForSerial } from '../../operator/kube/proxysession-client.ts';
 import { SessionInformer } from '../../operator/kube/session-informer.ts';
-import { silentLogger } from '../../common/log.ts';
 import { SESSION_FINALIZER } from '../../operator/session-store.ts';
-import type { Rig } from '../kube/rig.ts';
 import { mustKubectl, startRigWithCrd } from '../helpers/cluster.ts';
 import { waitFor } from '../helpers/net.ts';
+import type { Rig } from '../kube/rig.ts';
 
 const test = suite('session informer');
 const NAMESPACE = 'cccp-informer';

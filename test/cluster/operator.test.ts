@@ -4,19 +4,22 @@ import type net from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { clusterFixture, type TestCluster } from '../helpers/cluster.ts';
-import { Received, connect, connectDevice, refuses, sleep, waitFor } from '../helpers/net.ts';
+import { connect, connectDevice, Received, refuses, sleep, waitFor } from '../helpers/net.ts';
 
 const test = suite('operator in cluster mode');
 const sockets: net.Socket[] = [];
 const RANGE_SIZE = 200;
 const RETENTION_S = 4;
 
-const theCluster = clusterFixture(test, { namespace: 'cccp-e2e', rangeSize: RANGE_SIZE, operatorEnv: { CCCP_ENDED_RETENTION_S: String(RETENTION_S) } });
+const theCluster = clusterFixture(test, {
+  namespace: 'cccp-e2e',
+  rangeSize: RANGE_SIZE,
+  operatorEnv: { CCCP_ENDED_RETENTION_S: String(RETENTION_S) },
+});
 
 test.after.each(() => {
   for (const s of sockets.splice(0)) s.destroy();
 });
-
 
 async function exchange(port: number, serial: string): Promise<{ device: Received; client: Received }> {
   const c = theCluster();
@@ -50,7 +53,10 @@ test('/on creates a ProxySession that carries traffic; kubectl and /status agree
   const status = await c.control('/status?serial=E2E-1');
   const stored = (await c.session('E2E-1'))!.status!;
   const { device_connected, client_connected, transferred } = status.body as Record<string, unknown>;
-  assert.equal({ device_connected, client_connected, transferred }, { device_connected: stored.deviceConnected, client_connected: stored.clientConnected, transferred: stored.transferredBytes });
+  assert.equal(
+    { device_connected, client_connected, transferred },
+    { device_connected: stored.deviceConnected, client_connected: stored.clientConnected, transferred: stored.transferredBytes },
+  );
 
   assert.is((await c.control('/off?serial=E2E-1')).status, 200);
   assert.is(await c.session('E2E-1'), undefined);
@@ -59,7 +65,18 @@ test('/on creates a ProxySession that carries traffic; kubectl and /status agree
 
 test('kubectl explain teaches every field of the resource', async () => {
   const c = theCluster();
-  for (const field of ['spec.serial', 'spec.persistent', 'spec.ipWhitelist', 'spec.timeoutSeconds', 'status.phase', 'status.port', 'status.transferredBytes', 'status.endedReason', 'status.endedAt', 'status.conditions']) {
+  for (const field of [
+    'spec.serial',
+    'spec.persistent',
+    'spec.ipWhitelist',
+    'spec.timeoutSeconds',
+    'status.phase',
+    'status.port',
+    'status.transferredBytes',
+    'status.endedReason',
+    'status.endedAt',
+    'status.conditions',
+  ]) {
     const explained = await c.kubectl(['explain', `proxysessions.${field}`]);
     assert.is(explained.code, 0, explained.stderr);
     const description = explained.stdout.split('DESCRIPTION:')[1]?.trim() ?? '';
@@ -89,24 +106,44 @@ test('connects, disconnects and the end of a session are recorded as Kubernetes 
   await waitFor(async () => (await c.session('E2E-events'))?.status?.phase === 'Ended', 10_000, 'the session to end');
   const name = (await c.session('E2E-events'))!.metadata.name;
   let reasons: string[] = [];
-  await waitFor(async () => {
-    const { stdout } = await c.kubectl(['get', 'events', '--field-selector', `involvedObject.name=${name}`, '-o', 'jsonpath={.items[*].reason}']);
-    reasons = stdout.split(/\s+/).filter(Boolean);
-    return ['ClientConnected', 'DeviceConnected', 'ClientDisconnected', 'SessionEnded'].every((r) => reasons.includes(r));
-  }, 10_000, 'the events').catch(() => assert.unreachable(`events seen: ${reasons.join(', ')}`));
+  await waitFor(
+    async () => {
+      const { stdout } = await c.kubectl([
+        'get',
+        'events',
+        '--field-selector',
+        `involvedObject.name=${name}`,
+        '-o',
+        'jsonpath={.items[*].reason}',
+      ]);
+      reasons = stdout.split(/\s+/).filter(Boolean);
+      return ['ClientConnected', 'DeviceConnected', 'ClientDisconnected', 'SessionEnded'].every((r) => reasons.includes(r));
+    },
+    10_000,
+    'the events',
+  ).catch(() => assert.unreachable(`events seen: ${reasons.join(', ')}`));
 });
 
 test('a ProxySession made with kubectl apply gets a port and carries traffic; kubectl delete frees it', async () => {
   const c = theCluster();
-  const manifest = { apiVersion: 'cccp.tcxn.net/v1alpha1', kind: 'ProxySession', metadata: { name: 'by-hand' }, spec: { serial: 'E2E-kubectl', persistent: true } };
+  const manifest = {
+    apiVersion: 'cccp.tcxn.net/v1alpha1',
+    kind: 'ProxySession',
+    metadata: { name: 'by-hand' },
+    spec: { serial: 'E2E-kubectl', persistent: true },
+  };
   const applied = await c.kubectl(['apply', '-f', '-'], JSON.stringify(manifest));
   assert.is(applied.code, 0, applied.stderr);
   let port = 0;
-  await waitFor(async () => {
-    const s = await c.session('E2E-kubectl');
-    port = s?.status?.phase === 'Active' ? s.status.port ?? 0 : 0;
-    return port > 0;
-  }, 10_000, 'the applied session to become Active');
+  await waitFor(
+    async () => {
+      const s = await c.session('E2E-kubectl');
+      port = s?.status?.phase === 'Active' ? (s.status.port ?? 0) : 0;
+      return port > 0;
+    },
+    10_000,
+    'the applied session to become Active',
+  );
   const { device } = await exchange(port, 'E2E-kubectl');
   assert.is((await c.control('/status?serial=E2E-kubectl')).status, 200, '/status sees a session made by kubectl');
   const deleted = await c.kubectl(['delete', 'pxs', 'by-hand', '--timeout=20s']);
@@ -151,7 +188,11 @@ test('kill -9 of the proxy pod: every live session listens again on its same por
   for (const port of ports.values()) assert.ok(await refuses(port), 'the killed proxy no longer listens');
   const restarted = Date.now();
   await c.startProxy();
-  await waitFor(async () => (await Promise.all([...ports.values()].map((p) => refuses(p)))).every((r) => !r), 10_000, 'the sessions to listen again');
+  await waitFor(
+    async () => (await Promise.all([...ports.values()].map((p) => refuses(p)))).every((r) => !r),
+    10_000,
+    'the sessions to listen again',
+  );
   console.log(`  sessions listening again ${Date.now() - restarted} ms after the proxy restarted`);
   for (const serial of serials) {
     assert.is((await c.session(serial))?.status?.port, ports.get(serial), `${serial} kept its port`);

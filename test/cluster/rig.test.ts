@@ -1,10 +1,11 @@
 // The ProxySession CRD against a real kube-apiserver (test/kube/rig.ts):
 // the schema and CEL rules in crds/proxysession.yaml are enforced by the API
 // server itself, and authorization in the rig is real.
+
+import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { fileURLToPath } from 'node:url';
-import { startRig, type KubectlResult, type Rig } from '../kube/rig.ts';
+import { type KubectlResult, type Rig, startRig } from '../kube/rig.ts';
 
 const crdFile = fileURLToPath(new URL('../../crds/proxysession.yaml', import.meta.url));
 const namespace = 'default';
@@ -21,8 +22,7 @@ test.before(async () => {
     rig = await startRig();
     const applied = await rig.kubectl(['apply', '--server-side', '-f', crdFile]);
     if (applied.code !== 0) throw new Error(`applying the CRD failed: ${applied.stderr}`);
-    const established = await rig.kubectl(['wait', '--for=condition=Established', '--timeout=60s',
-      'crd/proxysessions.cccp.tcxn.net']);
+    const established = await rig.kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/proxysessions.cccp.tcxn.net']);
     if (established.code !== 0) throw new Error(`CRD not established: ${established.stderr}`);
   } catch (err) {
     startError = err;
@@ -81,19 +81,28 @@ test('a serial with a space is refused by the schema pattern', async () => {
 });
 
 test('a whitelist entry that is neither an IP nor a CIDR is refused by its CEL rule', async () => {
-  assertRefused(await create('bad-whitelist', { serial: 'A1-0002', ipWhitelist: ['300.1.1.1'] }),
-    'must be an IP address or a CIDR range');
+  assertRefused(await create('bad-whitelist', { serial: 'A1-0002', ipWhitelist: ['300.1.1.1'] }), 'must be an IP address or a CIDR range');
 });
 
 test('timeoutSeconds below 1 is refused', async () => {
-  assertRefused(await create('bad-timeout', { serial: 'A1-0003', timeoutSeconds: 0 }),
-    'spec.timeoutSeconds in body should be greater than or equal to 1');
+  assertRefused(
+    await create('bad-timeout', { serial: 'A1-0003', timeoutSeconds: 0 }),
+    'spec.timeoutSeconds in body should be greater than or equal to 1',
+  );
 });
 
 test('changing the serial of an existing ProxySession is refused', async () => {
   assert.is((await create('moving-serial', { serial: 'A1-0004' })).code, 0);
-  const patched = await theRig().kubectl(['patch', 'pxs', 'moving-serial', '-n', namespace,
-    '--type=merge', '-p', JSON.stringify({ spec: { serial: 'A1-0005' } })]);
+  const patched = await theRig().kubectl([
+    'patch',
+    'pxs',
+    'moving-serial',
+    '-n',
+    namespace,
+    '--type=merge',
+    '-p',
+    JSON.stringify({ spec: { serial: 'A1-0005' } }),
+  ]);
   assertRefused(patched, 'serial is immutable');
 });
 

@@ -4,9 +4,9 @@
 import type net from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { startRigWithCrd, TestCluster } from '../helpers/cluster.ts';
+import { connect, connectDevice, freePortRange, Received, waitFor } from '../helpers/net.ts';
 import type { Rig } from '../kube/rig.ts';
-import { TestCluster, startRigWithCrd } from '../helpers/cluster.ts';
-import { Received, connect, connectDevice, freePortRange, waitFor } from '../helpers/net.ts';
 
 const test = suite('session facts in cluster mode');
 let rig: Rig | undefined;
@@ -42,7 +42,7 @@ async function resourceStatus(serial: string): Promise<Status> {
   return ((await theCluster().session(serial))?.status ?? {}) as Status;
 }
 
-test('the proxy\'s per-side facts reach the ProxySession status and /status', async () => {
+test("the proxy's per-side facts reach the ProxySession status and /status", async () => {
   const c = theCluster();
   const on = await c.control<{ port: number }>('/on?serial=CF-1&persistent=true&ip_whitelist=127.0.0.1&ip_whitelist=10.0.0.0/8');
   assert.is(on.status, 200, JSON.stringify(on.body));
@@ -72,7 +72,13 @@ test('the proxy\'s per-side facts reach the ProxySession status and /status', as
     assert.ok(!Number.isNaN(Date.parse(String(status[field]))), `${field} is a time: ${String(status[field])}`);
   }
 
-  const view = await c.control<{ device: Record<string, unknown>; client: Record<string, unknown>; clients_refused: number; ip_whitelist: string[]; state: string }>('/status?serial=CF-1');
+  const view = await c.control<{
+    device: Record<string, unknown>;
+    client: Record<string, unknown>;
+    clients_refused: number;
+    ip_whitelist: string[];
+    state: string;
+  }>('/status?serial=CF-1');
   assert.is(view.status, 200);
   assert.is(view.body.state, 'active');
   assert.equal(view.body.ip_whitelist, ['127.0.0.1', '10.0.0.0/8']);
@@ -88,7 +94,10 @@ test('idleTimeoutSeconds and maxLifetimeSeconds set with kubectl end sessions wi
   const c = theCluster();
   const manifest = (name: string, serial: string, extra: string) =>
     `apiVersion: cccp.tcxn.net/v1alpha1\nkind: ProxySession\nmetadata:\n  name: ${name}\nspec:\n  serial: ${serial}\n  persistent: true\n${extra}`;
-  const applied = await c.kubectl(['apply', '-f', '-'], `${manifest('cf-idle', 'CF-IDLE', '  idleTimeoutSeconds: 1\n')}---\n${manifest('cf-life', 'CF-LIFE', '  maxLifetimeSeconds: 2\n')}`);
+  const applied = await c.kubectl(
+    ['apply', '-f', '-'],
+    `${manifest('cf-idle', 'CF-IDLE', '  idleTimeoutSeconds: 1\n')}---\n${manifest('cf-life', 'CF-LIFE', '  maxLifetimeSeconds: 2\n')}`,
+  );
   assert.is(applied.code, 0, applied.stderr);
   await waitFor(async () => (await resourceStatus('CF-IDLE')).phase === 'Ended', 15_000, 'CF-IDLE to end');
   assert.is((await resourceStatus('CF-IDLE')).endedReason, 'IdleTimeout');
@@ -103,10 +112,13 @@ test('idleTimeoutSeconds and maxLifetimeSeconds set with kubectl end sessions wi
   assert.is(ended.body.ended_reason, 'MaxLifetime');
   const page = await c.control<{ sessions: Array<{ serial: string; state: string; ended_reason?: string }> }>('/sessions');
   const listed = page.body.sessions.filter((s) => s.serial.startsWith('CF-'));
-  assert.equal(listed.map((s) => [s.serial, s.state, s.ended_reason]), [
-    ['CF-IDLE', 'ended', 'IdleTimeout'],
-    ['CF-LIFE', 'ended', 'MaxLifetime'],
-  ]);
+  assert.equal(
+    listed.map((s) => [s.serial, s.state, s.ended_reason]),
+    [
+      ['CF-IDLE', 'ended', 'IdleTimeout'],
+      ['CF-LIFE', 'ended', 'MaxLifetime'],
+    ],
+  );
 
   const bad = await c.kubectl(['apply', '-f', '-'], manifest('cf-bad', 'CF-BAD', '  idleTimeoutSeconds: 0\n'));
   assert.is.not(bad.code, 0);

@@ -2,15 +2,15 @@
 // head deadline, idle timeout, eviction at the cap, refusal when every slot is
 // busy; and their settings.
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { defaultMaxConnections, type HttpLimits, httpLimitsFromEnv, limitConnections } from '../../common/http-limits.ts';
 import { LogSummary } from '../../common/log-summary.ts';
-import { pino } from 'pino';
-import { Writable } from 'node:stream';
-import { Received, connect, sleep } from '../helpers/net.ts';
+import { connect, Received, sleep } from '../helpers/net.ts';
 
 const test = suite('HTTP connection limits');
 
@@ -41,7 +41,11 @@ async function serve(limits: HttpLimits) {
     sockets.push(socket);
     return { socket, received: new Received(socket) };
   };
-  return { port, counts, open, release: () => {
+  return {
+    port,
+    counts,
+    open,
+    release: () => {
       for (const res of hanging.splice(0)) res.end('released');
     },
   };

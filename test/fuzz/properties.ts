@@ -1,11 +1,12 @@
 // Properties of the parsers that face hostile input: the registration line,
 // the whitelist matcher and the Control API's query. Shared by the short run
 // in `npm test` (test/fuzz.test.ts) and the long one (`npm run fuzz`).
-import fc from 'fast-check';
+
 import { isIP } from 'node:net';
-import { AddressMatcher } from '../../proxy-pod/address-matcher.ts';
-import { RegistrationParser, isValidSerial } from '../../proxy-pod/registration.ts';
+import fc from 'fast-check';
 import { parseOnQuery } from '../../operator/query-validation.ts';
+import { AddressMatcher } from '../../proxy-pod/address-matcher.ts';
+import { isValidSerial, RegistrationParser } from '../../proxy-pod/registration.ts';
 
 const serialByte = fc.integer({ min: 0x21, max: 0x7e });
 const serial = fc.array(serialByte, { minLength: 1, maxLength: 64 }).map((bytes) => Buffer.from(bytes).toString('latin1'));
@@ -77,19 +78,43 @@ export const registrationProperties = {
 };
 
 /** Forms that some parsers read as addresses: octal, hex, short, padded, zoned. */
-const ODD_FORMS = ['010.0.0.1', '0x7f.0.0.1', '0x7f000001', '127.1', '1.2.3', '2130706433', ' 10.0.0.1', '10.0.0.1 ', '10.0.0.01', '::ffff:10.0.0.1', '::ffff:0a00:0001', 'fe80::1%eth0', '[::1]', '1.2.3.4.5', '256.1.1.1', '-1.0.0.0', '+1.2.3.4', '1e3.0.0.0'];
+const ODD_FORMS = [
+  '010.0.0.1',
+  '0x7f.0.0.1',
+  '0x7f000001',
+  '127.1',
+  '1.2.3',
+  '2130706433',
+  ' 10.0.0.1',
+  '10.0.0.1 ',
+  '10.0.0.01',
+  '::ffff:10.0.0.1',
+  '::ffff:0a00:0001',
+  'fe80::1%eth0',
+  '[::1]',
+  '1.2.3.4.5',
+  '256.1.1.1',
+  '-1.0.0.0',
+  '+1.2.3.4',
+  '1e3.0.0.0',
+];
 
 const ipv4 = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255));
 const dotted = (a: number[]) => a.join('.');
 const toInt = (a: number[]) => ((a[0]! << 24) | (a[1]! << 16) | (a[2]! << 8) | a[3]!) >>> 0;
 
 export const whitelistProperties = {
-  'an IPv4 CIDR admits exactly the addresses that share its prefix': fc.property(ipv4, fc.integer({ min: 0, max: 32 }), ipv4, (net, bits, peer) => {
-    const mask = bits === 0 ? 0 : (~0 << (32 - bits)) >>> 0;
-    const inside = (toInt(net) & mask) === (toInt(peer) & mask);
-    const matcher = new AddressMatcher([`${dotted(net)}/${bits}`]);
-    return matcher.admits(dotted(peer)) === inside && matcher.admits(`::ffff:${dotted(peer)}`) === inside;
-  }),
+  'an IPv4 CIDR admits exactly the addresses that share its prefix': fc.property(
+    ipv4,
+    fc.integer({ min: 0, max: 32 }),
+    ipv4,
+    (net, bits, peer) => {
+      const mask = bits === 0 ? 0 : (~0 << (32 - bits)) >>> 0;
+      const inside = (toInt(net) & mask) === (toInt(peer) & mask);
+      const matcher = new AddressMatcher([`${dotted(net)}/${bits}`]);
+      return matcher.admits(dotted(peer)) === inside && matcher.admits(`::ffff:${dotted(peer)}`) === inside;
+    },
+  ),
   'a single IP admits only itself, also written as IPv4-mapped IPv6': fc.property(ipv4, ipv4, (listed, peer) => {
     const same = dotted(listed) === dotted(peer);
     return (
@@ -111,7 +136,13 @@ export const whitelistProperties = {
       }
       // Accepted only as plain IP text, with an optional decimal prefix, and it admits its own address.
       const [base = '', prefix, ...rest] = entry.split('/');
-      return isIP(base) !== 0 && !base.includes('%') && rest.length === 0 && (prefix === undefined || /^(0|[1-9]\d{0,2})$/.test(prefix)) && matcher.admits(base);
+      return (
+        isIP(base) !== 0 &&
+        !base.includes('%') &&
+        rest.length === 0 &&
+        (prefix === undefined || /^(0|[1-9]\d{0,2})$/.test(prefix)) &&
+        matcher.admits(base)
+      );
     },
   ),
 };
@@ -120,19 +151,26 @@ const queryChar = fc.constantFrom(...'abcdefghijklmnopqrstuvwxyz_=&%+,./:0123456
 
 export const queryProperties = {
   'any query string gets a value or a 400 that names a parameter, never an exception': fc.property(
-    fc.oneof(fc.string({ maxLength: 200 }), fc.array(queryChar, { maxLength: 120 }).map((c) => c.join(''))),
+    fc.oneof(
+      fc.string({ maxLength: 200 }),
+      fc.array(queryChar, { maxLength: 120 }).map((c) => c.join('')),
+    ),
     (query) => {
       const result = parseOnQuery(query);
       if (result.ok) {
         const { serial: s, timeoutSeconds, ipWhitelist } = result.value;
-        return isValidSerial(s) && (timeoutSeconds === undefined || (timeoutSeconds >= 1 && timeoutSeconds <= 86_400)) && ipWhitelist.every((e) => {
-          try {
-            new AddressMatcher([e]);
-            return true;
-          } catch {
-            return false;
-          }
-        });
+        return (
+          isValidSerial(s) &&
+          (timeoutSeconds === undefined || (timeoutSeconds >= 1 && timeoutSeconds <= 86_400)) &&
+          ipWhitelist.every((e) => {
+            try {
+              new AddressMatcher([e]);
+              return true;
+            } catch {
+              return false;
+            }
+          })
+        );
       }
       // The message names the parameter; one with unprintable bytes is named escaped.
       const printable = /^[\x21-\x7e]{1,20}$/.test(result.parameter);

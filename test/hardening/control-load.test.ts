@@ -30,7 +30,9 @@ test.after.each(async () => {
   for (const app of running.splice(0)) await app.stop();
 });
 
-async function standalone(options: { env?: Record<string, string>; fdLimit?: number; rangeSize?: number } = {}): Promise<RunningStandalone> {
+async function standalone(
+  options: { env?: Record<string, string>; fdLimit?: number; rangeSize?: number } = {},
+): Promise<RunningStandalone> {
   const app = await startStandalone({ rangeSize: options.rangeSize ?? 10, fdLimit: options.fdLimit, env: options.env ?? {} });
   running.push(app);
   return app;
@@ -47,7 +49,9 @@ async function livePair(app: RunningStandalone, serial: string): Promise<LivePai
 /** Runs the hostile peer in its own process and resolves with its report. */
 function hostile(plan: HostileHttpPlan): Promise<HostileHttpReport> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/hostile-http.ts', JSON.stringify(plan)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/hostile-http.ts', JSON.stringify(plan)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => (output += chunk));
     const timer = setTimeout(() => child.kill('SIGKILL'), (plan.seconds + 30) * 1000);
@@ -119,16 +123,22 @@ test('600 idle connections on a Control API at ulimit -n 512: /on answers and ne
   assert.is(on.status, 200, `/on answered ${on.status}: ${JSON.stringify(on.body)}`);
   const device = await connectDevice(app.devicePort, 'FD-NEW');
   try {
-    await waitFor(async () => {
-      const status = await app.call('/status?serial=FD-NEW');
-      return (status.body as { device_connected?: boolean }).device_connected === true;
-    }, 5000, 'the new device to attach');
+    await waitFor(
+      async () => {
+        const status = await app.call('/status?serial=FD-NEW');
+        return (status.body as { device_connected?: boolean }).device_connected === true;
+      },
+      5000,
+      'the new device to attach',
+    );
   } finally {
     device.destroy();
   }
   const report = await attack;
   const during = pair.mark();
-  console.log(`  pair p99 ${percentile(during, 99).toFixed(1)} ms; attacker opened ${report.opened}, server closed ${report.closedByServer}`);
+  console.log(
+    `  pair p99 ${percentile(during, 99).toFixed(1)} ms; attacker opened ${report.opened}, server closed ${report.closedByServer}`,
+  );
   assert.ok(percentile(during, 99) < PAIR_P99_BOUND_MS);
 });
 

@@ -15,7 +15,11 @@ const SERIALS = 24;
 const CHURN_MS = Number(process.env.CCCP_CHURN_S ?? 40) * 1000;
 const SEED = Number(process.env.CCCP_CHURN_SEED ?? 20261126);
 
-const theCluster = clusterFixture(test, { namespace: 'cccp-faults', rangeSize: RANGE, operatorEnv: { CCCP_ENDED_RETENTION_S: '2', CCCP_REQUEST_TIMEOUT_S: '5' } });
+const theCluster = clusterFixture(test, {
+  namespace: 'cccp-faults',
+  rangeSize: RANGE,
+  operatorEnv: { CCCP_ENDED_RETENTION_S: '2', CCCP_REQUEST_TIMEOUT_S: '5' },
+});
 
 /** A small seeded PRNG (mulberry32), so a failing run can be repeated. */
 function random(seed: number): () => number {
@@ -43,8 +47,7 @@ test('kill -9 of the proxy pod and the operator at random moments during churn l
       if (!answer) {
         counts.errors++;
         await sleep(100);
-      }
-      else if (call.startsWith('/on')) counts.on++;
+      } else if (call.startsWith('/on')) counts.on++;
       else counts.off++;
     }
   };
@@ -65,27 +68,43 @@ test('kill -9 of the proxy pod and the operator at random moments during churn l
     }
   };
   await Promise.all([worker(), worker(), worker(), faults()]);
-  console.log(`  churn: ${counts.on} /on, ${counts.off} /off, ${counts.errors} calls failed during faults; ${counts.proxyKills} proxy and ${counts.operatorKills} operator kills (seed ${SEED})`);
+  console.log(
+    `  churn: ${counts.on} /on, ${counts.off} /off, ${counts.errors} calls failed during faults; ${counts.proxyKills} proxy and ${counts.operatorKills} operator kills (seed ${SEED})`,
+  );
 
   // Let the reconciler settle: nothing Pending, nothing being deleted.
-  await waitFor(async () => {
-    const sessions = await c.sessions();
-    return sessions.every((s) => !s.metadata.deletionTimestamp && (s.status?.phase === 'Active' || s.status?.phase === 'Ended'));
-  }, 60_000, 'the sessions to settle');
+  await waitFor(
+    async () => {
+      const sessions = await c.sessions();
+      return sessions.every((s) => !s.metadata.deletionTimestamp && (s.status?.phase === 'Active' || s.status?.phase === 'Ended'));
+    },
+    60_000,
+    'the sessions to settle',
+  );
 
   const sessions = await c.sessions();
   const live = sessions.filter((s) => s.status?.phase === 'Active');
   const ports = live.map((s) => s.status!.port!);
   assert.is(new Set(ports).size, ports.length, `a port is held twice: ${ports.join(',')}`);
-  assert.ok(sessions.every((s) => !s.metadata.deletionTimestamp), 'no resource is stuck with a finalizer');
+  assert.ok(
+    sessions.every((s) => !s.metadata.deletionTimestamp),
+    'no resource is stuck with a finalizer',
+  );
 
   // The proxy runs exactly the live sessions, each on its stored port.
   const admin = new AdminCaller({ host: '127.0.0.1', port: c.adminPort }, 'cluster-test-admin-token-0123456789');
-  await waitFor(async () => {
-    const { body } = await admin.request<{ sessions: Array<{ serial: string; port: number; state: string }> }>('GET', '/v1/sessions');
-    const listening = body.sessions.filter((s) => s.state === 'listening');
-    return listening.length === live.length && live.every((s) => listening.some((p) => p.serial === s.spec.serial && p.port === s.status!.port));
-  }, 20_000, 'the proxy to run exactly the live sessions');
+  await waitFor(
+    async () => {
+      const { body } = await admin.request<{ sessions: Array<{ serial: string; port: number; state: string }> }>('GET', '/v1/sessions');
+      const listening = body.sessions.filter((s) => s.state === 'listening');
+      return (
+        listening.length === live.length &&
+        live.every((s) => listening.some((p) => p.serial === s.spec.serial && p.port === s.status!.port))
+      );
+    },
+    20_000,
+    'the proxy to run exactly the live sessions',
+  );
   for (const port of ports) assert.not.ok(await refuses(port), `port ${port} of a live session does not listen`);
 
   // No port leaked: the rest of the range can still be allocated, and no more.
@@ -93,10 +112,21 @@ test('kill -9 of the proxy pod and the operator at random moments during churn l
   const extra = await Promise.all(Array.from({ length: free }, (_, i) => c.control<{ port: number }>(`/on?serial=FILL-${i}`)));
   const refused = extra.filter((a) => a.status !== 200);
   if (refused.length > 0 && process.env.CCCP_CHURN_DEBUG) {
-    const lines = [...c.operators.values()].map((o) => o.output()).join('\n').split('\n');
-    console.log(lines.filter((l) => /quarantin|warn|error|stored port/i.test(l)).slice(-40).join('\n'));
+    const lines = [...c.operators.values()]
+      .map((o) => o.output())
+      .join('\n')
+      .split('\n');
+    console.log(
+      lines
+        .filter((l) => /quarantin|warn|error|stored port/i.test(l))
+        .slice(-40)
+        .join('\n'),
+    );
   }
-  assert.ok(refused.length === 0, `only ${free - refused.length} of ${free} free ports could be allocated: ${JSON.stringify(refused)}; live ${ports.join(',')}`);
+  assert.ok(
+    refused.length === 0,
+    `only ${free - refused.length} of ${free} free ports could be allocated: ${JSON.stringify(refused)}; live ${ports.join(',')}`,
+  );
   assert.is((await c.control('/on?serial=FILL-over')).status, 503);
   console.log(`  after the churn: ${live.length} live sessions, ${free} ports free and all allocatable, none duplicated, none stuck`);
 });

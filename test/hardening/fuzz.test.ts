@@ -7,7 +7,11 @@ import { queryProperties, registrationProperties, whitelistProperties } from '..
 const numRuns = Number(process.env.CCCP_FUZZ_RUNS ?? 2000);
 const seed = process.env.CCCP_FUZZ_SEED ? Number(process.env.CCCP_FUZZ_SEED) : undefined;
 
-for (const [group, properties] of Object.entries({ registration: registrationProperties, whitelist: whitelistProperties, query: queryProperties })) {
+for (const [group, properties] of Object.entries({
+  registration: registrationProperties,
+  whitelist: whitelistProperties,
+  query: queryProperties,
+})) {
   for (const [name, property] of Object.entries(properties)) {
     test(`${group}: ${name} (${numRuns} cases)`, () => {
       fc.assert(property as fc.IRawProperty<unknown[]>, { numRuns, ...(seed !== undefined ? { seed } : {}) });

@@ -4,7 +4,7 @@
 import type net from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Received, connect, freePorts, sleep, } from '../helpers/net.ts';
+import { connect, freePorts, Received, sleep } from '../helpers/net.ts';
 import { joinPair, startProxy, type TestProxy } from '../helpers/proxy.ts';
 
 const test = suite('hostile input');
@@ -28,7 +28,17 @@ test.after(async () => {
 
 test('a serial with control bytes or spaces never reaches the session of the serial it resembles', async () => {
   await proxy.admin.put('CLD-1', { port: ports[0]!, persistent: true });
-  const lookalikes = ['CLD-1\x00\r', 'CLD-1 \r', ' CLD-1\r', '\x00CLD-1\r', 'CLD-1\t\r', 'CLD-1\x1b[0m\r', 'CLD-\x001\r', 'CLD-1\x7f\r', 'cld-1\r'];
+  const lookalikes = [
+    'CLD-1\x00\r',
+    'CLD-1 \r',
+    ' CLD-1\r',
+    '\x00CLD-1\r',
+    'CLD-1\t\r',
+    'CLD-1\x1b[0m\r',
+    'CLD-\x001\r',
+    'CLD-1\x7f\r',
+    'cld-1\r',
+  ];
   for (const line of lookalikes) {
     const device = new Received(await connect(proxy.pod.devicePort));
     sockets.push(device.socket);
@@ -74,9 +84,27 @@ test('an IPv4-mapped IPv6 source compares as IPv4 against the whitelist, both wa
 });
 
 test('whitelist entries in odd forms are refused, not read as another address', async () => {
-  const odd = ['127.1', '0x7f.0.0.1', '0x7f000001', '2130706433', '010.0.0.1', '127.0.0.1/08', '::ffff:127.0.0.1/8', 'fe80::1%eth0', '[::1]', '127.0.0.1/33', '127.0.0.1 ', ''];
+  const odd = [
+    '127.1',
+    '0x7f.0.0.1',
+    '0x7f000001',
+    '2130706433',
+    '010.0.0.1',
+    '127.0.0.1/08',
+    '::ffff:127.0.0.1/8',
+    'fe80::1%eth0',
+    '[::1]',
+    '127.0.0.1/33',
+    '127.0.0.1 ',
+    '',
+  ];
   for (const entry of odd) {
-    const answer = await proxy.admin.request('PUT', '/v1/sessions/ODD', { id: 'odd', port: ports[4]!, persistent: false, ipWhitelist: [entry] });
+    const answer = await proxy.admin.request('PUT', '/v1/sessions/ODD', {
+      id: 'odd',
+      port: ports[4]!,
+      persistent: false,
+      ipWhitelist: [entry],
+    });
     assert.is(answer.status, 400, `accepted ${JSON.stringify(entry)}`);
   }
 });

@@ -7,7 +7,7 @@ import type net from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { FULL_LINES_PER_INTERVAL } from '../../common/log-summary.ts';
-import { Received, connect, freePort, sleep } from '../helpers/net.ts';
+import { connect, freePort, Received, sleep } from '../helpers/net.ts';
 import { type RunningStandalone, startStandalone } from '../helpers/standalone.ts';
 
 const test = suite('log volume');
@@ -50,7 +50,12 @@ test(`${REFUSED.toLocaleString('en')} refused clients, ${REGISTRATIONS.toLocaleS
   const healthPort = await freePort();
   app = await startStandalone({
     rangeSize: 4,
-    env: { CCCP_LOG_LEVEL: 'info', CCCP_LOG_SUMMARY_S: String(SUMMARY_S), CCCP_CONTROL_TOKENS: TOKEN, CCCP_PROXY_HEALTH_PORT: String(healthPort) },
+    env: {
+      CCCP_LOG_LEVEL: 'info',
+      CCCP_LOG_SUMMARY_S: String(SUMMARY_S),
+      CCCP_CONTROL_TOKENS: TOKEN,
+      CCCP_PROXY_HEALTH_PORT: String(healthPort),
+    },
   });
   const auth = { token: TOKEN };
   const whitelisted = await app.call('/on?serial=LOG-WL&persistent=true&ip_whitelist=10.9.9.9', auth);
@@ -88,12 +93,17 @@ test(`${REFUSED.toLocaleString('en')} refused clients, ${REGISTRATIONS.toLocaleS
   const windows = Math.floor(floodSeconds / SUMMARY_S) + 1;
   const bound = FLOODABLE_MESSAGES * (FULL_LINES_PER_INTERVAL + 1) * windows + OTHER_LINES;
   const byMessage = new Map<string, number>();
-  for (const line of written) byMessage.set(String(line.msg).replace(/^\d+ more /, '… '), (byMessage.get(String(line.msg).replace(/^\d+ more /, '… ')) ?? 0) + 1);
-  console.log(`  ${written.length} lines in ${floodSeconds.toFixed(1)} s (bound ${bound}): ${[...byMessage].map(([m, n]) => `${m}: ${n}`).join('; ')}`);
+  for (const line of written)
+    byMessage.set(String(line.msg).replace(/^\d+ more /, '… '), (byMessage.get(String(line.msg).replace(/^\d+ more /, '… ')) ?? 0) + 1);
+  console.log(
+    `  ${written.length} lines in ${floodSeconds.toFixed(1)} s (bound ${bound}): ${[...byMessage].map(([m, n]) => `${m}: ${n}`).join('; ')}`,
+  );
   assert.ok(written.length <= bound, `${written.length} lines, more than ${bound}`);
 
   // Nothing is lost: the full lines plus the summaries' counts make up every refusal.
-  const refusals = written.filter((l) => l.msg === 'client refused by whitelist').length + written.filter((l) => l.summary === 'client refused by whitelist').reduce((n, l) => n + Number(l.count), 0);
+  const refusals =
+    written.filter((l) => l.msg === 'client refused by whitelist').length +
+    written.filter((l) => l.summary === 'client refused by whitelist').reduce((n, l) => n + Number(l.count), 0);
   assert.is(refusals, REFUSED);
   assert.match(metrics, new RegExp(`^cccp_proxy_clients_refused_total ${REFUSED}$`, 'm'));
   assert.match(metrics, new RegExp(`^cccp_proxy_registrations_total ${REGISTRATIONS}$`, 'm'));

@@ -37,7 +37,13 @@ async function startProxyProcess(env: Record<string, string> = {}, fdLimit?: num
   dirs.push(dir);
   const [devicePort] = (await freePorts(1)) as [number];
   const socketPath = join(dir, 'admin.sock');
-  const proxyEnv = { CCCP_ADMIN_SOCKET: socketPath, CCCP_DEVICE_PORT: String(devicePort), CCCP_BIND_HOST: '127.0.0.1', CCCP_PROXY_HEALTH_PORT: '0', ...env };
+  const proxyEnv = {
+    CCCP_ADMIN_SOCKET: socketPath,
+    CCCP_DEVICE_PORT: String(devicePort),
+    CCCP_BIND_HOST: '127.0.0.1',
+    CCCP_PROXY_HEALTH_PORT: '0',
+    ...env,
+  };
   const proxy = await startNodeProcess('proxy-pod/main.ts', proxyEnv, /proxy pod ready/, 20_000, fdLimit);
   processes.push(proxy);
   return { proxy, devicePort, admin: new AdminCaller({ socketPath }) };
@@ -59,9 +65,11 @@ async function openMany(port: number, count: number): Promise<net.Socket[]> {
 }
 
 test(`${SILENT} silent connections: a real device still registers at once, memory stays bounded, the silent ones close at the deadline`, async () => {
-  const { proxy, devicePort, admin } = await startProxyProcess({ CCCP_REGISTRATION_TIMEOUT_S: '8', CCCP_LOG_LEVEL: 'info' }).catch(async () => {
-    throw new Error('proxy did not start');
-  });
+  const { proxy, devicePort, admin } = await startProxyProcess({ CCCP_REGISTRATION_TIMEOUT_S: '8', CCCP_LOG_LEVEL: 'info' }).catch(
+    async () => {
+      throw new Error('proxy did not start');
+    },
+  );
   const [sessionPort] = (await freePorts(1)) as [number];
   assert.is((await admin.put('FLOOD-REAL', { port: sessionPort, persistent: true })).status, 200);
   const before = proxy.rss();
@@ -75,10 +83,14 @@ test(`${SILENT} silent connections: a real device still registers at once, memor
   sockets.push(await connectDevice(devicePort, 'FLOOD-REAL'));
   await waitFor(async () => (await admin.session('FLOOD-REAL'))?.deviceConnected === true, 2000, 'the real device');
   const registration = Date.now() - registeredAt;
-  console.log(`  ${SILENT} silent connections opened in ${held} ms; proxy RSS ${(before / MiB).toFixed(0)} -> ${(rss / MiB).toFixed(0)} MiB; a real device registered in ${registration} ms`);
+  console.log(
+    `  ${SILENT} silent connections opened in ${held} ms; proxy RSS ${(before / MiB).toFixed(0)} -> ${(rss / MiB).toFixed(0)} MiB; a real device registered in ${registration} ms`,
+  );
   assert.ok(registration < 1000, `registration took ${registration} ms`);
   assert.ok(rss - before < SILENT_RSS_BOUND, `RSS grew by ${((rss - before) / MiB).toFixed(0)} MiB`);
-  const closing = silent.map((s) => new Promise<void>((resolve) => (s.readableEnded || s.destroyed ? resolve() : s.once('end', resolve).once('close', resolve))));
+  const closing = silent.map(
+    (s) => new Promise<void>((resolve) => (s.readableEnded || s.destroyed ? resolve() : s.once('end', resolve).once('close', resolve))),
+  );
   await Promise.race([Promise.all(closing), sleep(20_000)]);
   const open = silent.filter((s) => !s.readableEnded && !s.destroyed).length;
   console.log(`  all silent connections closed by the proxy ${Date.now() - started} ms after the first connected (deadline 8 s)`);
@@ -95,7 +107,7 @@ test('file-descriptor exhaustion (EMFILE) is survived without a crash or a busy 
   const cpuBefore = cpuSeconds(proxy.child.pid!);
   await sleep(3000);
   const cpuUsed = cpuSeconds(proxy.child.pid!) - cpuBefore;
-  console.log(`  with descriptors exhausted the proxy used ${(cpuUsed / 3 * 100).toFixed(0)}% of a core`);
+  console.log(`  with descriptors exhausted the proxy used ${((cpuUsed / 3) * 100).toFixed(0)}% of a core`);
   assert.ok(cpuUsed < 1.5, `busy: ${cpuUsed} CPU seconds in 3 s`);
   assert.is(proxy.child.exitCode, null, 'the proxy is still running');
   for (const s of hog) s.destroy();
@@ -134,7 +146,9 @@ test('a client that never reads cannot grow the proxy past the bound', async () 
   await sleep(500);
   peak = Math.max(peak, proxy.rss());
   const forwarded = (await admin.session('STALLED'))?.transferredBytes ?? 0;
-  console.log(`  the device wrote ${(offered / MiB).toFixed(0)} MiB, the proxy forwarded ${(forwarded / MiB).toFixed(1)} MiB; RSS ${(before / MiB).toFixed(0)} -> ${(peak / MiB).toFixed(0)} MiB`);
+  console.log(
+    `  the device wrote ${(offered / MiB).toFixed(0)} MiB, the proxy forwarded ${(forwarded / MiB).toFixed(1)} MiB; RSS ${(before / MiB).toFixed(0)} -> ${(peak / MiB).toFixed(0)} MiB`,
+  );
   assert.ok(peak - before < STALLED_RSS_BOUND, `RSS grew by ${((peak - before) / MiB).toFixed(0)} MiB`);
   assert.ok(forwarded < 64 * MiB, `forwarded ${forwarded} bytes to a client that reads nothing`);
 });

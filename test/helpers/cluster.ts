@@ -2,10 +2,10 @@
 // a proxy pod and operator replicas as real processes, wired like the chart
 // wires them (admin API on TCP with a token, KUBECONFIG for the operator).
 import { fileURLToPath } from 'node:url';
-import { startRig, type Rig } from '../kube/rig.ts';
-import { type Answer, request } from './http.ts';
 import type { Test } from 'uvu';
+import { type Rig, startRig } from '../kube/rig.ts';
 import { suiteFixture } from './fixture.ts';
+import { type Answer, request } from './http.ts';
 import { freePort, freePortRange, freePorts, waitFor } from './net.ts';
 import { type Started, startNodeProcess } from './processes.ts';
 
@@ -35,7 +35,10 @@ export class TestCluster {
   /** The proxy's health and metrics port; 0 when off. The same across proxy restarts. */
   proxyHealthPort = 0;
 
-  private constructor(readonly rig: Rig, readonly opts: ClusterOptions) {}
+  private constructor(
+    readonly rig: Rig,
+    readonly opts: ClusterOptions,
+  ) {}
 
   static async start(rig: Rig, opts: ClusterOptions): Promise<TestCluster> {
     const cluster = new TestCluster(rig, opts);
@@ -115,7 +118,15 @@ export class TestCluster {
 
   /** The ProxySessions of the namespace as JSON. */
   async sessions(): Promise<ProxySessionJson[]> {
-    const { stdout } = await mustKubectl(this.rig, ['-n', this.opts.namespace, 'get', 'proxysessions', '-o', 'json', '--show-managed-fields']);
+    const { stdout } = await mustKubectl(this.rig, [
+      '-n',
+      this.opts.namespace,
+      'get',
+      'proxysessions',
+      '-o',
+      'json',
+      '--show-managed-fields',
+    ]);
     return (JSON.parse(stdout) as { items: ProxySessionJson[] }).items;
   }
 
@@ -144,9 +155,24 @@ export class TestCluster {
 }
 
 export interface ProxySessionJson {
-  metadata: { name: string; uid: string; deletionTimestamp?: string; finalizers?: string[]; managedFields?: Array<{ manager: string; subresource?: string }> };
+  metadata: {
+    name: string;
+    uid: string;
+    deletionTimestamp?: string;
+    finalizers?: string[];
+    managedFields?: Array<{ manager: string; subresource?: string }>;
+  };
   spec: { serial: string; persistent?: boolean; ipWhitelist?: string[]; timeoutSeconds?: number };
-  status?: { phase?: string; port?: number; host?: string; deviceConnected?: boolean; clientConnected?: boolean; transferredBytes?: number; endedReason?: string; observedGeneration?: number };
+  status?: {
+    phase?: string;
+    port?: number;
+    host?: string;
+    deviceConnected?: boolean;
+    clientConnected?: boolean;
+    transferredBytes?: number;
+    endedReason?: string;
+    observedGeneration?: number;
+  };
 }
 
 export async function startRigWithCrd(): Promise<Rig> {
@@ -166,7 +192,10 @@ export async function mustKubectl(rig: Rig, args: string[], allowFailure = false
  * The usual cluster suite: the rig with the CRD, a proxy pod and one operator
  * replica (operator-a) that has taken the Lease; both stopped after the suite.
  */
-export function clusterFixture(test: Test, options: { namespace: string; rangeSize: number; operatorEnv?: Record<string, string> }): () => TestCluster {
+export function clusterFixture(
+  test: Test,
+  options: { namespace: string; rangeSize: number; operatorEnv?: Record<string, string> },
+): () => TestCluster {
   return suiteFixture(
     test,
     async () => {

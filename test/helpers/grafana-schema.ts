@@ -41,7 +41,10 @@ export function dashboardSchemaErrors(dashboard: { panels?: PanelJson[] }): stri
       continue;
     }
     lines.push(`export const options${index}: Json<${panel.type}.Options> = ${JSON.stringify(panel.options ?? {})};`);
-    if (schema.custom) lines.push(`export const custom${index}: Json<${panel.type}.FieldConfig> = ${JSON.stringify(panel.fieldConfig?.defaults?.custom ?? {})};`);
+    if (schema.custom)
+      lines.push(
+        `export const custom${index}: Json<${panel.type}.FieldConfig> = ${JSON.stringify(panel.fieldConfig?.defaults?.custom ?? {})};`,
+      );
   }
   return [...errors, ...compileErrors(lines.join('\n'))];
 }
@@ -68,6 +71,8 @@ function compileErrors(source: string): string[] {
   return ts.getPreEmitDiagnostics(program).map((d) => {
     const where = d.file && d.start !== undefined ? d.file.getLineAndCharacterOfPosition(d.start) : undefined;
     const text = ts.flattenDiagnosticMessageText(d.messageText, '\n');
-    return where && d.file === program.getSourceFile(file) ? `line ${where.line + 1}: ${text}` : `${d.file?.fileName ?? dirname(file)}: ${text}`;
+    return where && d.file === program.getSourceFile(file)
+      ? `line ${where.line + 1}: ${text}`
+      : `${d.file?.fileName ?? dirname(file)}: ${text}`;
   });
 }

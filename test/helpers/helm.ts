@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KubeConfig, type V1Deployment, type V1EnvVar, type V1PodTemplateSpec, type V1Secret } from '@kubernetes/client-node';
-import { ensureAdminToken } from '../../operator/kube/admin-token-secret.ts';
 import { parseAllDocuments } from 'yaml';
+import { ensureAdminToken } from '../../operator/kube/admin-token-secret.ts';
 import type { Rig } from '../kube/rig.ts';
 import { mustKubectl } from './cluster.ts';
 import { freePorts } from './net.ts';
@@ -76,7 +76,16 @@ export interface RenderOptions {
 
 /** `helm template` with these values; the result carries helm's exit code and stderr. */
 export function template(binDir: string, values: object, opts: RenderOptions = {}): Promise<HelmResult> {
-  return runHelm(binDir, ['template', opts.release ?? 'cust', opts.chart ?? chartDir, '-n', opts.namespace ?? 'cust', '-f', valuesFile(values), ...(opts.args ?? [])]);
+  return runHelm(binDir, [
+    'template',
+    opts.release ?? 'cust',
+    opts.chart ?? chartDir,
+    '-n',
+    opts.namespace ?? 'cust',
+    '-f',
+    valuesFile(values),
+    ...(opts.args ?? []),
+  ]);
 }
 
 /** Any Kubernetes object as rendered; typed models come from `ofKind`. */
@@ -265,7 +274,12 @@ export async function startLocalRelease(rig: Rig, opts: LocalReleaseOptions): Pr
     const install = await runHelm(rig.binDir, ['install', release, chartDir, '-n', namespace, '-f', file], rig.kubeconfig);
     if (install.code !== 0) throw new Error(`helm install ${release} failed: ${install.stderr}`);
   } else {
-    await mustKubectl(rig, ['apply', '--server-side', '--field-manager=helm-test', '-f', '-'], false, toYamlStream(releaseObjects(rendered.objects)));
+    await mustKubectl(
+      rig,
+      ['apply', '--server-side', '--field-manager=helm-test', '-f', '-'],
+      false,
+      toYamlStream(releaseObjects(rendered.objects)),
+    );
   }
 
   const operatorDeployment = deploymentOf(rendered.objects, 'operator');
@@ -289,29 +303,38 @@ export async function startLocalRelease(rig: Rig, opts: LocalReleaseOptions): Pr
   // The operator's own code fills the admin token Secret first (as the first
   // replica would); the proxy then starts with it, as its pod does once the key
   // exists, and the operator process reads it back through the API.
-  const adminSecret = deploymentOf(rendered.objects, 'proxy').spec?.template.spec?.volumes?.find((v) => v.name === 'admin-token')?.secret?.secretName ?? '';
+  const adminSecret =
+    deploymentOf(rendered.objects, 'proxy').spec?.template.spec?.volumes?.find((v) => v.name === 'admin-token')?.secret?.secretName ?? '';
   if (operatorEnv.CCCP_ADMIN_TOKEN_SECRET) {
     const asOperator = new KubeConfig();
     asOperator.loadFromFile(kubeconfig);
     await ensureAdminToken(asOperator, namespace, operatorEnv.CCCP_ADMIN_TOKEN_SECRET);
   }
   const adminDir = projectSecretVolume(join(mounts, 'admin-token'), await secretFromCluster(rig, namespace, adminSecret));
-  const proxy = await startNodeProcess('proxy-pod/main.ts', {
-    ...proxyEnv,
-    CCCP_ADMIN_TOKEN_FILE: join(adminDir, 'token'),
-    CCCP_BIND_HOST: '127.0.0.1',
-    CCCP_ADMIN_BIND_HOST: '127.0.0.1',
-  }, /proxy pod ready/);
+  const proxy = await startNodeProcess(
+    'proxy-pod/main.ts',
+    {
+      ...proxyEnv,
+      CCCP_ADMIN_TOKEN_FILE: join(adminDir, 'token'),
+      CCCP_BIND_HOST: '127.0.0.1',
+      CCCP_ADMIN_BIND_HOST: '127.0.0.1',
+    },
+    /proxy pod ready/,
+  );
   let operator: Started;
   try {
-    operator = await startNodeProcess('operator/main.ts', {
-      ...operatorEnv,
-      KUBECONFIG: kubeconfig,
-      CCCP_NAMESPACE: '',
-      CCCP_ADMIN_ADDRESS: `127.0.0.1:${adminPort}`,
-      CCCP_CONTROL_BIND_HOST: '127.0.0.1',
-      ...(operatorEnv.CCCP_CONTROL_TOKENS_FILE ? { CCCP_CONTROL_TOKENS_FILE: join(tokensDir, 'tokens') } : {}),
-    }, /operator ready/);
+    operator = await startNodeProcess(
+      'operator/main.ts',
+      {
+        ...operatorEnv,
+        KUBECONFIG: kubeconfig,
+        CCCP_NAMESPACE: '',
+        CCCP_ADMIN_ADDRESS: `127.0.0.1:${adminPort}`,
+        CCCP_CONTROL_BIND_HOST: '127.0.0.1',
+        ...(operatorEnv.CCCP_CONTROL_TOKENS_FILE ? { CCCP_CONTROL_TOKENS_FILE: join(tokensDir, 'tokens') } : {}),
+      },
+      /operator ready/,
+    );
   } catch (err) {
     await proxy.stop();
     throw err;

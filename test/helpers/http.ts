@@ -7,7 +7,10 @@ export interface Answer<T = unknown> {
 }
 
 /** One request with fetch, bounded in time; `token` adds a bearer header. */
-export async function request<T = unknown>(url: string, options: { method?: string; token?: string; timeoutMs?: number } = {}): Promise<Answer<T>> {
+export async function request<T = unknown>(
+  url: string,
+  options: { method?: string; token?: string; timeoutMs?: number } = {},
+): Promise<Answer<T>> {
   const response = await fetch(url, {
     method: options.method ?? 'GET',
     headers: options.token ? { authorization: `Bearer ${options.token}` } : {},

@@ -25,7 +25,10 @@ export class DeviceRelay {
   readonly upstream: net.Socket;
   private target: net.Socket | undefined;
 
-  private constructor(upstream: net.Socket, readonly targetPort: number) {
+  private constructor(
+    upstream: net.Socket,
+    readonly targetPort: number,
+  ) {
     this.upstream = upstream;
     upstream.on('error', () => {});
     upstream.once('data', (first: Buffer) => {
@@ -59,4 +62,3 @@ export class DeviceRelay {
     this.target?.destroy();
   }
 }
-

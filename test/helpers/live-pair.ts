@@ -2,7 +2,7 @@
 // client joined through the proxy, the client sending 64 bytes every 50 ms
 // and the device echoing them. Round-trip times are collected in windows, so
 // a test or a benchmark can take the p99 of "at rest" and "during the storm".
-import { readFileSync, readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { connect, connectDevice, waitFor } from './net.ts';
 
 export interface LivePair {
@@ -28,10 +28,14 @@ export async function startLivePair(devicePort: number, serial: string, port: nu
   let heard = false;
   const onProbe = () => (heard = true);
   device.once('data', onProbe);
-  await waitFor(() => {
-    if (!heard) client.write('p');
-    return heard;
-  }, 10_000, 'the pair to join');
+  await waitFor(
+    () => {
+      if (!heard) client.write('p');
+      return heard;
+    },
+    10_000,
+    'the pair to join',
+  );
   await new Promise((resolve) => setTimeout(resolve, 100));
   device.removeAllListeners('data');
   client.removeAllListeners('data');

@@ -103,10 +103,19 @@ export interface ActiveAlert {
 }
 
 export class TestPrometheus {
-  private constructor(private readonly process: Started, readonly url: string, private readonly dir: string) {}
+  private constructor(
+    private readonly process: Started,
+    readonly url: string,
+    private readonly dir: string,
+  ) {}
 
   /** Starts Prometheus with these scrape configs and rule files (written as given), on a free loopback port. */
-  static async start(options: { scrapeConfigs: object[]; rules: object; scrapeInterval: string; evaluationInterval: string }): Promise<TestPrometheus> {
+  static async start(options: {
+    scrapeConfigs: object[];
+    rules: object;
+    scrapeInterval: string;
+    evaluationInterval: string;
+  }): Promise<TestPrometheus> {
     const dir = mkdtempSync(join(tmpdir(), 'cccp-prometheus-'));
     const rulesFile = join(dir, 'rules.yaml');
     writeFileSync(rulesFile, stringify(options.rules));
@@ -114,7 +123,11 @@ export class TestPrometheus {
     writeFileSync(
       configFile,
       stringify({
-        global: { scrape_interval: options.scrapeInterval, scrape_timeout: options.scrapeInterval, evaluation_interval: options.evaluationInterval },
+        global: {
+          scrape_interval: options.scrapeInterval,
+          scrape_timeout: options.scrapeInterval,
+          evaluation_interval: options.evaluationInterval,
+        },
         rule_files: [rulesFile],
         scrape_configs: options.scrapeConfigs,
       }),
@@ -161,7 +174,12 @@ export class TestPrometheus {
   }
 
   async queryRange(expr: string, start: number, end: number, step: number): Promise<PromRangeSeries[]> {
-    const data = await this.api<{ result: PromRangeSeries[] }>('query_range', { query: expr, start: String(start), end: String(end), step: String(step) });
+    const data = await this.api<{ result: PromRangeSeries[] }>('query_range', {
+      query: expr,
+      start: String(start),
+      end: String(end),
+      step: String(step),
+    });
     return data.result;
   }
 
@@ -170,7 +188,8 @@ export class TestPrometheus {
   }
 
   async targets(): Promise<Array<{ labels: Record<string, string>; health: string; lastError: string }>> {
-    return (await this.api<{ activeTargets: Array<{ labels: Record<string, string>; health: string; lastError: string }> }>('targets')).activeTargets;
+    return (await this.api<{ activeTargets: Array<{ labels: Record<string, string>; health: string; lastError: string }> }>('targets'))
+      .activeTargets;
   }
 
   async stop(): Promise<void> {

@@ -134,7 +134,6 @@ export async function freePortRange(size: number): Promise<PortRange> {
   throw new Error(`no ${size} consecutive free ports found`);
 }
 
-
 /** Ports in LISTEN state on this machine, from /proc/net/tcp{,6}: no connection is made. */
 export function listeningPorts(): Set<number> {
   const ports = new Set<number>();

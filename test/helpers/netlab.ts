@@ -137,7 +137,13 @@ export class NetLab {
     const config = {
       ns: this.ns,
       seed,
-      links: this.links.map((link, i) => ({ hostIf: `l${tag}h${i}`, nsIf: `l${tag}n${i}`, hostAddr: link.hostAddr, nsAddr: link.nsAddr, shape })),
+      links: this.links.map((link, i) => ({
+        hostIf: `l${tag}h${i}`,
+        nsIf: `l${tag}n${i}`,
+        hostAddr: link.hostAddr,
+        nsAddr: link.nsAddr,
+        shape,
+      })),
     };
     child.stdin!.write(`${JSON.stringify(config)}\n`);
     await ready;

@@ -99,7 +99,9 @@ export interface StartOptions {
 /** Starts a long-running program; rejects with its output if it exits or is not ready in time. */
 export async function startProcess(command: string, args: string[], options: StartOptions = {}): Promise<Started> {
   // With a descriptor limit, a shell lowers it and then becomes the program (same pid).
-  const [cmd, ...argv] = options.fdLimit ? ['bash', '-c', `ulimit -n ${options.fdLimit} && exec "$@"`, 'bash', command, ...args] : [command, ...args];
+  const [cmd, ...argv] = options.fdLimit
+    ? ['bash', '-c', `ulimit -n ${options.fdLimit} && exec "$@"`, 'bash', command, ...args]
+    : [command, ...args];
   const child = track(cmd as string, argv, options.env);
   child.stdin?.end();
   let output = '';
@@ -157,7 +159,14 @@ export async function startProcess(command: string, args: string[], options: Sta
  * matches its output. `prefix` wraps the command (e.g. `ip netns exec NS`); it
  * must exec, so the child's pid stays the program's.
  */
-export function startNodeProcess(entry: string, env: Record<string, string>, ready: RegExp, timeoutMs = 20_000, fdLimit?: number, prefix: string[] = []): Promise<Started> {
+export function startNodeProcess(
+  entry: string,
+  env: Record<string, string>,
+  ready: RegExp,
+  timeoutMs = 20_000,
+  fdLimit?: number,
+  prefix: string[] = [],
+): Promise<Started> {
   const [command, ...args] = [...prefix, process.execPath, '--import', 'tsx', entry];
   return startProcess(command as string, args, { env, ready, timeoutMs, ...(fdLimit ? { fdLimit } : {}) });
 }

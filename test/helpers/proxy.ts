@@ -2,14 +2,14 @@
 // socket, and talks to that API over HTTP.
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
+import type net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { SessionList, SessionSpec, SessionState } from '../../common/admin-protocol.ts';
 import { silentLogger } from '../../common/log.ts';
 import { ProxyPod, type ProxyPodOptions } from '../../proxy-pod/proxy-pod.ts';
-import type net from 'node:net';
-import { connect, connectDevice, freePort, waitFor } from './net.ts';
 import type { Answer } from './http.ts';
+import { connect, connectDevice, freePort, waitFor } from './net.ts';
 
 export interface TestProxy {
   pod: ProxyPod;
@@ -20,7 +20,14 @@ export interface TestProxy {
 export async function startProxy(opts: Partial<ProxyPodOptions> = {}): Promise<TestProxy> {
   const dir = mkdtempSync(join(tmpdir(), 'cccp-proxy-'));
   const socketPath = join(dir, 'admin.sock');
-  const pod = await ProxyPod.start({ devicePort: 0, bindHost: '127.0.0.1', admin: { socketPath }, logger: silentLogger(), processMetrics: false, ...opts });
+  const pod = await ProxyPod.start({
+    devicePort: 0,
+    bindHost: '127.0.0.1',
+    admin: { socketPath },
+    logger: silentLogger(),
+    processMetrics: false,
+    ...opts,
+  });
   return {
     pod,
     admin: new AdminCaller({ socketPath }),
@@ -35,7 +42,10 @@ export type { Answer };
 
 /** Raw HTTP to the admin API, so tests can also send what a typed client never would. */
 export class AdminCaller {
-  constructor(private readonly target: { socketPath: string } | { host: string; port: number }, private readonly token?: string) {}
+  constructor(
+    private readonly target: { socketPath: string } | { host: string; port: number },
+    private readonly token?: string,
+  ) {}
 
   request<T = unknown>(method: string, path: string, body?: string | object, headers: Record<string, string> = {}): Promise<Answer<T>> {
     const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
@@ -74,7 +84,12 @@ export class AdminCaller {
   }
 
   put(serial: string, spec: Partial<SessionSpec> & { port: number }): Promise<Answer<SessionState>> {
-    return this.request('PUT', `/v1/sessions/${encodeURIComponent(serial)}`, { id: `id-${serial}`, persistent: false, ipWhitelist: [], ...spec });
+    return this.request('PUT', `/v1/sessions/${encodeURIComponent(serial)}`, {
+      id: `id-${serial}`,
+      persistent: false,
+      ipWhitelist: [],
+      ...spec,
+    });
   }
 
   delete(serial: string): Promise<Answer<SessionState>> {

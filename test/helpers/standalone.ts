@@ -1,8 +1,6 @@
-
 import { type Answer, request } from './http.ts';
 import { freePort, freePortRange, type PortRange, waitFor } from './net.ts';
-import { startNodeProcess, type Started } from './processes.ts';
-
+import { type Started, startNodeProcess } from './processes.ts';
 
 export type { Answer };
 
@@ -19,7 +17,9 @@ export interface RunningStandalone {
 export { freePortRange, type PortRange };
 
 /** `entry` may name another checkout's standalone.ts (benchmarks compare two); `fdLimit` runs the standalone mode (and so its proxy process) under `ulimit -n`. */
-export async function startStandalone(options: { rangeSize?: number; env?: Record<string, string>; fdLimit?: number; entry?: string } = {}): Promise<RunningStandalone> {
+export async function startStandalone(
+  options: { rangeSize?: number; env?: Record<string, string>; fdLimit?: number; entry?: string } = {},
+): Promise<RunningStandalone> {
   const range = await freePortRange(options.rangeSize ?? 5);
   const devicePort = await freePort();
   const started = await startNodeProcess(
@@ -45,9 +45,11 @@ export async function startStandalone(options: { rangeSize?: number; env?: Recor
   }
   const call = (path: string, { method, token }: { method?: string; token?: string } = {}) =>
     request(url + path, { ...(method ? { method } : {}), ...(token ? { token } : {}) });
-  await waitFor(async () => (await call('/readyz')).status === 200, 10_000, 'the standalone mode to be ready').catch(async (error: Error) => {
-    await started.stop();
-    throw new Error(`${error.message}; output:\n${started.output().slice(-2000)}`);
-  });
+  await waitFor(async () => (await call('/readyz')).status === 200, 10_000, 'the standalone mode to be ready').catch(
+    async (error: Error) => {
+      await started.stop();
+      throw new Error(`${error.message}; output:\n${started.output().slice(-2000)}`);
+    },
+  );
   return { url, devicePort, range, process: started, call, stop: () => started.stop() };
 }

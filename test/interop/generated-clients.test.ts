@@ -10,10 +10,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { Rig } from '../kube/rig.ts';
-import { TestCluster, startRigWithCrd } from '../helpers/cluster.ts';
+import { startRigWithCrd, TestCluster } from '../helpers/cluster.ts';
 import { freePortRange } from '../helpers/net.ts';
-import { startStandalone, type RunningStandalone } from '../helpers/standalone.ts';
+import { type RunningStandalone, startStandalone } from '../helpers/standalone.ts';
+import type { Rig } from '../kube/rig.ts';
 
 const test = suite('generated clients');
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -27,9 +27,18 @@ let rig: Rig | undefined;
 let cluster: TestCluster | undefined;
 let servedDocument: unknown;
 
-function run(command: string, args: string[], options: { cwd?: string; env?: Record<string, string> } = {}, timeoutMs = 180_000): Promise<string> {
+function run(
+  command: string,
+  args: string[],
+  options: { cwd?: string; env?: Record<string, string> } = {},
+  timeoutMs = 180_000,
+): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: options.cwd ?? work, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command, args, {
+      cwd: options.cwd ?? work,
+      env: { ...process.env, ...options.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let output = '';
     child.stdout.on('data', (c: Buffer) => (output += c.toString()));
     child.stderr.on('data', (c: Buffer) => (output += c.toString()));
@@ -52,10 +61,20 @@ test.before(async () => {
   mkdirSync(python);
   writeFileSync(join(work, 'python-client.yaml'), 'post_hooks: []\npackage_name_override: cccp_control_api_client\n');
   await run(join(venv, 'openapi-python-client'), [
-    'generate', '--path', 'openapi.json', '--output-path', join(python, 'cccp_control_api_client'), '--meta', 'none', '--config', 'python-client.yaml',
+    'generate',
+    '--path',
+    'openapi.json',
+    '--output-path',
+    join(python, 'cccp_control_api_client'),
+    '--meta',
+    'none',
+    '--config',
+    'python-client.yaml',
   ]);
   copyFileSync(join(flows, 'flow.py'), join(python, 'flow.py'));
-  await run(join(venv, 'mypy'), ['--strict', '--cache-dir', join(work, '.mypy_cache'), 'cccp_control_api_client', 'flow.py'], { cwd: python });
+  await run(join(venv, 'mypy'), ['--strict', '--cache-dir', join(work, '.mypy_cache'), 'cccp_control_api_client', 'flow.py'], {
+    cwd: python,
+  });
 
   // TypeScript: generate the types, type-check them with openapi-fetch and the flow strictly.
   mkdirSync(typescript);
@@ -63,7 +82,9 @@ test.before(async () => {
   writeFileSync(join(typescript, 'package.json'), '{"type":"module"}\n');
   writeFileSync(
     join(typescript, 'tsconfig.json'),
-    JSON.stringify({ compilerOptions: { strict: true, noEmit: true, target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', types: ['node'] } }),
+    JSON.stringify({
+      compilerOptions: { strict: true, noEmit: true, target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', types: ['node'] },
+    }),
   );
   await run(join(root, 'node_modules', '.bin', 'openapi-typescript'), ['openapi.json', '-o', join(typescript, 'schema.ts')]);
   copyFileSync(join(flows, 'flow.ts'), join(typescript, 'flow.ts'));
@@ -79,9 +100,15 @@ test.after(async () => {
 
 async function runFlows(url: string, devicePort: number, serialPrefix: string): Promise<void> {
   const env = { CCCP_URL: url, CCCP_DEVICE_PORT: String(devicePort) };
-  const py = await run(join(venv, 'python'), ['flow.py'], { cwd: python, env: { ...env, CCCP_SERIAL: `${serialPrefix}-PY`, PYTHONPATH: python } });
+  const py = await run(join(venv, 'python'), ['flow.py'], {
+    cwd: python,
+    env: { ...env, CCCP_SERIAL: `${serialPrefix}-PY`, PYTHONPATH: python },
+  });
   assert.match(py, /python flow ok/);
-  const ts = await run(join(root, 'node_modules', '.bin', 'tsx'), ['flow.ts'], { cwd: typescript, env: { ...env, CCCP_SERIAL: `${serialPrefix}-TS` } });
+  const ts = await run(join(root, 'node_modules', '.bin', 'tsx'), ['flow.ts'], {
+    cwd: typescript,
+    env: { ...env, CCCP_SERIAL: `${serialPrefix}-TS` },
+  });
   assert.match(ts, /typescript flow ok/);
 }
 

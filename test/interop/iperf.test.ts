@@ -10,8 +10,8 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { DeviceRelay, requirePrograms } from '../helpers/interop.ts';
-import { runProgram, type Started as Program, startProcess } from '../helpers/processes.ts';
 import { freePort, listeningPorts, waitFor } from '../helpers/net.ts';
+import { type Started as Program, runProgram, startProcess } from '../helpers/processes.ts';
 import { type RunningStandalone, startStandalone } from '../helpers/standalone.ts';
 
 const test = suite('interop: iperf through a session');
@@ -76,9 +76,15 @@ async function runIperf(serial: string, extra: string[]): Promise<{ client: Repo
   assert.is(on.status, 200, JSON.stringify(on.body));
   const sessionPort = (on.body as { port: number }).port;
   relays.push(await DeviceRelay.connect(a.devicePort, serial, serverPort));
-  await waitFor(async () => ((await a.call(`/status?serial=${serial}`)).body as { device_connected: boolean }).device_connected, 5000, 'the relay to attach as the device');
+  await waitFor(
+    async () => ((await a.call(`/status?serial=${serial}`)).body as { device_connected: boolean }).device_connected,
+    5000,
+    'the relay to attach as the device',
+  );
   const seen = reports(server!.output()).length;
-  const result = await runProgram('iperf', ['-c', '127.0.0.1', '-p', String(sessionPort), '-t', String(SECONDS), '-y', 'C', ...extra], { timeoutMs: 60_000 });
+  const result = await runProgram('iperf', ['-c', '127.0.0.1', '-p', String(sessionPort), '-t', String(SECONDS), '-y', 'C', ...extra], {
+    timeoutMs: 60_000,
+  });
   assert.is(result.code, 0, result.stdout + result.stderr);
   const [client] = reports(result.stdout);
   assert.ok(client, `iperf printed no report: ${result.stdout}${result.stderr}`);

@@ -7,8 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { PYTHON, requirePrograms } from '../helpers/interop.ts';
-import { runProgram, type Started as Program, startProcess } from '../helpers/processes.ts';
 import { waitFor } from '../helpers/net.ts';
+import { type Started as Program, runProgram, startProcess } from '../helpers/processes.ts';
 import { type RunningStandalone, startStandalone } from '../helpers/standalone.ts';
 
 const test = suite('interop: Modbus TCP with mbpoll and pymodbus');
@@ -27,7 +27,10 @@ test.before(async () => {
     const on = await app.call(`/on?serial=${SERIAL}&persistent=true`);
     if (on.status !== 200) throw new Error(`/on answered ${on.status}: ${JSON.stringify(on.body)}`);
     port = (on.body as { port: number }).port;
-    device = await startProcess(PYTHON, [deviceScript, '127.0.0.1', String(app.devicePort), SERIAL], { ready: /registered/, timeoutMs: 10_000 });
+    device = await startProcess(PYTHON, [deviceScript, '127.0.0.1', String(app.devicePort), SERIAL], {
+      ready: /registered/,
+      timeoutMs: 10_000,
+    });
     await waitFor(async () => (await status()).device_connected, 5000, 'the Modbus device to attach');
   } catch (err) {
     startError = err;
@@ -45,12 +48,26 @@ function ready(): RunningStandalone {
 }
 
 async function status(): Promise<{ device_connected: boolean; client_connected: boolean; transferred: number }> {
-  return (await app!.call(`/status?serial=${SERIAL}`)).body as { device_connected: boolean; client_connected: boolean; transferred: number };
+  return (await app!.call(`/status?serial=${SERIAL}`)).body as {
+    device_connected: boolean;
+    client_connected: boolean;
+    transferred: number;
+  };
 }
 
 /** One mbpoll run against the session port (one request, 5 s response timeout); with `values` it writes them. */
 async function mbpoll(options: string[], values: number[] = []): Promise<string> {
-  const args = ['-1', '-q', '-o', '5', '-p', String(port), ...options, '127.0.0.1', ...(values.length > 0 ? ['--', ...values.map(String)] : [])];
+  const args = [
+    '-1',
+    '-q',
+    '-o',
+    '5',
+    '-p',
+    String(port),
+    ...options,
+    '127.0.0.1',
+    ...(values.length > 0 ? ['--', ...values.map(String)] : []),
+  ];
   const result = await runProgram('mbpoll', args, { timeoutMs: 20_000 });
   assert.is(result.code, 0, `mbpoll ${args.join(' ')} failed: ${result.stdout}${result.stderr}${device?.output() ?? ''}`);
   return result.stdout;
@@ -64,7 +81,11 @@ function registers(output: string): Map<number, number> {
 }
 
 async function transferredSettles(expected: number): Promise<void> {
-  await waitFor(async () => (await status()).transferred === expected, 5000, `/status to count ${expected} bytes (has ${(await status()).transferred})`);
+  await waitFor(
+    async () => (await status()).transferred === expected,
+    5000,
+    `/status to count ${expected} bytes (has ${(await status()).transferred})`,
+  );
 }
 
 test('values written with function 16 (write multiple registers) read back with function 3', async () => {

@@ -44,10 +44,20 @@ function run(args: string[], timeoutMs: number): Promise<{ code: number | null; 
 test('generated requests against /openapi.json find no server error and no answer that breaks the schema', async () => {
   const result = await run(
     [
-      '--config-file', configFile,
-      'run', `${standalone!.url}/openapi.json`,
-      '--checks', 'all', '--exclude-checks', 'positive_data_acceptance',
-      '--max-examples', '100', '--workers', '2', '--seed', '20261126',
+      '--config-file',
+      configFile,
+      'run',
+      `${standalone!.url}/openapi.json`,
+      '--checks',
+      'all',
+      '--exclude-checks',
+      'positive_data_acceptance',
+      '--max-examples',
+      '100',
+      '--workers',
+      '2',
+      '--seed',
+      '20261126',
     ],
     240_000,
   );

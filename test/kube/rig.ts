@@ -18,16 +18,16 @@
 //   CCCP_KUBE_BIN_DIR  use prebuilt binaries from this directory (skips build.sh)
 //   CCCP_RIG_KEEP=1    keep the data directory (logs, certs, etcd) after stop()
 import { spawn } from 'node:child_process';
-import { finished, runProgram } from '../helpers/processes.ts';
-import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { finished, runProgram } from '../helpers/processes.ts';
 import { createPki, type Pki } from './pki.ts';
-import { killAllGroups, logTail, startServerProcess, type ServerProcess } from './server-process.ts';
+import { killAllGroups, logTail, type ServerProcess, startServerProcess } from './server-process.ts';
 
 export interface KubectlResult {
   stdout: string;
@@ -110,8 +110,12 @@ async function startIn(binDir: string, dataDir: string, servers: ServerProcess[]
   const [etcdClientPort, etcdPeerPort, apiServerPort] = (await freePorts(3)) as [number, number, number];
   const server = `https://127.0.0.1:${apiServerPort}`;
 
-  const etcd = startServerProcess('etcd', join(binDir, 'etcd'),
-    etcdArgs(join(dataDir, 'etcd'), etcdClientPort, etcdPeerPort), join(dataDir, 'etcd.log'));
+  const etcd = startServerProcess(
+    'etcd',
+    join(binDir, 'etcd'),
+    etcdArgs(join(dataDir, 'etcd'), etcdClientPort, etcdPeerPort),
+    join(dataDir, 'etcd.log'),
+  );
   servers.push(etcd);
   await waitUntil(etcd, etcdReadyTimeoutMs, () => httpOk(`http://127.0.0.1:${etcdClientPort}/health`));
 
@@ -144,8 +148,7 @@ async function startIn(binDir: string, dataDir: string, servers: ServerProcess[]
       apiServer = await startApiServerProcess(binDir, apiServerCommand, apiServerLog, pki, apiServerPort);
       servers.push(apiServer);
     },
-    serviceAccountKubeconfig: (namespace, name) =>
-      writeServiceAccountKubeconfig(kubectl, dataDir, server, pki.caCert, namespace, name),
+    serviceAccountKubeconfig: (namespace, name) => writeServiceAccountKubeconfig(kubectl, dataDir, server, pki.caCert, namespace, name),
     async stop() {
       if (stopped) return;
       stopped = true;
@@ -161,7 +164,9 @@ async function startIn(binDir: string, dataDir: string, servers: ServerProcess[]
 async function buildBinaries(): Promise<string> {
   const child = spawn('bash', [join(here, 'build.sh')], { stdio: ['ignore', 'pipe', 'inherit'] });
   let stdout = '';
-  child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString(); });
+  child.stdout.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString();
+  });
   const code = await new Promise<number | null>((resolve, reject) => {
     child.on('error', reject);
     child.on('close', resolve);
@@ -213,9 +218,7 @@ function apiServerArgs(pki: Pki, port: number, etcdUrl: string): string[] {
   ];
 }
 
-async function startApiServerProcess(
-  binDir: string, args: string[], logFile: string, pki: Pki, port: number,
-): Promise<ServerProcess> {
+async function startApiServerProcess(binDir: string, args: string[], logFile: string, pki: Pki, port: number): Promise<ServerProcess> {
   const apiServer = startServerProcess('kube-apiserver', join(binDir, 'kube-apiserver'), args, logFile);
   try {
     await waitUntil(apiServer, apiServerReadyTimeoutMs, () => apiServerReady(pki, port));
@@ -254,18 +257,21 @@ function httpOk(url: string): Promise<boolean> {
 
 function apiServerReady(pki: Pki, port: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const req = httpsRequest({
-      host: '127.0.0.1',
-      port,
-      path: '/readyz',
-      ca: readFileSync(pki.caCert),
-      cert: readFileSync(pki.adminCert),
-      key: readFileSync(pki.adminKey),
-      timeout: 2_000,
-    }, (res) => {
-      res.resume();
-      resolve(res.statusCode === 200);
-    });
+    const req = httpsRequest(
+      {
+        host: '127.0.0.1',
+        port,
+        path: '/readyz',
+        ca: readFileSync(pki.caCert),
+        cert: readFileSync(pki.adminCert),
+        key: readFileSync(pki.adminKey),
+        timeout: 2_000,
+      },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode === 200);
+      },
+    );
     req.on('error', () => resolve(false));
     req.on('timeout', () => req.destroy());
     req.end();
@@ -275,14 +281,23 @@ function apiServerReady(pki: Pki, port: number): Promise<boolean> {
 async function runKubectl(binDir: string, dataDir: string, kubeconfig: string, args: string[], input?: string): Promise<KubectlResult> {
   // A discovery cache per rig: the port, and so the cache key, is new each run.
   const env = { KUBECACHEDIR: join(dataDir, 'kube-cache') };
-  const run = await runProgram(join(binDir, 'kubectl'), [`--kubeconfig=${kubeconfig}`, ...args], { env, timeoutMs: kubectlTimeoutMs, ...(input === undefined ? {} : { input }) });
+  const run = await runProgram(join(binDir, 'kubectl'), [`--kubeconfig=${kubeconfig}`, ...args], {
+    env,
+    timeoutMs: kubectlTimeoutMs,
+    ...(input === undefined ? {} : { input }),
+  });
   return finished(`kubectl ${args.join(' ')}`, run);
 }
 
 type KubectlFn = (args: string[], opts?: KubectlOptions) => Promise<KubectlResult>;
 
 async function writeServiceAccountKubeconfig(
-  kubectl: KubectlFn, dataDir: string, server: string, caCert: string, namespace: string, name: string,
+  kubectl: KubectlFn,
+  dataDir: string,
+  server: string,
+  caCert: string,
+  namespace: string,
+  name: string,
 ): Promise<string> {
   const objects = {
     apiVersion: 'v1',

@@ -10,7 +10,7 @@
 //   server is gone", whatever PID 1 of the machine does with orphans.
 // On top of that, process 'exit', SIGINT and SIGTERM handlers kill every live
 // group while any server runs.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 
 const watchdogScript = [

@@ -6,10 +6,10 @@
 import type net from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { Rig } from '../kube/rig.ts';
-import { TestCluster, startRigWithCrd } from '../helpers/cluster.ts';
-import { MOBILE_LINK, NetLab } from '../helpers/netlab.ts';
+import { startRigWithCrd, TestCluster } from '../helpers/cluster.ts';
 import { sleep, waitFor } from '../helpers/net.ts';
+import { MOBILE_LINK, NetLab } from '../helpers/netlab.ts';
+import type { Rig } from '../kube/rig.ts';
 import { connectTo } from '../soak/pair.ts';
 
 const test = suite('mobile links in cluster mode');
@@ -64,13 +64,19 @@ test('a blackholed device is shown disconnected in the ProxySession and /status 
   const begin = Date.now();
   let crdSeconds: number | undefined;
   let statusSeconds: number | undefined;
-  await waitFor(async () => {
-    const [stored, status] = await Promise.all([c.session('RTU-77'), c.control<{ device_connected: boolean }>('/status?serial=RTU-77')]);
-    if (crdSeconds === undefined && stored?.status?.deviceConnected === false) crdSeconds = (Date.now() - begin) / 1000;
-    if (statusSeconds === undefined && status.body.device_connected === false) statusSeconds = (Date.now() - begin) / 1000;
-    return crdSeconds !== undefined && statusSeconds !== undefined;
-  }, 90_000, 'the device to be shown disconnected');
-  console.log(`  blackholed device: ProxySession deviceConnected=false after ${crdSeconds!.toFixed(1)} s, /status after ${statusSeconds!.toFixed(1)} s (bound ${BOUND_S} s)`);
+  await waitFor(
+    async () => {
+      const [stored, status] = await Promise.all([c.session('RTU-77'), c.control<{ device_connected: boolean }>('/status?serial=RTU-77')]);
+      if (crdSeconds === undefined && stored?.status?.deviceConnected === false) crdSeconds = (Date.now() - begin) / 1000;
+      if (statusSeconds === undefined && status.body.device_connected === false) statusSeconds = (Date.now() - begin) / 1000;
+      return crdSeconds !== undefined && statusSeconds !== undefined;
+    },
+    90_000,
+    'the device to be shown disconnected',
+  );
+  console.log(
+    `  blackholed device: ProxySession deviceConnected=false after ${crdSeconds!.toFixed(1)} s, /status after ${statusSeconds!.toFixed(1)} s (bound ${BOUND_S} s)`,
+  );
   assert.ok(crdSeconds! >= KEEPALIVE_IDLE_S, 'not before the keepalive idle time');
   assert.ok(crdSeconds! <= BOUND_S, `ProxySession after ${crdSeconds} s`);
   assert.ok(statusSeconds! <= BOUND_S, `/status after ${statusSeconds} s`);

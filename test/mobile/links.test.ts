@@ -6,10 +6,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import type net from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { type Endpoint, connectTo } from '../soak/pair.ts';
-import { MOBILE_LINK, NetLab } from '../helpers/netlab.ts';
 import { sleep, waitFor } from '../helpers/net.ts';
+import { MOBILE_LINK, NetLab } from '../helpers/netlab.ts';
 import { type Started, startNodeProcess } from '../helpers/processes.ts';
+import { connectTo, type Endpoint } from '../soak/pair.ts';
 
 const test = suite('mobile links');
 const MiB = 1024 * 1024;
@@ -75,10 +75,14 @@ async function open(serial: string, persistent: boolean, link: number) {
   device.write(`${serial}\r\n`);
   const client = await connectTo({ host: lab!.nsAddr, port: Number(on.body.port) });
   sockets.push(client);
-  await waitFor(async () => {
-    const { body } = await control(`/status?serial=${serial}`);
-    return body.device_connected === true && body.client_connected === true;
-  }, 30_000, `${serial} to be joined`);
+  await waitFor(
+    async () => {
+      const { body } = await control(`/status?serial=${serial}`);
+      return body.device_connected === true && body.client_connected === true;
+    },
+    30_000,
+    `${serial} to be joined`,
+  );
   return { device, client };
 }
 
@@ -112,10 +116,14 @@ function receive(socket: net.Socket, size: number): Promise<string> {
 /** Seconds until /status shows the device gone (or the whole session, for a non-persistent one). */
 async function secondsUntilDeviceGone(serial: string, limitS: number): Promise<number> {
   const begin = Date.now();
-  await waitFor(async () => {
-    const { status, body } = await control(`/status?serial=${serial}`);
-    return status === 404 || body.device_connected === false;
-  }, limitS * 1000, `${serial}'s device to be reported disconnected`);
+  await waitFor(
+    async () => {
+      const { status, body } = await control(`/status?serial=${serial}`);
+      return status === 404 || body.device_connected === false;
+    },
+    limitS * 1000,
+    `${serial}'s device to be reported disconnected`,
+  );
   return (Date.now() - begin) / 1000;
 }
 
@@ -139,9 +147,15 @@ test(`${DEVICES} devices on their own mobile links move 10 MiB each way at once,
     assert.is(r.atDevice, r.down, `client to device ${i}: hashes differ`);
   });
   for (let i = 0; i < DEVICES; i++) {
-    await waitFor(async () => (await control(`/status?serial=MOBILE-${i}`)).body.transferred === 2 * EACH_WAY, 5000, `MOBILE-${i} transferred to be ${2 * EACH_WAY}`);
+    await waitFor(
+      async () => (await control(`/status?serial=MOBILE-${i}`)).body.transferred === 2 * EACH_WAY,
+      5000,
+      `MOBILE-${i} transferred to be ${2 * EACH_WAY}`,
+    );
   }
-  console.log(`  ${DEVICES} × 10 MiB each way in ${seconds.toFixed(0)} s: ${((EACH_WAY * 8) / 1000 / seconds).toFixed(0)} kbit/s per direction per device on 1 Mbit/s links with 2 % loss`);
+  console.log(
+    `  ${DEVICES} × 10 MiB each way in ${seconds.toFixed(0)} s: ${((EACH_WAY * 8) / 1000 / seconds).toFixed(0)} kbit/s per direction per device on 1 Mbit/s links with 2 % loss`,
+  );
   for (let i = 0; i < DEVICES; i++) assert.is((await control(`/off?serial=MOBILE-${i}`)).status, 200);
 });
 
@@ -153,7 +167,9 @@ test('a blackholed device of a non-persistent session is noticed within the keep
   await lab!.shape(CELL_A, { blackhole: true });
   try {
     const seconds = await secondsUntilDeviceGone('BLACKHOLE-1', 60);
-    console.log(`  silent device noticed after ${seconds.toFixed(1)} s (keepalive idle ${KEEPALIVE_IDLE_S} s + 10 × 1 s probes; bound ${KEEPALIVE_BOUND_S} s)`);
+    console.log(
+      `  silent device noticed after ${seconds.toFixed(1)} s (keepalive idle ${KEEPALIVE_IDLE_S} s + 10 × 1 s probes; bound ${KEEPALIVE_BOUND_S} s)`,
+    );
     assert.ok(seconds >= KEEPALIVE_IDLE_S, `noticed after ${seconds} s: before the idle time, so not by keepalive`);
     assert.ok(seconds <= KEEPALIVE_BOUND_S, `noticed after ${seconds} s, beyond the bound of ${KEEPALIVE_BOUND_S} s`);
     assert.is((await control('/status?serial=BLACKHOLE-1')).status, 404, 'the non-persistent session ended');
@@ -227,7 +243,9 @@ test('a device blackholed while the client streams to it is cut by the send time
   await lab!.shape(CELL_A, { blackhole: true });
   try {
     const seconds = await secondsUntilDeviceGone('UNACKED', 120);
-    console.log(`  device under traffic noticed after ${seconds.toFixed(1)} s (send timeout ${SEND_TIMEOUT_S} s; keepalive alone would say nothing for about 15 minutes)`);
+    console.log(
+      `  device under traffic noticed after ${seconds.toFixed(1)} s (send timeout ${SEND_TIMEOUT_S} s; keepalive alone would say nothing for about 15 minutes)`,
+    );
     // Keepalive would have ended it within KEEPALIVE_BOUND_S, had it been allowed to probe.
     assert.ok(seconds > KEEPALIVE_BOUND_S + 2, `noticed after ${seconds} s: by keepalive, not by the send timeout`);
     assert.ok(seconds <= SEND_TIMEOUT_S + 10, `noticed after ${seconds} s, beyond the send timeout`);
@@ -248,7 +266,9 @@ test('small polls into a dead link: keepalive stays silent while they are unackn
   try {
     await sleep((KEEPALIVE_BOUND_S + 7) * 1000);
     const still = await control('/status?serial=POLLED');
-    console.log(`  polled dead device after ${KEEPALIVE_BOUND_S + 7} s: device_connected ${String(still.body.device_connected)} (kernel default tcp_retries2 15, about 15 minutes)`);
+    console.log(
+      `  polled dead device after ${KEEPALIVE_BOUND_S + 7} s: device_connected ${String(still.body.device_connected)} (kernel default tcp_retries2 15, about 15 minutes)`,
+    );
     assert.is(still.body.device_connected, true, 'keepalive probed although data was unacknowledged');
     // Fewer retransmissions before the kernel gives up: the pod's namespace, not the proxy, decides.
     await lab!.sysctl('net.ipv4.tcp_retries2', 5);

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { dashboardSchemaErrors } from '../helpers/grafana-schema.ts';
-import { dashboardFile, type DashboardJson } from '../helpers/monitoring.ts';
+import { type DashboardJson, dashboardFile } from '../helpers/monitoring.ts';
 
 const test = suite('grafana dashboard');
 const dashboard = JSON.parse(readFileSync(dashboardFile, 'utf8')) as DashboardJson;
@@ -20,14 +20,20 @@ test('the schema check refuses a misspelled key, a wrong type and a value outsid
   const copy = (): DashboardJson => JSON.parse(JSON.stringify(dashboard)) as DashboardJson;
   const misspelled = copy() as DashboardJson & { titel?: string };
   misspelled.titel = 'x';
-  assert.ok(dashboardSchemaErrors(misspelled).some((e) => e.includes('titel')), 'unknown dashboard key');
+  assert.ok(
+    dashboardSchemaErrors(misspelled).some((e) => e.includes('titel')),
+    'unknown dashboard key',
+  );
   const wrongType = copy();
   (wrongType as { schemaVersion: unknown }).schemaVersion = '39';
   assert.ok(dashboardSchemaErrors(wrongType).length > 0, 'schemaVersion as a string');
   const badEnum = copy();
   const stat = badEnum.panels.find((p) => p.type === 'stat')!;
   (stat.options as Record<string, unknown>).colorMode = 'rainbow';
-  assert.ok(dashboardSchemaErrors(badEnum).some((e) => e.includes('rainbow')), 'stat colorMode outside its enum');
+  assert.ok(
+    dashboardSchemaErrors(badEnum).some((e) => e.includes('rainbow')),
+    'stat colorMode outside its enum',
+  );
 });
 
 test('panels have unique ids, fit the 24-column grid without overlapping, and use the datasource variable', () => {

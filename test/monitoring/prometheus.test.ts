@@ -20,13 +20,21 @@ import type { V1Service } from '@kubernetes/client-node';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parse, stringify } from 'yaml';
-import type { Rig } from '../kube/rig.ts';
-import { TestCluster, startRigWithCrd } from '../helpers/cluster.ts';
+import { startRigWithCrd, TestCluster } from '../helpers/cluster.ts';
 import { type KubeObject, kubeBinDir, named, ofKind, render, requiredValues } from '../helpers/helm.ts';
 import {
-  type AlertRule, type DashboardJson, TestPrometheus, dashboardFile, metricNames, promtool, resolveVariables, scrapeConfigFile, withBoolComparisons,
+  type AlertRule,
+  type DashboardJson,
+  dashboardFile,
+  metricNames,
+  promtool,
+  resolveVariables,
+  scrapeConfigFile,
+  TestPrometheus,
+  withBoolComparisons,
 } from '../helpers/monitoring.ts';
-import { Received, connect, connectDevice, freePortRange, sleep, waitFor } from '../helpers/net.ts';
+import { connect, connectDevice, freePortRange, Received, sleep, waitFor } from '../helpers/net.ts';
+import type { Rig } from '../kube/rig.ts';
 
 const test = suite('monitoring with a real Prometheus');
 const NAMESPACE = 'cccp-mon';
@@ -94,7 +102,10 @@ function scrapeConfigFor(c: TestCluster): ScrapeConfig[] {
   const services = ofKind<V1Service>(objects, 'Service').filter((s) => s.metadata?.name?.endsWith('-metrics'));
   const endpoints = (component: string) => {
     const service = services.find((s) => s.metadata?.labels?.['app.kubernetes.io/component'] === component)!;
-    const pods = component === 'operator' ? OPERATORS.map((name) => ({ name, port: c.controlPorts.get(name)! })) : [{ name: `${RELEASE}-proxy-0`, port: c.proxyHealthPort }];
+    const pods =
+      component === 'operator'
+        ? OPERATORS.map((name) => ({ name, port: c.controlPorts.get(name)! }))
+        : [{ name: `${RELEASE}-proxy-0`, port: c.proxyHealthPort }];
     return pods.map((pod) => ({
       targets: [`127.0.0.1:${pod.port}`],
       labels: {
@@ -102,7 +113,9 @@ function scrapeConfigFor(c: TestCluster): ScrapeConfig[] {
         __meta_kubernetes_service_name: service.metadata!.name!,
         __meta_kubernetes_pod_name: pod.name,
         __meta_kubernetes_endpoint_port_name: service.spec!.ports![0]!.name!,
-        ...Object.fromEntries(Object.entries(service.metadata!.labels!).map(([k, v]) => [`__meta_kubernetes_service_label_${metaLabel(k)}`, v])),
+        ...Object.fromEntries(
+          Object.entries(service.metadata!.labels!).map(([k, v]) => [`__meta_kubernetes_service_label_${metaLabel(k)}`, v]),
+        ),
       },
     }));
   };
@@ -122,7 +135,12 @@ test.before(async () => {
     for (const name of OPERATORS) await cluster.startOperator(name);
     await cluster.waitForOperatorLeader();
     const groups = ofKind<PrometheusRuleObject>(objects, 'PrometheusRule')[0]!.spec.groups;
-    prometheus = await TestPrometheus.start({ scrapeConfigs: scrapeConfigFor(cluster), rules: { groups }, scrapeInterval: '1s', evaluationInterval: '1s' });
+    prometheus = await TestPrometheus.start({
+      scrapeConfigs: scrapeConfigFor(cluster),
+      rules: { groups },
+      scrapeInterval: '1s',
+      evaluationInterval: '1s',
+    });
     startedAt = Date.now() / 1000;
   } catch (err) {
     startError = err;
@@ -131,7 +149,8 @@ test.before(async () => {
 
 test.after(async () => {
   for (const s of sockets.splice(0)) s.destroy();
-  if (process.env.CCCP_DASHBOARD_DATA && prometheus) await writeDashboardData(prometheus, process.env.CCCP_DASHBOARD_DATA).catch((err: unknown) => console.error(err));
+  if (process.env.CCCP_DASHBOARD_DATA && prometheus)
+    await writeDashboardData(prometheus, process.env.CCCP_DASHBOARD_DATA).catch((err: unknown) => console.error(err));
   await prometheus?.stop();
   await cluster?.stop();
   await rig?.stop();
@@ -149,7 +168,9 @@ async function on(serial: string, query = ''): Promise<number> {
 }
 
 async function firing(alertname: string): Promise<boolean> {
-  return (await running().p.alerts()).some((a) => a.labels.alertname === alertname && a.state === 'firing' && a.labels.namespace === NAMESPACE);
+  return (await running().p.alerts()).some(
+    (a) => a.labels.alertname === alertname && a.state === 'firing' && a.labels.namespace === NAMESPACE,
+  );
 }
 
 async function active(alertname: string): Promise<boolean> {
@@ -178,20 +199,47 @@ test('the ServiceMonitor, PodMonitor and README scrape config agree on jobs, por
   const { c } = running();
   const jobs = parse(readFileSync(scrapeConfigFile, 'utf8')) as ScrapeConfig[];
   const relabel = jobs[0]!.relabel_configs;
-  const serviceMonitor = named<KubeObject & { spec: { jobLabel: string; endpoints: Array<{ port: string }> } }>(objects, 'ServiceMonitor', `${RELEASE}-cccp-proxy`);
+  const serviceMonitor = named<KubeObject & { spec: { jobLabel: string; endpoints: Array<{ port: string }> } }>(
+    objects,
+    'ServiceMonitor',
+    `${RELEASE}-cccp-proxy`,
+  );
   const jobSource = `__meta_kubernetes_service_label_${metaLabel(serviceMonitor.spec.jobLabel)}`;
-  assert.ok(relabel.some((r) => r.target_label === 'job' && r.source_labels?.[0] === jobSource), 'the scrape config takes job from the ServiceMonitor jobLabel');
-  assert.ok(relabel.some((r) => r.action === 'keep' && r.source_labels?.[0] === '__meta_kubernetes_endpoint_port_name' && r.regex === serviceMonitor.spec.endpoints[0]!.port));
+  assert.ok(
+    relabel.some((r) => r.target_label === 'job' && r.source_labels?.[0] === jobSource),
+    'the scrape config takes job from the ServiceMonitor jobLabel',
+  );
+  assert.ok(
+    relabel.some(
+      (r) =>
+        r.action === 'keep' &&
+        r.source_labels?.[0] === '__meta_kubernetes_endpoint_port_name' &&
+        r.regex === serviceMonitor.spec.endpoints[0]!.port,
+    ),
+  );
   const services = ofKind<V1Service>(objects, 'Service').filter((s) => s.metadata?.labels?.[serviceMonitor.spec.jobLabel]);
   assert.equal(services.map((s) => s.metadata!.labels![serviceMonitor.spec.jobLabel]).sort(), ['cccp-operator', 'cccp-proxy']);
-  const podMonitors = (await render(await kubeBinDir(), { ...requiredValues, metrics: { podMonitor: { enabled: true } } }, { release: RELEASE, namespace: NAMESPACE })).objects.filter((o) => o.kind === 'PodMonitor') as Array<
+  const podMonitors = (
+    await render(
+      await kubeBinDir(),
+      { ...requiredValues, metrics: { podMonitor: { enabled: true } } },
+      { release: RELEASE, namespace: NAMESPACE },
+    )
+  ).objects.filter((o) => o.kind === 'PodMonitor') as Array<
     KubeObject & { spec: { podMetricsEndpoints: Array<{ relabelings: Array<{ targetLabel: string; replacement: string }> }> } }
   >;
-  assert.equal(podMonitors.map((m) => m.spec.podMetricsEndpoints[0]!.relabelings.find((r) => r.targetLabel === 'job')!.replacement).sort(), ['cccp-operator', 'cccp-proxy']);
+  assert.equal(
+    podMonitors.map((m) => m.spec.podMetricsEndpoints[0]!.relabelings.find((r) => r.targetLabel === 'job')!.replacement).sort(),
+    ['cccp-operator', 'cccp-proxy'],
+  );
   // What Prometheus made of it: the chart's job names, namespace and pod on every target, all up.
   await waitFor(async () => (await running().p.targets()).filter((t) => t.health === 'up').length === 3, 20_000, 'three targets up');
   const targets = (await running().p.targets()).map((t) => `${t.labels.job} ${t.labels.namespace} ${t.labels.pod}`).sort();
-  assert.equal(targets, [`cccp-operator ${NAMESPACE} operator-a`, `cccp-operator ${NAMESPACE} operator-b`, `cccp-proxy ${NAMESPACE} ${RELEASE}-proxy-0`]);
+  assert.equal(targets, [
+    `cccp-operator ${NAMESPACE} operator-a`,
+    `cccp-operator ${NAMESPACE} operator-b`,
+    `cccp-proxy ${NAMESPACE} ${RELEASE}-proxy-0`,
+  ]);
   assert.ok(c.proxyHealthPort > 0);
 });
 
@@ -272,7 +320,11 @@ test('"ports nearly exhausted" fires when the range fills and resolves when sess
   for (const serial of fillers) assert.is((await c.control(`/off?serial=${serial}`)).status, 200);
   await waitFor(async () => !(await active('CCCPPortsNearlyExhausted')), 30_000, 'CCCPPortsNearlyExhausted to resolve');
   // No replica keeps a deleted session in its cache (it would count as Deleting for ever).
-  await waitFor(async () => (await gauge(`max(cccp_sessions{phase="Deleting",namespace="${NAMESPACE}"})`)) === 0, 10_000, 'no session left Deleting');
+  await waitFor(
+    async () => (await gauge(`max(cccp_sessions{phase="Deleting",namespace="${NAMESPACE}"})`)) === 0,
+    10_000,
+    'no session left Deleting',
+  );
 });
 
 test('every dashboard panel query returns series', async () => {
@@ -286,7 +338,11 @@ test('every dashboard panel query returns series', async () => {
   }
   assert.equal(empty, [], 'queries without series');
   const variable = await p.query('count by (namespace) (cccp_operator_leader)');
-  assert.equal(variable.map((s) => s.metric.namespace), [NAMESPACE], 'the namespace variable finds the project');
+  assert.equal(
+    variable.map((s) => s.metric.namespace),
+    [NAMESPACE],
+    'the namespace variable finds the project',
+  );
 });
 
 test('every alert expression and every metric it reads returns series, and every rule evaluates without error', async () => {
@@ -300,7 +356,9 @@ test('every alert expression and every metric it reads returns series, and every
     }
   }
   assert.equal(empty, [], 'alert expressions or metrics without series');
-  const res = (await (await fetch(`${p.url}/api/v1/rules`)).json()) as { data: { groups: Array<{ rules: Array<{ name: string; health: string; lastError?: string }> }> } };
+  const res = (await (await fetch(`${p.url}/api/v1/rules`)).json()) as {
+    data: { groups: Array<{ rules: Array<{ name: string; health: string; lastError?: string }> }> };
+  };
   const unhealthy = res.data.groups.flatMap((g) => g.rules).filter((r) => r.health !== 'ok');
   assert.equal(unhealthy, []);
 });
@@ -312,11 +370,19 @@ test('"proxy unreachable" fires while the proxy is down and resolves when it is 
   await c.proxy!.stop();
   await waitFor(() => firing('CCCPProxyUnreachable'), 40_000, 'CCCPProxyUnreachable to fire');
   // Both views of the outage: Prometheus's scrape and the operator's admin API.
-  await waitFor(async () => (await gauge(`max(cccp_operator_proxy_reachable{namespace="${NAMESPACE}"})`)) === 0, 20_000, 'the operator to report the proxy unreachable');
+  await waitFor(
+    async () => (await gauge(`max(cccp_operator_proxy_reachable{namespace="${NAMESPACE}"})`)) === 0,
+    20_000,
+    'the operator to report the proxy unreachable',
+  );
   assert.is(await gauge(`max(up{job="cccp-proxy",namespace="${NAMESPACE}"})`), 0);
   const restarted = Date.now();
   await c.startProxy();
-  await waitFor(async () => (await gauge(`max(cccp_operator_proxy_reachable{namespace="${NAMESPACE}"})`)) === 1, 20_000, 'the operator to reach the proxy again');
+  await waitFor(
+    async () => (await gauge(`max(cccp_operator_proxy_reachable{namespace="${NAMESPACE}"})`)) === 1,
+    20_000,
+    'the operator to reach the proxy again',
+  );
   await waitFor(async () => !(await active('CCCPProxyUnreachable')), 40_000, 'CCCPProxyUnreachable to resolve');
   console.log(`proxy unreachable: resolved ${((Date.now() - restarted) / 1000).toFixed(1)} s after the restart`);
   // Resolved for good, not between two evaluations.

@@ -15,8 +15,12 @@ test('defaults: control 8080, device 9000, range 20000-20099, public host localh
 
 test('settings are read from CCCP_ variables', () => {
   const config = operatorConfigFromEnv({
-    CCCP_CONTROL_PORT: '18080', CCCP_DEVICE_PORT: '19000', CCCP_PORT_RANGE: '30000-30009',
-    CCCP_PUBLIC_HOST: 'proxy.example.com', CCCP_BIND_HOST: '127.0.0.1', CCCP_CONTROL_TOKENS: 'a-token, b-token',
+    CCCP_CONTROL_PORT: '18080',
+    CCCP_DEVICE_PORT: '19000',
+    CCCP_PORT_RANGE: '30000-30009',
+    CCCP_PUBLIC_HOST: 'proxy.example.com',
+    CCCP_BIND_HOST: '127.0.0.1',
+    CCCP_CONTROL_TOKENS: 'a-token, b-token',
   });
   assert.equal(
     [config.controlPort, config.devicePort, config.portRange, config.publicHost, config.bindHost, config.controlTokens],

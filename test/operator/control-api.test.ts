@@ -3,7 +3,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { refuses, waitFor } from '../helpers/net.ts';
-import { startStandalone, type RunningStandalone } from '../helpers/standalone.ts';
+import { type RunningStandalone, startStandalone } from '../helpers/standalone.ts';
 
 const test = suite('Control API');
 let app: RunningStandalone;
@@ -60,7 +60,11 @@ test('/status of a live session answers 200 {device_connected, client_connected,
   await app.call('/on?serial=ST-1&persistent=true');
   const answer = await app.call('/status?serial=ST-1');
   assert.is(answer.status, 200);
-  assert.equal(seedView(answer.body, ['device_connected', 'client_connected', 'transferred']), { device_connected: false, client_connected: false, transferred: 0 });
+  assert.equal(seedView(answer.body, ['device_connected', 'client_connected', 'transferred']), {
+    device_connected: false,
+    client_connected: false,
+    transferred: 0,
+  });
   await app.call('/off?serial=ST-1');
 });
 

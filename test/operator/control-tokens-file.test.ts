@@ -11,7 +11,7 @@ import * as assert from 'uvu/assert';
 import { ConfigError, operatorConfigFromEnv } from '../../operator/config.ts';
 import { projectSecretVolume } from '../helpers/helm.ts';
 import { sleep, waitFor } from '../helpers/net.ts';
-import { startStandalone, type RunningStandalone } from '../helpers/standalone.ts';
+import { type RunningStandalone, startStandalone } from '../helpers/standalone.ts';
 
 const test = suite('Control API tokens file');
 const dir = mkdtempSync(join(tmpdir(), 'cccp-tokens-'));
@@ -62,8 +62,14 @@ test('an empty or missing file keeps the tokens in force (authentication never t
 test('at start, an empty or missing file, or both variables, is a configuration error naming them', () => {
   const empty = join(dir, 'empty');
   writeFileSync(empty, ' \n');
-  assert.throws(() => operatorConfigFromEnv({ CCCP_CONTROL_TOKENS_FILE: empty }), (err: Error) => err instanceof ConfigError && /holds no token/.test(err.message));
-  assert.throws(() => operatorConfigFromEnv({ CCCP_CONTROL_TOKENS_FILE: join(dir, 'nope') }), /CCCP_CONTROL_TOKENS_FILE .*nope cannot be read/);
+  assert.throws(
+    () => operatorConfigFromEnv({ CCCP_CONTROL_TOKENS_FILE: empty }),
+    (err: Error) => err instanceof ConfigError && /holds no token/.test(err.message),
+  );
+  assert.throws(
+    () => operatorConfigFromEnv({ CCCP_CONTROL_TOKENS_FILE: join(dir, 'nope') }),
+    /CCCP_CONTROL_TOKENS_FILE .*nope cannot be read/,
+  );
   assert.throws(() => operatorConfigFromEnv({ CCCP_CONTROL_TOKENS_FILE: empty, CCCP_CONTROL_TOKENS: FIRST }), /not both/);
   const spaced = join(dir, 'spaced');
   writeFileSync(spaced, 'has a space-0123456789');

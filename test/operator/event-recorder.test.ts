@@ -23,7 +23,13 @@ test('a burst beyond the rate is dropped and counted; the rate comes back with t
   assert.equal(sent.map((e) => e.message).slice(5), ['after 200 ms']);
   assert.is(recorder.dropped, 4);
   const last = sent.at(-1)!;
-  assert.equal(last.involvedObject, { apiVersion: 'cccp.tcxn.net/v1alpha1', kind: 'ProxySession', name: 'pxs-a', namespace: 'ns', uid: 'u1' });
+  assert.equal(last.involvedObject, {
+    apiVersion: 'cccp.tcxn.net/v1alpha1',
+    kind: 'ProxySession',
+    name: 'pxs-a',
+    namespace: 'ns',
+    uid: 'u1',
+  });
   assert.equal(last.lastTimestamp, new Date(1_000_200));
 });
 

@@ -5,7 +5,7 @@ import type { V1Lease } from '@kubernetes/client-node';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { silentLogger } from '../../common/log.ts';
-import { type LeaseApi, LeaderElector } from '../../operator/kube/leader-election.ts';
+import { LeaderElector, type LeaseApi } from '../../operator/kube/leader-election.ts';
 import { KubeApiError } from '../../operator/kube/proxysession-client.ts';
 import { FakeClock } from '../helpers/fake-clock.ts';
 

@@ -57,7 +57,9 @@ test('status writes for a gone incarnation are refused', async () => {
 test('subscribers hear every change, and returned sessions are copies', async () => {
   const store = new MemorySessionStore();
   const changes: string[] = [];
-  const unsubscribe = store.subscribe((c: SessionChange) => changes.push(c.type === 'removed' ? `removed ${c.serial}` : `upserted g${c.session.generation}`));
+  const unsubscribe = store.subscribe((c: SessionChange) =>
+    changes.push(c.type === 'removed' ? `removed ${c.serial}` : `upserted g${c.session.generation}`),
+  );
   const { session } = await store.apply(spec);
   session.spec.persistent = true;
   assert.is((await store.get('S'))?.spec.persistent, false);

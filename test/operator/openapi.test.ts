@@ -1,15 +1,16 @@
 // The OpenAPI document is valid OpenAPI 3.1, and real answers of the running
 // standalone mode match its documented status codes and response schemas.
-import { Validator } from '@seriousme/openapi-schema-validator';
+
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Validator } from '@seriousme/openapi-schema-validator';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ResponseChecker } from '../helpers/openapi-responses.ts';
-import { startStandalone, type RunningStandalone } from '../helpers/standalone.ts';
+import { type RunningStandalone, startStandalone } from '../helpers/standalone.ts';
 
 const test = suite('OpenAPI document');
 const TOKEN = 'openapi-test-token';
@@ -87,7 +88,8 @@ test('503 carries a code and Retry-After', async () => {
 });
 
 type Operation = { tags?: string[]; parameters?: Array<Record<string, unknown>>; responses: Record<string, Record<string, unknown>> };
-const operations = () => Object.entries(document.paths as Record<string, { get: Operation }>).map(([path, item]) => [path, item.get] as const);
+const operations = () =>
+  Object.entries(document.paths as Record<string, { get: Operation }>).map(([path, item]) => [path, item.get] as const);
 
 test('every response has a body with a schema and an example; 431 is described once, in info', () => {
   const checker = new ResponseChecker(document);
@@ -100,7 +102,11 @@ test('every response has a body with a schema and an example; 431 is described o
       for (const [type, media] of Object.entries(content!)) {
         assert.ok(media.schema, `${path} ${status} ${type} has a schema`);
         assert.ok(media.example !== undefined, `${path} ${status} ${type} has an example`);
-        assert.is(checker.problem(path, Number(status), media.example, type), undefined, `${path} ${status}: the example matches its schema`);
+        assert.is(
+          checker.problem(path, Number(status), media.example, type),
+          undefined,
+          `${path} ${status}: the example matches its schema`,
+        );
       }
     }
   }
@@ -121,7 +127,8 @@ test('every parameter example is accepted by the server, and persistent is a boo
   const example = (name: string) => on.parameters!.find((p) => p.name === name)!.example;
   assert.equal(on.parameters!.find((p) => p.name === 'persistent')!.schema, { type: 'boolean', default: false });
   const whitelist = (example('ip_whitelist') as string[]).map((e) => `ip_whitelist=${encodeURIComponent(e)}`).join('&');
-  const query = `serial=${encodeURIComponent(String(example('serial')))}&persistent=${example('persistent')}&${whitelist}` +
+  const query =
+    `serial=${encodeURIComponent(String(example('serial')))}&persistent=${example('persistent')}&${whitelist}` +
     `&timeout=${example('timeout')}&max_lifetime=${example('max_lifetime')}&idle_timeout=${example('idle_timeout')}`;
   const answer = await app.call(`/on?${query}`, { token: TOKEN });
   assert.ok(answer.status === 200 || answer.status === 503, `${answer.status} ${JSON.stringify(answer.body)}`);
@@ -130,7 +137,9 @@ test('every parameter example is accepted by the server, and persistent is a boo
 test('the + rule is stated once and as the server applies it', async () => {
   const text = JSON.stringify(document);
   assert.not.match(text, /literal '\+' stays/);
-  const serial = operations().find(([path]) => path === '/status')![1].parameters!.find((p) => p.name === 'serial')!;
+  const serial = operations()
+    .find(([path]) => path === '/status')![1]
+    .parameters!.find((p) => p.name === 'serial')!;
   assert.match(String(serial.description), /'\+' means a space/);
   const plus = await app.call('/status?serial=A+B', { token: TOKEN });
   assert.is(plus.status, 400);

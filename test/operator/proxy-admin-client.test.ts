@@ -8,8 +8,8 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { ProxyEvent } from '../../common/admin-protocol.ts';
 import { silentLogger } from '../../common/log.ts';
+import { AdminApiError, type EventStream, ProxyAdminClient } from '../../operator/proxy-admin-client.ts';
 import { ProxyPod } from '../../proxy-pod/proxy-pod.ts';
-import { AdminApiError, ProxyAdminClient, type EventStream } from '../../operator/proxy-admin-client.ts';
 import { freePort, freePorts, waitFor } from '../helpers/net.ts';
 
 const test = suite('proxy admin client');
@@ -34,7 +34,10 @@ test('info, put, list and delete answer typed values from the real proxy', async
     const state = await client.putSession('CLD/1', { id: 'uid-1', port: port!, persistent: true, ipWhitelist: ['127.0.0.1'] });
     assert.equal([state.serial, state.state, state.port, state.transferredBytes], ['CLD/1', 'listening', port, 0]);
     const list = await client.listSessions();
-    assert.equal(list.sessions.map((s) => s.serial), ['CLD/1']);
+    assert.equal(
+      list.sessions.map((s) => s.serial),
+      ['CLD/1'],
+    );
     assert.is((await client.deleteSession('CLD/1'))?.serial, 'CLD/1');
     assert.is(await client.deleteSession('CLD/1'), undefined, 'a second delete finds nothing');
   } finally {
@@ -89,12 +92,19 @@ test('the event stream starts with hello, delivers session events and reconnects
   const client = new ProxyAdminClient({ endpoint: { socketPath }, reconnectMinMs: 20, reconnectMaxMs: 200 });
   const events: ProxyEvent[] = [];
   let stream: EventStream | undefined;
-  cleanups.push(() => stream?.close(), () => client.close());
+  cleanups.push(
+    () => stream?.close(),
+    () => client.close(),
+  );
   stream = client.watchEvents({ onEvent: (event) => events.push(event) });
   await waitFor(() => events.some((e) => e.type === 'hello' && e.instanceId === pod.instanceId), 3000, 'hello');
   const [port] = await freePorts(1);
   await client.putSession('EV-1', { id: 'ev', port: port!, persistent: false, ipWhitelist: [], timeoutSeconds: 1 });
-  await waitFor(() => events.some((e) => e.type === 'session-ended' && e.serial === 'EV-1'), 3000, 'session-ended after the client timeout');
+  await waitFor(
+    () => events.some((e) => e.type === 'session-ended' && e.serial === 'EV-1'),
+    3000,
+    'session-ended after the client timeout',
+  );
   const first = pod.instanceId;
   await pod.stop();
   pod = await startPod();

@@ -2,7 +2,14 @@
 // and that every refusal names the parameter.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { encodeCursor, normalizeAddressOrCidr, parseListQuery, parseOnQuery, parseSerialQuery, type QueryResult } from '../../operator/query-validation.ts';
+import {
+  encodeCursor,
+  normalizeAddressOrCidr,
+  parseListQuery,
+  parseOnQuery,
+  parseSerialQuery,
+  type QueryResult,
+} from '../../operator/query-validation.ts';
 
 function refused(query: string, parameter: string, parse: (q: string) => QueryResult<unknown> = parseOnQuery) {
   const result = parse(query);
@@ -19,7 +26,10 @@ test('a serial alone gives the defaults: not persistent, no whitelist, no timeou
 
 test('all /on parameters are parsed and typed', () => {
   const result = parseOnQuery('serial=A1&persistent=true&ip_whitelist=10.0.0.1,192.168.0.0/16&timeout=30');
-  assert.equal(result, { ok: true, value: { serial: 'A1', persistent: true, ipWhitelist: ['10.0.0.1', '192.168.0.0/16'], timeoutSeconds: 30 } });
+  assert.equal(result, {
+    ok: true,
+    value: { serial: 'A1', persistent: true, ipWhitelist: ['10.0.0.1', '192.168.0.0/16'], timeoutSeconds: 30 },
+  });
 });
 
 test('a serial may hold any printable ASCII without space, percent-encoded; + is a space as in every form-encoded query', () => {
@@ -53,19 +63,36 @@ test('persistent takes only true or false', () => {
 });
 
 test('timeout is a whole number of seconds from 1 to 86400', () => {
-  for (const bad of ['0', '-1', '1.5', '1e3', '86401', 'abc', '', ' 5', '9999999999']) refused(`serial=A&timeout=${encodeURIComponent(bad)}`, 'timeout');
+  for (const bad of ['0', '-1', '1.5', '1e3', '86401', 'abc', '', ' 5', '9999999999'])
+    refused(`serial=A&timeout=${encodeURIComponent(bad)}`, 'timeout');
   const max = parseOnQuery('serial=A&timeout=86400');
   assert.is(max.ok && max.value.timeoutSeconds, 86400);
 });
 
 test('ip_whitelist refuses junk, bad prefixes and empty entries', () => {
-  for (const bad of ['300.1.1.1', '10.0.0.0/33', '10.0.0.1,,10.0.0.2', '10.0.0.1,', '', 'host.example', '010.0.0.1', '0x7f.0.0.1', '10.1', 'fe80::1%25eth0', '::1/129', '10.0.0.0/-1', '10.0.0.0/']) {
+  for (const bad of [
+    '300.1.1.1',
+    '10.0.0.0/33',
+    '10.0.0.1,,10.0.0.2',
+    '10.0.0.1,',
+    '',
+    'host.example',
+    '010.0.0.1',
+    '0x7f.0.0.1',
+    '10.1',
+    'fe80::1%25eth0',
+    '::1/129',
+    '10.0.0.0/-1',
+    '10.0.0.0/',
+  ]) {
     refused(`serial=A&ip_whitelist=${encodeURIComponent(bad)}`, 'ip_whitelist');
   }
 });
 
 test('ip_whitelist entries are normalized: mapped IPv6 to IPv4, host bits cleared, IPv6 compressed, duplicates dropped', () => {
-  const result = parseOnQuery(`serial=A&ip_whitelist=${encodeURIComponent('::ffff:10.1.2.3,::ffff:10.0.0.0/104,192.168.1.7/24,2001:DB8:0:0:0:0:0:1,10.1.2.3')}`);
+  const result = parseOnQuery(
+    `serial=A&ip_whitelist=${encodeURIComponent('::ffff:10.1.2.3,::ffff:10.0.0.0/104,192.168.1.7/24,2001:DB8:0:0:0:0:0:1,10.1.2.3')}`,
+  );
   assert.equal(result.ok && result.value.ipWhitelist, ['10.1.2.3', '10.0.0.0/8', '192.168.1.0/24', '2001:db8::1']);
   assert.is(normalizeAddressOrCidr('::/0'), '::/0');
   assert.is(normalizeAddressOrCidr('0.0.0.0/0'), '0.0.0.0/0');

@@ -73,13 +73,25 @@ function setup(range = { min: 100, max: 102 }, options: { endedRetentionMs?: num
   const proxy = new FakeProxy();
   const allocator = new PortAllocator({ ...range, now: () => clock.now() });
   const reconciler = new Reconciler({
-    store, admin: proxy, allocator, publicHost: 'proxy.example', logger: silentLogger(), clock,
-    pollIntervalMs: 300, resyncIntervalMs: 30_000, endedRetentionMs: options.endedRetentionMs ?? 60_000,
+    store,
+    admin: proxy,
+    allocator,
+    publicHost: 'proxy.example',
+    logger: silentLogger(),
+    clock,
+    pollIntervalMs: 300,
+    resyncIntervalMs: 30_000,
+    endedRetentionMs: options.endedRetentionMs ?? 60_000,
   });
   return { clock, store, proxy, allocator, reconciler };
 }
 
-const spec = (serial: string, extra: Partial<ProxySessionSpec> = {}): ProxySessionSpec => ({ serial, persistent: false, ipWhitelist: [], ...extra });
+const spec = (serial: string, extra: Partial<ProxySessionSpec> = {}): ProxySessionSpec => ({
+  serial,
+  persistent: false,
+  ipWhitelist: [],
+  ...extra,
+});
 
 test('a new session gets a port written to status before the proxy is programmed, then turns Active', async () => {
   const { store, proxy, reconciler } = setup();
@@ -171,7 +183,14 @@ test('live counters and addresses are copied from the proxy into status', async 
   await store.apply(spec('A'));
   await reconciler.reconcile('A');
   const state = proxy.sessions.get('A')!;
-  proxy.sessions.set('A', { ...state, deviceConnected: true, clientConnected: true, transferredBytes: 42, deviceAddress: '127.0.0.1:5000', clientAddress: '127.0.0.1:6000' });
+  proxy.sessions.set('A', {
+    ...state,
+    deviceConnected: true,
+    clientConnected: true,
+    transferredBytes: 42,
+    deviceAddress: '127.0.0.1:5000',
+    clientAddress: '127.0.0.1:6000',
+  });
   await reconciler.reconcile('A');
   const status = (await store.get('A'))!.status;
   assert.equal(

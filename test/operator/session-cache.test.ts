@@ -3,12 +3,16 @@
 // comes back.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { SessionCache, compareResourceVersions } from '../../operator/kube/session-cache.ts';
 import type { ProxySessionResource } from '../../operator/kube/proxysession-client.ts';
+import { compareResourceVersions, SessionCache } from '../../operator/kube/session-cache.ts';
 
 const test = suite('session cache');
 
-function resource(uid: string, resourceVersion: string, extra: { deleting?: boolean; finalizers?: string[]; name?: string } = {}): ProxySessionResource {
+function resource(
+  uid: string,
+  resourceVersion: string,
+  extra: { deleting?: boolean; finalizers?: string[]; name?: string } = {},
+): ProxySessionResource {
   return {
     metadata: {
       name: extra.name ?? 'pxs-a',
@@ -63,7 +67,7 @@ test('a write answer that shows the last finalizer removed from a deleting objec
   assert.is(cache.remove(resource('u1', '11', { deleting: true, finalizers: [] })), undefined);
 });
 
-test("the deletion of an old incarnation does not drop the new one that took its name", () => {
+test('the deletion of an old incarnation does not drop the new one that took its name', () => {
   const cache = new SessionCache();
   cache.upsert(resource('u1', '10'));
   // The store created the new incarnation and read it back before the watch told of the old one's deletion.
@@ -81,8 +85,14 @@ test('a relist drops what it no longer lists, but keeps copies written after it 
   cache.upsert(resource('u2', '30', { name: 'two' }));
   cache.upsert(resource('u3', '12', { name: 'three' }));
   const { removed, upserted } = cache.replaceAll([resource('u3', '13', { name: 'three' })], '20');
-  assert.equal(removed.map((r) => r.metadata.uid), ['u1']);
-  assert.equal(upserted.map((r) => r.metadata.resourceVersion), ['13']);
+  assert.equal(
+    removed.map((r) => r.metadata.uid),
+    ['u1'],
+  );
+  assert.equal(
+    upserted.map((r) => r.metadata.resourceVersion),
+    ['13'],
+  );
   assert.is(cache.get('one'), undefined);
   assert.is(cache.get('two')?.metadata.uid, 'u2');
   assert.ok(cache.isDeleted('u1'));

@@ -70,7 +70,10 @@ test('lists, then watches from the list resourceVersion', async () => {
   await clock.advance(0);
   assert.is(source.listCalls, 1);
   assert.is(source.current.resourceVersion, '100');
-  assert.equal(informer.list().map((r) => r.metadata.name), ['a']);
+  assert.equal(
+    informer.list().map((r) => r.metadata.name),
+    ['a'],
+  );
   informer.stop();
 });
 
@@ -91,7 +94,10 @@ test('a watch silent for longer than silenceMs is dropped and everything reliste
   assert.is(source.listCalls, 2, 'relisted after 30 s of silence');
   assert.ok(first.aborted, 'the silent watch was dropped');
   assert.is(source.current.resourceVersion, '130');
-  assert.equal(informer.list().map((r) => r.metadata.name), ['b']);
+  assert.equal(
+    informer.list().map((r) => r.metadata.name),
+    ['b'],
+  );
   informer.stop();
 });
 
@@ -106,7 +112,10 @@ test('410 Gone relists at once and resumes from the new list', async () => {
   await clock.advance(0);
   assert.is(source.listCalls, 2);
   assert.is(source.current.resourceVersion, '200');
-  assert.equal(changes.map((c) => `${c.type} ${c.object.metadata.name}`), ['upserted a', 'removed a']);
+  assert.equal(
+    changes.map((c) => `${c.type} ${c.object.metadata.name}`),
+    ['upserted a', 'removed a'],
+  );
   informer.stop();
 });
 
@@ -151,11 +160,17 @@ test('a copy read back after the watch reported its deletion does not return it 
   informer.start();
   await clock.advance(0);
   source.current.send({ type: 'ADDED', object: resource('a', 'u1', '101') });
-  const deleting = { ...resource('a', 'u1', '102'), metadata: { ...resource('a', 'u1', '102').metadata, deletionTimestamp: '2026-01-01T00:00:01Z', finalizers: ['x'] } };
+  const deleting = {
+    ...resource('a', 'u1', '102'),
+    metadata: { ...resource('a', 'u1', '102').metadata, deletionTimestamp: '2026-01-01T00:00:01Z', finalizers: ['x'] },
+  };
   source.current.send({ type: 'DELETED', object: resource('a', 'u1', '103') });
   informer.observe(deleting);
   assert.is(informer.get('a'), undefined);
-  assert.equal(changes.map((c) => c.type), ['upserted', 'removed']);
+  assert.equal(
+    changes.map((c) => c.type),
+    ['upserted', 'removed'],
+  );
   informer.stop();
 });
 

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { AdminError, InstanceInfo, ProxyEvent, SessionList } from '../../common/admin-protocol.ts';
-import { Received, connect, connectDevice, freePort, freePorts, waitFor } from '../helpers/net.ts';
+import { connect, connectDevice, freePort, freePorts, Received, waitFor } from '../helpers/net.ts';
 import { type Started, startNodeProcess } from '../helpers/processes.ts';
 import { AdminCaller, startProxy, type TestProxy } from '../helpers/proxy.ts';
 
@@ -85,7 +85,12 @@ test('a port already bound by another process is reported as an error, and the p
   await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
   cleanup.push(() => new Promise((resolve) => blocker.close(resolve)));
   const taken = (blocker.address() as net.AddressInfo).port;
-  const answer = await unix.admin.request<AdminError>('PUT', '/v1/sessions/ADM-taken', { id: 'x', port: taken, persistent: false, ipWhitelist: [] });
+  const answer = await unix.admin.request<AdminError>('PUT', '/v1/sessions/ADM-taken', {
+    id: 'x',
+    port: taken,
+    persistent: false,
+    ipWhitelist: [],
+  });
   assert.is(answer.status, 409);
   assert.is(answer.body.code, 'port_unavailable');
   assert.match(answer.body.message, String(taken));
@@ -99,7 +104,12 @@ test('a port used by another session, and a port out of range, are errors', asyn
   await unix.admin.put('ADM-holder', { port: port! });
   const clash = await unix.admin.put('ADM-clash', { port: port! });
   assert.is(clash.status, 409);
-  const outOfRange = await unix.admin.request('PUT', '/v1/sessions/ADM-range', { id: 'x', port: 70000, persistent: false, ipWhitelist: [] });
+  const outOfRange = await unix.admin.request('PUT', '/v1/sessions/ADM-range', {
+    id: 'x',
+    port: 70000,
+    persistent: false,
+    ipWhitelist: [],
+  });
   assert.is(outOfRange.status, 400);
 });
 
@@ -162,11 +172,17 @@ test('the event stream reports connects, disconnects and the end with its reason
   cleanup.push(() => device.destroy());
   await waitFor(() => events.some((e) => e.type === 'session-ended'), 4000, 'the session-ended event');
   const mine = events.filter((e) => e.serial === 'ADM-events');
-  assert.equal(mine.map((e) => e.type), ['device-connected', 'device-disconnected', 'session-ended']);
+  assert.equal(
+    mine.map((e) => e.type),
+    ['device-connected', 'device-disconnected', 'session-ended'],
+  );
   assert.is(mine.at(-1)?.reason, 'ClientConnectTimeout');
   assert.is(events[0]?.type, 'hello');
   const seqs = mine.map((e) => e.seq);
-  assert.ok(seqs.every((s, i) => i === 0 || s > seqs[i - 1]!), 'sequence numbers increase');
+  assert.ok(
+    seqs.every((s, i) => i === 0 || s > seqs[i - 1]!),
+    'sequence numbers increase',
+  );
 });
 
 test('an ended session stays listed with its reason until deleted; the same id cannot revive it', async () => {

@@ -3,7 +3,7 @@
 import type net from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Received, connect, connectDevice, freePorts, refuses, sleep, waitFor } from '../helpers/net.ts';
+import { connect, connectDevice, freePorts, Received, refuses, sleep, waitFor } from '../helpers/net.ts';
 import { startProxy, type TestProxy } from '../helpers/proxy.ts';
 
 const test = suite('joining device and client');
@@ -26,7 +26,10 @@ test.after(async () => {
 });
 
 /** Puts a session and returns its port. */
-async function session(serial: string, spec: { persistent?: boolean; ipWhitelist?: string[]; timeoutSeconds?: number } = {}): Promise<number> {
+async function session(
+  serial: string,
+  spec: { persistent?: boolean; ipWhitelist?: string[]; timeoutSeconds?: number } = {},
+): Promise<number> {
   const port = ports[next++]!;
   const answer = await proxy.admin.put(serial, { port, ...spec });
   assert.is(answer.status, 200, JSON.stringify(answer.body));
@@ -44,7 +47,11 @@ async function client(serial: string, port: number, localAddress?: string): Prom
   const socket = await connect(port, { localAddress });
   sockets.push(socket);
   const received = new Received(socket);
-  await waitFor(async () => (await proxy.admin.session(serial))?.clientConnected === true || received.closedByPeer, 2000, `client of ${serial}`);
+  await waitFor(
+    async () => (await proxy.admin.session(serial))?.clientConnected === true || received.closedByPeer,
+    2000,
+    `client of ${serial}`,
+  );
   return received;
 }
 

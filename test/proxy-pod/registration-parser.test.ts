@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { RegistrationParser, isValidSerial } from '../../proxy-pod/registration.ts';
+import { isValidSerial, RegistrationParser } from '../../proxy-pod/registration.ts';
 
 const feed = (...chunks: string[]) => {
   const parser = new RegistrationParser();

@@ -3,7 +3,7 @@
 import type net from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Received, connect, connectDevice, freePorts, sleep, waitFor } from '../helpers/net.ts';
+import { connect, connectDevice, freePorts, Received, sleep, waitFor } from '../helpers/net.ts';
 import { joinPair, startProxy, type TestProxy } from '../helpers/proxy.ts';
 
 const test = suite('device registration');
@@ -101,7 +101,11 @@ test('a registration dribbling one byte per second is closed at the deadline', a
 test('with 1,000 silent connections open, a real device still registers at once', async () => {
   const silent = await Promise.all(Array.from({ length: 1000 }, () => connect(proxy.pod.devicePort)));
   silent.forEach(track);
-  await waitFor(async () => (await proxy.pod.metrics.unregisteredConnections.get()).values[0]?.value === 1000, 3000, '1,000 unregistered connections');
+  await waitFor(
+    async () => (await proxy.pod.metrics.unregisteredConnections.get()).values[0]?.value === 1000,
+    3000,
+    '1,000 unregistered connections',
+  );
   const serial = 'REG-under-load';
   const port = ports[4]!;
   await proxy.admin.put(serial, { port });

@@ -34,7 +34,13 @@ test.before(async () => {
   [devicePort, sessionPort] = (await freePorts(2)) as [number, number];
   proxy = await startNodeProcess(
     'proxy-pod/main.ts',
-    { CCCP_ADMIN_SOCKET: join(dir, 'admin.sock'), CCCP_DEVICE_PORT: String(devicePort), CCCP_BIND_HOST: '127.0.0.1', CCCP_PROXY_HEALTH_PORT: '0', CCCP_LOG_LEVEL: 'info' },
+    {
+      CCCP_ADMIN_SOCKET: join(dir, 'admin.sock'),
+      CCCP_DEVICE_PORT: String(devicePort),
+      CCCP_BIND_HOST: '127.0.0.1',
+      CCCP_PROXY_HEALTH_PORT: '0',
+      CCCP_LOG_LEVEL: 'info',
+    },
     /proxy pod ready/,
   );
   admin = new AdminCaller({ socketPath: join(dir, 'admin.sock') });
@@ -111,7 +117,9 @@ test('64 MiB each way at once, slow-reading client: byte-exact, and the proxy RS
     clearInterval(sampler);
   }
   const growth = peak - baseline;
-  console.log(`  proxy RSS ${(baseline / MiB).toFixed(1)} MiB at start, peak ${(peak / MiB).toFixed(1)} MiB (growth ${(growth / MiB).toFixed(1)} MiB)`);
+  console.log(
+    `  proxy RSS ${(baseline / MiB).toFixed(1)} MiB at start, peak ${(peak / MiB).toFixed(1)} MiB (growth ${(growth / MiB).toFixed(1)} MiB)`,
+  );
   assert.ok(growth < RSS_GROWTH_BOUND, `RSS grew by ${(growth / MiB).toFixed(1)} MiB`);
   const state = await admin.session('BULK-1');
   assert.is(state?.transferredBytes, 2 * EACH_WAY);

@@ -63,7 +63,10 @@ export class Pair {
   /** The traffic loop leaves a paused pair alone. */
   paused = false;
 
-  constructor(readonly serial: string, public port: number) {}
+  constructor(
+    readonly serial: string,
+    public port: number,
+  ) {}
 
   /** Everything both ends have received, over the session's whole life. */
   get delivered(): number {

@@ -19,11 +19,19 @@ test.after(() => rmSync(dir, { recursive: true, force: true }));
 test('three minutes of churn, traffic and faults lose nothing and leave nothing behind', async () => {
   const minutes = Number(process.env.CCCP_SOAK_MINUTES ?? 3);
   const report = await runSoak(soakSettings(minutes, 200, join(dir, 'soak')), (line) => console.log(`  ${line}`));
-  const table = readFileSync(join(dir, 'soak.md'), 'utf8').split('\n').filter((l) => l.startsWith('| ') && !l.startsWith('| ---')).slice(0, 16);
+  const table = readFileSync(join(dir, 'soak.md'), 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith('| ') && !l.startsWith('| ---'))
+    .slice(0, 16);
   console.log(table.join('\n'));
   assert.ok(report.finished, 'the soak ran to its end');
   assert.ok(report.sessions.started > 300, `sessions started: ${report.sessions.started}`);
-  assert.ok(report.faults.some((f) => f.kind === 'kill-proxy') && report.faults.some((f) => f.kind === 'kill-operator') && report.faults.some((f) => f.kind === 'blackhole'), 'every kind of fault was injected');
+  assert.ok(
+    report.faults.some((f) => f.kind === 'kill-proxy') &&
+      report.faults.some((f) => f.kind === 'kill-operator') &&
+      report.faults.some((f) => f.kind === 'blackhole'),
+    'every kind of fault was injected',
+  );
   assert.ok(report.bulk.length > 0, 'a bulk transfer ran');
   assert.equal(report.verdict.reasons, [], 'the soak found no problem');
 });

@@ -25,12 +25,12 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startRigWithCrd, TestCluster } from '../helpers/cluster.ts';
-import { MOBILE_LINK, NetLab } from '../helpers/netlab.ts';
 import { sleep } from '../helpers/net.ts';
+import { MOBILE_LINK, NetLab } from '../helpers/netlab.ts';
 import { type Started, startNodeProcess } from '../helpers/processes.ts';
 import type { Rig } from '../kube/rig.ts';
 import { type Endpoint, Pair } from './pair.ts';
-import { childPids, pidsWith, trendOf, type Trend, usageOf, type Usage } from './usage.ts';
+import { childPids, pidsWith, type Trend, trendOf, type Usage, usageOf } from './usage.ts';
 
 export interface SoakOptions {
   minutes: number;
@@ -231,7 +231,9 @@ export async function runSoak(opts: SoakOptions, log: (line: string) => void = (
     const steady: Pair[] = [];
     for (let i = 0; i < opts.steadySessions; i += 20) {
       const batch = await Promise.all(
-        Array.from({ length: Math.min(20, opts.steadySessions - i) }, (_, j) => openPair(`STEADY-${i + j}`, '&persistent=true', cleanDevice)),
+        Array.from({ length: Math.min(20, opts.steadySessions - i) }, (_, j) =>
+          openPair(`STEADY-${i + j}`, '&persistent=true', cleanDevice),
+        ),
       );
       steady.push(...batch);
       for (const _ of batch) started('steady');
@@ -242,7 +244,10 @@ export async function runSoak(opts: SoakOptions, log: (line: string) => void = (
     const shaped: Array<{ pair: Pair; link: number }> = [];
     for (let k = 0; k < opts.shapedDevices; k++) {
       const link = lab.links[2 * k]!;
-      shaped.push({ pair: await openPair(`MOBILE-${k}`, '&persistent=true', { host: link.nsAddr, port: DEVICE_PORT, localAddress: link.hostAddr }), link: 2 * k });
+      shaped.push({
+        pair: await openPair(`MOBILE-${k}`, '&persistent=true', { host: link.nsAddr, port: DEVICE_PORT, localAddress: link.hostAddr }),
+        link: 2 * k,
+      });
       started('mobile');
     }
     log(`${shaped.length} mobile devices open (${minute()} min)`);
@@ -293,7 +298,9 @@ export async function runSoak(opts: SoakOptions, log: (line: string) => void = (
       const entry: Sample = { minute: minute(), phase, processes: {} };
       for (const [name, pid] of Object.entries(processes())) entry.processes[name] = pid ? usageOf(pid) : undefined;
       report.samples.push(entry);
-      const line = Object.entries(entry.processes).map(([n, u]) => `${n} ${u?.rssMiB ?? '-'}M/${u?.fds ?? '-'}fd`).join(', ');
+      const line = Object.entries(entry.processes)
+        .map(([n, u]) => `${n} ${u?.rssMiB ?? '-'}M/${u?.fds ?? '-'}fd`)
+        .join(', ');
       log(`[${entry.minute} min] ${line}`);
       report.minutesRun = minute();
       writeReport(opts.out, report);
@@ -304,9 +311,13 @@ export async function runSoak(opts: SoakOptions, log: (line: string) => void = (
 
     // ---- steady traffic: every second, a little from each side of each session
     const traffic = setInterval(() => {
-      for (const pair of steady) if (Math.random() < 0.5) pair.send(32 + Math.floor(Math.random() * 480), 32 + Math.floor(Math.random() * 480));
-      for (const { pair } of shaped) if (pair.connected && !pair.paused) pair.send(1024 + Math.floor(Math.random() * 2048), 1024 + Math.floor(Math.random() * 2048));
-      if (!clusterPaused) for (const pair of clusterPairs) if (pair.connected) pair.send(64 + Math.floor(Math.random() * 192), 64 + Math.floor(Math.random() * 192));
+      for (const pair of steady)
+        if (Math.random() < 0.5) pair.send(32 + Math.floor(Math.random() * 480), 32 + Math.floor(Math.random() * 480));
+      for (const { pair } of shaped)
+        if (pair.connected && !pair.paused) pair.send(1024 + Math.floor(Math.random() * 2048), 1024 + Math.floor(Math.random() * 2048));
+      if (!clusterPaused)
+        for (const pair of clusterPairs)
+          if (pair.connected) pair.send(64 + Math.floor(Math.random() * 192), 64 + Math.floor(Math.random() * 192));
     }, 1000);
     cleanups.push(async () => clearInterval(traffic));
 
@@ -319,7 +330,8 @@ export async function runSoak(opts: SoakOptions, log: (line: string) => void = (
       if (kind === 'timeout') {
         const on = await control(`/on?serial=${serial}&timeout=2`);
         if (on.status !== 200) return error(`/on ${serial}: ${on.status}`);
-        if (!(await statusUntil(serial, (a) => a.status === 404, 15_000))) report.stuckSerials.push({ serial, what: 'a session without a client did not time out' });
+        if (!(await statusUntil(serial, (a) => a.status === 404, 15_000)))
+          report.stuckSerials.push({ serial, what: 'a session without a client did not time out' });
         report.sessions.ended++;
         return;
       }
@@ -354,7 +366,8 @@ export async function runSoak(opts: SoakOptions, log: (line: string) => void = (
         const off = await control(`/off?serial=${serial}`);
         if (off.status !== 200) report.stuckSerials.push({ serial, what: `/off answered ${off.status}` });
       }
-      if (!(await statusUntil(serial, (a) => a.status === 404, 15_000))) report.stuckSerials.push({ serial, what: `still live after ${kind}` });
+      if (!(await statusUntil(serial, (a) => a.status === 404, 15_000)))
+        report.stuckSerials.push({ serial, what: `still live after ${kind}` });
       const gone = await Promise.all([waitClosed(pair.device!, 15_000), waitClosed(pair.client!, 15_000)]);
       if (!gone.every(Boolean)) error(`${serial}: a party was not disconnected when the session ended`);
       pair.close();
@@ -399,9 +412,18 @@ export async function runSoak(opts: SoakOptions, log: (line: string) => void = (
         await sleep(5);
       }
       const seconds = (Date.now() - begin) / 1000;
-      report.bulk.push({ atMinute: minute(), direction, MiB: opts.bulkMiB, seconds: Math.round(seconds * 10) / 10, MiBps: Math.round((opts.bulkMiB / seconds) * 10) / 10, ...(stalledAtMiB !== undefined ? { stalledAtMiB } : {}) });
+      report.bulk.push({
+        atMinute: minute(),
+        direction,
+        MiB: opts.bulkMiB,
+        seconds: Math.round(seconds * 10) / 10,
+        MiBps: Math.round((opts.bulkMiB / seconds) * 10) / 10,
+        ...(stalledAtMiB !== undefined ? { stalledAtMiB } : {}),
+      });
       report.bytes.bulkDelivered += stream.checker.offset - startOffset;
-      log(`  bulk ${direction}: ${opts.bulkMiB} MiB in ${seconds.toFixed(1)} s${stalledAtMiB !== undefined ? `, STALLED at ${stalledAtMiB} MiB` : ''}`);
+      log(
+        `  bulk ${direction}: ${opts.bulkMiB} MiB in ${seconds.toFixed(1)} s${stalledAtMiB !== undefined ? `, STALLED at ${stalledAtMiB} MiB` : ''}`,
+      );
       await checkTransferred(bulkPair);
     };
     const bulkLoop = async () => {
@@ -424,7 +446,11 @@ export async function runSoak(opts: SoakOptions, log: (line: string) => void = (
       if (!(await quiesce(pair, 60_000))) error(`${pair.serial}: bytes did not arrive before the blackhole`);
       await lab!.shape(entry.link, { blackhole: true });
       // Keepalive: idle, then 10 probes a second apart; plus the status poll.
-      const detected = await statusUntil(pair.serial, (a) => a.status === 200 && a.body.device_connected === false, (KEEPALIVE_IDLE_S + 90) * 1000);
+      const detected = await statusUntil(
+        pair.serial,
+        (a) => a.status === 200 && a.body.device_connected === false,
+        (KEEPALIVE_IDLE_S + 90) * 1000,
+      );
       const detectedS = (Date.now() - begin) / 1000;
       // The device gives up its dead connection and comes back from its other cell.
       pair.device!.destroy();
@@ -436,7 +462,13 @@ export async function runSoak(opts: SoakOptions, log: (line: string) => void = (
       await lab!.shape(entry.link, { blackhole: false });
       entry.link = other;
       pair.paused = false;
-      const fault: Fault = { kind: 'blackhole', atMinute: at, recovered: !!detected && !!back, detectedS: Math.round(detectedS * 10) / 10, recoveredS: Math.round(((Date.now() - begin) / 1000) * 10) / 10 };
+      const fault: Fault = {
+        kind: 'blackhole',
+        atMinute: at,
+        recovered: !!detected && !!back,
+        detectedS: Math.round(detectedS * 10) / 10,
+        recoveredS: Math.round(((Date.now() - begin) / 1000) * 10) / 10,
+      };
       if (!detected) fault.detail = 'not reported disconnected in time';
       report.faults.push(fault);
       log(`  blackhole ${pair.serial}: disconnected after ${fault.detectedS} s, back from another address: ${!!back}`);
@@ -461,7 +493,9 @@ export async function runSoak(opts: SoakOptions, log: (line: string) => void = (
         else if (!clusterFaultActive) {
           // The resource as the API server has it, for whoever looks into this.
           const stored = await c.session(serial).catch(() => undefined);
-          error(`cluster /on ${serial}: ${on?.status ?? 'no answer'} ${JSON.stringify(on?.body)}; ProxySession: ${JSON.stringify(stored ? { uid: stored.metadata.uid, deleting: !!stored.metadata.deletionTimestamp, status: stored.status } : null)}`);
+          error(
+            `cluster /on ${serial}: ${on?.status ?? 'no answer'} ${JSON.stringify(on?.body)}; ProxySession: ${JSON.stringify(stored ? { uid: stored.metadata.uid, deleting: !!stored.metadata.deletionTimestamp, status: stored.status } : null)}`,
+          );
         }
         await sleep(500 + Math.random() * 1500);
         const off = await call(clusterBase(), `/off?serial=${serial}`).catch(() => undefined);
@@ -515,7 +549,9 @@ export async function runSoak(opts: SoakOptions, log: (line: string) => void = (
           restarts['cluster operator']!++;
           const ready = await waitUntil(async () => (await call(clusterBase(), '/readyz').catch(() => undefined))?.status === 200, 90_000);
           // A new session works end to end.
-          const probe = ready ? await openPair(`KPROBE-${n}`, '&persistent=true', clusterDevice(), clusterBase(), clusterLab!.nsAddr).catch(() => undefined) : undefined;
+          const probe = ready
+            ? await openPair(`KPROBE-${n}`, '&persistent=true', clusterDevice(), clusterBase(), clusterLab!.nsAddr).catch(() => undefined)
+            : undefined;
           if (probe) {
             started('cluster-probe');
             probe.send(1000, 1000);
@@ -531,7 +567,13 @@ export async function runSoak(opts: SoakOptions, log: (line: string) => void = (
         detail = (err as Error).message;
       }
       clusterFaultActive = false;
-      const fault: Fault = { kind: which, atMinute: at, recovered, recoveredS: Math.round(((Date.now() - begin) / 1000) * 10) / 10, ...(detail ? { detail } : {}) };
+      const fault: Fault = {
+        kind: which,
+        atMinute: at,
+        recovered,
+        recoveredS: Math.round(((Date.now() - begin) / 1000) * 10) / 10,
+        ...(detail ? { detail } : {}),
+      };
       report.faults.push(fault);
       log(`  ${which}: recovered ${recovered} after ${fault.recoveredS} s${detail ? ` (${detail})` : ''}`);
     };
@@ -586,16 +628,22 @@ export async function runSoak(opts: SoakOptions, log: (line: string) => void = (
     // No serial left live anywhere, and only the fixed ports listen.
     const stillLive: string[] = [];
     for (const pair of standalonePairs) if ((await control(`/status?serial=${pair.serial}`)).status !== 404) stillLive.push(pair.serial);
-    for (const pair of clusterPairs) if ((await call(clusterBase(), `/status?serial=${pair.serial}`)).status !== 404) stillLive.push(pair.serial);
+    for (const pair of clusterPairs)
+      if ((await call(clusterBase(), `/status?serial=${pair.serial}`)).status !== 404) stillLive.push(pair.serial);
     for (const serial of stillLive) report.stuckSerials.push({ serial, what: 'live after /off' });
     await waitUntil(async () => (await nsListeningPorts(lab!)).length <= 2, 15_000);
     report.leakedPorts.standalone = (await nsListeningPorts(lab)).filter((p) => p !== CONTROL_PORT && p !== DEVICE_PORT);
-    await waitUntil(async () => (await nsListeningPorts(clusterLab!)).filter((p) => p !== c.devicePort && p !== c.adminPort).length === 0, 30_000);
+    await waitUntil(
+      async () => (await nsListeningPorts(clusterLab!)).filter((p) => p !== c.devicePort && p !== c.adminPort).length === 0,
+      30_000,
+    );
     report.leakedPorts.cluster = (await nsListeningPorts(clusterLab)).filter((p) => p !== c.devicePort && p !== c.adminPort);
     const sessions = await c.sessions();
     for (const item of sessions) {
-      if (item.metadata.deletionTimestamp) report.stuckSerials.push({ serial: item.spec.serial, what: 'ProxySession stuck while being deleted' });
-      else if (item.status?.phase === 'Active' || item.status?.phase === 'Pending') report.stuckSerials.push({ serial: item.spec.serial, what: `ProxySession ${item.status?.phase} after /off` });
+      if (item.metadata.deletionTimestamp)
+        report.stuckSerials.push({ serial: item.spec.serial, what: 'ProxySession stuck while being deleted' });
+      else if (item.status?.phase === 'Active' || item.status?.phase === 'Pending')
+        report.stuckSerials.push({ serial: item.spec.serial, what: `ProxySession ${item.status?.phase} after /off` });
     }
     report.bytes.shapedDelivered = shaped.reduce((n, m) => n + m.pair.delivered, 0);
     sample();
@@ -634,7 +682,8 @@ function verdict(report: SoakReport): SoakReport['verdict'] {
   if (!report.finished) reasons.push('the run did not finish');
   if (report.mismatchedBytes > 0) reasons.push(`${report.mismatchedBytes} mismatched bytes`);
   if (report.lostBytes > 0) reasons.push(`${report.lostBytes} bytes lost`);
-  if (report.transferredMismatches.length > 0) reasons.push(`${report.transferredMismatches.length} sessions with a wrong transferred count`);
+  if (report.transferredMismatches.length > 0)
+    reasons.push(`${report.transferredMismatches.length} sessions with a wrong transferred count`);
   const leaked = report.leakedPorts.standalone.length + report.leakedPorts.cluster.length;
   if (leaked > 0) reasons.push(`${leaked} leaked ports`);
   if (report.stuckSerials.length > 0) reasons.push(`${report.stuckSerials.length} stuck serials`);
@@ -677,12 +726,24 @@ function markdown(r: SoakReport): string {
   const lines: string[] = [];
   const gib = (n: number) => `${(n / 1024 ** 3).toFixed(2)} GiB`;
   lines.push(`# Soak report`, '');
-  lines.push(`Started ${r.startedAt}, ${r.endedAt ? `ended ${r.endedAt}` : 'still running'}; ${r.minutesRun.toFixed(1)} of ${r.minutesPlanned} minutes; ${r.finished ? 'finished' : 'not finished'}.`);
-  lines.push('', `**Verdict: ${r.verdict.pass ? 'pass' : 'fail'}**${r.verdict.reasons.length ? ` (${r.verdict.reasons.join('; ')})` : ''}`, '');
+  lines.push(
+    `Started ${r.startedAt}, ${r.endedAt ? `ended ${r.endedAt}` : 'still running'}; ${r.minutesRun.toFixed(1)} of ${r.minutesPlanned} minutes; ${r.finished ? 'finished' : 'not finished'}.`,
+  );
+  lines.push(
+    '',
+    `**Verdict: ${r.verdict.pass ? 'pass' : 'fail'}**${r.verdict.reasons.length ? ` (${r.verdict.reasons.join('; ')})` : ''}`,
+    '',
+  );
   lines.push('| what | value |', '| --- | --- |');
   lines.push(`| sessions started / ended | ${r.sessions.started} / ${r.sessions.ended} |`);
-  lines.push(`| sessions by kind | ${Object.entries(r.sessions.byKind).map(([k, v]) => `${k} ${v}`).join(', ')} |`);
-  lines.push(`| bytes delivered and verified | ${r.bytes.delivered} (${gib(r.bytes.delivered)}); bulk ${gib(r.bytes.bulkDelivered)}; over mobile links ${(r.bytes.shapedDelivered / 1048576).toFixed(1)} MiB |`);
+  lines.push(
+    `| sessions by kind | ${Object.entries(r.sessions.byKind)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')} |`,
+  );
+  lines.push(
+    `| bytes delivered and verified | ${r.bytes.delivered} (${gib(r.bytes.delivered)}); bulk ${gib(r.bytes.bulkDelivered)}; over mobile links ${(r.bytes.shapedDelivered / 1048576).toFixed(1)} MiB |`,
+  );
   lines.push(`| mismatched bytes | ${r.mismatchedBytes} |`);
   lines.push(`| bytes lost | ${r.lostBytes} |`);
   lines.push(`| sessions with a wrong \`transferred\` | ${r.transferredMismatches.length} |`);
@@ -694,31 +755,60 @@ function markdown(r: SoakReport): string {
     const rec = list.filter((f) => f.recovered).length;
     const worst = Math.max(0, ...list.map((f) => f.recoveredS ?? 0));
     const detect = list.filter((f) => f.detectedS !== undefined).map((f) => f.detectedS!);
-    lines.push(`| faults ${kind} | ${list.length}, recovered ${rec}; slowest recovery ${worst} s${detect.length ? `; detected after ${Math.min(...detect)}-${Math.max(...detect)} s` : ''} |`);
+    lines.push(
+      `| faults ${kind} | ${list.length}, recovered ${rec}; slowest recovery ${worst} s${detect.length ? `; detected after ${Math.min(...detect)}-${Math.max(...detect)} s` : ''} |`,
+    );
   }
   const stalls = r.bulk.filter((b) => b.stalledAtMiB !== undefined);
   const rates = r.bulk.map((b) => b.MiBps);
-  lines.push(`| bulk transfers | ${r.bulk.length} of ${r.settings.bulkMiB} MiB, ${stalls.length} stalled; ${rates.length ? `${Math.min(...rates)}-${Math.max(...rates)} MiB/s` : ''} |`);
+  lines.push(
+    `| bulk transfers | ${r.bulk.length} of ${r.settings.bulkMiB} MiB, ${stalls.length} stalled; ${rates.length ? `${Math.min(...rates)}-${Math.max(...rates)} MiB/s` : ''} |`,
+  );
   lines.push(`| errors | ${r.errors.length} |`);
   lines.push('', `## Trend over the last ${r.settings.trendMinutes} minutes`, '');
   if (r.settings.trendMinutes < 20) lines.push('A run this short cannot tell growth from warming up: the trend is shown, not judged.', '');
-  lines.push('Least-squares fit of each minute\'s sample; "grows" means a fitted change above 3 × the residual noise, above 5 % of the mean and above 2 units. Restarted processes (killed on purpose) start over and are not judged.', '');
-  lines.push('| process | restarts | RSS MiB mean (min-max) | RSS change over window | RSS noise | fds mean (min-max) | fds change | fds noise | grows |', '| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  lines.push(
+    'Least-squares fit of each minute\'s sample; "grows" means a fitted change above 3 × the residual noise, above 5 % of the mean and above 2 units. Restarted processes (killed on purpose) start over and are not judged.',
+    '',
+  );
+  lines.push(
+    '| process | restarts | RSS MiB mean (min-max) | RSS change over window | RSS noise | fds mean (min-max) | fds change | fds noise | grows |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+  );
   for (const [name, t] of Object.entries(r.trends)) {
     const grows = (t.rssMiB?.grows ? 'RSS ' : '') + (t.fds?.grows ? 'fds' : '');
-    lines.push(`| ${name} | ${t.restarts} | ${t.rssMiB?.mean ?? '-'} (${t.rssMiB?.min ?? '-'}-${t.rssMiB?.max ?? '-'}) | ${t.rssMiB?.fittedChange ?? '-'} | ${t.rssMiB?.noise ?? '-'} | ${t.fds?.mean ?? '-'} (${t.fds?.min ?? '-'}-${t.fds?.max ?? '-'}) | ${t.fds?.fittedChange ?? '-'} | ${t.fds?.noise ?? '-'} | ${grows || 'no'} |`);
+    lines.push(
+      `| ${name} | ${t.restarts} | ${t.rssMiB?.mean ?? '-'} (${t.rssMiB?.min ?? '-'}-${t.rssMiB?.max ?? '-'}) | ${t.rssMiB?.fittedChange ?? '-'} | ${t.rssMiB?.noise ?? '-'} | ${t.fds?.mean ?? '-'} (${t.fds?.min ?? '-'}-${t.fds?.max ?? '-'}) | ${t.fds?.fittedChange ?? '-'} | ${t.fds?.noise ?? '-'} | ${grows || 'no'} |`,
+    );
   }
   lines.push('', '## Samples (RSS MiB / open descriptors)', '');
   const names = [...new Set(r.samples.flatMap((s) => Object.keys(s.processes)))];
   lines.push(`| minute | ${names.join(' | ')} |`, `| --- | ${names.map(() => '---').join(' | ')} |`);
-  for (const s of r.samples) lines.push(`| ${s.minute.toFixed(1)} | ${names.map((n) => (s.processes[n] ? `${s.processes[n]!.rssMiB} / ${s.processes[n]!.fds}` : '-')).join(' | ')} |`);
+  for (const s of r.samples)
+    lines.push(
+      `| ${s.minute.toFixed(1)} | ${names.map((n) => (s.processes[n] ? `${s.processes[n]!.rssMiB} / ${s.processes[n]!.fds}` : '-')).join(' | ')} |`,
+    );
   if (r.faults.length) {
-    lines.push('', '## Faults', '', '| minute | kind | recovered | detected after s | recovered after s | detail |', '| --- | --- | --- | --- | --- | --- |');
-    for (const f of r.faults) lines.push(`| ${f.atMinute} | ${f.kind} | ${f.recovered} | ${f.detectedS ?? ''} | ${f.recoveredS ?? ''} | ${f.detail ?? ''} |`);
+    lines.push(
+      '',
+      '## Faults',
+      '',
+      '| minute | kind | recovered | detected after s | recovered after s | detail |',
+      '| --- | --- | --- | --- | --- | --- |',
+    );
+    for (const f of r.faults)
+      lines.push(`| ${f.atMinute} | ${f.kind} | ${f.recovered} | ${f.detectedS ?? ''} | ${f.recoveredS ?? ''} | ${f.detail ?? ''} |`);
   }
   if (r.bulk.length) {
-    lines.push('', '## Bulk transfers', '', '| minute | direction | MiB | seconds | MiB/s | stalled at MiB |', '| --- | --- | --- | --- | --- | --- |');
-    for (const b of r.bulk) lines.push(`| ${b.atMinute} | ${b.direction} | ${b.MiB} | ${b.seconds} | ${b.MiBps} | ${b.stalledAtMiB ?? ''} |`);
+    lines.push(
+      '',
+      '## Bulk transfers',
+      '',
+      '| minute | direction | MiB | seconds | MiB/s | stalled at MiB |',
+      '| --- | --- | --- | --- | --- | --- |',
+    );
+    for (const b of r.bulk)
+      lines.push(`| ${b.atMinute} | ${b.direction} | ${b.MiB} | ${b.seconds} | ${b.MiBps} | ${b.stalledAtMiB ?? ''} |`);
   }
   if (r.errors.length || r.stuckSerials.length || r.transferredMismatches.length) {
     lines.push('', '## Problems', '');
@@ -763,7 +853,9 @@ async function waitUntil(condition: () => Promise<boolean>, timeoutMs: number): 
 async function nsListeningPorts(lab: NetLab): Promise<number[]> {
   const { execFile } = await import('node:child_process');
   const text = await new Promise<string>((resolve, reject) =>
-    execFile(lab.exec[0]!, [...lab.exec.slice(1), 'cat', '/proc/net/tcp', '/proc/net/tcp6'], (err, stdout) => (err ? reject(err) : resolve(stdout))),
+    execFile(lab.exec[0]!, [...lab.exec.slice(1), 'cat', '/proc/net/tcp', '/proc/net/tcp6'], (err, stdout) =>
+      err ? reject(err) : resolve(stdout),
+    ),
   );
   const ports = new Set<number>();
   for (const line of text.split('\n')) {
@@ -801,7 +893,9 @@ async function main(): Promise<void> {
   });
   const minutes = Number(values.minutes);
   const report = await runSoak(soakSettings(minutes, Number(values.sessions), values.out!));
-  console.log(`soak ${report.verdict.pass ? 'passed' : 'FAILED'}: ${report.verdict.reasons.join('; ') || 'all checks held'}; report ${values.out}.md`);
+  console.log(
+    `soak ${report.verdict.pass ? 'passed' : 'FAILED'}: ${report.verdict.reasons.join('; ') || 'all checks held'}; report ${values.out}.md`,
+  );
   process.exit(report.verdict.pass ? 0 : 1);
 }
 

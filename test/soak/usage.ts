@@ -1,6 +1,6 @@
 // Resident memory and open descriptors of processes, from /proc, and the
 // trend of a series of samples (least squares), for the soak's report.
-import { readFileSync, readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 export interface Usage {
   rssMiB: number;

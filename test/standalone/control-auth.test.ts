@@ -1,7 +1,7 @@
 // Optional bearer tokens (CCCP_CONTROL_TOKENS), end to end.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { startStandalone, type RunningStandalone } from '../helpers/standalone.ts';
+import { type RunningStandalone, startStandalone } from '../helpers/standalone.ts';
 
 const test = suite('Control API tokens');
 const TOKENS = ['first-secret-token', 'second-secret-token'];

@@ -23,8 +23,14 @@ function npm(args: string[]): Promise<{ code: number; stdout: string }> {
 test('npm ls --omit=dev lists neither tsx nor esbuild; the dev tree has tsx', async () => {
   const production = await npm(['ls', '--omit=dev', '--all', '--parseable']);
   const paths = production.stdout.split('\n').filter(Boolean);
-  assert.ok(paths.some((p) => p.endsWith('node_modules/koa')), 'the production tree is listed');
-  assert.equal(paths.filter((p) => /node_modules\/(tsx|esbuild|@esbuild\/[^/]+)$/.test(p)), []);
+  assert.ok(
+    paths.some((p) => p.endsWith('node_modules/koa')),
+    'the production tree is listed',
+  );
+  assert.equal(
+    paths.filter((p) => /node_modules\/(tsx|esbuild|@esbuild\/[^/]+)$/.test(p)),
+    [],
+  );
   const all = await npm(['ls', 'tsx', '--parseable']);
   assert.match(all.stdout, /node_modules\/tsx$/m, 'tsx is still installed by npm ci for npm start and the tests');
 });

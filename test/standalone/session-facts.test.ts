@@ -7,7 +7,7 @@ import * as assert from 'uvu/assert';
 import { openApiDocument } from '../../operator/openapi.ts';
 import { connect, connectDevice, Received, sleep, waitFor } from '../helpers/net.ts';
 import { ResponseChecker } from '../helpers/openapi-responses.ts';
-import { startStandalone, type RunningStandalone } from '../helpers/standalone.ts';
+import { type RunningStandalone, startStandalone } from '../helpers/standalone.ts';
 
 const test = suite('session facts');
 const RETENTION_S = 3;
@@ -144,7 +144,7 @@ test('/status explains a live session: state, times, per-side addresses, bytes p
   assert.is((await app.call('/off?serial=FACTS-1')).status, 200);
 });
 
-test('an ended session answers the seed\'s 404 with why and when (code session_ended); a never-created one says session_not_found', async () => {
+test("an ended session answers the seed's 404 with why and when (code session_ended); a never-created one says session_not_found", async () => {
   assert.is((await app.call('/on?serial=FACTS-END&timeout=1')).status, 200);
   await waitFor(async () => (await status('FACTS-END')).status === 404, 5000, 'the session to end by its timeout');
   const { body } = await status('FACTS-END');
@@ -182,7 +182,10 @@ test('GET /sessions pages through every session in serial order, ended ones duri
   const { pages } = await listAll(2);
   assert.ok(pages.every((page) => page.length <= 2));
   const listed = pages.flat().filter((s) => s.serial.startsWith('LS-'));
-  assert.equal(listed.map((s) => s.serial), ['LS-a', 'LS-b', 'LS-c', 'LS-d', 'LS-e', 'LS-f']);
+  assert.equal(
+    listed.map((s) => s.serial),
+    ['LS-a', 'LS-b', 'LS-c', 'LS-d', 'LS-e', 'LS-f'],
+  );
   const all = pages.flat().map((s) => s.serial);
   assert.equal(all, [...all].sort(), 'ordered by serial across pages');
   assert.is(new Set(all).size, all.length, 'no session on two pages');
@@ -193,7 +196,11 @@ test('GET /sessions pages through every session in serial order, ended ones duri
   assert.ok(listed.filter((s) => s.serial !== 'LS-f').every((s) => s.state === 'active' && typeof s.port === 'number'));
 
   // After the retention time the ended record is gone from the list and from /status.
-  await waitFor(async () => (await status('LS-f')).body.code === 'session_not_found', (RETENTION_S + 5) * 1000, 'the ended record to expire');
+  await waitFor(
+    async () => (await status('LS-f')).body.code === 'session_not_found',
+    (RETENTION_S + 5) * 1000,
+    'the ended record to expire',
+  );
   const later = (await listAll(100)).pages.flat().map((s) => s.serial);
   assert.not.ok(later.includes('LS-f'));
 
@@ -227,7 +234,7 @@ test('max_lifetime ends a busy session with reason MaxLifetime', async () => {
   await device.untilClosed(3000);
 });
 
-test('lowering max_lifetime below the live session\'s age ends it: /on answers 409 session_expired, and /on again starts a new one', async () => {
+test("lowering max_lifetime below the live session's age ends it: /on answers 409 session_expired, and /on again starts a new one", async () => {
   assert.is((await app.call('/on?serial=LIFE-2&persistent=true')).status, 200);
   await sleep(2100);
   const lowered = await app.call('/on?serial=LIFE-2&persistent=true&max_lifetime=1');
@@ -266,7 +273,10 @@ test('the deployment default idle timeout applies to sessions that ask for none,
   assert.is(on.status, 200);
   await waitFor(async () => (await status('DEF-1', withDefaults)).body.idle_timeout === 1, 3000, 'the default idle timeout to show');
   const live = (await status('DEF-1', withDefaults)).body;
-  assert.ok(isoNear(live.expires_at, Date.now() + 3_600_000, Date.now() + 3_600_000), `expires_at ${live.expires_at} from the default max lifetime`);
+  assert.ok(
+    isoNear(live.expires_at, Date.now() + 3_600_000, Date.now() + 3_600_000),
+    `expires_at ${live.expires_at} from the default max lifetime`,
+  );
   await waitFor(async () => (await status('DEF-1', withDefaults)).status === 404, 5000, 'the default idle timeout to end it');
   assert.is((await status('DEF-1', withDefaults)).body.ended_reason, 'IdleTimeout');
 });

@@ -4,8 +4,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import type net from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Received, connect, connectDevice, refuses, waitFor } from '../helpers/net.ts';
-import { startStandalone, type RunningStandalone } from '../helpers/standalone.ts';
+import { connect, connectDevice, Received, refuses, waitFor } from '../helpers/net.ts';
+import { type RunningStandalone, startStandalone } from '../helpers/standalone.ts';
 
 const test = suite('session traffic');
 let app: RunningStandalone;
@@ -51,13 +51,22 @@ test('a device and a client exchange bytes; /status shows both connected and the
   const port = await on('serial=CLD-123456&persistent=true');
   const dev = await device('CLD-123456');
   const cli = await client(port);
-  await waitFor(async () => JSON.stringify(await status('CLD-123456')) === JSON.stringify({ device_connected: true, client_connected: true, transferred: 0 }), 1000, 'both parties shown connected');
+  await waitFor(
+    async () =>
+      JSON.stringify(await status('CLD-123456')) === JSON.stringify({ device_connected: true, client_connected: true, transferred: 0 }),
+    1000,
+    'both parties shown connected',
+  );
   cli.socket.write('hello device');
   assert.is((await dev.untilLength(12)).toString(), 'hello device');
   dev.socket.write('hi client');
   assert.is((await cli.untilLength(9)).toString(), 'hi client');
   const sent = Date.now();
-  await waitFor(async () => (await status('CLD-123456') as { transferred: number }).transferred === 21, 1000, '/status to show 21 bytes transferred');
+  await waitFor(
+    async () => ((await status('CLD-123456')) as { transferred: number }).transferred === 21,
+    1000,
+    '/status to show 21 bytes transferred',
+  );
   assert.ok(Date.now() - sent <= 1000);
   assert.is((await app.call('/off?serial=CLD-123456')).status, 200);
 });
@@ -65,16 +74,28 @@ test('a device and a client exchange bytes; /status shows both connected and the
 test('/on on a live session applies a new whitelist on the same port: a client from outside it is refused', async () => {
   const port = await on('serial=WL-1&persistent=true');
   const before = await client(port);
-  await waitFor(async () => (await status('WL-1') as { client_connected: boolean }).client_connected, 1000, 'the first client to be admitted');
+  await waitFor(
+    async () => ((await status('WL-1')) as { client_connected: boolean }).client_connected,
+    1000,
+    'the first client to be admitted',
+  );
   before.socket.destroy();
-  await waitFor(async () => !(await status('WL-1') as { client_connected: boolean }).client_connected, 1000, 'the first client to be gone');
+  await waitFor(
+    async () => !((await status('WL-1')) as { client_connected: boolean }).client_connected,
+    1000,
+    'the first client to be gone',
+  );
   assert.is(await on('serial=WL-1&persistent=true&ip_whitelist=10.0.0.0/8'), port, 'same port after the update');
   const outsider = await client(port);
   await outsider.untilClosed(2000);
-  assert.is((await status('WL-1') as { client_connected: boolean }).client_connected, false);
+  assert.is(((await status('WL-1')) as { client_connected: boolean }).client_connected, false);
   assert.is(await on('serial=WL-1&persistent=true&ip_whitelist=127.0.0.1'), port);
   const insider = await client(port);
-  await waitFor(async () => (await status('WL-1') as { client_connected: boolean }).client_connected, 1000, 'a whitelisted client to be admitted');
+  await waitFor(
+    async () => ((await status('WL-1')) as { client_connected: boolean }).client_connected,
+    1000,
+    'a whitelisted client to be admitted',
+  );
   assert.not.ok(insider.closedByPeer);
   assert.is((await app.call('/off?serial=WL-1')).status, 200);
 });
@@ -83,8 +104,12 @@ test('/off closes the device and the client connection and the port refuses new 
   const port = await on('serial=OFF-2&persistent=true');
   const dev = await device('OFF-2');
   const cli = await client(port);
-  await waitFor(async () => (await status('OFF-2') as { device_connected: boolean; client_connected: boolean }).client_connected, 1000, 'the client to connect');
-  await waitFor(async () => (await status('OFF-2') as { device_connected: boolean }).device_connected, 1000, 'the device to attach');
+  await waitFor(
+    async () => ((await status('OFF-2')) as { device_connected: boolean; client_connected: boolean }).client_connected,
+    1000,
+    'the client to connect',
+  );
+  await waitFor(async () => ((await status('OFF-2')) as { device_connected: boolean }).device_connected, 1000, 'the device to attach');
   assert.is((await app.call('/off?serial=OFF-2')).status, 200);
   await dev.untilClosed(2000);
   await cli.untilClosed(2000);
@@ -96,8 +121,8 @@ test('a non-persistent session ends when the device leaves: its port is freed an
   const port = await on('serial=NP-1');
   const dev = await device('NP-1');
   const cli = await client(port);
-  await waitFor(async () => (await status('NP-1') as { client_connected: boolean }).client_connected, 1000, 'the client to connect');
-  await waitFor(async () => (await status('NP-1') as { device_connected: boolean }).device_connected, 1000, 'the device to attach');
+  await waitFor(async () => ((await status('NP-1')) as { client_connected: boolean }).client_connected, 1000, 'the client to connect');
+  await waitFor(async () => ((await status('NP-1')) as { device_connected: boolean }).device_connected, 1000, 'the device to attach');
   dev.socket.end();
   await cli.untilClosed(3000);
   await waitFor(async () => (await app.call('/status?serial=NP-1')).status === 404, 1500, '/status to answer 404');
@@ -114,7 +139,12 @@ test('bulk transfers that alternate direction on one pair all arrive exact, with
   await waitFor(async () => JSON.stringify(await status('TRAFFIC-bulk')).includes('"client_connected":true'), 2000, 'both parties');
   const size = 64 * 1024 * 1024;
   let total = 0;
-  for (const [sender, receiver] of [[dev.socket, client], [client, dev.socket], [dev.socket, client], [client, dev.socket]] as const) {
+  for (const [sender, receiver] of [
+    [dev.socket, client],
+    [client, dev.socket],
+    [dev.socket, client],
+    [client, dev.socket],
+  ] as const) {
     const block = randomBytes(1024 * 1024);
     const sent = createHash('sha256');
     const got = createHash('sha256');
@@ -139,7 +169,11 @@ test('bulk transfers that alternate direction on one pair all arrive exact, with
     assert.is(got.digest('hex'), sent.digest('hex'));
     total += size;
   }
-  await waitFor(async () => (await status('TRAFFIC-bulk') as { transferred: number }).transferred === total, 2000, `transferred to reach ${total}`);
+  await waitFor(
+    async () => ((await status('TRAFFIC-bulk')) as { transferred: number }).transferred === total,
+    2000,
+    `transferred to reach ${total}`,
+  );
 });
 
 test.run();

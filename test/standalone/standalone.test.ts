@@ -16,7 +16,10 @@ test('prints one line per listener, keeps the admin socket private, and exits 0 
     const output = app.process.output();
     assert.match(output, /^Control API listening on http:\/\/127\.0\.0\.1:\d+$/m);
     assert.match(output, new RegExp(`^Device port ${app.devicePort} listening on 127\\.0\\.0\\.1$`, 'm'));
-    assert.match(output, new RegExp(`^Session ports ${app.range.min}-${app.range.max} on 127\\.0\\.0\\.1, answered as host 127\\.0\\.0\\.1$`, 'm'));
+    assert.match(
+      output,
+      new RegExp(`^Session ports ${app.range.min}-${app.range.max} on 127\\.0\\.0\\.1, answered as host 127\\.0\\.0\\.1$`, 'm'),
+    );
     const socketPath = /"admin":"([^"]+)"/.exec(output)?.[1];
     assert.ok(socketPath, 'the proxy logged its admin socket');
     assert.is(statSync(socketPath!).mode & 0o777, 0o600);
