@@ -1,25 +1,17 @@
 // The chart's dead-link settings: keepalive idle time and send timeout for
-// the proxy, and the pod's keepalive sysctls only where Kubernetes counts
-// them as safe (1.29 and later) and a pod may set them (not hostNetwork).
+// the proxy, and the pod's keepalive sysctls where a pod may set them (not
+// hostNetwork). They are "safe" sysctls from Kubernetes 1.29 on, and the
+// chart requires 1.31.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { suiteFixture } from '../helpers/fixture.ts';
 import { chartDir, containerEnv, deploymentOf, kubeBinDir, parseManifests, requiredValues, runHelm, valuesFile } from '../helpers/helm.ts';
 
 const test = suite('helm chart keepalive');
-let binDir: string | undefined;
-let startError: unknown;
+const bin = suiteFixture(test, kubeBinDir);
 
-test.before(async () => {
-  try {
-    binDir = await kubeBinDir();
-  } catch (err) {
-    startError = err;
-  }
-});
-
-async function proxyPod(values: object, kubeVersion: string) {
-  if (!binDir || startError) throw startError ?? new Error('helm not built');
-  const result = await runHelm(binDir, [
+async function proxyPod(values: object, kubeVersion = '1.31.0') {
+  const result = await runHelm(bin(), [
     'template',
     'cust',
     chartDir,
@@ -37,8 +29,8 @@ async function proxyPod(values: object, kubeVersion: string) {
   return { sysctls, env };
 }
 
-test('on Kubernetes 1.29 the proxy pod gets keepalive sysctls matching its idle time, and the proxy its settings', async () => {
-  const { sysctls, env } = await proxyPod({ ...requiredValues, proxy: { keepaliveIdleSeconds: 45, sendTimeoutSeconds: 90 } }, '1.29.0');
+test('the proxy pod gets keepalive sysctls matching its idle time, and the proxy its settings', async () => {
+  const { sysctls, env } = await proxyPod({ ...requiredValues, proxy: { keepaliveIdleSeconds: 45, sendTimeoutSeconds: 90 } });
   assert.equal(sysctls, {
     'net.ipv4.tcp_keepalive_time': '45',
     'net.ipv4.tcp_keepalive_intvl': '10',
@@ -48,17 +40,12 @@ test('on Kubernetes 1.29 the proxy pod gets keepalive sysctls matching its idle 
   assert.is(env.CCCP_SEND_TIMEOUT_S, '90');
 });
 
-test('before 1.29 the keepalive sysctls are unsafe and left out; the low-port sysctl stays', async () => {
-  const { sysctls, env } = await proxyPod({ ...requiredValues, devicePort: 502 }, '1.28.5');
-  assert.equal(sysctls, { 'net.ipv4.ip_unprivileged_port_start': '0' });
-  assert.is(env.CCCP_KEEPALIVE_IDLE_S, '60', 'the per-socket idle time is set on every version');
-});
-
-test('with low ports on 1.30 both kinds of sysctl are in one list', async () => {
-  const { sysctls } = await proxyPod(
-    { ...requiredValues, devicePort: 502, proxy: { keepaliveSysctls: { intervalSeconds: 15, probes: 4 } } },
-    '1.30.0',
-  );
+test('with low ports both kinds of sysctl are in one list', async () => {
+  const { sysctls } = await proxyPod({
+    ...requiredValues,
+    devicePort: 502,
+    proxy: { keepaliveSysctls: { intervalSeconds: 15, probes: 4 } },
+  });
   assert.equal(sysctls, {
     'net.ipv4.ip_unprivileged_port_start': '0',
     'net.ipv4.tcp_keepalive_time': '60',
@@ -79,7 +66,7 @@ test('hostNetwork pods and keepaliveSysctls.enabled=false get no keepalive sysct
 
 test('the schema refuses a zero idle time, a negative send timeout and zero probes', async () => {
   for (const proxy of [{ keepaliveIdleSeconds: 0 }, { sendTimeoutSeconds: -1 }, { keepaliveSysctls: { probes: 0 } }]) {
-    const result = await runHelm(binDir!, ['template', 'cust', chartDir, '-f', valuesFile({ ...requiredValues, proxy })]);
+    const result = await runHelm(bin(), ['template', 'cust', chartDir, '-f', valuesFile({ ...requiredValues, proxy })]);
     assert.is.not(result.code, 0, JSON.stringify(proxy));
     assert.match(result.stderr, /minimum/);
   }

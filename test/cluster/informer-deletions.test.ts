@@ -39,7 +39,7 @@ test('an answer read before a delete does not bring the deleted object back', as
   const name = resourceNameForSerial('GHOST-1');
   const created = await client.create(name, { serial: 'GHOST-1', persistent: true, ipWhitelist: [] }, [SESSION_FINALIZER]);
   await waitFor(() => informer!.get(name) !== undefined, 10_000, 'the object in the cache');
-  assert.is(await client.delete(name, created.metadata.uid), 'deleting');
+  assert.is((await client.delete(name, created.metadata.uid)).outcome, 'deleting');
   // Read while the finalizer still holds it, as KubeSessionStore.delete() does...
   const stale = (await client.get(name))!;
   assert.ok(stale.metadata.deletionTimestamp);
