@@ -96,6 +96,11 @@ export class AdminApi {
 
   private app(tokenDigest: Buffer | undefined): Koa {
     const app = new Koa();
+    // A reader that goes away ends its event stream; that is no error. Others
+    // go to the log instead of Koa's default print to stderr.
+    app.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ERR_STREAM_PREMATURE_CLOSE') this.logger.error({ err }, 'admin API error');
+    });
     const router = new Router();
     const target = this.target;
 
