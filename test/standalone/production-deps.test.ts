@@ -35,7 +35,7 @@ test('npm ls --omit=dev lists neither tsx nor esbuild; the dev tree has tsx', as
   assert.match(all.stdout, /node_modules\/tsx$/m, 'tsx is still installed by npm ci for npm start and the tests');
 });
 
-test('npm start runs the standalone mode, and SIGTERM stops it without a SIGKILL', async () => {
+test('npm start runs the standalone mode; SIGTERM to npm alone stops every process it started', async () => {
   const range = await freePortRange(2);
   const child = spawn('npm', ['start'], {
     cwd: root,
@@ -55,16 +55,25 @@ test('npm start runs the standalone mode, and SIGTERM stops it without a SIGKILL
   child.stdout.on('data', (c: Buffer) => (output += c.toString()));
   child.stderr.on('data', (c: Buffer) => (output += c.toString()));
   const exited = new Promise<string>((resolve) => child.on('exit', (code, signal) => resolve(signal ?? `exit ${code}`)));
+  // Whether any process npm started (tsx, the standalone process, its proxy child) still runs.
+  const groupAlive = () => {
+    try {
+      process.kill(-child.pid!, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
   try {
     await waitFor(() => output.includes('Session ports'), 30_000, `npm start to listen:\n${output}`);
     assert.match(output, 'Control API listening on http://127.0.0.1:');
-  } finally {
-    process.kill(-child.pid!, 'SIGTERM');
-    const timer = setTimeout(() => process.kill(-child.pid!, 'SIGKILL'), 10_000);
-    // npm ends by the signal itself; the standalone under it exits 0 (standalone.test.ts).
+    // As `kill -TERM <pid of npm start>` does: npm alone gets the signal, not its process group.
+    process.kill(child.pid!, 'SIGTERM');
     const ending = await exited;
-    clearTimeout(timer);
     assert.ok(ending === 'SIGTERM' || ending === 'exit 0', `${ending}\n${output}`);
+    await waitFor(() => !groupAlive(), 10_000, `every process of npm start to exit:\n${output}`);
+  } finally {
+    if (groupAlive()) process.kill(-child.pid!, 'SIGKILL');
   }
 });
 
