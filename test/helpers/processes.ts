@@ -22,11 +22,12 @@ function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   } catch {}
 }
 
-function track(command: string, args: string[], env?: Record<string, string>): ChildProcess {
+function track(command: string, args: string[], env?: Record<string, string>, cwd?: string): ChildProcess {
   const child = spawn(command, args, {
     stdio: ['pipe', 'pipe', 'pipe'],
     detached: true,
     ...(env ? { env: { ...process.env, ...env } } : {}),
+    ...(cwd ? { cwd } : {}),
   });
   running.add(child);
   child.once('exit', () => running.delete(child));
@@ -42,6 +43,7 @@ export interface RunResult {
 export interface RunOptions {
   timeoutMs?: number;
   env?: Record<string, string>;
+  cwd?: string;
   /** Written to the program's standard input, which is then closed. */
   input?: string;
 }
@@ -49,7 +51,7 @@ export interface RunOptions {
 /** Runs a program to its end; it is killed with its process group after `timeoutMs`. */
 export function runProgram(command: string, args: string[], options: RunOptions = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = track(command, args, options.env);
+    const child = track(command, args, options.env, options.cwd);
     let stdout = '';
     let stderr = '';
     child.stdout?.on('data', (c: Buffer) => (stdout += c.toString()));

@@ -3,7 +3,6 @@
 // and openapi-typescript types with openapi-fetch (tsc --strict) each run
 // the whole flow with a two-entry whitelist (test/interop/generated-clients/flow.*),
 // against the standalone mode and against the cluster mode.
-import { spawn } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +11,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startRigWithCrd, TestCluster } from '../helpers/cluster.ts';
 import { freePortRange } from '../helpers/net.ts';
+import { runProgram } from '../helpers/processes.ts';
 import { type RunningStandalone, startStandalone } from '../helpers/standalone.ts';
 import type { Rig } from '../kube/rig.ts';
 
@@ -27,29 +27,16 @@ let rig: Rig | undefined;
 let cluster: TestCluster | undefined;
 let servedDocument: unknown;
 
-function run(
-  command: string,
-  args: string[],
-  options: { cwd?: string; env?: Record<string, string> } = {},
-  timeoutMs = 180_000,
-): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, {
-      cwd: options.cwd ?? work,
-      env: { ...process.env, ...options.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.on('data', (c: Buffer) => (output += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (output += c.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      if (code === 0) resolve(output);
-      else reject(new Error(`${command} ${args.join(' ')} exited ${code}:\n${output.slice(-4000)}`));
-    });
+/** Runs a tool to its end in `work` (or cwd); its output, or an error with the tail of it. */
+async function run(command: string, args: string[], options: { cwd?: string; env?: Record<string, string> } = {}): Promise<string> {
+  const result = await runProgram(command, args, {
+    cwd: options.cwd ?? work,
+    timeoutMs: 180_000,
+    ...(options.env ? { env: options.env } : {}),
   });
+  const output = result.stdout + result.stderr;
+  if (result.code !== 0) throw new Error(`${command} ${args.join(' ')} exited ${result.code}:\n${output.slice(-4000)}`);
+  return output;
 }
 
 test.before(async () => {

@@ -4,12 +4,12 @@
 // ip_whitelist as IPs or CIDRs in prose, which no JSON Schema pattern the
 // generator can use expresses, so "schema-valid" strings like "0" are
 // rightly refused with 400.
-import { spawn } from 'node:child_process';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { runProgram } from '../helpers/processes.ts';
 import { type RunningStandalone, startStandalone } from '../helpers/standalone.ts';
 
 const test = suite('schemathesis');
@@ -26,19 +26,9 @@ test.after(async () => {
   await standalone?.stop();
 });
 
-function run(args: string[], timeoutMs: number): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(st, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
-    let output = '';
-    child.stdout.on('data', (c: Buffer) => (output += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (output += c.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, output });
-    });
-  });
+async function run(args: string[], timeoutMs: number): Promise<{ code: number | null; output: string }> {
+  const result = await runProgram(st, args, { timeoutMs, env: { NO_COLOR: '1' } });
+  return { code: result.code, output: result.stdout + result.stderr };
 }
 
 test('generated requests against /openapi.json find no server error and no answer that breaks the schema', async () => {
