@@ -3,6 +3,7 @@
 //
 //   GET    /v1/info                  -> InstanceInfo
 //   GET    /v1/sessions              -> SessionList (live counters)
+//   GET    /v1/changes?since=N&instance=I&limit=L -> ChangeBatch (the change feed)
 //   GET    /v1/sessions/{serial}     -> SessionLookup (one session, or none)
 //   PUT    /v1/sessions/{serial}     SessionSpec -> SessionState (200), 400, 409
 //   DELETE /v1/sessions/{serial}     -> 200 SessionState | 404
@@ -18,6 +19,22 @@
 // or put again with another `id`, so a reconciler that missed the event still
 // learns how it ended. After a restart `instanceId` changes and the list is
 // empty: the caller must put every live session again.
+//
+// The change feed. Every change of a session (put, connect, disconnect,
+// refusal, end, moved counters, removal) gives it the next `changeSeq` of the
+// instance. `GET /v1/changes?since=N&instance=I` answers the sessions whose
+// latest change is after N, each once with its current state, and the serials
+// removed after N, in change order, at most `limit` (default 500, at most
+// 5000) per answer; `cursor` is what to pass as `since` next, `more` says to
+// ask again at once. A read that fails loses nothing: ask again with the same
+// cursor. When I is not this instance, or N is older than the oldest removal
+// still remembered (removals are kept in a bounded log), the answer has
+// `reset: true` and lists everything from the start: the reader forgets every
+// session not listed by the time an answer says `more: false`. Counters are
+// compared by a sweep of the connected sessions about every 250 ms, so a
+// moved counter shows in the feed within about that long. Every event on
+// /v1/events carries the session's state after it (with its changeSeq), so a
+// reader need not ask after a connect.
 
 export interface SessionSpec {
   /** Opaque identity of this incarnation of the session (e.g. the resource uid). */
@@ -77,6 +94,8 @@ export interface SessionState extends SessionSpec {
   /** ISO time the listener started. */
   listeningSince: string;
   endedAt?: string;
+  /** The change-feed sequence number of this state (see the change feed above); 0 from a proxy without the feed. */
+  changeSeq: number;
 }
 
 export interface InstanceInfo {
@@ -88,6 +107,32 @@ export interface InstanceInfo {
 export interface SessionList extends InstanceInfo {
   sessions: SessionState[];
 }
+
+/** A session removed by a DELETE (or superseded by a put with another id), as the change feed reports it. */
+export interface SessionRemoval {
+  serial: string;
+  /** The id of the removed incarnation. */
+  id: string;
+  changeSeq: number;
+}
+
+/** One answer of the change feed. */
+export interface ChangeBatch extends InstanceInfo {
+  /** Pass as `since` next time (with this instanceId as `instance`). */
+  cursor: number;
+  /** The cursor was not this instance's or too old: this answer starts a full listing (see above). */
+  reset: boolean;
+  /** Sessions changed after `since`, each once, with its current state, in change order. */
+  sessions: SessionState[];
+  /** Sessions removed after `since` and not put again since. */
+  removed: SessionRemoval[];
+  /** More changes are waiting: ask again at once with `cursor`. */
+  more: boolean;
+}
+
+/** Largest `limit` of one change-feed answer, and the default. */
+export const MAX_CHANGE_BATCH = 5000;
+export const DEFAULT_CHANGE_BATCH = 500;
 
 /** One session by serial; `session` is absent when the proxy has none. */
 export interface SessionLookup extends InstanceInfo {
@@ -117,6 +162,8 @@ export interface ProxyEvent {
   id?: string;
   address?: string;
   reason?: string;
+  /** The session's state right after the event (absent on hello and heartbeat). */
+  session?: SessionState;
 }
 
 export const ADMIN_ERROR_CODES = ['bad_request', 'unauthorized', 'not_found', 'port_unavailable', 'conflict', 'internal'] as const;

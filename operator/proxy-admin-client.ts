@@ -143,6 +143,7 @@ export function toSessionState(value: unknown): SessionState {
     device: toSideState(v.device),
     client: toSideState(v.client),
     clientsRefused: typeof v.clientsRefused === 'number' ? v.clientsRefused : 0,
+    changeSeq: typeof v.changeSeq === 'number' ? v.changeSeq : 0,
   };
   const notAfter = optionalString(v.notAfter, what);
   if (notAfter !== undefined) state.notAfter = notAfter;

@@ -244,6 +244,7 @@ export class Session {
       clientsRefused: this.clientsRefused,
       listeningSince: this.listeningSince.toISOString(),
       ...(this.endedAt ? { endedAt: this.endedAt.toISOString() } : {}),
+      changeSeq: 0,
     };
   }
 

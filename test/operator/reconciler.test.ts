@@ -43,6 +43,7 @@ class FakeProxy implements ProxyAdmin {
       clientConnected: keep ? previous.clientConnected : false,
       transferredBytes: keep ? previous.transferredBytes : 0,
       droppedBytes: 0,
+      changeSeq: 0,
       listeningSince: '',
       device: keep ? previous.device : { forwardedBytes: 0, droppedBytes: 0 },
       client: keep ? previous.client : { forwardedBytes: 0, droppedBytes: 0 },
