@@ -5,6 +5,7 @@ import http from 'node:http';
 import {
   ADMIN_ERROR_CODES,
   type AdminError,
+  type ChangeBatch,
   ENDED_REASONS,
   type InstanceInfo,
   isOneOf,
@@ -47,6 +48,8 @@ export interface EventStream {
 export interface ProxyAdmin {
   info(): Promise<InstanceInfo>;
   listSessions(): Promise<SessionList>;
+  /** The change feed: what changed after `since` (see admin-protocol.ts). */
+  changes(since: number, instance: string | undefined, limit: number): Promise<ChangeBatch>;
   /** One session by serial, with the instance that answered. */
   getSession(serial: string): Promise<SessionLookup>;
   putSession(serial: string, spec: SessionSpec): Promise<SessionState>;
@@ -169,6 +172,35 @@ export function toSessionList(value: unknown): SessionList {
   return { ...info, sessions: value.sessions.map(toSessionState) };
 }
 
+export function toChangeBatch(value: unknown): ChangeBatch {
+  const info = toInstanceInfo(value);
+  const what = 'change batch';
+  if (
+    !isObject(value) ||
+    typeof value.cursor !== 'number' ||
+    typeof value.reset !== 'boolean' ||
+    typeof value.more !== 'boolean' ||
+    !Array.isArray(value.sessions) ||
+    !Array.isArray(value.removed)
+  ) {
+    fail(what);
+  }
+  const removed = value.removed.map((entry: unknown) => {
+    if (!isObject(entry) || typeof entry.serial !== 'string' || typeof entry.id !== 'string' || typeof entry.changeSeq !== 'number') {
+      fail(what);
+    }
+    return { serial: entry.serial, id: entry.id, changeSeq: entry.changeSeq };
+  });
+  return {
+    ...info,
+    cursor: value.cursor,
+    reset: value.reset,
+    more: value.more,
+    sessions: value.sessions.map(toSessionState),
+    removed,
+  };
+}
+
 export function toProxyEvent(value: unknown): ProxyEvent {
   const what = 'event';
   if (
@@ -189,6 +221,7 @@ export function toProxyEvent(value: unknown): ProxyEvent {
     const text = optionalString(value[key], what);
     if (text !== undefined) event[key] = text;
   }
+  if (value.session !== undefined && value.session !== null) event.session = toSessionState(value.session);
   return event;
 }
 
@@ -230,6 +263,12 @@ export class ProxyAdminClient implements ProxyAdmin {
 
   async listSessions(): Promise<SessionList> {
     return toSessionList(await this.requestJson('GET', '/v1/sessions'));
+  }
+
+  async changes(since: number, instance: string | undefined, limit: number): Promise<ChangeBatch> {
+    const query = new URLSearchParams({ since: String(since), limit: String(limit) });
+    if (instance !== undefined) query.set('instance', instance);
+    return toChangeBatch(await this.requestJson('GET', `/v1/changes?${query}`));
   }
 
   async getSession(serial: string): Promise<SessionLookup> {

@@ -2,7 +2,15 @@
 // end-to-end tests use the real proxy). Time is a manual clock.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { EndedReason, SessionList, SessionLookup, SessionSpec, SessionState } from '../../common/admin-protocol.ts';
+import type {
+  ChangeBatch,
+  EndedReason,
+  SessionList,
+  SessionLookup,
+  SessionRemoval,
+  SessionSpec,
+  SessionState,
+} from '../../common/admin-protocol.ts';
 import { silentLogger } from '../../common/log.ts';
 import { MemorySessionStore } from '../../operator/memory-session-store.ts';
 import { PortAllocator } from '../../operator/port-allocator.ts';
@@ -11,11 +19,15 @@ import { Reconciler } from '../../operator/reconciler.ts';
 import type { ProxySessionSpec } from '../../operator/session-store.ts';
 import { FakeClock } from '../helpers/fake-clock.ts';
 
+/** The proxy's admin API in memory, with a change feed, so the reconciler's view can be driven step by step. */
 class FakeProxy implements ProxyAdmin {
   instanceId = 'instance-1';
   sessions = new Map<string, SessionState>();
+  removed: SessionRemoval[] = [];
+  seq = 0;
   foreignPorts = new Set<number>();
   calls: string[] = [];
+  feedReads = 0;
   /** Called at each PUT, to look at the store at that moment. */
   onPut: (serial: string, spec: SessionSpec) => void = () => undefined;
 
@@ -24,6 +36,17 @@ class FakeProxy implements ProxyAdmin {
   }
   async listSessions(): Promise<SessionList> {
     return { ...(await this.info()), sessions: [...this.sessions.values()].map((s) => ({ ...s })) };
+  }
+  async changes(since: number, instance: string | undefined, limit: number): Promise<ChangeBatch> {
+    this.feedReads += 1;
+    const reset = instance !== this.instanceId;
+    const from = reset ? 0 : since;
+    const changed = [...this.sessions.values()].filter((s) => s.changeSeq > from).sort((a, b) => a.changeSeq - b.changeSeq);
+    const page = changed.slice(0, limit);
+    const removed = this.removed.filter((r) => r.changeSeq > from && (page.length === 0 || r.changeSeq <= page.at(-1)!.changeSeq));
+    const more = changed.length > limit;
+    const cursor = more ? page.at(-1)!.changeSeq : this.seq;
+    return { ...(await this.info()), cursor, reset, sessions: page.map((s) => ({ ...s })), removed, more };
   }
   async getSession(serial: string): Promise<SessionLookup> {
     const session = this.sessions.get(serial);
@@ -43,7 +66,7 @@ class FakeProxy implements ProxyAdmin {
       clientConnected: keep ? previous.clientConnected : false,
       transferredBytes: keep ? previous.transferredBytes : 0,
       droppedBytes: 0,
-      changeSeq: 0,
+      changeSeq: ++this.seq,
       listeningSince: '',
       device: keep ? previous.device : { forwardedBytes: 0, droppedBytes: 0 },
       client: keep ? previous.client : { forwardedBytes: 0, droppedBytes: 0 },
@@ -56,22 +79,34 @@ class FakeProxy implements ProxyAdmin {
     this.calls.push(`DELETE ${serial}`);
     const state = this.sessions.get(serial);
     this.sessions.delete(serial);
+    if (state) this.removed.push({ serial, id: state.id, changeSeq: ++this.seq });
     return state;
   }
   watchEvents(_handlers: EventStreamHandlers): EventStream {
     return { close: () => undefined };
   }
   close(): void {}
-  end(serial: string, reason: EndedReason): void {
+  /** The proxy's own change of a session (traffic, a connect, an end). */
+  update(serial: string, change: Partial<SessionState>): void {
     const state = this.sessions.get(serial)!;
-    this.sessions.set(serial, { ...state, state: 'ended', endedReason: reason, deviceConnected: false, clientConnected: false });
+    this.sessions.set(serial, { ...state, ...change, changeSeq: ++this.seq });
+  }
+  end(serial: string, reason: EndedReason): void {
+    this.update(serial, { state: 'ended', endedReason: reason, deviceConnected: false, clientConnected: false });
+  }
+  restart(): void {
+    this.sessions.clear();
+    this.removed = [];
+    this.seq = 0;
+    this.instanceId = `instance-${Number(this.instanceId.split('-')[1]) + 1}`;
   }
 }
 
-function setup(range = { min: 100, max: 102 }, options: { endedRetentionMs?: number } = {}) {
+function setup(range = { min: 100, max: 102 }, options: { endedRetentionMs?: number; store?: MemorySessionStore } = {}) {
   const clock = new FakeClock();
-  const store = new MemorySessionStore({ now: () => new Date(clock.now()) });
+  const store = options.store ?? new MemorySessionStore({ now: () => new Date(clock.now()) });
   const proxy = new FakeProxy();
+  const syncs: string[] = [];
   const allocator = new PortAllocator({ ...range, now: () => clock.now() });
   const reconciler = new Reconciler({
     store,
@@ -83,8 +118,14 @@ function setup(range = { min: 100, max: 102 }, options: { endedRetentionMs?: num
     pollIntervalMs: 300,
     resyncIntervalMs: 30_000,
     endedRetentionMs: options.endedRetentionMs ?? 60_000,
+    observeReconcile: (_seconds, result) => syncs.push(result),
   });
-  return { clock, store, proxy, allocator, reconciler };
+  /** For tests that call reconcile() themselves: the view reads the proxy, but nothing is queued. */
+  const viewOnly = async () => {
+    reconciler.view.start({ sessionChanged: () => undefined, telemetry: () => undefined, restarted: () => undefined });
+    await reconciler.view.refresh();
+  };
+  return { clock, store, proxy, allocator, reconciler, syncs, viewOnly };
 }
 
 const spec = (serial: string, extra: Partial<ProxySessionSpec> = {}): ProxySessionSpec => ({
@@ -95,7 +136,8 @@ const spec = (serial: string, extra: Partial<ProxySessionSpec> = {}): ProxySessi
 });
 
 test('a new session gets a port written to status before the proxy is programmed, then turns Active', async () => {
-  const { store, proxy, reconciler } = setup();
+  const { store, proxy, reconciler , viewOnly } = setup();
+  await viewOnly();
   const { session } = await store.apply(spec('A'));
   const writes: string[] = [];
   store.subscribe((c) => c.type === 'upserted' && writes.push(`${c.session.status.phase}:${c.session.status.port}`));
@@ -107,10 +149,12 @@ test('a new session gets a port written to status before the proxy is programmed
   assert.is(after?.status.host, 'proxy.example');
   assert.is(after?.status.observedGeneration, session.generation);
   assert.is(after?.status.conditions?.find((c) => c.type === 'Ready')?.status, 'True');
+  await reconciler.view.stop();
 });
 
 test('a spec change is put to the proxy on the same port and observedGeneration follows', async () => {
-  const { store, proxy, reconciler } = setup();
+  const { store, proxy, reconciler , viewOnly } = setup();
+  await viewOnly();
   await store.apply(spec('A'));
   await reconciler.reconcile('A');
   const { session } = await store.apply(spec('A', { persistent: true, ipWhitelist: ['10.0.0.0/8'] }));
@@ -120,18 +164,22 @@ test('a spec change is put to the proxy on the same port and observedGeneration 
   const after = await store.get('A');
   assert.is(after?.status.observedGeneration, session.generation);
   assert.is(session.generation, 2);
+  await reconciler.view.stop();
 });
 
 test('reconciling an unchanged session does not program the proxy again', async () => {
-  const { store, proxy, reconciler } = setup();
+  const { store, proxy, reconciler , viewOnly } = setup();
+  await viewOnly();
   await store.apply(spec('A'));
   await reconciler.reconcile('A');
   await reconciler.reconcile('A');
   assert.equal(proxy.calls, ['PUT A 100']);
+  await reconciler.view.stop();
 });
 
 test('when the range is exhausted the session fails with NoAvailablePorts and the proxy is not called', async () => {
-  const { store, proxy, reconciler } = setup({ min: 100, max: 100 });
+  const { store, proxy, reconciler , viewOnly } = setup({ min: 100, max: 100 });
+  await viewOnly();
   await store.apply(spec('A'));
   await store.apply(spec('B'));
   await reconciler.reconcile('A');
@@ -140,10 +188,12 @@ test('when the range is exhausted the session fails with NoAvailablePorts and th
   assert.is(b?.status.phase, 'Failed');
   assert.is(b?.status.endedReason, 'NoAvailablePorts');
   assert.equal(proxy.calls, ['PUT A 100']);
+  await reconciler.view.stop();
 });
 
 test('a port held by a foreign process is quarantined and another one is used', async () => {
-  const { store, proxy, reconciler, allocator } = setup();
+  const { store, proxy, reconciler, allocator , viewOnly } = setup();
+  await viewOnly();
   proxy.foreignPorts.add(100);
   await store.apply(spec('A'));
   const result = await reconciler.reconcile('A');
@@ -152,10 +202,12 @@ test('a port held by a foreign process is quarantined and another one is used', 
   assert.equal(proxy.calls, ['PUT A 100', 'PUT A 101']);
   assert.is((await store.get('A'))?.status.port, 101);
   assert.ok(allocator.isQuarantined(100));
+  await reconciler.view.stop();
 });
 
 test('deleting a session deletes it from the proxy, frees its port and completes the deletion', async () => {
-  const { store, proxy, reconciler, allocator } = setup();
+  const { store, proxy, reconciler, allocator , viewOnly } = setup();
+  await viewOnly();
   await store.apply(spec('A'));
   await reconciler.reconcile('A');
   assert.is(await store.delete('A'), 'deleting');
@@ -163,13 +215,16 @@ test('deleting a session deletes it from the proxy, frees its port and completes
   assert.equal(proxy.calls, ['PUT A 100', 'DELETE A']);
   assert.is(await store.get('A'), undefined);
   assert.is(allocator.ownerOf(100), undefined);
+  await reconciler.view.stop();
 });
 
 test('a session the proxy reports ended turns Ended with its reason, frees the port and removes the tombstone', async () => {
-  const { store, proxy, reconciler, allocator } = setup();
+  const { store, proxy, reconciler, allocator , viewOnly } = setup();
+  await viewOnly();
   await store.apply(spec('A'));
   await reconciler.reconcile('A');
   proxy.end('A', 'ClientConnectTimeout');
+  await reconciler.view.refresh();
   await reconciler.reconcile('A');
   const a = await store.get('A');
   assert.is(a?.status.phase, 'Ended');
@@ -177,21 +232,22 @@ test('a session the proxy reports ended turns Ended with its reason, frees the p
   assert.is(a?.hasFinalizer, false, 'nothing left to clean up, so deletion is immediate');
   assert.is(allocator.ownerOf(100), undefined);
   assert.not.ok(proxy.sessions.has('A'));
+  await reconciler.view.stop();
 });
 
 test('live counters and addresses are copied from the proxy into status', async () => {
-  const { store, proxy, reconciler } = setup();
+  const { store, proxy, reconciler , viewOnly } = setup();
+  await viewOnly();
   await store.apply(spec('A'));
   await reconciler.reconcile('A');
-  const state = proxy.sessions.get('A')!;
-  proxy.sessions.set('A', {
-    ...state,
+  proxy.update('A', {
     deviceConnected: true,
     clientConnected: true,
     transferredBytes: 42,
     deviceAddress: '127.0.0.1:5000',
     clientAddress: '127.0.0.1:6000',
   });
+  await reconciler.view.refresh();
   await reconciler.reconcile('A');
   const status = (await store.get('A'))!.status;
   assert.equal(
@@ -199,6 +255,7 @@ test('live counters and addresses are copied from the proxy into status', async 
     [true, true, 42, '127.0.0.1:5000', '127.0.0.1:6000'],
   );
   assert.equal(proxy.calls, ['PUT A 100'], 'counters alone do not reprogram the proxy');
+  await reconciler.view.stop();
 });
 
 test('the port table is rebuilt from the store before anything is allocated', async () => {
@@ -222,8 +279,7 @@ test('a restarted proxy (new instanceId, empty list) gets every live session aga
   await clock.advance(100);
   await reconciler.queue.idle();
   const before = [(await store.get('A'))?.status.port, (await store.get('B'))?.status.port];
-  proxy.sessions.clear();
-  proxy.instanceId = 'instance-2';
+  proxy.restart();
   proxy.calls = [];
   await clock.advance(400);
   await reconciler.queue.idle();
@@ -238,8 +294,7 @@ test('the poller notices changed counters and updates status without any other t
   await reconciler.start();
   await clock.advance(100);
   await reconciler.queue.idle();
-  const state = proxy.sessions.get('A')!;
-  proxy.sessions.set('A', { ...state, transferredBytes: 7, deviceConnected: true });
+  proxy.update('A', { transferredBytes: 7, deviceConnected: true });
   await clock.advance(350);
   await reconciler.queue.idle();
   assert.is((await store.get('A'))?.status.transferredBytes, 7);
@@ -263,10 +318,13 @@ test('an Ended session is deleted after the retention time', async () => {
 });
 
 test('a session the store does not hold is removed from the proxy', async () => {
-  const { proxy, reconciler } = setup();
+  const { proxy, reconciler , viewOnly } = setup();
+  await viewOnly();
   await proxy.putSession('GHOST', { id: 'x', port: 100, persistent: false, ipWhitelist: [] });
+  await reconciler.view.refresh();
   await reconciler.reconcile('GHOST');
   assert.not.ok(proxy.sessions.has('GHOST'));
+  await reconciler.view.stop();
 });
 
 test('a proxy that keeps failing is retried with backoff, not on every poll', async () => {
@@ -281,6 +339,69 @@ test('a proxy that keeps failing is retried with backoff, not on every poll', as
   // Backoff 100, 200, 400, 800 ms: runs at about 0, 100, 300, 700, 1500; ten polls happened meanwhile.
   assert.ok(proxy.calls.length >= 4 && proxy.calls.length <= 6, `${proxy.calls.length} attempts`);
   assert.is((await store.get('A'))?.status.phase, 'Pending');
+  await reconciler.stop();
+});
+
+test('a new session costs one sync and one PUT: the reconciler ignores its own status writes', async () => {
+  const { store, proxy, reconciler, clock, syncs } = setup();
+  await reconciler.start();
+  await reconciler.view.refresh();
+  await reconciler.queue.idle();
+  await store.apply(spec('A'));
+  await reconciler.queue.idle();
+  await clock.advance(1000);
+  await reconciler.queue.idle();
+  assert.is((await store.get('A'))?.status.phase, 'Active');
+  assert.equal(syncs, ['success']);
+  assert.equal(proxy.calls, ['PUT A 100']);
+  await reconciler.stop();
+});
+
+test('moved counters and connects reach status from the feed without a sync or a request per session', async () => {
+  const { store, proxy, reconciler, clock, syncs } = setup();
+  await store.apply(spec('A'));
+  await reconciler.start();
+  await clock.advance(100);
+  await reconciler.queue.idle();
+  syncs.length = 0;
+  proxy.calls = [];
+  for (let second = 1; second <= 5; second++) {
+    proxy.update('A', { deviceConnected: true, transferredBytes: second * 100 });
+    await clock.advance(1000);
+    await reconciler.queue.idle();
+    assert.is((await store.get('A'))?.status.transferredBytes, second * 100);
+  }
+  assert.is((await store.get('A'))?.status.deviceConnected, true);
+  assert.equal(syncs, [], 'telemetry is reported, never synced');
+  assert.equal(proxy.calls, [], 'no PUT, no GET');
+  await reconciler.stop();
+});
+
+test('a session the proxy ends frees its port at once, before its sync writes Ended', async () => {
+  const clock = new FakeClock();
+  const inner = new MemorySessionStore({ now: () => new Date(clock.now()) });
+  let gate: Promise<void> | undefined;
+  const store = Object.assign(Object.create(inner) as MemorySessionStore, {
+    writeStatus: async (...args: Parameters<MemorySessionStore['writeStatus']>) => {
+      await gate;
+      return inner.writeStatus(...args);
+    },
+  });
+  const { proxy, reconciler, allocator } = setup(undefined, { store });
+  await store.apply(spec('A'));
+  await reconciler.start();
+  await clock.advance(100);
+  await reconciler.queue.idle();
+  assert.is(allocator.ownerOf(100), 'A');
+  let open: () => void = () => undefined;
+  gate = new Promise((resolve) => (open = resolve));
+  proxy.end('A', 'DeviceDisconnected');
+  await reconciler.view.refresh();
+  assert.is(allocator.ownerOf(100), undefined, 'the port is free while the status write waits');
+  assert.is((await store.get('A'))?.status.phase, 'Active');
+  open();
+  await reconciler.queue.idle();
+  assert.is((await store.get('A'))?.status.phase, 'Ended');
   await reconciler.stop();
 });
 

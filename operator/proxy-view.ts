@@ -1,0 +1,321 @@
+// The operator's view of one proxy pod: which sessions it runs and how they
+// are doing, kept current from the proxy's change feed (read since a cursor)
+// and its event stream (each event carries the session's state), never by
+// listing every session on a timer. It owns the proxy bookkeeping: the
+// instance id and restart detection, reachability, and the feed's cursor.
+//
+// Whoever holds the view asks it (`get`) instead of the proxy, and is told
+// what changed: `sessionChanged` when something the reconciler acts on moved
+// (a new or removed session, an end, another id, port or spec), `telemetry`
+// when only connections, counters or activity moved, and `restarted` once a
+// new proxy instance has been listed (it runs nothing it ran before).
+import {
+  type ChangeBatch,
+  DEFAULT_CHANGE_BATCH,
+  type ProxyEvent,
+  type SessionSpec,
+  type SessionState,
+} from '../common/admin-protocol.ts';
+import { type Clock, systemClock } from '../common/clock.ts';
+import type { Logger } from '../common/log.ts';
+import type { EventStream, ProxyAdmin } from './proxy-admin-client.ts';
+
+export interface ProxyViewListener {
+  /** Something the reconciler acts on changed; `current` is undefined when the proxy no longer has the serial. */
+  sessionChanged(serial: string, current: SessionState | undefined, previous: SessionState | undefined): void;
+  /** Only live telemetry moved (connections, addresses, counters, activity). */
+  telemetry(serial: string, current: SessionState): void;
+  /** A new proxy instance has been listed; everything must be programmed again. */
+  restarted(instanceId: string): void;
+  /** Every event of the proxy, as it came (e.g. to record Kubernetes Events). */
+  event?(event: ProxyEvent): void;
+}
+
+export interface ProxyViewOptions {
+  admin: ProxyAdmin;
+  logger: Logger;
+  /** How often the feed is read: counters reach the view about this late. */
+  pollIntervalMs?: number;
+  /** The proxy counts as reachable while its last answer is younger than this. */
+  staleAfterMs?: number;
+  /** Sessions per feed answer. */
+  batchLimit?: number;
+  clock?: Clock;
+}
+
+/** How long a local removal shadows older copies that may still be on their way. */
+const REMOVAL_MEMORY_MS = 60_000;
+
+export class ProxyView {
+  private readonly admin: ProxyAdmin;
+  private readonly logger: Logger;
+  private readonly pollIntervalMs: number;
+  private readonly staleAfterMs: number;
+  private readonly batchLimit: number;
+  private readonly clock: Clock;
+  private readonly sessions = new Map<string, SessionState>();
+  /** Serials removed by our own DELETE: older copies of them (a late event) are not taken back. */
+  private readonly removals = new Map<string, { changeSeq: number; at: number }>();
+  private listener: ProxyViewListener | undefined;
+  private instance: string | undefined;
+  private cursor = 0;
+  /** Serials listed so far in a reset listing; the rest are dropped when it ends. */
+  private listing: Set<string> | undefined;
+  /** True once a listing of the current instance has completed. */
+  private listed = false;
+  private syncWaiters: Array<() => void> = [];
+  private lastContact = Number.NEGATIVE_INFINITY;
+  private events: EventStream | undefined;
+  private pollHandle: unknown;
+  private polling: Promise<void> | undefined;
+  private pollAgain = false;
+  private failing = false;
+  private stopped = true;
+
+  constructor(options: ProxyViewOptions) {
+    this.admin = options.admin;
+    this.logger = options.logger;
+    this.pollIntervalMs = options.pollIntervalMs ?? 400;
+    this.staleAfterMs = options.staleAfterMs ?? 5_000;
+    this.batchLimit = options.batchLimit ?? DEFAULT_CHANGE_BATCH;
+    this.clock = options.clock ?? systemClock;
+  }
+
+  /** Starts reading the proxy; the first listing runs in the background (see `whenSynced`). */
+  start(listener: ProxyViewListener): void {
+    this.listener = listener;
+    this.stopped = false;
+    this.events = this.admin.watchEvents({
+      onEvent: (event) => this.onEvent(event),
+      onConnectionChange: (connected, error) => {
+        if (!connected && !this.stopped) this.logger.warn({ err: error }, 'proxy event stream lost; reconnecting');
+      },
+    });
+    this.pollNow();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.events?.close();
+    if (this.pollHandle !== undefined) this.clock.clearTimeout(this.pollHandle);
+    this.pollHandle = undefined;
+    await this.polling;
+    for (const wake of this.syncWaiters.splice(0)) wake();
+  }
+
+  /** The proxy's last known state of a session; undefined when it runs none (or is not listed yet). */
+  get(serial: string): SessionState | undefined {
+    return this.sessions.get(serial);
+  }
+
+  serials(): IterableIterator<string> {
+    return this.sessions.keys();
+  }
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  get instanceId(): string | undefined {
+    return this.instance;
+  }
+
+  /** A listing of the current proxy instance has completed, so `get` is authoritative up to the feed's delay. */
+  get synced(): boolean {
+    return this.listed;
+  }
+
+  /** The proxy answered (the feed, a request or its event stream) within staleAfterMs. */
+  reachable(): boolean {
+    return this.clock.now() - this.lastContact <= this.staleAfterMs;
+  }
+
+  /** Resolves when synced, or false after timeoutMs. */
+  whenSynced(timeoutMs: number): Promise<boolean> {
+    if (this.listed) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const wake = () => {
+        this.clock.clearTimeout(timer);
+        resolve(this.listed);
+      };
+      const timer = this.clock.setTimeout(() => {
+        this.syncWaiters = this.syncWaiters.filter((w) => w !== wake);
+        resolve(this.listed);
+      }, timeoutMs);
+      this.syncWaiters.push(wake);
+    });
+  }
+
+  /** Programs a session; the answer is taken into the view at once. */
+  async put(serial: string, spec: SessionSpec): Promise<SessionState> {
+    const state = await this.admin.putSession(serial, spec);
+    this.lastContact = this.clock.now();
+    this.removals.delete(serial);
+    // The caller acts on the answer itself: no notice for its own change.
+    this.take(state, false, false);
+    return state;
+  }
+
+  /** Ends and removes a session; its last state, or undefined when the proxy had none. */
+  async delete(serial: string): Promise<SessionState | undefined> {
+    const last = await this.admin.deleteSession(serial);
+    this.lastContact = this.clock.now();
+    const known = this.sessions.get(serial);
+    const changeSeq = Math.max(last?.changeSeq ?? 0, known?.changeSeq ?? 0);
+    this.removals.set(serial, { changeSeq, at: this.clock.now() });
+    this.sessions.delete(serial);
+    return last;
+  }
+
+  // ---- the feed ------------------------------------------------------------
+
+  /** Reads the feed now and resolves when that read (and any it was coalesced with) is done. */
+  async refresh(): Promise<void> {
+    this.pollNow();
+    while (this.polling) await this.polling;
+  }
+
+  /** Reads the feed at once (coalesced with a read in flight). */
+  pollNow(): void {
+    if (this.stopped) return;
+    if (this.polling) {
+      this.pollAgain = true;
+      return;
+    }
+    if (this.pollHandle !== undefined) this.clock.clearTimeout(this.pollHandle);
+    this.pollHandle = undefined;
+    this.polling = this.readFeed().finally(() => {
+      this.polling = undefined;
+      if (this.stopped) return;
+      if (this.pollAgain) {
+        this.pollAgain = false;
+        this.pollNow();
+        return;
+      }
+      this.pollHandle = this.clock.setTimeout(() => {
+        this.pollHandle = undefined;
+        this.pollNow();
+      }, this.pollIntervalMs);
+    });
+  }
+
+  /** Reads every waiting page of the feed; a failed read keeps the cursor, so nothing is lost. */
+  private async readFeed(): Promise<void> {
+    try {
+      for (let page = 0; !this.stopped; page++) {
+        const batch = await this.admin.changes(this.cursor, this.instance, this.batchLimit);
+        if (this.stopped) return;
+        this.lastContact = this.clock.now();
+        this.apply(batch);
+        if (!batch.more) break;
+      }
+      if (this.failing) this.logger.info('proxy reachable again');
+      this.failing = false;
+    } catch (error) {
+      // Logged once per outage, not at every read; /readyz reports it meanwhile.
+      if (!this.failing) this.logger.warn({ err: error }, 'reading the proxy change feed failed');
+      this.failing = true;
+    }
+    this.forgetOldRemovals();
+  }
+
+  private apply(batch: ChangeBatch): void {
+    if (batch.reset || batch.instanceId !== this.instance) this.beginListing(batch.instanceId);
+    const listing = this.listing;
+    for (const state of batch.sessions) {
+      listing?.add(state.serial);
+      this.take(state, true);
+    }
+    for (const removal of batch.removed) {
+      listing?.delete(removal.serial);
+      const known = this.sessions.get(removal.serial);
+      if (known && known.changeSeq <= removal.changeSeq) {
+        this.sessions.delete(removal.serial);
+        this.listener?.sessionChanged(removal.serial, undefined, known);
+      }
+    }
+    this.cursor = batch.cursor;
+    if (listing && !batch.more) this.endListing(listing, batch.instanceId);
+  }
+
+  /** A reset: the proxy lists everything again (a new instance, or our cursor was too old). */
+  private beginListing(instanceId: string): void {
+    if (instanceId !== this.instance) {
+      const previous = this.instance;
+      this.instance = instanceId;
+      this.listed = false;
+      this.removals.clear();
+      if (previous !== undefined) this.logger.warn({ previous, instanceId }, 'proxy restarted; it runs nothing it ran before');
+      // Nothing of the old instance runs any more.
+      const gone = [...this.sessions.values()];
+      this.sessions.clear();
+      for (const state of gone) this.listener?.sessionChanged(state.serial, undefined, state);
+    }
+    this.listing = new Set();
+  }
+
+  private endListing(listing: Set<string>, instanceId: string): void {
+    this.listing = undefined;
+    for (const [serial, state] of this.sessions) {
+      if (listing.has(serial)) continue;
+      this.sessions.delete(serial);
+      this.listener?.sessionChanged(serial, undefined, state);
+    }
+    const first = !this.listed;
+    this.listed = true;
+    for (const wake of this.syncWaiters.splice(0)) wake();
+    if (first) this.listener?.restarted(instanceId);
+  }
+
+  // ---- events --------------------------------------------------------------
+
+  private onEvent(event: ProxyEvent): void {
+    this.lastContact = this.clock.now();
+    if (event.type === 'hello') {
+      // A new instance: read its listing now rather than at the next tick.
+      if (event.instanceId !== this.instance) this.pollNow();
+    } else if (event.instanceId === this.instance && event.session) {
+      this.take(event.session, true);
+    } else if (event.serial !== undefined) {
+      this.pollNow();
+    }
+    this.listener?.event?.(event);
+  }
+
+  // ---- taking a state ------------------------------------------------------
+
+  /** Stores a state unless a newer one (or our own removal) is already known, and says what kind of change it was. */
+  private take(state: SessionState, fromFeed: boolean, notify = true): void {
+    const serial = state.serial;
+    const removal = this.removals.get(serial);
+    if (fromFeed && removal && state.changeSeq <= removal.changeSeq) return;
+    const previous = this.sessions.get(serial);
+    if (previous && state.changeSeq !== 0 && state.changeSeq <= previous.changeSeq) return;
+    this.sessions.set(serial, state);
+    if (!this.listener || !notify) return;
+    if (previous && !reconcilerCares(previous, state)) this.listener.telemetry(serial, state);
+    else this.listener.sessionChanged(serial, state, previous);
+  }
+
+  private forgetOldRemovals(): void {
+    const before = this.clock.now() - REMOVAL_MEMORY_MS;
+    for (const [serial, removal] of this.removals) {
+      if (removal.at < before && removal.changeSeq <= this.cursor) this.removals.delete(serial);
+    }
+  }
+}
+
+/** True when a and b differ in what the reconciler acts on: identity, port, spec or whether it ended. */
+export function reconcilerCares(a: SessionState, b: SessionState): boolean {
+  return (
+    a.id !== b.id ||
+    a.state !== b.state ||
+    a.port !== b.port ||
+    a.persistent !== b.persistent ||
+    a.timeoutSeconds !== b.timeoutSeconds ||
+    a.notAfter !== b.notAfter ||
+    a.idleTimeoutSeconds !== b.idleTimeoutSeconds ||
+    a.ipWhitelist.length !== b.ipWhitelist.length ||
+    a.ipWhitelist.some((entry, i) => entry !== b.ipWhitelist[i])
+  );
+}
