@@ -9,13 +9,7 @@
 // (a new or removed session, an end, another id, port or spec), `telemetry`
 // when only connections, counters or activity moved, and `restarted` once a
 // new proxy instance has been listed (it runs nothing it ran before).
-import {
-  type ChangeBatch,
-  DEFAULT_CHANGE_BATCH,
-  type ProxyEvent,
-  type SessionSpec,
-  type SessionState,
-} from '../common/admin-protocol.ts';
+import { type ChangeBatch, DEFAULT_CHANGE_BATCH, type ProxyEvent, type SessionSpec, type SessionState } from '../common/admin-protocol.ts';
 import { type Clock, systemClock } from '../common/clock.ts';
 import type { Logger } from '../common/log.ts';
 import type { EventStream, ProxyAdmin } from './proxy-admin-client.ts';
@@ -202,7 +196,7 @@ export class ProxyView {
   /** Reads every waiting page of the feed; a failed read keeps the cursor, so nothing is lost. */
   private async readFeed(): Promise<void> {
     try {
-      for (let page = 0; !this.stopped; page++) {
+      while (!this.stopped) {
         const batch = await this.admin.changes(this.cursor, this.instance, this.batchLimit);
         if (this.stopped) return;
         this.lastContact = this.clock.now();

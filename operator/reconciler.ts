@@ -10,7 +10,7 @@
 // periodic resync of the live sessions. Telemetry (connections, counters,
 // activity) only queues the report step, never a sync; counter-only writes
 // are rate-limited. Payloads of triggers are never trusted.
-import type { ProxyEvent, SessionSpec, SessionState } from '../common/admin-protocol.ts';
+import type { ProxyEvent, SessionState } from '../common/admin-protocol.ts';
 import { type Clock, systemClock } from '../common/clock.ts';
 import type { Logger } from '../common/log.ts';
 import { RateLimiter } from '../common/rate-limiter.ts';

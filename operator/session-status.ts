@@ -3,7 +3,6 @@
 import type { SessionSpec, SessionState } from '../common/admin-protocol.ts';
 import {
   effectiveLimits,
-  isLive,
   type ProxySession,
   type ProxySessionStatus,
   type SessionCondition,

@@ -2,105 +2,14 @@
 // end-to-end tests use the real proxy). Time is a manual clock.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type {
-  ChangeBatch,
-  EndedReason,
-  SessionList,
-  SessionLookup,
-  SessionRemoval,
-  SessionSpec,
-  SessionState,
-} from '../../common/admin-protocol.ts';
 import { silentLogger } from '../../common/log.ts';
 import { MemorySessionStore } from '../../operator/memory-session-store.ts';
 import { PortAllocator } from '../../operator/port-allocator.ts';
-import { AdminApiError, type EventStream, type EventStreamHandlers, type ProxyAdmin } from '../../operator/proxy-admin-client.ts';
+import { AdminApiError } from '../../operator/proxy-admin-client.ts';
 import { Reconciler } from '../../operator/reconciler.ts';
 import type { ProxySessionSpec } from '../../operator/session-store.ts';
 import { FakeClock } from '../helpers/fake-clock.ts';
-
-/** The proxy's admin API in memory, with a change feed, so the reconciler's view can be driven step by step. */
-class FakeProxy implements ProxyAdmin {
-  instanceId = 'instance-1';
-  sessions = new Map<string, SessionState>();
-  removed: SessionRemoval[] = [];
-  seq = 0;
-  foreignPorts = new Set<number>();
-  calls: string[] = [];
-  feedReads = 0;
-  /** Called at each PUT, to look at the store at that moment. */
-  onPut: (serial: string, spec: SessionSpec) => void = () => undefined;
-
-  async info() {
-    return { instanceId: this.instanceId, startedAt: '', devicePort: 9000 };
-  }
-  async listSessions(): Promise<SessionList> {
-    return { ...(await this.info()), sessions: [...this.sessions.values()].map((s) => ({ ...s })) };
-  }
-  async changes(since: number, instance: string | undefined, limit: number): Promise<ChangeBatch> {
-    this.feedReads += 1;
-    const reset = instance !== this.instanceId;
-    const from = reset ? 0 : since;
-    const changed = [...this.sessions.values()].filter((s) => s.changeSeq > from).sort((a, b) => a.changeSeq - b.changeSeq);
-    const page = changed.slice(0, limit);
-    const removed = this.removed.filter((r) => r.changeSeq > from && (page.length === 0 || r.changeSeq <= page.at(-1)!.changeSeq));
-    const more = changed.length > limit;
-    const cursor = more ? page.at(-1)!.changeSeq : this.seq;
-    return { ...(await this.info()), cursor, reset, sessions: page.map((s) => ({ ...s })), removed, more };
-  }
-  async getSession(serial: string): Promise<SessionLookup> {
-    const session = this.sessions.get(serial);
-    return { ...(await this.info()), ...(session ? { session: { ...session } } : {}) };
-  }
-  async putSession(serial: string, spec: SessionSpec): Promise<SessionState> {
-    this.calls.push(`PUT ${serial} ${spec.port}`);
-    this.onPut(serial, spec);
-    if (this.foreignPorts.has(spec.port)) throw new AdminApiError(409, 'port_unavailable', `port ${spec.port} in use`);
-    const previous = this.sessions.get(serial);
-    const keep = previous && previous.id === spec.id && previous.state === 'listening';
-    const state: SessionState = {
-      ...spec,
-      serial,
-      state: 'listening',
-      deviceConnected: keep ? previous.deviceConnected : false,
-      clientConnected: keep ? previous.clientConnected : false,
-      transferredBytes: keep ? previous.transferredBytes : 0,
-      droppedBytes: 0,
-      changeSeq: ++this.seq,
-      listeningSince: '',
-      device: keep ? previous.device : { forwardedBytes: 0, droppedBytes: 0 },
-      client: keep ? previous.client : { forwardedBytes: 0, droppedBytes: 0 },
-      clientsRefused: keep ? previous.clientsRefused : 0,
-    };
-    this.sessions.set(serial, state);
-    return { ...state };
-  }
-  async deleteSession(serial: string): Promise<SessionState | undefined> {
-    this.calls.push(`DELETE ${serial}`);
-    const state = this.sessions.get(serial);
-    this.sessions.delete(serial);
-    if (state) this.removed.push({ serial, id: state.id, changeSeq: ++this.seq });
-    return state;
-  }
-  watchEvents(_handlers: EventStreamHandlers): EventStream {
-    return { close: () => undefined };
-  }
-  close(): void {}
-  /** The proxy's own change of a session (traffic, a connect, an end). */
-  update(serial: string, change: Partial<SessionState>): void {
-    const state = this.sessions.get(serial)!;
-    this.sessions.set(serial, { ...state, ...change, changeSeq: ++this.seq });
-  }
-  end(serial: string, reason: EndedReason): void {
-    this.update(serial, { state: 'ended', endedReason: reason, deviceConnected: false, clientConnected: false });
-  }
-  restart(): void {
-    this.sessions.clear();
-    this.removed = [];
-    this.seq = 0;
-    this.instanceId = `instance-${Number(this.instanceId.split('-')[1]) + 1}`;
-  }
-}
+import { FakeProxy } from '../helpers/fake-proxy-admin.ts';
 
 function setup(range = { min: 100, max: 102 }, options: { endedRetentionMs?: number; store?: MemorySessionStore } = {}) {
   const clock = new FakeClock();
@@ -136,7 +45,7 @@ const spec = (serial: string, extra: Partial<ProxySessionSpec> = {}): ProxySessi
 });
 
 test('a new session gets a port written to status before the proxy is programmed, then turns Active', async () => {
-  const { store, proxy, reconciler , viewOnly } = setup();
+  const { store, proxy, reconciler, viewOnly } = setup();
   await viewOnly();
   const { session } = await store.apply(spec('A'));
   const writes: string[] = [];
@@ -153,7 +62,7 @@ test('a new session gets a port written to status before the proxy is programmed
 });
 
 test('a spec change is put to the proxy on the same port and observedGeneration follows', async () => {
-  const { store, proxy, reconciler , viewOnly } = setup();
+  const { store, proxy, reconciler, viewOnly } = setup();
   await viewOnly();
   await store.apply(spec('A'));
   await reconciler.reconcile('A');
@@ -168,7 +77,7 @@ test('a spec change is put to the proxy on the same port and observedGeneration 
 });
 
 test('reconciling an unchanged session does not program the proxy again', async () => {
-  const { store, proxy, reconciler , viewOnly } = setup();
+  const { store, proxy, reconciler, viewOnly } = setup();
   await viewOnly();
   await store.apply(spec('A'));
   await reconciler.reconcile('A');
@@ -178,7 +87,7 @@ test('reconciling an unchanged session does not program the proxy again', async 
 });
 
 test('when the range is exhausted the session fails with NoAvailablePorts and the proxy is not called', async () => {
-  const { store, proxy, reconciler , viewOnly } = setup({ min: 100, max: 100 });
+  const { store, proxy, reconciler, viewOnly } = setup({ min: 100, max: 100 });
   await viewOnly();
   await store.apply(spec('A'));
   await store.apply(spec('B'));
@@ -192,7 +101,7 @@ test('when the range is exhausted the session fails with NoAvailablePorts and th
 });
 
 test('a port held by a foreign process is quarantined and another one is used', async () => {
-  const { store, proxy, reconciler, allocator , viewOnly } = setup();
+  const { store, proxy, reconciler, allocator, viewOnly } = setup();
   await viewOnly();
   proxy.foreignPorts.add(100);
   await store.apply(spec('A'));
@@ -206,7 +115,7 @@ test('a port held by a foreign process is quarantined and another one is used', 
 });
 
 test('deleting a session deletes it from the proxy, frees its port and completes the deletion', async () => {
-  const { store, proxy, reconciler, allocator , viewOnly } = setup();
+  const { store, proxy, reconciler, allocator, viewOnly } = setup();
   await viewOnly();
   await store.apply(spec('A'));
   await reconciler.reconcile('A');
@@ -219,7 +128,7 @@ test('deleting a session deletes it from the proxy, frees its port and completes
 });
 
 test('a session the proxy reports ended turns Ended with its reason, frees the port and removes the tombstone', async () => {
-  const { store, proxy, reconciler, allocator , viewOnly } = setup();
+  const { store, proxy, reconciler, allocator, viewOnly } = setup();
   await viewOnly();
   await store.apply(spec('A'));
   await reconciler.reconcile('A');
@@ -236,7 +145,7 @@ test('a session the proxy reports ended turns Ended with its reason, frees the p
 });
 
 test('live counters and addresses are copied from the proxy into status', async () => {
-  const { store, proxy, reconciler , viewOnly } = setup();
+  const { store, proxy, reconciler, viewOnly } = setup();
   await viewOnly();
   await store.apply(spec('A'));
   await reconciler.reconcile('A');
@@ -318,7 +227,7 @@ test('an Ended session is deleted after the retention time', async () => {
 });
 
 test('a session the store does not hold is removed from the proxy', async () => {
-  const { proxy, reconciler , viewOnly } = setup();
+  const { proxy, reconciler, viewOnly } = setup();
   await viewOnly();
   await proxy.putSession('GHOST', { id: 'x', port: 100, persistent: false, ipWhitelist: [] });
   await reconciler.view.refresh();

@@ -1,0 +1,150 @@
+// The ProxyView against an in-memory proxy admin API with a change feed: what
+// it takes from the feed and from events, what it tells its listener, and
+// what it does after a restart, a lost cursor or a failed read.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { SessionSpec, SessionState } from '../../common/admin-protocol.ts';
+import { silentLogger } from '../../common/log.ts';
+import { ProxyView } from '../../operator/proxy-view.ts';
+import { FakeClock } from '../helpers/fake-clock.ts';
+import { FakeProxy } from '../helpers/fake-proxy-admin.ts';
+
+const spec = (port: number, id = `id-${port}`): SessionSpec => ({ id, port, persistent: true, ipWhitelist: [] });
+
+function setup(batchLimit = 500) {
+  const clock = new FakeClock();
+  const proxy = new FakeProxy();
+  const view = new ProxyView({ admin: proxy, logger: silentLogger(), clock, pollIntervalMs: 300, batchLimit });
+  const heard: string[] = [];
+  view.start({
+    sessionChanged: (serial, current) => heard.push(`changed ${serial} ${current ? current.state : 'gone'}`),
+    telemetry: (serial, current) => heard.push(`telemetry ${serial} ${current.transferredBytes}`),
+    restarted: (instanceId) => heard.push(`restarted ${instanceId}`),
+  });
+  return { clock, proxy, view, heard };
+}
+
+test('the first listing is read in pages; the view is synced and announces the instance once, at the end', async () => {
+  const { proxy, view, heard } = setup(2);
+  for (let i = 0; i < 5; i++) await proxy.putSession(`S${i}`, spec(100 + i));
+  proxy.calls = [];
+  await view.refresh();
+  assert.ok(view.synced);
+  assert.is(view.size, 5);
+  assert.is(proxy.feedReads, 4, 'the empty first read at start, then pages of 2, 2 and 1');
+  assert.is(heard.filter((h) => h.startsWith('restarted')).length, 1);
+  assert.is(heard.at(-1), 'restarted instance-1');
+  assert.is(view.get('S3')?.port, 103);
+});
+
+test('counters and connects are telemetry; an end, a new id or another port is a change the reconciler acts on', async () => {
+  const { proxy, view, heard } = setup();
+  await view.refresh();
+  await proxy.putSession('A', spec(100));
+  await view.refresh();
+  heard.length = 0;
+  proxy.update('A', { transferredBytes: 10, deviceConnected: true });
+  await view.refresh();
+  proxy.end('A', 'DeviceDisconnected');
+  await view.refresh();
+  await proxy.putSession('A', spec(101, 'another'));
+  await view.refresh();
+  assert.equal(heard, ['telemetry A 10', 'changed A ended', 'changed A listening']);
+});
+
+test('a removal in the feed drops the session; a read that fails loses nothing', async () => {
+  const { proxy, view, heard } = setup();
+  await proxy.putSession('A', spec(100));
+  await proxy.putSession('B', spec(101));
+  await view.refresh();
+  heard.length = 0;
+  await proxy.deleteSession('A');
+  proxy.update('B', { transferredBytes: 5 });
+  proxy.failNextRead = new Error('connection reset');
+  await view.refresh();
+  assert.ok(view.get('A'), 'nothing applied from a failed read');
+  await view.refresh();
+  assert.is(view.get('A'), undefined);
+  assert.is(view.get('B')?.transferredBytes, 5);
+  assert.equal(heard.sort(), ['changed A gone', 'telemetry B 5']);
+});
+
+test('a state older than the one held, or than our own delete, is not taken back', async () => {
+  const { proxy, view } = setup();
+  await view.refresh();
+  const first = await view.put('A', spec(100));
+  proxy.update('A', { transferredBytes: 50 });
+  await view.refresh();
+  // An event delayed behind the feed, carrying the first state.
+  proxy.emit({ type: 'client-connected', serial: 'A', session: { ...first } });
+  assert.is(view.get('A')?.transferredBytes, 50);
+  const last = (await view.delete('A')) as SessionState;
+  proxy.emit({ type: 'client-disconnected', serial: 'A', session: { ...last } });
+  assert.is(view.get('A'), undefined);
+  await view.refresh();
+  assert.is(view.get('A'), undefined);
+});
+
+test('an event carrying a newer state is taken at once, without a read', async () => {
+  const { proxy, view, heard } = setup();
+  await view.put('A', spec(100));
+  await view.refresh();
+  const reads = proxy.feedReads;
+  heard.length = 0;
+  proxy.update('A', { deviceConnected: true, deviceAddress: '127.0.0.1:4000' });
+  proxy.emit({ type: 'device-connected', serial: 'A', session: { ...proxy.sessions.get('A')! } });
+  assert.is(view.get('A')?.deviceConnected, true);
+  assert.is(proxy.feedReads, reads);
+  assert.equal(heard, ['telemetry A 0']);
+});
+
+test('a new instance: every old session is gone, the new listing is taken, and the restart is announced', async () => {
+  const { proxy, view, heard, clock } = setup();
+  await proxy.putSession('A', spec(100));
+  await proxy.putSession('B', spec(101));
+  await view.refresh();
+  const before = view.instanceId;
+  heard.length = 0;
+  proxy.restart();
+  await proxy.putSession('B', spec(101));
+  proxy.emit({ type: 'hello' });
+  await view.refresh();
+  assert.is.not(view.instanceId, before);
+  assert.is(view.get('A'), undefined);
+  assert.is(view.get('B')?.changeSeq, 1);
+  assert.equal(heard.sort(), ['changed A gone', 'changed B gone', 'changed B listening', `restarted ${proxy.instanceId}`].sort());
+  await clock.advance(10);
+  await view.stop();
+});
+
+test('a reset listing (cursor too old) drops what it no longer lists, keeps the rest, and is no restart', async () => {
+  const { proxy, view, heard } = setup(1);
+  await proxy.putSession('A', spec(100));
+  await proxy.putSession('B', spec(101));
+  await view.refresh();
+  heard.length = 0;
+  // The proxy forgot the removal of A: only a full listing can tell.
+  proxy.sessions.delete('A');
+  const realChanges = proxy.changes.bind(proxy);
+  let resets = 0;
+  proxy.changes = (since, instance, limit) =>
+    realChanges(resets++ === 0 ? -1 : since, instance, limit).then((b) => ({ ...b, reset: resets === 1 }));
+  await view.refresh();
+  assert.is(view.get('A'), undefined);
+  assert.ok(view.get('B'));
+  assert.equal(heard, ['changed A gone']);
+});
+
+test('the view is reachable while the proxy answers and not after staleAfterMs of failures', async () => {
+  const { proxy, view, clock } = setup();
+  await view.refresh();
+  assert.ok(view.reachable());
+  proxy.changes = async () => {
+    throw new Error('down');
+  };
+  await clock.advance(6000);
+  assert.not.ok(view.reachable());
+  await view.stop();
+});
+
+test.run();
