@@ -314,4 +314,68 @@ test('a session the proxy ends frees its port at once, before its sync writes En
   await reconciler.stop();
 });
 
+// ---- the steps, one by one ----------------------------------------------
+
+test('allocate: a session that owns its stored port keeps it; a new one gets the lowest free port written as Pending', async () => {
+  const { store, reconciler, allocator } = setup();
+  const { session } = await store.apply(spec('A'));
+  const first = await reconciler.allocate(session);
+  assert.is(first?.port, 100);
+  assert.is(first?.session.status.phase, 'Pending');
+  assert.is((await store.get('A'))?.status.port, 100);
+  const again = await reconciler.allocate(first!.session);
+  assert.is(again?.port, 100);
+  assert.is(allocator.allocatedCount, 1);
+});
+
+test('allocate: with no free port the session is Failed with NoAvailablePorts and nothing is allocated', async () => {
+  const { store, reconciler, allocator } = setup({ min: 100, max: 100 });
+  allocator.allocate('SOMEONE');
+  const { session } = await store.apply(spec('A'));
+  assert.is(await reconciler.allocate(session), undefined);
+  assert.is((await store.get('A'))?.status.endedReason, 'NoAvailablePorts');
+  assert.is(allocator.ownerOf(100), 'SOMEONE');
+});
+
+test('program: nothing is put when the proxy already runs the spec; a moved port is deleted first; a foreign port asks to retry', async () => {
+  const { store, proxy, reconciler, viewOnly } = setup();
+  await viewOnly();
+  const { session } = await store.apply(spec('A'));
+  const put = await reconciler.program(session, 100, undefined);
+  assert.is(typeof put === 'object' && put.port, 100);
+  assert.is(await reconciler.program(session, 100, reconciler.view.get('A')), reconciler.view.get('A'));
+  assert.equal(proxy.calls, ['PUT A 100']);
+  await reconciler.program(session, 101, reconciler.view.get('A'));
+  assert.equal(proxy.calls, ['PUT A 100', 'DELETE A', 'PUT A 101']);
+  proxy.foreignPorts.add(102);
+  assert.is(await reconciler.program(session, 102, reconciler.view.get('A')), 'retry');
+  await reconciler.view.stop();
+});
+
+test('report: connects are written at once, counter-only changes wait for the flush rate', async () => {
+  const clock = new FakeClock();
+  const store = new MemorySessionStore({ now: () => new Date(clock.now()) });
+  const reconciler = new Reconciler({
+    store,
+    admin: new FakeProxy(),
+    allocator: new PortAllocator({ min: 100, max: 101 }),
+    publicHost: 'h',
+    logger: silentLogger(),
+    clock,
+    counterFlushesPerSecond: 1,
+  });
+  const { session } = await store.apply(spec('A'));
+  const state = await new FakeProxy().putSession('A', { id: session.uid, port: 100, persistent: false, ipWhitelist: [] });
+  assert.is(await reconciler.report(session, 100, state), undefined);
+  let current = (await store.get('A'))!;
+  assert.is(current.status.phase, 'Active');
+  assert.is(await reconciler.report(current, 100, { ...state, transferredBytes: 5 }), undefined, 'the first flush is free');
+  current = (await store.get('A'))!;
+  const waited = await reconciler.report(current, 100, { ...state, transferredBytes: 9 });
+  assert.ok(waited && waited.requeueAfterMs! > 0, 'the second counter write within a second waits');
+  assert.is((await store.get('A'))?.status.transferredBytes, 5);
+  assert.is(await reconciler.report(current, 100, { ...state, transferredBytes: 9, clientConnected: true }), undefined);
+  assert.is((await store.get('A'))?.status.clientConnected, true, 'a connect is not held back');
+});
+
 test.run();
