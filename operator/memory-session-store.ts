@@ -3,6 +3,7 @@
 // callers (e.g. fifty /on for one serial) see one consistent session.
 import { randomUUID } from 'node:crypto';
 import { ChangeListeners } from './change-listeners.ts';
+import { LIVE_FIELDS } from './session-status.ts';
 import {
   type ApplyResult,
   copySession,
@@ -105,6 +106,20 @@ export class MemorySessionStore implements SessionStore {
     session.status = copyStatus(status);
     this.listeners.emit({ type: 'upserted', session: copySession(session) });
     return copySession(session);
+  }
+
+  writeTelemetry(serial: string, uid: string, port: number, live: ProxySessionStatus): boolean {
+    const session = this.sessions.get(serial);
+    if (!session || session.uid !== uid || session.deleting || session.status.phase !== 'Active' || session.status.port !== port) {
+      return false;
+    }
+    const status = session.status;
+    for (const field of LIVE_FIELDS) {
+      const value = live[field];
+      if (value === undefined) delete status[field];
+      else (status as Record<string, unknown>)[field] = value;
+    }
+    return true;
   }
 
   subscribe(listener: (change: SessionChange) => void): () => void {

@@ -109,7 +109,9 @@ export class OperatorMetrics {
   /** The store with every status write counted by result; other calls pass through. */
   countStatusWrites(store: SessionStore): SessionStore {
     const statusWrites = this.statusWrites;
+    const telemetry = store.writeTelemetry?.bind(store);
     return {
+      ...(telemetry ? { writeTelemetry: telemetry } : {}),
       get: (serial) => store.get(serial),
       list: () => store.list(),
       apply: (spec) => store.apply(spec),

@@ -23,6 +23,7 @@ import {
   desiredProxySpec,
   endedStatus,
   failedStatus,
+  liveStatus,
   pendingStatus,
   proxyMatches,
   sameBesidesTraffic,
@@ -156,7 +157,11 @@ export class Reconciler {
         if (current?.state === 'ended' && this.allocator.ownerOf(current.port) === serial) this.allocator.release(current.port);
         this.sync(serial);
       },
-      telemetry: (serial) => this.queue.addUnlessDelayed(serial),
+      telemetry: (serial, state) => {
+        // In-process stores take it at once; others (and a session not Active yet) get the report step.
+        if (this.store.writeTelemetry?.(serial, state.id, state.port, liveStatus(state))) return;
+        this.queue.addUnlessDelayed(serial);
+      },
       restarted: () => void this.resyncLive().catch((error: unknown) => this.logger.warn({ err: error }, 'resync failed')),
       event: this.onProxyEvent,
     });

@@ -59,8 +59,26 @@ export function withCondition(
   return [...others, { ...next, lastTransitionTime }];
 }
 
-/** The proxy's view of a session as status fields; without a state, everything is zero and disconnected. */
-function liveCounters(state: SessionState | undefined): ProxySessionStatus {
+/** The status fields that follow the proxy's live state of a session: connections, addresses, counters, activity. */
+export const LIVE_FIELDS = [
+  'deviceConnected',
+  'clientConnected',
+  'transferredBytes',
+  'bytesFromDevice',
+  'bytesFromClient',
+  'droppedFromDevice',
+  'droppedFromClient',
+  'clientsRefused',
+  'deviceAddress',
+  'clientAddress',
+  'deviceConnectedSince',
+  'clientConnectedSince',
+  'deviceLastActivity',
+  'clientLastActivity',
+] as const satisfies ReadonlyArray<keyof ProxySessionStatus>;
+
+/** The proxy's view of a session as status fields (LIVE_FIELDS); without a state, everything is zero and disconnected. */
+export function liveStatus(state: SessionState | undefined): ProxySessionStatus {
   const counters: ProxySessionStatus = {
     deviceConnected: state?.deviceConnected ?? false,
     clientConnected: state?.clientConnected ?? false,
@@ -132,7 +150,7 @@ export function activeStatus(session: ProxySession, host: string, port: number, 
     phase: 'Active',
     host,
     port,
-    ...liveCounters(state),
+    ...liveStatus(state),
     ...(state.notAfter !== undefined ? { expiresAt: state.notAfter } : {}),
     ...(state.idleTimeoutSeconds !== undefined ? { idleTimeoutSeconds: state.idleTimeoutSeconds } : {}),
     observedGeneration: session.generation,
@@ -157,11 +175,11 @@ export function endedStatus(
   now: Date,
 ): ProxySessionStatus {
   // The last counters stay readable during the retention time; connections are over.
-  const last: ProxySessionStatus = state ? liveCounters(state) : { ...session.status };
+  const last: ProxySessionStatus = state ? liveStatus(state) : { ...session.status };
   const status: ProxySessionStatus = {
     ...session.status,
     phase: 'Ended',
-    ...liveCounters(undefined),
+    ...liveStatus(undefined),
     transferredBytes: last.transferredBytes ?? 0,
     bytesFromDevice: last.bytesFromDevice ?? 0,
     bytesFromClient: last.bytesFromClient ?? 0,

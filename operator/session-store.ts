@@ -162,6 +162,15 @@ export interface SessionStore {
   setFinalizer(serial: string, uid: string, present: boolean): Promise<ProxySession | undefined>;
   /** Replaces the status of that incarnation; undefined when it no longer exists. */
   writeStatus(serial: string, uid: string, status: ProxySessionStatus): Promise<ProxySession | undefined>;
+  /**
+   * Optional fast path for telemetry: sets the live fields (connections,
+   * counters, activity) of the session of that uid if it is Active on that
+   * port, in place and at once, without telling subscribers (nothing waits on
+   * counters). False when the session is not that; the caller then writes
+   * status the ordinary way. Only a store in the reconciler's own process
+   * offers it.
+   */
+  writeTelemetry?(serial: string, uid: string, port: number, live: ProxySessionStatus): boolean;
   /** Calls the listener after every change; returns the unsubscribe function. */
   subscribe(listener: (change: SessionChange) => void): () => void;
 }

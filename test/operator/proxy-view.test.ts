@@ -11,9 +11,8 @@ import { FakeProxy } from '../helpers/fake-proxy-admin.ts';
 
 const spec = (port: number, id = `id-${port}`): SessionSpec => ({ id, port, persistent: true, ipWhitelist: [] });
 
-function setup(batchLimit = 500) {
+function setup(batchLimit = 500, proxy = new FakeProxy()) {
   const clock = new FakeClock();
-  const proxy = new FakeProxy();
   const view = new ProxyView({ admin: proxy, logger: silentLogger(), clock, pollIntervalMs: 300, batchLimit });
   const heard: string[] = [];
   view.start({
@@ -25,13 +24,13 @@ function setup(batchLimit = 500) {
 }
 
 test('the first listing is read in pages; the view is synced and announces the instance once, at the end', async () => {
-  const { proxy, view, heard } = setup(2);
-  for (let i = 0; i < 5; i++) await proxy.putSession(`S${i}`, spec(100 + i));
-  proxy.calls = [];
+  const running = new FakeProxy();
+  for (let i = 0; i < 5; i++) await running.putSession(`S${i}`, spec(100 + i));
+  const { proxy, view, heard } = setup(2, running);
   await view.refresh();
   assert.ok(view.synced);
   assert.is(view.size, 5);
-  assert.is(proxy.feedReads, 4, 'the empty first read at start, then pages of 2, 2 and 1');
+  assert.is(proxy.feedReads, 4, 'pages of 2, 2 and 1, then the read refresh() asked for');
   assert.is(heard.filter((h) => h.startsWith('restarted')).length, 1);
   assert.is(heard.at(-1), 'restarted instance-1');
   assert.is(view.get('S3')?.port, 103);
