@@ -71,4 +71,22 @@ test('subscribers hear every change, and returned sessions are copies', async ()
   assert.equal(changes, ['upserted g1', 'upserted g2', 'upserted g2', 'removed S']);
 });
 
+test('telemetry sets the live fields of an Active session on its port in place, clears absent ones, and tells no subscriber', async () => {
+  const store = new MemorySessionStore();
+  const { session } = await store.apply(spec);
+  assert.not.ok(store.writeTelemetry('S', session.uid, 100, { transferredBytes: 1 }), 'not Active yet');
+  await store.writeStatus('S', session.uid, { phase: 'Active', port: 100, deviceAddress: '10.0.0.1:1', deviceConnected: true });
+  const changes: string[] = [];
+  store.subscribe((c) => changes.push(c.type));
+  assert.not.ok(store.writeTelemetry('S', 'another-uid', 100, { transferredBytes: 1 }), 'another incarnation');
+  assert.not.ok(store.writeTelemetry('S', session.uid, 101, { transferredBytes: 1 }), 'another port');
+  assert.ok(store.writeTelemetry('S', session.uid, 100, { transferredBytes: 7, deviceConnected: false, clientConnected: true }));
+  const status = (await store.get('S'))!.status;
+  assert.equal(
+    [status.phase, status.port, status.transferredBytes, status.deviceConnected, status.clientConnected, status.deviceAddress],
+    ['Active', 100, 7, false, true, undefined],
+  );
+  assert.equal(changes, []);
+});
+
 test.run();
