@@ -17,6 +17,8 @@ export interface OperatorConfig {
   devicePort: number;
   portRange: PortRange;
   publicHost: string;
+  /** Ports per proxy pod, each pod its own slice of the range in ordinal order; 0: every pod the whole range (CCCP_PORT_SLICE_SIZE). */
+  portSliceSize: number;
   /** Where the proxy listens (device port and session ports); undefined means all interfaces. */
   bindHost: string | undefined;
   /** Bearer tokens for the Control API; empty means no authentication. */
@@ -95,6 +97,7 @@ export function operatorConfigFromEnv(env: NodeJS.ProcessEnv): OperatorConfig {
     requestTimeoutMs: envInteger(env, 'CCCP_REQUEST_TIMEOUT_S', 10, 1, 300) * 1000,
     endedRetentionMs: envInteger(env, 'CCCP_ENDED_RETENTION_S', 300, 0, 30 * 86_400) * 1000,
     pollIntervalMs: envInteger(env, 'CCCP_STATUS_POLL_MS', 300, 50, 1000),
+    portSliceSize: envInteger(env, 'CCCP_PORT_SLICE_SIZE', 0, 0, 65_535),
     httpLimits: httpLimitsFromEnv(env),
     logSummaryMs: logSummaryMsFromEnv(env),
     limitDefaults: {},
@@ -114,13 +117,34 @@ export function operatorConfigFromEnv(env: NodeJS.ProcessEnv): OperatorConfig {
   return config;
 }
 
-/** What both entry points give the reconciler from the configuration: a fresh port table and the timings. */
+/** What both entry points give the reconciler from the configuration: the timings. */
 export function reconcilerSettings(config: OperatorConfig) {
   return {
-    allocator: new PortAllocator(config.portRange),
-    publicHost: config.publicHost,
     pollIntervalMs: config.pollIntervalMs,
     endedRetentionMs: config.endedRetentionMs,
     limitDefaults: config.limitDefaults,
   };
+}
+
+/**
+ * Each proxy pod with its own port table: the pod of ordinal i owns the
+ * i-th slice of the range (CCCP_PORT_SLICE_SIZE ports), or the whole range
+ * when the slice size is 0 (each pod on a node of its own, hostNetwork).
+ */
+export function proxyPodTargets<A>(
+  config: OperatorConfig,
+  pods: Array<{ name: string; admin: A }>,
+): Array<{ name: string; admin: A; allocator: PortAllocator; publicHost: string }> {
+  const { min, max } = config.portRange;
+  const slice = config.portSliceSize;
+  if (slice > 0 && pods.length * slice > max - min + 1) {
+    throw new ConfigError(
+      `CCCP_PORT_RANGE ${min}-${max} holds ${max - min + 1} ports, fewer than ${pods.length} proxy pods × CCCP_PORT_SLICE_SIZE ${slice}`,
+    );
+  }
+  return pods.map((pod, ordinal) => ({
+    ...pod,
+    allocator: new PortAllocator(slice > 0 ? { min: min + ordinal * slice, max: min + (ordinal + 1) * slice - 1 } : { min, max }),
+    publicHost: config.publicHost,
+  }));
 }

@@ -14,7 +14,7 @@ import { createLogger, type Logger } from '../common/log.ts';
 import { LogSummary } from '../common/log-summary.ts';
 import { listen } from '../common/sockets.ts';
 import { BearerTokens } from './bearer-tokens.ts';
-import { operatorConfigFromEnv, reconcilerSettings } from './config.ts';
+import { operatorConfigFromEnv, proxyPodTargets, reconcilerSettings } from './config.ts';
 import { createControlApi } from './control-api.ts';
 import { ControlMetrics } from './control-metrics.ts';
 import { ControlTokensFile } from './control-tokens-file.ts';
@@ -125,11 +125,12 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
   informer.start();
   await informer.synced;
   const store = new KubeSessionStore(client, informer, logger.child({ part: 'store' }));
-  const [proxy, ...more] = cluster.proxies;
-  if (!proxy || more.length > 0) {
-    throw new ConfigError(`CCCP_PROXY_REPLICAS is ${cluster.proxies.length}; this operator programs one proxy pod`);
-  }
-  const admin = new ProxyAdminClient({ endpoint: { host: proxy.host, port: proxy.port, token: adminToken } });
+  const proxyAdmins = cluster.proxies.map((pod) => ({
+    name: pod.name,
+    admin: new ProxyAdminClient({ endpoint: { host: pod.host, port: pod.port, token: adminToken } }),
+  }));
+  // Checked before anything starts, so bad slices stop the start with their message.
+  proxyPodTargets(config, proxyAdmins);
   const recorder = EventRecorder.forCluster(kubeConfig, cluster.namespace, logger.child({ part: 'events' }));
 
   let reconciler: Reconciler | undefined;
@@ -159,7 +160,7 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
     new Reconciler({
       ...reconcilerSettings(config),
       store: metrics.countStatusWrites(store),
-      admin,
+      pods: proxyPodTargets(config, proxyAdmins),
       logger: logger.child({ part: 'reconciler' }),
       observeReconcile: metrics.observeReconcile,
       // Each step waits on the API server; more keys in flight keep a burst of /on quick.
@@ -221,7 +222,7 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
       summary.close();
       informer.stop();
       store.close();
-      admin.close();
+      for (const { admin } of proxyAdmins) admin.close();
     },
   };
 }

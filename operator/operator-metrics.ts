@@ -5,13 +5,11 @@
 // updated by the reconciler (observeReconcile) and the store wrapper.
 import { performance } from 'node:perf_hooks';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, type Registry } from 'prom-client';
-import type { PortAllocator } from './port-allocator.ts';
 import type { ProxySession, ProxySessionStatus, SessionStore } from './session-store.ts';
 
 /** What the metrics read from a running reconciler. */
 export interface ReconcilerView {
-  readonly allocator: PortAllocator;
-  proxyReachable(): boolean;
+  podStates(): Array<{ name: string; reachable: boolean; allocated: number; quarantined: number; size: number }>;
 }
 
 export interface OperatorState {
@@ -49,22 +47,28 @@ export class OperatorMetrics {
       registers,
       collect() {
         this.reset();
-        const allocator = state.reconciler()?.allocator;
-        if (!allocator) return;
-        const allocated = allocator.allocatedCount;
-        const quarantined = allocator.quarantinedCount();
+        const pods = state.reconciler()?.podStates();
+        if (!pods) return;
+        let allocated = 0;
+        let quarantined = 0;
+        let size = 0;
+        for (const pod of pods) {
+          allocated += pod.allocated;
+          quarantined += pod.quarantined;
+          size += pod.size;
+        }
         this.set({ state: 'allocated' }, allocated);
         this.set({ state: 'quarantined' }, quarantined);
-        this.set({ state: 'free' }, Math.max(0, allocator.size - allocated - quarantined));
+        this.set({ state: 'free' }, Math.max(0, size - allocated - quarantined));
       },
     });
     new LeaderOnlyGauge(state, {
       name: 'cccp_operator_proxy_reachable',
-      help: '1 while the proxy pod answered the reconciler lately (admin API), else 0; exported by the leader only',
+      help: '1 while every proxy pod answered the reconciler lately (admin API), else 0; exported by the leader only',
       registers,
       collect() {
-        const reconciler = state.reconciler();
-        if (reconciler) this.set(reconciler.proxyReachable() ? 1 : 0);
+        const pods = state.reconciler()?.podStates();
+        if (pods) this.set(pods.every((pod) => pod.reachable) ? 1 : 0);
       },
     });
     if (state.apiServerReachable) {

@@ -96,7 +96,10 @@ export function toInstanceInfo(value: unknown): InstanceInfo {
   ) {
     fail('instance info');
   }
-  return { instanceId: value.instanceId, startedAt: value.startedAt, devicePort: value.devicePort };
+  const info: InstanceInfo = { instanceId: value.instanceId, startedAt: value.startedAt, devicePort: value.devicePort };
+  const publicHost = optionalString(value.publicHost, 'instance info');
+  if (publicHost) info.publicHost = publicHost;
+  return info;
 }
 
 /** One side's record; a proxy older than these fields answers none, read as zeros. */

@@ -52,6 +52,7 @@ export class ProxyView {
   private readonly removals = new Map<string, { changeSeq: number; at: number }>();
   private listener: ProxyViewListener | undefined;
   private instance: string | undefined;
+  private reportedHost: string | undefined;
   private cursor = 0;
   /** Serials listed so far in a reset listing; the rest are dropped when it ends. */
   private listing: Set<string> | undefined;
@@ -112,6 +113,11 @@ export class ProxyView {
 
   get instanceId(): string | undefined {
     return this.instance;
+  }
+
+  /** The host the proxy says its session ports are reached at, if it said one. */
+  get publicHost(): string | undefined {
+    return this.reportedHost;
   }
 
   /** A listing of the current proxy instance has completed, so `get` is authoritative up to the feed's delay. */
@@ -214,6 +220,7 @@ export class ProxyView {
   }
 
   private apply(batch: ChangeBatch): void {
+    this.reportedHost = batch.publicHost;
     if (batch.reset || batch.instanceId !== this.instance) this.beginListing(batch.instanceId);
     const listing = this.listing;
     for (const state of batch.sessions) {

@@ -1,8 +1,13 @@
 // Level-based reconciler: a session's sync re-reads the stored session and
-// the proxy's state from the ProxyView (never from the proxy itself), and
-// converges them in small guarded steps: allocate a port, program the
-// proxy, report the proxy's state into status. It is the only writer of port
-// allocations (status.port) and of status.
+// the proxy's state from the ProxyView of its pod (never from the proxy
+// itself), and converges them in small guarded steps: allocate a pod and a
+// port, program that pod, report its state into status. It is the only
+// writer of allocations (status.proxy and status.port) and of status.
+//
+// Each proxy pod has its own view and its own port allocator (a slice of the
+// range, or the whole range when each pod has a node of its own). A new
+// session goes to the least-loaded reachable pod; a pod that restarts gets
+// its own sessions again and nobody else's.
 //
 // Triggers only say "look at this serial": store changes other than its own
 // writes, what the ProxyView reports the reconciler must act on (a session
@@ -24,6 +29,7 @@ import {
   endedStatus,
   failedStatus,
   liveStatus,
+  type Placement,
   pendingStatus,
   proxyMatches,
   sameBesidesTraffic,
@@ -39,12 +45,26 @@ import {
 } from './session-store.ts';
 import { WorkQueue, type WorkResult } from './work-queue.ts';
 
+/** One proxy pod the reconciler programs. */
+export interface ProxyPodTarget {
+  /** The pod's name (its StatefulSet identity), written to status.proxy. */
+  name: string;
+  admin: ProxyAdmin;
+  /** The pod's ports. */
+  allocator: PortAllocator;
+  /** The host /on answers for the pod's sessions unless the pod reports its own (CCCP_PUBLIC_HOST). */
+  publicHost: string;
+}
+
+/** A pod as the reconciler keeps it. */
+export interface Pod extends ProxyPodTarget {
+  view: ProxyView;
+}
+
 export interface ReconcilerOptions {
   store: SessionStore;
-  admin: ProxyAdmin;
-  allocator: PortAllocator;
-  /** The host that /on answers (CCCP_PUBLIC_HOST). */
-  publicHost: string;
+  /** The proxy pods, at least one; a session whose status names none of them has lost its pod. */
+  pods: ProxyPodTarget[];
   logger: Logger;
   /** How often the proxy's change feed is read (counters reach status about this late). */
   pollIntervalMs?: number;
@@ -81,9 +101,9 @@ function fingerprint(s: ProxySession): string {
 
 export class Reconciler {
   private readonly store: SessionStore;
-  readonly view: ProxyView;
-  readonly allocator: PortAllocator;
-  private readonly publicHost: string;
+  private readonly pods = new Map<string, Pod>();
+  /** A session stored before pods were named (no status.proxy) belongs to the first. */
+  private readonly firstPod: Pod;
   private readonly logger: Logger;
   private readonly resyncIntervalMs: number;
   private readonly endedRetentionMs: number;
@@ -105,8 +125,6 @@ export class Reconciler {
 
   constructor(options: ReconcilerOptions) {
     this.store = options.store;
-    this.allocator = options.allocator;
-    this.publicHost = options.publicHost;
     this.logger = options.logger;
     this.resyncIntervalMs = options.resyncIntervalMs ?? 30_000;
     this.endedRetentionMs = options.endedRetentionMs ?? 300_000;
@@ -116,13 +134,20 @@ export class Reconciler {
     this.counterFlush = new RateLimiter(options.counterFlushesPerSecond ?? Number.POSITIVE_INFINITY);
     this.now = options.now ?? (() => new Date(this.clock.now()));
     this.observeReconcile = options.observeReconcile;
-    this.view = new ProxyView({
-      admin: options.admin,
-      logger: this.logger,
-      pollIntervalMs: options.pollIntervalMs,
-      staleAfterMs: options.proxyStaleAfterMs,
-      clock: this.clock,
-    });
+    for (const target of options.pods) {
+      if (this.pods.has(target.name)) throw new Error(`proxy pod ${target.name} is named twice`);
+      const view = new ProxyView({
+        admin: target.admin,
+        logger: this.logger.child({ proxy: target.name }),
+        pollIntervalMs: options.pollIntervalMs,
+        staleAfterMs: options.proxyStaleAfterMs,
+        clock: this.clock,
+      });
+      this.pods.set(target.name, { ...target, view });
+    }
+    const first = this.pods.values().next().value;
+    if (!first) throw new Error('the reconciler needs at least one proxy pod');
+    this.firstPod = first;
     this.queue = new WorkQueue((serial) => this.run(serial), {
       concurrency: options.concurrency ?? 4,
       clock: this.clock,
@@ -130,14 +155,18 @@ export class Reconciler {
     });
   }
 
-  /** Rebuilds the port table from the store, then starts watching the store and the proxy. */
+  /** Rebuilds the port tables from the store, then starts watching the store and the proxy pods. */
   async start(): Promise<void> {
     const stored = await this.store.list();
     for (const session of stored) {
       const port = session.status.port;
       if (port === undefined || isTerminal(session)) continue;
-      if (!this.allocator.reserve(port, session.serial)) {
-        this.logger.warn({ serial: session.serial, port }, 'stored port is outside the range or taken; the session gets a new one');
+      const pod = this.podOf(session);
+      if (!pod?.allocator.reserve(port, session.serial)) {
+        this.logger.warn(
+          { serial: session.serial, proxy: session.status.proxy, port },
+          'stored pod and port are not this release’s or taken; the session gets new ones',
+        );
       }
     }
     this.unsubscribe = this.store.subscribe((change) => {
@@ -151,10 +180,18 @@ export class Reconciler {
       this.seen.set(change.session.serial, print);
       this.sync(change.session.serial);
     });
-    this.view.start({
+    for (const pod of this.pods.values()) this.watch(pod);
+    // Ended and Failed sessions too, once, so their retention time is scheduled.
+    for (const session of stored) this.sync(session.serial);
+    this.synced = true;
+    this.scheduleResync();
+  }
+
+  private watch(pod: Pod): void {
+    pod.view.start({
       sessionChanged: (serial, current) => {
         // A session the proxy ended frees its port now, not when the queue reaches it.
-        if (current?.state === 'ended' && this.allocator.ownerOf(current.port) === serial) this.allocator.release(current.port);
+        if (current?.state === 'ended' && pod.allocator.ownerOf(current.port) === serial) pod.allocator.release(current.port);
         this.sync(serial);
       },
       telemetry: (serial, state) => {
@@ -162,31 +199,44 @@ export class Reconciler {
         if (this.store.writeTelemetry?.(serial, state.id, state.port, liveStatus(state))) return;
         this.queue.addUnlessDelayed(serial);
       },
-      restarted: () => void this.resyncLive().catch((error: unknown) => this.logger.warn({ err: error }, 'resync failed')),
+      restarted: () => void this.resyncPod(pod).catch((error: unknown) => this.logger.warn({ err: error }, 'resync failed')),
       event: this.onProxyEvent,
     });
-    // Ended and Failed sessions too, once, so their retention time is scheduled.
-    for (const session of stored) this.sync(session.serial);
-    this.synced = true;
-    this.scheduleResync();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     this.unsubscribe?.();
     if (this.resyncHandle !== undefined) this.clock.clearTimeout(this.resyncHandle);
-    await this.view.stop();
+    await Promise.all([...this.pods.values()].map((pod) => pod.view.stop()));
     await this.queue.stop();
   }
 
-  /** Ready once the port table is rebuilt and the proxy answered recently. */
+  /** Ready once the port tables are rebuilt and some proxy pod answered recently. */
   isReady(): boolean {
-    return this.synced && this.view.reachable();
+    return this.synced && this.proxyReachable();
   }
 
-  /** The proxy answered (its feed, a request or its event stream) within proxyStaleAfterMs. */
+  /** Some proxy pod answered (its feed, a request or its event stream) within proxyStaleAfterMs. */
   proxyReachable(): boolean {
-    return this.view.reachable();
+    for (const pod of this.pods.values()) if (pod.view.reachable()) return true;
+    return false;
+  }
+
+  /** Each pod's name, whether it is reachable, and its port counts. */
+  podStates(): Array<{ name: string; reachable: boolean; allocated: number; quarantined: number; size: number }> {
+    return [...this.pods.values()].map((pod) => ({
+      name: pod.name,
+      reachable: pod.view.reachable(),
+      allocated: pod.allocator.allocatedCount,
+      quarantined: pod.allocator.quarantinedCount(),
+      size: pod.allocator.size,
+    }));
+  }
+
+  /** One pod by name, with its view and its port table. */
+  pod(name: string): Pod | undefined {
+    return this.pods.get(name);
   }
 
   /** Queues a full sync of one serial. */
@@ -195,10 +245,20 @@ export class Reconciler {
     this.queue.add(serial);
   }
 
-  /** Queues a sync of every live stored session and of every session the proxy runs. */
+  /** Queues a sync of every live stored session and of every session a pod runs. */
   async resyncLive(): Promise<void> {
     for (const session of await this.store.list()) if (isLive(session) || session.deleting) this.sync(session.serial);
-    for (const serial of this.view.serials()) this.sync(serial);
+    for (const pod of this.pods.values()) for (const serial of pod.view.serials()) this.sync(serial);
+  }
+
+  /** A pod restarted: its own sessions (and what it runs now) are synced; the other pods' are not touched. */
+  private async resyncPod(pod: Pod): Promise<void> {
+    for (const session of await this.store.list()) {
+      if ((isLive(session) || session.deleting) && (this.podOf(session) === pod || session.status.proxy === undefined)) {
+        this.sync(session.serial);
+      }
+    }
+    for (const serial of pod.view.serials()) this.sync(serial);
   }
 
   // ---- the queue's work ----------------------------------------------------
@@ -216,99 +276,123 @@ export class Reconciler {
     }
   }
 
-  /** One session's sync: decide what the stored session and the proxy's state call for. */
+  /** One session's sync: decide what the stored session and its pod's state call for. */
   async reconcile(serial: string): Promise<WorkResult | void> {
-    if (!(await this.view.whenSynced(SYNC_WAIT_FOR_PROXY_MS))) throw new Error('the proxy has not been listed yet');
     const session = await this.store.get(serial);
-    const proxied = this.view.get(serial);
-
-    if (!session) return this.removeOrphan(serial, proxied);
-    if (session.deleting) return this.finishDeletion(session, proxied);
+    const pod = session ? this.podOf(session) : undefined;
+    // What another pod runs under this serial is left over (a moved or lost session): it goes.
+    await this.removeStrays(serial, pod);
+    if (!session) return this.forgetSerial(serial);
     if (session.status.phase === 'Ended' || (session.status.phase === 'Failed' && !this.failedSpecChanged(session))) {
-      return this.settleTerminal(session, proxied);
+      return this.settleTerminal(session, pod);
     }
+    if (session.status.proxy !== undefined && !pod) {
+      // Its pod is no longer part of the release (the proxy was scaled down).
+      return session.deleting ? this.finishDeletion(session, undefined) : this.markLost(session);
+    }
+    if (pod) await this.listed(pod);
+    const proxied = pod?.view.get(serial);
+    if (session.deleting) return this.finishDeletion(session, pod);
     if (!session.hasFinalizer) {
       await this.setFinalizer(session, true);
       return { requeueAfterMs: 0 };
     }
-    if (proxied && proxied.id === session.uid && proxied.state === 'ended') return this.markEnded(session, proxied);
+    if (pod && proxied && proxied.id === session.uid && proxied.state === 'ended') return this.markEnded(session, pod, proxied);
 
     const allocated = await this.allocate(session);
     if (!allocated) return;
-    const programmed = await this.program(allocated.session, allocated.port, proxied);
+    const placed = allocated.pod;
+    if (placed !== pod) await this.listed(placed);
+    const programmed = await this.program(allocated.session, placed, allocated.port, placed.view.get(serial));
     if (programmed === 'retry') return { requeueAfterMs: 0 };
     if (!programmed) return;
     // Programmed and at once over (a lifetime already past): never show it Active.
-    if (programmed.id === session.uid && programmed.state === 'ended') return this.markEnded(allocated.session, programmed);
-    return this.report(allocated.session, allocated.port, programmed);
+    if (programmed.id === session.uid && programmed.state === 'ended') return this.markEnded(allocated.session, placed, programmed);
+    return this.report(allocated.session, placed, allocated.port, programmed);
   }
 
-  /** Telemetry moved: write it into status, unless the session is not (or no longer) Active on this port. */
+  /** Telemetry moved: write it into status, unless the session is not (or no longer) Active there. */
   private async reportOnly(serial: string): Promise<WorkResult | void> {
     const session = await this.store.get(serial);
-    const state = this.view.get(serial);
+    const pod = session && this.podOf(session);
+    const state = pod?.view.get(serial);
     const port = session?.status.port;
-    if (!session || !state || session.deleting || session.status.phase !== 'Active' || port === undefined) return;
+    if (!session || !pod || !state || session.deleting || session.status.phase !== 'Active' || port === undefined) return;
     if (state.id !== session.uid || state.port !== port || state.state !== 'listening') return;
-    return this.report(session, port, state);
+    return this.report(session, pod, port, state);
   }
 
   // ---- steps ---------------------------------------------------------------
 
-  /** Step 1: the session's port, allocated and written durably before the proxy is told; undefined when it failed or vanished. */
-  async allocate(session: ProxySession): Promise<{ session: ProxySession; port: number } | undefined> {
+  /**
+   * Step 1: the session's pod and port. A session keeps what it holds; a new
+   * one gets a port on the least-loaded reachable pod, written durably
+   * before the pod is told. Undefined when it failed (no port anywhere) or vanished.
+   */
+  async allocate(session: ProxySession): Promise<{ session: ProxySession; pod: Pod; port: number } | undefined> {
     const serial = session.serial;
-    const owned = this.ownedPort(session);
-    if (owned !== undefined) return { session, port: owned };
-    const port = this.allocator.allocate(serial);
-    if (port === undefined) {
-      await this.writeStatus(session, failedStatus(session, 'NoAvailablePorts', 'No available ports', this.now()));
-      this.logger.warn({ serial, range: `${this.allocator.min}-${this.allocator.max}` }, 'no available ports');
-      return undefined;
+    const held = this.podOf(session);
+    const owned = held && this.ownedPort(session, held);
+    if (held && owned !== undefined) return { session, pod: held, port: owned };
+    const candidates = [...this.pods.values()]
+      .filter((pod) => pod.view.reachable() && pod.view.synced)
+      .sort((a, b) => a.allocator.allocatedCount / a.allocator.size - b.allocator.allocatedCount / b.allocator.size);
+    if (candidates.length === 0) throw new Error('no proxy pod is reachable to place the session on');
+    for (const pod of candidates) {
+      const port = pod.allocator.allocate(serial);
+      if (port === undefined) continue;
+      // Durable before the pod is told, so a restart cannot hand the port out twice.
+      const written = await this.writeStatus(session, pendingStatus(session, this.placement(pod, port), this.now()));
+      if (!written) {
+        pod.allocator.release(port);
+        return undefined;
+      }
+      return { session: written, pod, port };
     }
-    // Durable before the proxy is told, so a restart cannot hand the port out twice.
-    const written = await this.writeStatus(session, pendingStatus(session, this.publicHost, port, this.now()));
-    if (!written) {
-      this.allocator.release(port);
-      return undefined;
-    }
-    return { session: written, port };
+    await this.writeStatus(session, failedStatus(session, 'NoAvailablePorts', 'No available ports', this.now()));
+    this.logger.warn({ serial, pods: candidates.length }, 'no available ports');
+    return undefined;
   }
 
   /**
-   * Step 2: the proxy runs the session's spec on its port. The state it
-   * runs, 'retry' when the port had to be given up (it is quarantined and
-   * the next sync allocates another), undefined when there is nothing to run.
+   * Step 2: the pod runs the session's spec on its port. The state it runs,
+   * 'retry' when the port had to be given up (it is quarantined and the
+   * next sync allocates another), undefined when there is nothing to run.
    */
-  async program(session: ProxySession, port: number, proxied: SessionState | undefined): Promise<SessionState | 'retry' | undefined> {
+  async program(
+    session: ProxySession,
+    pod: Pod,
+    port: number,
+    proxied: SessionState | undefined,
+  ): Promise<SessionState | 'retry' | undefined> {
     const serial = session.serial;
     const desired = desiredProxySpec(session, port, this.limitDefaults);
     if (proxyMatches(proxied, desired)) return proxied;
     // The proxy refuses to move a live session to another port: close it first.
     if (proxied && proxied.id === session.uid && proxied.state === 'listening' && proxied.port !== port) {
-      await this.view.delete(serial);
+      await pod.view.delete(serial);
     }
     try {
-      const state = await this.view.put(serial, desired);
-      this.logger.info({ serial, port, generation: session.generation }, 'proxy programmed');
+      const state = await pod.view.put(serial, desired);
+      this.logger.info({ serial, proxy: pod.name, port, generation: session.generation }, 'proxy programmed');
       return state;
     } catch (error) {
       if (!(error instanceof AdminApiError && error.code === 'port_unavailable')) throw error;
-      this.allocator.quarantine(port);
-      this.logger.warn({ serial, port, err: error }, 'port cannot be bound; quarantined, allocating another');
-      const { port: _dropped, ...rest } = session.status;
+      pod.allocator.quarantine(port);
+      this.logger.warn({ serial, proxy: pod.name, port, err: error }, 'port cannot be bound; quarantined, allocating another');
+      const { port: _dropped, proxy: _pod, ...rest } = session.status;
       await this.writeStatus(session, { ...rest, phase: 'Pending' });
       return 'retry';
     }
   }
 
   /**
-   * Step 3: status says what the proxy runs. Connects, disconnects and phase
+   * Step 3: status says what the pod runs. Connects, disconnects and phase
    * changes are written at once; a write that only moves counters waits its
    * turn under the flush rate.
    */
-  async report(session: ProxySession, port: number, state: SessionState): Promise<WorkResult | void> {
-    const next: ProxySessionStatus = activeStatus(session, this.publicHost, port, state, this.now());
+  async report(session: ProxySession, pod: Pod, port: number, state: SessionState): Promise<WorkResult | void> {
+    const next: ProxySessionStatus = activeStatus(session, this.placement(pod, port), state, this.now());
     if (sameStatus(next, session.status)) return;
     if (sameBesidesTraffic(next, session.status)) {
       const waitMs = this.counterFlush.take(this.clock.now());
@@ -319,27 +403,35 @@ export class Reconciler {
 
   // ---- endings ---------------------------------------------------------------
 
-  /** The proxy runs a session nobody wants (e.g. its record was removed). */
-  private async removeOrphan(serial: string, proxied: SessionState | undefined): Promise<void> {
-    if (proxied) {
-      await this.view.delete(serial);
-      this.logger.info({ serial, port: proxied.port }, 'removed a session the store does not hold');
+  /** Removes the serial from every pod but `keep` (a session nobody wants there). */
+  private async removeStrays(serial: string, keep: Pod | undefined): Promise<void> {
+    for (const pod of this.pods.values()) {
+      if (pod === keep) continue;
+      const stray = pod.view.get(serial);
+      if (!stray) continue;
+      await pod.view.delete(serial);
+      if (pod.allocator.ownerOf(stray.port) === serial) pod.allocator.release(stray.port);
+      this.logger.info({ serial, proxy: pod.name, port: stray.port }, 'removed a session the store does not place there');
     }
-    this.allocator.releaseOwner(serial);
   }
 
-  /** /off or a deleted resource: close the session in the proxy, free the port, let the record go. */
-  private async finishDeletion(session: ProxySession, proxied: SessionState | undefined): Promise<void> {
-    if (proxied) await this.view.delete(session.serial);
-    this.releasePortOf(session);
+  /** No stored session: no port may stay allocated to the serial. */
+  private forgetSerial(serial: string): void {
+    for (const pod of this.pods.values()) pod.allocator.releaseOwner(serial);
+  }
+
+  /** /off or a deleted resource: close the session in its pod, free the port, let the record go. */
+  private async finishDeletion(session: ProxySession, pod: Pod | undefined): Promise<void> {
+    if (pod?.view.get(session.serial)) await pod.view.delete(session.serial);
+    if (pod) this.releasePortOf(session, pod);
     if (session.hasFinalizer) await this.setFinalizer(session, false);
-    this.logger.info({ serial: session.serial, port: session.status.port }, 'session deleted');
+    this.logger.info({ serial: session.serial, proxy: pod?.name, port: session.status.port }, 'session deleted');
   }
 
   /** Ended or Failed: nothing may run or stay allocated; the record goes after the retention time. */
-  private async settleTerminal(session: ProxySession, proxied: SessionState | undefined): Promise<WorkResult | void> {
-    if (proxied) await this.view.delete(session.serial);
-    this.releasePortOf(session);
+  private async settleTerminal(session: ProxySession, pod: Pod | undefined): Promise<WorkResult | void> {
+    if (pod?.view.get(session.serial)) await pod.view.delete(session.serial);
+    if (pod) this.releasePortOf(session, pod);
     if (session.hasFinalizer) await this.setFinalizer(session, false);
     const endedAt = Date.parse(session.status.endedAt ?? '');
     const age = Number.isNaN(endedAt) ? 0 : this.now().getTime() - endedAt;
@@ -350,18 +442,43 @@ export class Reconciler {
     return { requeueAfterMs: this.endedRetentionMs - age };
   }
 
-  /** The proxy reports the session over (timeout, a party left a non-persistent session). */
-  private async markEnded(session: ProxySession, proxied: SessionState): Promise<WorkResult | void> {
+  /** The pod reports the session over (timeout, a party left a non-persistent session). */
+  private async markEnded(session: ProxySession, pod: Pod, proxied: SessionState): Promise<WorkResult | void> {
     const reason = proxied.endedReason ?? 'Deleted';
     const written = await this.writeStatus(session, endedStatus(session, reason, proxied, this.now()));
-    this.releasePortOf(session);
-    await this.view.delete(session.serial);
-    this.logger.info({ serial: session.serial, port: session.status.port, reason }, 'session ended');
+    this.releasePortOf(session, pod);
+    await pod.view.delete(session.serial);
+    this.logger.info({ serial: session.serial, proxy: pod.name, port: session.status.port, reason }, 'session ended');
+    if (!written) return;
+    return this.settleTerminal(written, undefined);
+  }
+
+  /** The session's pod is no longer part of the release (the proxy was scaled down): it ends. */
+  private async markLost(session: ProxySession): Promise<WorkResult | void> {
+    const message = `Proxy pod ${session.status.proxy} is no longer part of the release`;
+    const written = await this.writeStatus(session, failedStatus(session, 'ProxyLost', message, this.now()));
+    this.logger.warn({ serial: session.serial, proxy: session.status.proxy }, 'session lost its proxy pod');
     if (!written) return;
     return this.settleTerminal(written, undefined);
   }
 
   // ---- helpers -------------------------------------------------------------
+
+  /** The pod a session is placed on: the one status names, else (a record from before pods were named) the first. */
+  private podOf(session: ProxySession): Pod | undefined {
+    const name = session.status.proxy;
+    if (name === undefined) return session.status.port === undefined ? undefined : this.firstPod;
+    return this.pods.get(name);
+  }
+
+  private placement(pod: Pod, port: number): Placement {
+    return { proxy: pod.name, host: pod.view.publicHost ?? pod.publicHost, port };
+  }
+
+  /** Waits (bounded) for the pod's first listing, so its view is authoritative. */
+  private async listed(pod: Pod): Promise<void> {
+    if (!(await pod.view.whenSynced(SYNC_WAIT_FOR_PROXY_MS))) throw new Error(`proxy pod ${pod.name} has not been listed yet`);
+  }
 
   /** Writes status, remembering that the change it causes is our own. */
   private writeStatus(session: ProxySession, status: ProxySessionStatus): Promise<ProxySession | undefined> {
@@ -374,17 +491,17 @@ export class Reconciler {
     return this.store.setFinalizer(session.serial, session.uid, present);
   }
 
-  /** The stored port if this session still holds it in the allocator (re-reserving it if needed). */
-  private ownedPort(session: ProxySession): number | undefined {
+  /** The stored port if this session still holds it in its pod's allocator (re-reserving it if needed). */
+  private ownedPort(session: ProxySession, pod: Pod): number | undefined {
     const port = session.status.port;
     if (port === undefined) return undefined;
-    if (this.allocator.ownerOf(port) === session.serial) return port;
-    return this.allocator.reserve(port, session.serial) ? port : undefined;
+    if (pod.allocator.ownerOf(port) === session.serial) return port;
+    return pod.allocator.reserve(port, session.serial) ? port : undefined;
   }
 
-  private releasePortOf(session: ProxySession): void {
+  private releasePortOf(session: ProxySession, pod: Pod): void {
     const port = session.status.port;
-    if (port !== undefined && this.allocator.ownerOf(port) === session.serial) this.allocator.release(port);
+    if (port !== undefined && pod.allocator.ownerOf(port) === session.serial) pod.allocator.release(port);
   }
 
   /** A Failed session whose spec changed since (e.g. by kubectl apply) is tried again. */

@@ -119,10 +119,18 @@ export function sameBesidesTraffic(a: ProxySessionStatus, b: ProxySessionStatus)
   return sameStatus(strip(a), strip(b));
 }
 
-/** A port is allocated and about to be programmed. */
-export function pendingStatus(session: ProxySession, host: string, port: number, now: Date): ProxySessionStatus {
+/** Where a session is served: the proxy pod, the host clients reach it at, and the port. */
+export interface Placement {
+  proxy: string;
+  host: string;
+  port: number;
+}
+
+/** A pod and port are allocated and about to be programmed. */
+export function pendingStatus(session: ProxySession, { proxy, host, port }: Placement, now: Date): ProxySessionStatus {
   const status: ProxySessionStatus = {
     phase: 'Pending',
+    proxy,
     host,
     port,
     deviceConnected: false,
@@ -145,9 +153,10 @@ export function pendingStatus(session: ProxySession, host: string, port: number,
 }
 
 /** The proxy listens on the port with the spec of session.generation. */
-export function activeStatus(session: ProxySession, host: string, port: number, state: SessionState, now: Date): ProxySessionStatus {
+export function activeStatus(session: ProxySession, { proxy, host, port }: Placement, state: SessionState, now: Date): ProxySessionStatus {
   return {
     phase: 'Active',
+    proxy,
     host,
     port,
     ...liveStatus(state),

@@ -58,6 +58,8 @@ export interface SessionCondition {
  */
 export const STATUS_SCALAR_KINDS = {
   phase: SESSION_PHASES,
+  /** The proxy pod holding the session; with port, the allocation. */
+  proxy: 'string',
   host: 'string',
   port: 'integer',
   deviceConnected: 'boolean',

@@ -16,7 +16,7 @@ import { LogSummary } from '../common/log-summary.ts';
 import { listen } from '../common/sockets.ts';
 import { proxyOptionsFromEnv } from '../proxy-pod/config.ts';
 import { BearerTokens } from './bearer-tokens.ts';
-import { type OperatorConfig, operatorConfigFromEnv, reconcilerSettings } from './config.ts';
+import { type OperatorConfig, operatorConfigFromEnv, proxyPodTargets, reconcilerSettings } from './config.ts';
 import { createControlApi } from './control-api.ts';
 import { ControlMetrics } from './control-metrics.ts';
 import { ControlTokensFile } from './control-tokens-file.ts';
@@ -27,6 +27,8 @@ import { ProxyProcess } from './proxy-process.ts';
 import { Reconciler } from './reconciler.ts';
 import { SessionCommands } from './session-commands.ts';
 
+/** The name the standalone mode's one proxy process goes by (status.proxy). */
+const STANDALONE_PROXY = 'proxy-0';
 export interface Standalone {
   controlUrl: string;
   devicePort: number;
@@ -72,7 +74,7 @@ export async function startStandalone(env: NodeJS.ProcessEnv, logger: Logger): P
     const reconciler: Reconciler = new Reconciler({
       ...reconcilerSettings(config),
       store: operatorMetrics.countStatusWrites(store),
-      admin,
+      pods: proxyPodTargets(config, [{ name: STANDALONE_PROXY, admin }]),
       logger: logger.child({ part: 'reconciler' }),
       observeReconcile: operatorMetrics.observeReconcile,
     });

@@ -46,7 +46,7 @@ test('/on creates a ProxySession that carries traffic; kubectl and /status agree
   await waitFor(async () => (await c.session('E2E-1'))?.status?.transferredBytes === 8, 5000, 'status to count 8 bytes');
   const table = await c.kubectl(['get', 'pxs']);
   const header = table.stdout.split('\n')[0]!;
-  for (const column of ['NAME', 'SERIAL', 'PORT', 'PHASE', 'DEVICE', 'CLIENT', 'TRANSFERRED', 'AGE']) assert.match(header, column);
+  for (const column of ['NAME', 'SERIAL', 'PORT', 'PHASE', 'PROXY', 'DEVICE', 'CLIENT', 'TRANSFERRED', 'AGE']) assert.match(header, column);
   const row = table.stdout.split('\n').find((line) => line.includes('E2E-1'))!;
   assert.match(row, new RegExp(`E2E-1\\s+${on.body.port}\\s+Active\\s+true\\s+true\\s+8\\s`));
 

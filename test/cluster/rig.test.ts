@@ -73,7 +73,7 @@ test('kubectl get pxs shows the printer columns', async () => {
   const listed = await theRig().kubectl(['get', 'pxs', 'columns', '-n', namespace]);
   assert.is(listed.code, 0, listed.stderr);
   const header = listed.stdout.split('\n')[0] ?? '';
-  assert.equal(header.trim().split(/\s+/), ['NAME', 'SERIAL', 'PORT', 'PHASE', 'DEVICE', 'CLIENT', 'TRANSFERRED', 'AGE']);
+  assert.equal(header.trim().split(/\s+/), ['NAME', 'SERIAL', 'PORT', 'PHASE', 'PROXY', 'DEVICE', 'CLIENT', 'TRANSFERRED', 'AGE']);
 });
 
 test('a serial with a space is refused by the schema pattern', async () => {

@@ -267,7 +267,7 @@ test('/on through the Control API Service; a device and a client through the pro
   );
   const table = await n.mustKubectl(['get', 'pxs', '-n', acme.namespace]);
   console.log(table.trimEnd());
-  assert.match(table.split('\n')[0]!, /SERIAL\s+PORT\s+PHASE\s+DEVICE\s+CLIENT\s+TRANSFERRED\s+AGE/);
+  assert.match(table.split('\n')[0]!, /SERIAL\s+PORT\s+PHASE\s+PROXY\s+DEVICE\s+CLIENT\s+TRANSFERRED\s+AGE/);
 });
 
 test('read-only root filesystem: the containers wrote nothing outside their volumes', async () => {

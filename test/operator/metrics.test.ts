@@ -17,23 +17,34 @@ async function sample(registry: Registry, name: string): Promise<Record<string, 
   return Object.fromEntries(values.map((v) => [Object.values(v.labels).join(',') || 'value', v.value]));
 }
 
-test('the leader exports the range by state and proxy reachability; a replica that does not lead exports neither', async () => {
+test('the leader exports the ports of all pods by state and whether every pod is reachable; a replica that does not lead exports neither', async () => {
   let now = 0;
   const allocator = new PortAllocator({ min: 20000, max: 20009, now: () => now, quarantineMs: 1000 });
   allocator.allocate('A');
   allocator.allocate('B');
   allocator.quarantine(allocator.allocate('C')!);
   let reachable = true;
-  let reconciler: ReconcilerView | undefined = { allocator, proxyReachable: () => reachable };
+  const other = new PortAllocator({ min: 20010, max: 20014 });
+  other.allocate('D');
+  const pod = (name: string, a: PortAllocator, up: () => boolean) => ({
+    name,
+    reachable: up(),
+    allocated: a.allocatedCount,
+    quarantined: a.quarantinedCount(),
+    size: a.size,
+  });
+  let reconciler: ReconcilerView | undefined = {
+    podStates: () => [pod('proxy-0', allocator, () => reachable), pod('proxy-1', other, () => true)],
+  };
   const registry = new Registry();
   new OperatorMetrics(registry, { leading: () => reconciler !== undefined, reconciler: () => reconciler, apiServerReachable: () => true });
-  assert.equal(await sample(registry, 'cccp_operator_ports'), { allocated: 2, quarantined: 1, free: 7 });
+  assert.equal(await sample(registry, 'cccp_operator_ports'), { allocated: 3, quarantined: 1, free: 11 });
   assert.equal(await sample(registry, 'cccp_operator_proxy_reachable'), { value: 1 });
   assert.equal(await sample(registry, 'cccp_operator_leader'), { value: 1 });
   assert.equal(await sample(registry, 'cccp_operator_apiserver_reachable'), { value: 1 });
   now = 2000;
   reachable = false;
-  assert.equal(await sample(registry, 'cccp_operator_ports'), { allocated: 2, quarantined: 0, free: 8 }, 'quarantine over');
+  assert.equal(await sample(registry, 'cccp_operator_ports'), { allocated: 3, quarantined: 0, free: 12 }, 'quarantine over');
   assert.equal(await sample(registry, 'cccp_operator_proxy_reachable'), { value: 0 });
   reconciler = undefined;
   assert.equal(await sample(registry, 'cccp_operator_ports'), {});

@@ -19,9 +19,7 @@ function setup(range = { min: 100, max: 102 }, options: { endedRetentionMs?: num
   const allocator = new PortAllocator({ ...range, now: () => clock.now() });
   const reconciler = new Reconciler({
     store,
-    admin: proxy,
-    allocator,
-    publicHost: 'proxy.example',
+    pods: [{ name: 'proxy-0', admin: proxy, allocator, publicHost: 'proxy.example' }],
     logger: silentLogger(),
     clock,
     pollIntervalMs: 300,
@@ -31,8 +29,8 @@ function setup(range = { min: 100, max: 102 }, options: { endedRetentionMs?: num
   });
   /** For tests that call reconcile() themselves: the view reads the proxy, but nothing is queued. */
   const viewOnly = async () => {
-    reconciler.view.start({ sessionChanged: () => undefined, telemetry: () => undefined, restarted: () => undefined });
-    await reconciler.view.refresh();
+    reconciler.pod('proxy-0')!.view.start({ sessionChanged: () => undefined, telemetry: () => undefined, restarted: () => undefined });
+    await reconciler.pod('proxy-0')!.view.refresh();
   };
   return { clock, store, proxy, allocator, reconciler, syncs, viewOnly };
 }
@@ -58,7 +56,7 @@ test('a new session gets a port written to status before the proxy is programmed
   assert.is(after?.status.host, 'proxy.example');
   assert.is(after?.status.observedGeneration, session.generation);
   assert.is(after?.status.conditions?.find((c) => c.type === 'Ready')?.status, 'True');
-  await reconciler.view.stop();
+  await reconciler.pod('proxy-0')!.view.stop();
 });
 
 test('a spec change is put to the proxy on the same port and observedGeneration follows', async () => {
@@ -73,7 +71,7 @@ test('a spec change is put to the proxy on the same port and observedGeneration 
   const after = await store.get('A');
   assert.is(after?.status.observedGeneration, session.generation);
   assert.is(session.generation, 2);
-  await reconciler.view.stop();
+  await reconciler.pod('proxy-0')!.view.stop();
 });
 
 test('reconciling an unchanged session does not program the proxy again', async () => {
@@ -83,7 +81,7 @@ test('reconciling an unchanged session does not program the proxy again', async 
   await reconciler.reconcile('A');
   await reconciler.reconcile('A');
   assert.equal(proxy.calls, ['PUT A 100']);
-  await reconciler.view.stop();
+  await reconciler.pod('proxy-0')!.view.stop();
 });
 
 test('when the range is exhausted the session fails with NoAvailablePorts and the proxy is not called', async () => {
@@ -97,7 +95,7 @@ test('when the range is exhausted the session fails with NoAvailablePorts and th
   assert.is(b?.status.phase, 'Failed');
   assert.is(b?.status.endedReason, 'NoAvailablePorts');
   assert.equal(proxy.calls, ['PUT A 100']);
-  await reconciler.view.stop();
+  await reconciler.pod('proxy-0')!.view.stop();
 });
 
 test('a port held by a foreign process is quarantined and another one is used', async () => {
@@ -111,7 +109,7 @@ test('a port held by a foreign process is quarantined and another one is used', 
   assert.equal(proxy.calls, ['PUT A 100', 'PUT A 101']);
   assert.is((await store.get('A'))?.status.port, 101);
   assert.ok(allocator.isQuarantined(100));
-  await reconciler.view.stop();
+  await reconciler.pod('proxy-0')!.view.stop();
 });
 
 test('deleting a session deletes it from the proxy, frees its port and completes the deletion', async () => {
@@ -124,7 +122,7 @@ test('deleting a session deletes it from the proxy, frees its port and completes
   assert.equal(proxy.calls, ['PUT A 100', 'DELETE A']);
   assert.is(await store.get('A'), undefined);
   assert.is(allocator.ownerOf(100), undefined);
-  await reconciler.view.stop();
+  await reconciler.pod('proxy-0')!.view.stop();
 });
 
 test('a session the proxy reports ended turns Ended with its reason, frees the port and removes the tombstone', async () => {
@@ -133,7 +131,7 @@ test('a session the proxy reports ended turns Ended with its reason, frees the p
   await store.apply(spec('A'));
   await reconciler.reconcile('A');
   proxy.end('A', 'ClientConnectTimeout');
-  await reconciler.view.refresh();
+  await reconciler.pod('proxy-0')!.view.refresh();
   await reconciler.reconcile('A');
   const a = await store.get('A');
   assert.is(a?.status.phase, 'Ended');
@@ -141,7 +139,7 @@ test('a session the proxy reports ended turns Ended with its reason, frees the p
   assert.is(a?.hasFinalizer, false, 'nothing left to clean up, so deletion is immediate');
   assert.is(allocator.ownerOf(100), undefined);
   assert.not.ok(proxy.sessions.has('A'));
-  await reconciler.view.stop();
+  await reconciler.pod('proxy-0')!.view.stop();
 });
 
 test('live counters and addresses are copied from the proxy into status', async () => {
@@ -156,7 +154,7 @@ test('live counters and addresses are copied from the proxy into status', async 
     deviceAddress: '127.0.0.1:5000',
     clientAddress: '127.0.0.1:6000',
   });
-  await reconciler.view.refresh();
+  await reconciler.pod('proxy-0')!.view.refresh();
   await reconciler.reconcile('A');
   const status = (await store.get('A'))!.status;
   assert.equal(
@@ -164,7 +162,7 @@ test('live counters and addresses are copied from the proxy into status', async 
     [true, true, 42, '127.0.0.1:5000', '127.0.0.1:6000'],
   );
   assert.equal(proxy.calls, ['PUT A 100'], 'counters alone do not reprogram the proxy');
-  await reconciler.view.stop();
+  await reconciler.pod('proxy-0')!.view.stop();
 });
 
 test('the port table is rebuilt from the store before anything is allocated', async () => {
@@ -230,10 +228,10 @@ test('a session the store does not hold is removed from the proxy', async () => 
   const { proxy, reconciler, viewOnly } = setup();
   await viewOnly();
   await proxy.putSession('GHOST', { id: 'x', port: 100, persistent: false, ipWhitelist: [] });
-  await reconciler.view.refresh();
+  await reconciler.pod('proxy-0')!.view.refresh();
   await reconciler.reconcile('GHOST');
   assert.not.ok(proxy.sessions.has('GHOST'));
-  await reconciler.view.stop();
+  await reconciler.pod('proxy-0')!.view.stop();
 });
 
 test('a proxy that keeps failing is retried with backoff, not on every poll', async () => {
@@ -254,7 +252,7 @@ test('a proxy that keeps failing is retried with backoff, not on every poll', as
 test('a new session costs one sync and one PUT: the reconciler ignores its own status writes', async () => {
   const { store, proxy, reconciler, clock, syncs } = setup();
   await reconciler.start();
-  await reconciler.view.refresh();
+  await reconciler.pod('proxy-0')!.view.refresh();
   await reconciler.queue.idle();
   await store.apply(spec('A'));
   await reconciler.queue.idle();
@@ -305,7 +303,7 @@ test('a session the proxy ends frees its port at once, before its sync writes En
   let open: () => void = () => undefined;
   gate = new Promise((resolve) => (open = resolve));
   proxy.end('A', 'DeviceDisconnected');
-  await reconciler.view.refresh();
+  await reconciler.pod('proxy-0')!.view.refresh();
   assert.is(allocator.ownerOf(100), undefined, 'the port is free while the status write waits');
   assert.is((await store.get('A'))?.status.phase, 'Active');
   open();
@@ -317,7 +315,8 @@ test('a session the proxy ends frees its port at once, before its sync writes En
 // ---- the steps, one by one ----------------------------------------------
 
 test('allocate: a session that owns its stored port keeps it; a new one gets the lowest free port written as Pending', async () => {
-  const { store, reconciler, allocator } = setup();
+  const { store, reconciler, allocator, viewOnly } = setup();
+  await viewOnly();
   const { session } = await store.apply(spec('A'));
   const first = await reconciler.allocate(session);
   assert.is(first?.port, 100);
@@ -329,7 +328,8 @@ test('allocate: a session that owns its stored port keeps it; a new one gets the
 });
 
 test('allocate: with no free port the session is Failed with NoAvailablePorts and nothing is allocated', async () => {
-  const { store, reconciler, allocator } = setup({ min: 100, max: 100 });
+  const { store, reconciler, allocator, viewOnly } = setup({ min: 100, max: 100 });
+  await viewOnly();
   allocator.allocate('SOMEONE');
   const { session } = await store.apply(spec('A'));
   assert.is(await reconciler.allocate(session), undefined);
@@ -341,15 +341,18 @@ test('program: nothing is put when the proxy already runs the spec; a moved port
   const { store, proxy, reconciler, viewOnly } = setup();
   await viewOnly();
   const { session } = await store.apply(spec('A'));
-  const put = await reconciler.program(session, 100, undefined);
+  const put = await reconciler.program(session, reconciler.pod('proxy-0')!, 100, undefined);
   assert.is(typeof put === 'object' && put.port, 100);
-  assert.is(await reconciler.program(session, 100, reconciler.view.get('A')), reconciler.view.get('A'));
+  assert.is(
+    await reconciler.program(session, reconciler.pod('proxy-0')!, 100, reconciler.pod('proxy-0')!.view.get('A')),
+    reconciler.pod('proxy-0')!.view.get('A'),
+  );
   assert.equal(proxy.calls, ['PUT A 100']);
-  await reconciler.program(session, 101, reconciler.view.get('A'));
+  await reconciler.program(session, reconciler.pod('proxy-0')!, 101, reconciler.pod('proxy-0')!.view.get('A'));
   assert.equal(proxy.calls, ['PUT A 100', 'DELETE A', 'PUT A 101']);
   proxy.foreignPorts.add(102);
-  assert.is(await reconciler.program(session, 102, reconciler.view.get('A')), 'retry');
-  await reconciler.view.stop();
+  assert.is(await reconciler.program(session, reconciler.pod('proxy-0')!, 102, reconciler.pod('proxy-0')!.view.get('A')), 'retry');
+  await reconciler.pod('proxy-0')!.view.stop();
 });
 
 test('report: connects are written at once, counter-only changes wait for the flush rate', async () => {
@@ -357,24 +360,29 @@ test('report: connects are written at once, counter-only changes wait for the fl
   const store = new MemorySessionStore({ now: () => new Date(clock.now()) });
   const reconciler = new Reconciler({
     store,
-    admin: new FakeProxy(),
-    allocator: new PortAllocator({ min: 100, max: 101 }),
-    publicHost: 'h',
+    pods: [{ name: 'proxy-0', admin: new FakeProxy(), allocator: new PortAllocator({ min: 100, max: 101 }), publicHost: 'h' }],
     logger: silentLogger(),
     clock,
     counterFlushesPerSecond: 1,
   });
   const { session } = await store.apply(spec('A'));
   const state = await new FakeProxy().putSession('A', { id: session.uid, port: 100, persistent: false, ipWhitelist: [] });
-  assert.is(await reconciler.report(session, 100, state), undefined);
+  assert.is(await reconciler.report(session, reconciler.pod('proxy-0')!, 100, state), undefined);
   let current = (await store.get('A'))!;
   assert.is(current.status.phase, 'Active');
-  assert.is(await reconciler.report(current, 100, { ...state, transferredBytes: 5 }), undefined, 'the first flush is free');
+  assert.is(
+    await reconciler.report(current, reconciler.pod('proxy-0')!, 100, { ...state, transferredBytes: 5 }),
+    undefined,
+    'the first flush is free',
+  );
   current = (await store.get('A'))!;
-  const waited = await reconciler.report(current, 100, { ...state, transferredBytes: 9 });
+  const waited = await reconciler.report(current, reconciler.pod('proxy-0')!, 100, { ...state, transferredBytes: 9 });
   assert.ok(waited && waited.requeueAfterMs! > 0, 'the second counter write within a second waits');
   assert.is((await store.get('A'))?.status.transferredBytes, 5);
-  assert.is(await reconciler.report(current, 100, { ...state, transferredBytes: 9, clientConnected: true }), undefined);
+  assert.is(
+    await reconciler.report(current, reconciler.pod('proxy-0')!, 100, { ...state, transferredBytes: 9, clientConnected: true }),
+    undefined,
+  );
   assert.is((await store.get('A'))?.status.clientConnected, true, 'a connect is not held back');
 });
 
