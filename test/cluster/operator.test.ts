@@ -48,7 +48,7 @@ test('/on creates a ProxySession that carries traffic; kubectl and /status agree
   const header = table.stdout.split('\n')[0]!;
   for (const column of ['NAME', 'SERIAL', 'PORT', 'PHASE', 'PROXY', 'DEVICE', 'CLIENT', 'TRANSFERRED', 'AGE']) assert.match(header, column);
   const row = table.stdout.split('\n').find((line) => line.includes('E2E-1'))!;
-  assert.match(row, new RegExp(`E2E-1\\s+${on.body.port}\\s+Active\\s+true\\s+true\\s+8\\s`));
+  assert.match(row, new RegExp(`E2E-1\\s+${on.body.port}\\s+Active\\s+proxy-0\\s+true\\s+true\\s+8\\s`));
 
   const status = await c.control('/status?serial=E2E-1');
   const stored = (await c.session('E2E-1'))!.status!;

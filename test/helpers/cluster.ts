@@ -24,10 +24,23 @@ export interface ClusterOptions {
   proxyNetns?: { exec: string[]; address: string };
   /** More environment for the proxy pod. */
   proxyEnv?: Record<string, string>;
+  /**
+   * Several proxy pods: pod i runs at 127.0.0.(10+i) with the same ports,
+   * as pods on nodes of their own (every pod has the whole range).
+   */
+  proxyPods?: number;
+}
+
+/** Where the pods of a several-pod cluster run: 127.0.0.10, 127.0.0.11, ... */
+const POD_ADDRESS = '127.0.0.1{ordinal}';
+
+export function podAddress(ordinal: number): string {
+  return POD_ADDRESS.replace('{ordinal}', String(ordinal));
 }
 
 export class TestCluster {
-  proxy: Started | undefined;
+  /** The proxy pods by ordinal; `proxy` is the first. */
+  readonly proxies: Array<Started | undefined> = [];
   readonly operators = new Map<string, Started>();
   readonly controlPorts = new Map<string, number>();
   devicePort = 0;
@@ -45,21 +58,33 @@ export class TestCluster {
     [cluster.devicePort, cluster.adminPort] = (await freePorts(2)) as [number, number];
     if (opts.proxyMetrics) cluster.proxyHealthPort = await freePort();
     await mustKubectl(rig, ['create', 'namespace', opts.namespace], true);
-    await cluster.startProxy();
+    await Promise.all(Array.from({ length: cluster.podCount }, (_, ordinal) => cluster.startProxy(ordinal)));
     return cluster;
   }
 
-  async startProxy(): Promise<Started> {
+  get podCount(): number {
+    return this.opts.proxyPods ?? 1;
+  }
+
+  get proxy(): Started | undefined {
+    return this.proxies[0];
+  }
+
+  /** Starts (or starts again) proxy pod `ordinal`, on the same address and ports. */
+  async startProxy(ordinal = 0): Promise<Started> {
     const netns = this.opts.proxyNetns;
-    this.proxy = await startNodeProcess(
+    const host = this.podHost(ordinal);
+    const bind = netns ? '0.0.0.0' : host;
+    const proxy = await startNodeProcess(
       'proxy-pod/main.ts',
       {
         CCCP_DEVICE_PORT: String(this.devicePort),
-        CCCP_BIND_HOST: netns ? '0.0.0.0' : '127.0.0.1',
+        CCCP_BIND_HOST: bind,
         CCCP_ADMIN_PORT: String(this.adminPort),
-        CCCP_ADMIN_BIND_HOST: netns ? '0.0.0.0' : '127.0.0.1',
+        CCCP_ADMIN_BIND_HOST: bind,
         CCCP_ADMIN_TOKEN: ADMIN_TOKEN,
         CCCP_PROXY_HEALTH_PORT: String(this.proxyHealthPort),
+        ...(this.opts.proxyPods ? { CCCP_PUBLIC_HOST: host, CCCP_POD_ORDINAL: String(ordinal) } : {}),
         ...this.opts.proxyEnv,
       },
       /proxy pod ready/,
@@ -67,12 +92,19 @@ export class TestCluster {
       undefined,
       netns?.exec,
     );
-    return this.proxy;
+    this.proxies[ordinal] = proxy;
+    return proxy;
   }
 
-  /** Where the proxy pod is reached: loopback, or its namespace's address. */
+  /** Where the (first) proxy pod is reached: loopback, or its namespace's address. */
   get proxyHost(): string {
-    return this.opts.proxyNetns?.address ?? '127.0.0.1';
+    return this.podHost(0);
+  }
+
+  /** Where proxy pod `ordinal` is reached. */
+  podHost(ordinal: number): string {
+    if (this.opts.proxyNetns) return this.opts.proxyNetns.address;
+    return this.opts.proxyPods ? podAddress(ordinal) : '127.0.0.1';
   }
 
   /** Starts one operator replica; `name` is its identity for the Lease and field manager. */
@@ -90,7 +122,8 @@ export class TestCluster {
         CCCP_DEVICE_PORT: String(this.devicePort),
         CCCP_PORT_RANGE: `${this.opts.portRange.min}-${this.opts.portRange.max}`,
         CCCP_PUBLIC_HOST: this.proxyHost,
-        CCCP_ADMIN_ADDRESS: `${this.proxyHost}:${this.adminPort}`,
+        CCCP_ADMIN_ADDRESS: `${this.opts.proxyPods ? POD_ADDRESS : this.proxyHost}:${this.adminPort}`,
+        ...(this.opts.proxyPods ? { CCCP_PROXY_REPLICAS: String(this.opts.proxyPods) } : {}),
         CCCP_ADMIN_TOKEN: ADMIN_TOKEN,
         CCCP_LEASE_DURATION_S: String(this.opts.leaseDurationSeconds ?? 4),
         CCCP_LOG_LEVEL: 'info',
@@ -150,7 +183,7 @@ export class TestCluster {
 
   async stop(): Promise<void> {
     await Promise.all([...this.operators.values()].map((o) => o.stop()));
-    await this.proxy?.stop();
+    await Promise.all(this.proxies.map((proxy) => proxy?.stop()));
   }
 }
 
@@ -165,6 +198,7 @@ export interface ProxySessionJson {
   spec: { serial: string; persistent?: boolean; ipWhitelist?: string[]; timeoutSeconds?: number };
   status?: {
     phase?: string;
+    proxy?: string;
     port?: number;
     host?: string;
     deviceConnected?: boolean;
@@ -194,7 +228,7 @@ export async function mustKubectl(rig: Rig, args: string[], allowFailure = false
  */
 export function clusterFixture(
   test: Test,
-  options: { namespace: string; rangeSize: number; operatorEnv?: Record<string, string> },
+  options: { namespace: string; rangeSize: number; operatorEnv?: Record<string, string>; proxyPods?: number },
 ): () => TestCluster {
   return suiteFixture(
     test,
@@ -203,7 +237,11 @@ export function clusterFixture(
       let cluster: TestCluster | undefined;
       try {
         // Below the ephemeral ports: an outgoing connection's local port would make a session port unbindable.
-        cluster = await TestCluster.start(rig, { namespace: options.namespace, portRange: await freePortRange(options.rangeSize) });
+        cluster = await TestCluster.start(rig, {
+          namespace: options.namespace,
+          portRange: await freePortRange(options.rangeSize),
+          ...(options.proxyPods ? { proxyPods: options.proxyPods } : {}),
+        });
         await cluster.startOperator('operator-a', options.operatorEnv ?? {});
         await cluster.waitForOperatorLeader();
         return cluster;

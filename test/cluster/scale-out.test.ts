@@ -1,0 +1,130 @@
+// Several proxy pods against the rig's real kube-apiserver: three proxy
+// processes stand in for three pods, each on its own loopback address with
+// the same ports (like pods on nodes of their own), programmed by real
+// operator processes through ProxySession resources.
+import type net from 'node:net';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { clusterFixture, podAddress, type TestCluster } from '../helpers/cluster.ts';
+import { connect, Received, refuses, sleep, waitFor } from '../helpers/net.ts';
+
+const test = suite('several proxy pods');
+const PODS = 3;
+const sockets: net.Socket[] = [];
+
+const theCluster = clusterFixture(test, { namespace: 'cccp-scale-out', rangeSize: 20, proxyPods: PODS });
+
+test.after.each(() => {
+  for (const s of sockets.splice(0)) s.destroy();
+});
+
+interface Placed {
+  serial: string;
+  host: string;
+  port: number;
+  proxy: string;
+}
+
+async function on(c: TestCluster, serial: string): Promise<Placed> {
+  const answer = await c.control<{ host: string; port: number }>(`/on?serial=${serial}&persistent=true`);
+  assert.is(answer.status, 200, JSON.stringify(answer.body));
+  const proxy = (await c.session(serial))?.status?.proxy ?? '';
+  return { serial, ...answer.body, proxy };
+}
+
+/** A device on its session's own pod and a client, joined; proves bytes flow both ways. */
+async function join(c: TestCluster, placed: Placed): Promise<{ device: Received; client: Received }> {
+  const device = new Received(await connect(c.devicePort, { host: placed.host }));
+  device.socket.write(`${placed.serial}\r`);
+  const client = new Received(await connect(placed.port, { host: placed.host }));
+  sockets.push(device.socket, client.socket);
+  await waitFor(async () => (await c.session(placed.serial))?.status?.deviceConnected === true, 10_000, `${placed.serial}'s device`);
+  client.socket.write('ping');
+  await device.untilLength(4, 5000);
+  device.socket.write('pong');
+  await client.untilLength(4, 5000);
+  return { device, client };
+}
+
+test('sessions spread over the three pods; each listens on its own pod at the host /on answers; kubectl shows the pod', async () => {
+  const c = theCluster();
+  const placed: Placed[] = [];
+  for (let i = 0; i < 6; i++) placed.push(await on(c, `SPREAD-${i}`));
+  const perPod = new Map<string, number>();
+  for (const p of placed) {
+    const ordinal = Number(p.proxy.split('-')[1]);
+    assert.is(p.host, podAddress(ordinal), `${p.serial} on ${p.proxy}`);
+    assert.not.ok(await refuses(p.port, p.host), `${p.serial} listens on ${p.host}:${p.port}`);
+    perPod.set(p.proxy, (perPod.get(p.proxy) ?? 0) + 1);
+  }
+  assert.equal([...perPod.keys()].sort(), ['proxy-0', 'proxy-1', 'proxy-2']);
+  assert.equal([...perPod.values()], [2, 2, 2]);
+  await join(c, placed[0]!);
+  const table = await c.kubectl(['get', 'pxs']);
+  const row = table.stdout.split('\n').find((line) => line.includes('SPREAD-0 '))!;
+  assert.match(row, new RegExp(`SPREAD-0\\s+${placed[0]!.port}\\s+Active\\s+${placed[0]!.proxy}\\s`));
+  for (const p of placed) assert.is((await c.control(`/off?serial=${p.serial}`)).status, 200);
+});
+
+test('kill -9 of one pod: the other pods’ sessions and transfers go on untouched; its own listen again on the same ports', async () => {
+  const c = theCluster();
+  const placed: Placed[] = [];
+  for (let i = 0; i < 6; i++) placed.push(await on(c, `KILL-${i}`));
+  const victim = placed[0]!.proxy;
+  const ordinal = Number(victim.split('-')[1]);
+  const others = placed.filter((p) => p.proxy !== victim);
+  const pairs = await Promise.all(others.map((p) => join(c, p)));
+  // Traffic on the other pods all through the outage.
+  let rounds = 0;
+  let stop = false;
+  const traffic = (async () => {
+    while (!stop) {
+      rounds++;
+      await Promise.all(
+        pairs.map(async ({ device, client }) => {
+          const before = device.bytes().length;
+          client.socket.write('x');
+          await device.untilLength(before + 1, 3000);
+        }),
+      );
+      await sleep(20);
+    }
+  })();
+  await c.proxies[ordinal]!.kill9();
+  await sleep(1500);
+  await c.startProxy(ordinal);
+  const own = placed.filter((p) => p.proxy === victim);
+  await waitFor(
+    async () => (await Promise.all(own.map((p) => refuses(p.port, p.host)))).every((r) => !r),
+    15_000,
+    'the pod’s sessions to listen again',
+  );
+  stop = true;
+  await traffic;
+  assert.ok(rounds > 10, `${rounds} rounds of traffic on the other pods`);
+  for (const p of others) {
+    const stored = (await c.session(p.serial))!.status!;
+    assert.equal([stored.phase, stored.proxy, stored.port, stored.deviceConnected], ['Active', p.proxy, p.port, true], p.serial);
+  }
+  for (const p of own) {
+    const stored = (await c.session(p.serial))!.status!;
+    assert.equal([stored.proxy, stored.port], [victim, p.port]);
+  }
+  for (const p of placed) assert.is((await c.control(`/off?serial=${p.serial}`)).status, 200);
+});
+
+test('two operator replicas: one leads, and the other takes over programming the three pods', async () => {
+  const c = theCluster();
+  await c.startOperator('operator-b');
+  const leader = await c.waitForOperatorLeader();
+  assert.is(leader, 'operator-a');
+  await c.operators.get('operator-a')!.stop();
+  c.operators.delete('operator-a');
+  await waitFor(async () => (await c.waitForOperatorLeader()) === 'operator-b', 30_000, 'operator-b to lead');
+  const placed: Placed[] = [];
+  for (let i = 0; i < 3; i++) placed.push(await on(c, `TAKEOVER-${i}`));
+  assert.equal(placed.map((p) => p.proxy).sort(), ['proxy-0', 'proxy-1', 'proxy-2']);
+  await join(c, placed[1]!);
+});
+
+test.run();
