@@ -131,10 +131,10 @@ export function reconcilerSettings(config: OperatorConfig) {
  * i-th slice of the range (CCCP_PORT_SLICE_SIZE ports), or the whole range
  * when the slice size is 0 (each pod on a node of its own, hostNetwork).
  */
-export function proxyPodTargets<A>(
+export function proxyPodTargets<P extends { name: string }>(
   config: OperatorConfig,
-  pods: Array<{ name: string; admin: A }>,
-): Array<{ name: string; admin: A; allocator: PortAllocator; publicHost: string }> {
+  pods: P[],
+): Array<P & { allocator: PortAllocator; publicHost: string }> {
   const { min, max } = config.portRange;
   const slice = config.portSliceSize;
   if (slice > 0 && pods.length * slice > max - min + 1) {

@@ -24,6 +24,7 @@ import { KeepAliveKubeConfig } from './kube/kube-config.ts';
 import { KubeSessionStore } from './kube/kube-session-store.ts';
 import { LeaderElector } from './kube/leader-election.ts';
 import { ProxySessionClient } from './kube/proxysession-client.ts';
+import { ServiceHosts } from './kube/service-hosts.ts';
 import { proxyEventToKubeEvent } from './kube/session-events.ts';
 import { SessionInformer } from './kube/session-informer.ts';
 import { OperatorMetrics } from './operator-metrics.ts';
@@ -46,12 +47,14 @@ export interface ClusterConfig {
   proxies: ProxyPodAddress[];
 }
 
-/** One proxy pod: its StatefulSet ordinal, its pod name (status.proxy) and its admin API. */
+/** One proxy pod: its StatefulSet ordinal, its pod name (status.proxy), its admin API and its own Service, if any. */
 export interface ProxyPodAddress {
   ordinal: number;
   name: string;
   host: string;
   port: number;
+  /** The pod's LoadBalancer Service, whose address /on answers (CCCP_PROXY_SERVICE_NAME). */
+  service?: string;
 }
 
 const ORDINAL = /\{ordinal\}/g;
@@ -72,11 +75,13 @@ export function proxyPodsFromEnv(env: NodeJS.ProcessEnv): ProxyPodAddress[] {
     );
   }
   const namePattern = envString(env, 'CCCP_PROXY_POD_NAME') ?? 'proxy-{ordinal}';
+  const servicePattern = envString(env, 'CCCP_PROXY_SERVICE_NAME');
   return Array.from({ length: replicas }, (_, ordinal) => ({
     ordinal,
     name: namePattern.replace(ORDINAL, String(ordinal)),
     host: (match[1] ?? '').replace(ORDINAL, String(ordinal)).replace(/^\[|\]$/g, ''),
     port: Number(match[2]),
+    ...(servicePattern ? { service: servicePattern.replace(ORDINAL, String(ordinal)) } : {}),
   }));
 }
 
@@ -125,9 +130,16 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
   informer.start();
   await informer.synced;
   const store = new KubeSessionStore(client, informer, logger.child({ part: 'store' }));
+  const serviceNames = cluster.proxies.flatMap((pod) => (pod.service ? [pod.service] : []));
+  const serviceHosts =
+    serviceNames.length > 0
+      ? ServiceHosts.forCluster(kubeConfig, cluster.namespace, serviceNames, logger.child({ part: 'services' }))
+      : undefined;
+  await serviceHosts?.start();
   const proxyAdmins = cluster.proxies.map((pod) => ({
     name: pod.name,
     admin: new ProxyAdminClient({ endpoint: { host: pod.host, port: pod.port, token: adminToken } }),
+    ...(pod.service && serviceHosts ? { serviceHost: () => serviceHosts.host(pod.service ?? '') } : {}),
   }));
   // Checked before anything starts, so bad slices stop the start with their message.
   proxyPodTargets(config, proxyAdmins);
@@ -223,6 +235,7 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
       informer.stop();
       store.close();
       for (const { admin } of proxyAdmins) admin.close();
+      serviceHosts?.stop();
     },
   };
 }

@@ -52,8 +52,10 @@ export interface ProxyPodTarget {
   admin: ProxyAdmin;
   /** The pod's ports. */
   allocator: PortAllocator;
-  /** The host /on answers for the pod's sessions unless the pod reports its own (CCCP_PUBLIC_HOST). */
+  /** The host /on answers for the pod's sessions unless the pod reports its own or its Service has one. */
   publicHost: string;
+  /** The address of the pod's own load balancer, once the cloud has given one. */
+  serviceHost?: () => string | undefined;
 }
 
 /** A pod as the reconciler keeps it. */
@@ -472,7 +474,8 @@ export class Reconciler {
   }
 
   private placement(pod: Pod, port: number): Placement {
-    return { proxy: pod.name, host: pod.view.publicHost ?? pod.publicHost, port };
+    // What the pod says (its node, with hostNetwork), else its load balancer, else the configured host.
+    return { proxy: pod.name, host: pod.view.publicHost ?? pod.serviceHost?.() ?? pod.publicHost, port };
   }
 
   /** Waits (bounded) for the pod's first listing, so its view is authoritative. */

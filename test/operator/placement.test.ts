@@ -11,7 +11,7 @@ import { Reconciler } from '../../operator/reconciler.ts';
 import { FakeClock } from '../helpers/fake-clock.ts';
 import { FakeProxy } from '../helpers/fake-proxy-admin.ts';
 
-function setup(podCount = 3, portsPerPod = 4) {
+function setup(podCount = 3, portsPerPod = 4, serviceHost?: (ordinal: number) => string | undefined) {
   const clock = new FakeClock();
   const store = new MemorySessionStore({ now: () => new Date(clock.now()) });
   const proxies = Array.from({ length: podCount }, () => new FakeProxy());
@@ -22,6 +22,7 @@ function setup(podCount = 3, portsPerPod = 4) {
       admin,
       allocator: new PortAllocator({ min: 100 + i * portsPerPod, max: 100 + (i + 1) * portsPerPod - 1 }),
       publicHost: `pod${i}.example`,
+      ...(serviceHost ? { serviceHost: () => serviceHost(i) } : {}),
     })),
     logger: silentLogger(),
     clock,
@@ -123,6 +124,21 @@ test('a copy of a session on a pod other than its own is removed there', async (
   await settle();
   assert.not.ok(other.sessions.has('A'));
   assert.is((await store.get('A'))!.status.phase, 'Active');
+  await reconciler.stop();
+});
+
+test('a pod’s load-balancer address, once known, is the host /on answers; until then the configured one', async () => {
+  let lb: string | undefined;
+  const { store, reconciler, settle } = setup(1, 4, () => lb);
+  await reconciler.start();
+  await settle();
+  await on(store, 'A');
+  await settle();
+  assert.is((await store.get('A'))!.status.host, 'pod0.example');
+  lb = '203.0.113.7';
+  await on(store, 'B');
+  await settle();
+  assert.is((await store.get('B'))!.status.host, '203.0.113.7');
   await reconciler.stop();
 });
 
