@@ -27,8 +27,10 @@ import { ProxySessionClient } from './kube/proxysession-client.ts';
 import { ServiceHosts } from './kube/service-hosts.ts';
 import { proxyEventToKubeEvent } from './kube/session-events.ts';
 import { SessionInformer } from './kube/session-informer.ts';
+import { LiveSessions } from './live-status.ts';
 import { OperatorMetrics } from './operator-metrics.ts';
 import { ProxyAdminClient } from './proxy-admin-client.ts';
+import { ProxyView } from './proxy-view.ts';
 import { Reconciler } from './reconciler.ts';
 import { SessionCommands } from './session-commands.ts';
 
@@ -136,11 +138,23 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
       ? ServiceHosts.forCluster(kubeConfig, cluster.namespace, serviceNames, logger.child({ part: 'services' }))
       : undefined;
   await serviceHosts?.start();
-  const proxyAdmins = cluster.proxies.map((pod) => ({
-    name: pod.name,
-    admin: new ProxyAdminClient({ endpoint: { host: pod.host, port: pod.port, token: adminToken } }),
-    ...(pod.service && serviceHosts ? { serviceHost: () => serviceHosts.host(pod.service ?? '') } : {}),
-  }));
+  // Every replica keeps a view of every pod, leading or not: /status reads live counters there.
+  const proxyAdmins = cluster.proxies.map((pod) => {
+    const admin = new ProxyAdminClient({ endpoint: { host: pod.host, port: pod.port, token: adminToken } });
+    const view = new ProxyView({
+      admin,
+      logger: logger.child({ part: 'proxy-view', proxy: pod.name }),
+      pollIntervalMs: config.pollIntervalMs,
+    });
+    view.start();
+    return {
+      name: pod.name,
+      admin,
+      view,
+      ...(pod.service && serviceHosts ? { serviceHost: () => serviceHosts.host(pod.service ?? '') } : {}),
+    };
+  });
+  const live = new LiveSessions(new Map(proxyAdmins.map((pod) => [pod.name, pod.view])), proxyAdmins[0]?.name ?? '');
   // Checked before anything starts, so bad slices stop the start with their message.
   proxyPodTargets(config, proxyAdmins);
   const recorder = EventRecorder.forCluster(kubeConfig, cluster.namespace, logger.child({ part: 'events' }));
@@ -203,7 +217,7 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
   tokensFile?.start();
   const summary = new LogSummary(logger.child({ part: 'control-api' }), config.logSummaryMs);
   const app = createControlApi({
-    commands: new SessionCommands(store, { timeoutMs: config.requestTimeoutMs }),
+    commands: new SessionCommands(store, { timeoutMs: config.requestTimeoutMs, live: (session) => live.overlay(session) }),
     metrics: controlMetrics,
     logger: logger.child({ part: 'control-api' }),
     tokens,
@@ -234,6 +248,7 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
       summary.close();
       informer.stop();
       store.close();
+      await Promise.all(proxyAdmins.map((pod) => pod.view.stop()));
       for (const { admin } of proxyAdmins) admin.close();
       serviceHosts?.stop();
     },

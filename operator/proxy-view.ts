@@ -76,9 +76,14 @@ export class ProxyView {
     this.clock = options.clock ?? systemClock;
   }
 
-  /** Starts reading the proxy; the first listing runs in the background (see `whenSynced`). */
-  start(listener: ProxyViewListener): void {
-    this.listener = listener;
+  /**
+   * Starts reading the proxy; the first listing runs in the background (see
+   * `whenSynced`). With a listener, as `listen` — one view can serve a
+   * reader (the Control API's /status) before and after a reconciler listens.
+   */
+  start(listener?: ProxyViewListener): void {
+    if (listener) this.listen(listener);
+    if (!this.stopped) return;
     this.stopped = false;
     this.events = this.admin.watchEvents({
       onEvent: (event) => this.onEvent(event),
@@ -87,6 +92,15 @@ export class ProxyView {
       },
     });
     this.pollNow();
+  }
+
+  /** Tells `listener` what changes from now on (one listener at a time). */
+  listen(listener: ProxyViewListener): void {
+    this.listener = listener;
+  }
+
+  unlisten(listener: ProxyViewListener): void {
+    if (this.listener === listener) this.listener = undefined;
   }
 
   async stop(): Promise<void> {

@@ -22,7 +22,7 @@ import { RateLimiter } from '../common/rate-limiter.ts';
 import { type ReconcileResult, timedReconcile } from './operator-metrics.ts';
 import type { PortAllocator } from './port-allocator.ts';
 import { AdminApiError, type ProxyAdmin } from './proxy-admin-client.ts';
-import { ProxyView } from './proxy-view.ts';
+import { ProxyView, type ProxyViewListener } from './proxy-view.ts';
 import {
   activeStatus,
   desiredProxySpec,
@@ -56,11 +56,16 @@ export interface ProxyPodTarget {
   publicHost: string;
   /** The address of the pod's own load balancer, once the cloud has given one. */
   serviceHost?: () => string | undefined;
+  /** A view of the pod kept by the caller (shared, e.g. with /status); otherwise the reconciler makes and owns one. */
+  view?: ProxyView;
 }
 
 /** A pod as the reconciler keeps it. */
 export interface Pod extends ProxyPodTarget {
   view: ProxyView;
+  /** The reconciler made the view and stops it. */
+  ownsView: boolean;
+  listener?: ProxyViewListener;
 }
 
 export interface ReconcilerOptions {
@@ -138,14 +143,16 @@ export class Reconciler {
     this.observeReconcile = options.observeReconcile;
     for (const target of options.pods) {
       if (this.pods.has(target.name)) throw new Error(`proxy pod ${target.name} is named twice`);
-      const view = new ProxyView({
-        admin: target.admin,
-        logger: this.logger.child({ proxy: target.name }),
-        pollIntervalMs: options.pollIntervalMs,
-        staleAfterMs: options.proxyStaleAfterMs,
-        clock: this.clock,
-      });
-      this.pods.set(target.name, { ...target, view });
+      const view =
+        target.view ??
+        new ProxyView({
+          admin: target.admin,
+          logger: this.logger.child({ proxy: target.name }),
+          pollIntervalMs: options.pollIntervalMs,
+          staleAfterMs: options.proxyStaleAfterMs,
+          clock: this.clock,
+        });
+      this.pods.set(target.name, { ...target, view, ownsView: target.view === undefined });
     }
     const first = this.pods.values().next().value;
     if (!first) throw new Error('the reconciler needs at least one proxy pod');
@@ -185,12 +192,14 @@ export class Reconciler {
     for (const pod of this.pods.values()) this.watch(pod);
     // Ended and Failed sessions too, once, so their retention time is scheduled.
     for (const session of stored) this.sync(session.serial);
+    // A shared view may have been listed before we listened: what the pods run is looked at too.
+    for (const pod of this.pods.values()) for (const serial of pod.view.serials()) this.sync(serial);
     this.synced = true;
     this.scheduleResync();
   }
 
   private watch(pod: Pod): void {
-    pod.view.start({
+    pod.listener = {
       sessionChanged: (serial, current) => {
         // A session the proxy ended frees its port now, not when the queue reaches it.
         if (current?.state === 'ended' && pod.allocator.ownerOf(current.port) === serial) pod.allocator.release(current.port);
@@ -203,14 +212,20 @@ export class Reconciler {
       },
       restarted: () => void this.resyncPod(pod).catch((error: unknown) => this.logger.warn({ err: error }, 'resync failed')),
       event: this.onProxyEvent,
-    });
+    };
+    pod.view.start(pod.listener);
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     this.unsubscribe?.();
     if (this.resyncHandle !== undefined) this.clock.clearTimeout(this.resyncHandle);
-    await Promise.all([...this.pods.values()].map((pod) => pod.view.stop()));
+    await Promise.all(
+      [...this.pods.values()].map(async (pod) => {
+        if (pod.listener) pod.view.unlisten(pod.listener);
+        if (pod.ownsView) await pod.view.stop();
+      }),
+    );
     await this.queue.stop();
   }
 

@@ -52,6 +52,8 @@ export class SessionConflictError extends Error {
 export interface SessionCommandsOptions {
   /** Upper bound for one /on or /off. */
   timeoutMs?: number;
+  /** Gives a stored session its live fields as its proxy pod reports them now (see LiveSessions). */
+  live?: (session: ProxySession) => ProxySession;
   clock?: Clock;
 }
 
@@ -61,6 +63,7 @@ const MAX_ON_ATTEMPTS = 5;
 export class SessionCommands {
   private readonly timeoutMs: number;
   private readonly clock: Clock;
+  private readonly live: (session: ProxySession) => ProxySession;
 
   constructor(
     private readonly store: SessionStore,
@@ -68,6 +71,7 @@ export class SessionCommands {
   ) {
     this.timeoutMs = options.timeoutMs ?? 10_000;
     this.clock = options.clock ?? systemClock;
+    this.live = options.live ?? ((session) => session);
   }
 
   async on(query: OnQuery): Promise<OnOutcome> {
@@ -166,14 +170,14 @@ export class SessionCommands {
     if (isTerminal(session)) return { kind: 'ended', session };
     // Being switched off: the seed's answer for it is 404.
     if (session.deleting) return { kind: 'not-found' };
-    return { kind: 'found', session };
+    return { kind: 'found', session: this.live(session) };
   }
 
   /** A page of sessions ordered by serial (UTF-16 code units equal byte order for printable ASCII), after `after`. */
   async list(limit: number, after?: string): Promise<{ sessions: ProxySession[]; more: boolean }> {
     const all = (await this.store.list()).filter((s) => after === undefined || s.serial > after);
     all.sort((a, b) => (a.serial < b.serial ? -1 : a.serial > b.serial ? 1 : 0));
-    return { sessions: all.slice(0, limit), more: all.length > limit };
+    return { sessions: all.slice(0, limit).map(this.live), more: all.length > limit };
   }
 
   private async waitUntilGone(session: ProxySession, timeoutMs: number): Promise<boolean> {

@@ -98,6 +98,13 @@ export function liveStatus(state: SessionState | undefined): ProxySessionStatus 
   return counters;
 }
 
+/** A copy of status with its live fields (LIVE_FIELDS) taken from the proxy's state. */
+export function withLiveStatus(status: ProxySessionStatus, state: SessionState): ProxySessionStatus {
+  const next: ProxySessionStatus = { ...status };
+  for (const field of LIVE_FIELDS) delete next[field];
+  return { ...next, ...liveStatus(state) };
+}
+
 /** Status fields that move with traffic alone; writes that change only these are rate-limited. */
 export const TRAFFIC_FIELDS = [
   'transferredBytes',

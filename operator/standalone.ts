@@ -20,10 +20,12 @@ import { type OperatorConfig, operatorConfigFromEnv, proxyPodTargets, reconciler
 import { createControlApi } from './control-api.ts';
 import { ControlMetrics } from './control-metrics.ts';
 import { ControlTokensFile } from './control-tokens-file.ts';
+import { LiveSessions } from './live-status.ts';
 import { MemorySessionStore } from './memory-session-store.ts';
 import { OperatorMetrics } from './operator-metrics.ts';
 import { ProxyAdminClient } from './proxy-admin-client.ts';
 import { ProxyProcess } from './proxy-process.ts';
+import { ProxyView } from './proxy-view.ts';
 import { Reconciler } from './reconciler.ts';
 import { SessionCommands } from './session-commands.ts';
 
@@ -68,13 +70,16 @@ export async function startStandalone(env: NodeJS.ProcessEnv, logger: Logger): P
     const store = new MemorySessionStore();
     const admin = new ProxyAdminClient({ endpoint: { socketPath } });
     cleanups.push(async () => admin.close());
+    const view = new ProxyView({ admin, logger: logger.child({ part: 'proxy-view' }), pollIntervalMs: config.pollIntervalMs });
+    view.start();
+    cleanups.push(() => view.stop());
     const metrics = new ControlMetrics(store);
     // Always the leader; process metrics come with the proxy pod's registry.
     const operatorMetrics = new OperatorMetrics(metrics.registry, { leading: () => true, reconciler: () => reconciler });
     const reconciler: Reconciler = new Reconciler({
       ...reconcilerSettings(config),
       store: operatorMetrics.countStatusWrites(store),
-      pods: proxyPodTargets(config, [{ name: STANDALONE_PROXY, admin }]),
+      pods: proxyPodTargets(config, [{ name: STANDALONE_PROXY, admin, view }]),
       logger: logger.child({ part: 'reconciler' }),
       observeReconcile: operatorMetrics.observeReconcile,
     });
@@ -94,8 +99,9 @@ export async function startStandalone(env: NodeJS.ProcessEnv, logger: Logger): P
     }
     const summary = new LogSummary(logger.child({ part: 'control-api' }), config.logSummaryMs);
     cleanups.push(async () => summary.close());
+    const live = new LiveSessions(new Map([[STANDALONE_PROXY, view]]), STANDALONE_PROXY);
     const app = createControlApi({
-      commands: new SessionCommands(store, { timeoutMs: config.requestTimeoutMs }),
+      commands: new SessionCommands(store, { timeoutMs: config.requestTimeoutMs, live: (session) => live.overlay(session) }),
       metrics,
       logger: logger.child({ part: 'control-api' }),
       tokens,
