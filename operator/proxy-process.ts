@@ -36,7 +36,7 @@ export function proxyExecArgv(parentExecArgv: readonly string[], compiled: boole
   if (!compiled) return [...parentExecArgv];
   const kept: string[] = [];
   for (let i = 0; i < parentExecArgv.length; i++) {
-    const arg = parentExecArgv[i]!;
+    const arg = parentExecArgv[i] ?? '';
     const eq = arg.indexOf('=');
     if (!PRELOAD_FLAGS.has(eq === -1 ? arg : arg.slice(0, eq))) {
       kept.push(arg);
