@@ -5,6 +5,7 @@ import http from 'node:http';
 import {
   ADMIN_ERROR_CODES,
   type AdminError,
+  type ChangeBatch,
   ENDED_REASONS,
   type InstanceInfo,
   isOneOf,
@@ -12,6 +13,7 @@ import {
   type ProxyEvent,
   type SessionList,
   type SessionLookup,
+  type SessionRemoval,
   type SessionSpec,
   type SessionState,
   type SideState,
@@ -169,6 +171,35 @@ export function toSessionList(value: unknown): SessionList {
   return { ...info, sessions: value.sessions.map(toSessionState) };
 }
 
+function toSessionRemoval(value: unknown): SessionRemoval {
+  if (!isObject(value) || typeof value.serial !== 'string' || typeof value.id !== 'string' || typeof value.changeSeq !== 'number') {
+    fail('change batch');
+  }
+  return { serial: value.serial, id: value.id, changeSeq: value.changeSeq };
+}
+
+export function toChangeBatch(value: unknown): ChangeBatch {
+  const info = toInstanceInfo(value);
+  if (
+    !isObject(value) ||
+    typeof value.cursor !== 'number' ||
+    typeof value.reset !== 'boolean' ||
+    typeof value.more !== 'boolean' ||
+    !Array.isArray(value.sessions) ||
+    !Array.isArray(value.removed)
+  ) {
+    fail('change batch');
+  }
+  return {
+    ...info,
+    cursor: value.cursor,
+    reset: value.reset,
+    sessions: value.sessions.map(toSessionState),
+    removed: value.removed.map(toSessionRemoval),
+    more: value.more,
+  };
+}
+
 export function toProxyEvent(value: unknown): ProxyEvent {
   const what = 'event';
   if (
@@ -189,6 +220,7 @@ export function toProxyEvent(value: unknown): ProxyEvent {
     const text = optionalString(value[key], what);
     if (text !== undefined) event[key] = text;
   }
+  if (value.session !== undefined && value.session !== null) event.session = toSessionState(value.session);
   return event;
 }
 
@@ -230,6 +262,14 @@ export class ProxyAdminClient implements ProxyAdmin {
 
   async listSessions(): Promise<SessionList> {
     return toSessionList(await this.requestJson('GET', '/v1/sessions'));
+  }
+
+  /** The change feed: what changed after `since` (a cursor of `instance`; none for a full listing), at most `limit` items. */
+  async changes(since: number, instance: string | undefined, limit?: number): Promise<ChangeBatch> {
+    const query = new URLSearchParams({ since: String(since) });
+    if (instance !== undefined) query.set('instance', instance);
+    if (limit !== undefined) query.set('limit', String(limit));
+    return toChangeBatch(await this.requestJson('GET', `/v1/changes?${query}`));
   }
 
   async getSession(serial: string): Promise<SessionLookup> {
