@@ -119,7 +119,8 @@ export class ProxyMetrics {
       help: 'Largest event-loop delay since the previous scrape',
       registers: [this.registry],
       collect() {
-        // The histogram reports nanoseconds; reset so each scrape sees its own interval.
+        // Nanoseconds; reset so each scrape sees its own interval (the first
+        // 10 ms tick after a reset only restarts the measurement).
         this.set(loopDelay.max / 1e9);
         loopDelay.reset();
       },
