@@ -193,7 +193,8 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
       concurrency: 16,
       counterFlushesPerSecond: cluster.counterFlushesPerSecond,
       onProxyEvent: (event) => {
-        const session = informer.list().find((r) => r.spec.serial === event.serial && r.metadata.uid === event.id);
+        const resource = event.id === undefined ? undefined : informer.withUid(event.id);
+        const session = resource?.spec.serial === event.serial ? resource : undefined;
         const kubeEvent = proxyEventToKubeEvent(event);
         if (session && kubeEvent) recorder.record({ name: session.metadata.name, uid: session.metadata.uid }, kubeEvent);
       },

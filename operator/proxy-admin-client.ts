@@ -13,6 +13,7 @@ import {
   type ProxyEvent,
   type SessionList,
   type SessionLookup,
+  type SessionRemoval,
   type SessionSpec,
   type SessionState,
   type SideState,
@@ -49,7 +50,7 @@ export interface ProxyAdmin {
   info(): Promise<InstanceInfo>;
   listSessions(): Promise<SessionList>;
   /** The change feed: what changed after `since` (see admin-protocol.ts). */
-  changes(since: number, instance: string | undefined, limit: number): Promise<ChangeBatch>;
+  changes(since: number, instance: string | undefined, limit?: number): Promise<ChangeBatch>;
   /** One session by serial, with the instance that answered. */
   getSession(serial: string): Promise<SessionLookup>;
   putSession(serial: string, spec: SessionSpec): Promise<SessionState>;
@@ -175,9 +176,15 @@ export function toSessionList(value: unknown): SessionList {
   return { ...info, sessions: value.sessions.map(toSessionState) };
 }
 
+function toSessionRemoval(value: unknown): SessionRemoval {
+  if (!isObject(value) || typeof value.serial !== 'string' || typeof value.id !== 'string' || typeof value.changeSeq !== 'number') {
+    fail('change batch');
+  }
+  return { serial: value.serial, id: value.id, changeSeq: value.changeSeq };
+}
+
 export function toChangeBatch(value: unknown): ChangeBatch {
   const info = toInstanceInfo(value);
-  const what = 'change batch';
   if (
     !isObject(value) ||
     typeof value.cursor !== 'number' ||
@@ -186,21 +193,15 @@ export function toChangeBatch(value: unknown): ChangeBatch {
     !Array.isArray(value.sessions) ||
     !Array.isArray(value.removed)
   ) {
-    fail(what);
+    fail('change batch');
   }
-  const removed = value.removed.map((entry: unknown) => {
-    if (!isObject(entry) || typeof entry.serial !== 'string' || typeof entry.id !== 'string' || typeof entry.changeSeq !== 'number') {
-      fail(what);
-    }
-    return { serial: entry.serial, id: entry.id, changeSeq: entry.changeSeq };
-  });
   return {
     ...info,
     cursor: value.cursor,
     reset: value.reset,
-    more: value.more,
     sessions: value.sessions.map(toSessionState),
-    removed,
+    removed: value.removed.map(toSessionRemoval),
+    more: value.more,
   };
 }
 
@@ -268,9 +269,11 @@ export class ProxyAdminClient implements ProxyAdmin {
     return toSessionList(await this.requestJson('GET', '/v1/sessions'));
   }
 
-  async changes(since: number, instance: string | undefined, limit: number): Promise<ChangeBatch> {
-    const query = new URLSearchParams({ since: String(since), limit: String(limit) });
+  /** The change feed: what changed after `since` (a cursor of `instance`; none for a full listing), at most `limit` items. */
+  async changes(since: number, instance: string | undefined, limit?: number): Promise<ChangeBatch> {
+    const query = new URLSearchParams({ since: String(since) });
     if (instance !== undefined) query.set('instance', instance);
+    if (limit !== undefined) query.set('limit', String(limit));
     return toChangeBatch(await this.requestJson('GET', `/v1/changes?${query}`));
   }
 

@@ -18,9 +18,43 @@ export interface ProxyProcessOptions {
   startTimeoutMs?: number;
 }
 
+const OWN_EXTENSION = extname(fileURLToPath(import.meta.url));
 /** proxy-pod/main.ts beside this file, or main.js when running from dist/. */
-const PROXY_ENTRY = fileURLToPath(new URL(`../proxy-pod/main${extname(fileURLToPath(import.meta.url))}`, import.meta.url));
+const PROXY_ENTRY = fileURLToPath(new URL(`../proxy-pod/main${OWN_EXTENSION}`, import.meta.url));
 const STOP_GRACE_MS = 5000;
+/** Node options that load code before the entry point, as `--flag value` or `--flag=value`. */
+const PRELOAD_FLAGS = new Set(['--import', '--require', '-r', '--loader', '--experimental-loader']);
+
+/**
+ * The Node options the proxy process starts with: the parent's (so
+ * --max-old-space-size, --inspect and the like carry over), but compiled
+ * JavaScript gets no TypeScript loader (tsx), even when the parent was
+ * started with one: it would cost the proxy process memory and start time
+ * for nothing. Under TypeScript the loader is what runs main.ts, so it stays.
+ */
+export function proxyExecArgv(parentExecArgv: readonly string[], compiled: boolean): string[] {
+  if (!compiled) return [...parentExecArgv];
+  const kept: string[] = [];
+  for (let i = 0; i < parentExecArgv.length; i++) {
+    const arg = parentExecArgv[i] ?? '';
+    const eq = arg.indexOf('=');
+    if (!PRELOAD_FLAGS.has(eq === -1 ? arg : arg.slice(0, eq))) {
+      kept.push(arg);
+      continue;
+    }
+    // The value is inline (--import=tsx) or the next argument (--import tsx).
+    const option = eq === -1 ? parentExecArgv.slice(i, i + 2) : [arg];
+    i += option.length - 1;
+    const value = eq === -1 ? (option[1] ?? '') : arg.slice(eq + 1);
+    if (!isTypeScriptLoader(value)) kept.push(...option);
+  }
+  return kept;
+}
+
+/** `tsx`, `tsx/esm`, or a path into a tsx installation. */
+function isTypeScriptLoader(specifier: string): boolean {
+  return /^tsx(\/|$)/.test(specifier) || /[/\\]node_modules[/\\]tsx[/\\]/.test(specifier);
+}
 const RESTART_DELAY_MS = 1000;
 
 export class ProxyProcess {
@@ -55,8 +89,8 @@ export class ProxyProcess {
 
   private spawn(env: NodeJS.ProcessEnv): Promise<void> {
     const timeoutMs = this.opts.startTimeoutMs ?? 20_000;
-    // execArgv is inherited, so under tsx the child runs the TypeScript entry too.
-    const child = fork(PROXY_ENTRY, [], { env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const execArgv = proxyExecArgv(process.execArgv, OWN_EXTENSION === '.js');
+    const child = fork(PROXY_ENTRY, [], { env, execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     this.child = child;
     return new Promise<void>((resolve, reject) => {
       let ready = false;

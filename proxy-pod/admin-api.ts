@@ -10,7 +10,17 @@ import { PassThrough } from 'node:stream';
 import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
 import Koa from 'koa';
-import type { AdminError, ProxyEvent, SessionList, SessionLookup, SessionSpec, SessionState } from '../common/admin-protocol.ts';
+import {
+  type AdminError,
+  type ChangeBatch,
+  DEFAULT_CHANGE_BATCH,
+  MAX_CHANGE_BATCH,
+  type ProxyEvent,
+  type SessionList,
+  type SessionLookup,
+  type SessionSpec,
+  type SessionState,
+} from '../common/admin-protocol.ts';
 import { type HttpLimits, limitConnections } from '../common/http-limits.ts';
 import type { Logger } from '../common/log.ts';
 import { listen } from '../common/sockets.ts';
@@ -24,6 +34,7 @@ export type AdminListen = { socketPath: string } | { host: string; port: number;
 export interface AdminTarget {
   info(): { instanceId: string; startedAt: string; devicePort: number };
   list(): SessionList;
+  changes(since: number, instance: string | undefined, limit: number): ChangeBatch;
   lookup(serial: string): SessionLookup;
   put(serial: string, spec: SessionSpec): Promise<SessionState>;
   delete(serial: string): Promise<SessionState | undefined>;
@@ -109,6 +120,10 @@ export class AdminApi {
     });
     router.get('/v1/sessions', (ctx) => {
       ctx.body = target.list();
+    });
+    router.get('/v1/changes', (ctx) => {
+      const { since, instance, limit } = parseChangesQuery(ctx.query);
+      ctx.body = target.changes(since, instance, limit);
     });
     router.get('/v1/sessions/:serial', (ctx) => {
       ctx.body = target.lookup(serialParam(ctx.params.serial));
@@ -203,6 +218,39 @@ function serialParam(raw: string | undefined): string {
     throw new AdminHttpError(400, 'bad_request', 'serial must be 1-64 printable ASCII characters without spaces');
   }
   return raw;
+}
+
+/** The change feed's query: `since` (default 0), `instance` (absent: a full listing), `limit`; anything else is refused. */
+export function parseChangesQuery(query: Record<string, string | string[] | undefined>): {
+  since: number;
+  instance: string | undefined;
+  limit: number;
+} {
+  const bad = (message: string) => new AdminHttpError(400, 'bad_request', message);
+  const single = (name: string): string | undefined => {
+    const value = query[name];
+    if (Array.isArray(value)) throw bad(`${name} must be given once`);
+    return value;
+  };
+  for (const key of Object.keys(query)) {
+    if (key !== 'since' && key !== 'instance' && key !== 'limit') throw bad(`unknown query parameter "${key}" (since, instance, limit)`);
+  }
+  const wholeNumber = (text: string | undefined, fallback: number): number => {
+    if (text === undefined) return fallback;
+    const value = /^\d{1,16}$/.test(text) ? Number(text) : Number.NaN;
+    return Number.isSafeInteger(value) ? value : Number.NaN;
+  };
+  const sinceText = single('since');
+  const since = wholeNumber(sinceText, 0);
+  if (Number.isNaN(since)) throw bad(`since must be a whole number of 0 or more (a cursor), not "${sinceText?.slice(0, 40)}"`);
+  const limitText = single('limit');
+  const limit = wholeNumber(limitText, DEFAULT_CHANGE_BATCH);
+  if (!(limit >= 1 && limit <= MAX_CHANGE_BATCH))
+    throw bad(`limit must be a whole number from 1 to ${MAX_CHANGE_BATCH}, not "${limitText?.slice(0, 40)}"`);
+  const instance = single('instance');
+  if (instance !== undefined && (instance.length < 1 || instance.length > 128))
+    throw bad('instance must be the instanceId of an earlier answer (1-128 characters)');
+  return { since, instance, limit };
 }
 
 /** Validates a PUT body field by field; unknown fields are refused so typos do not pass silently. */

@@ -59,6 +59,22 @@ interface PendingDevice {
   release(): void;
 }
 
+/** Where a connection that has not registered yet finds its registration: one set of listeners serves them all. */
+const REGISTRATION = Symbol('registration');
+type RegisteringSocket = net.Socket & { [REGISTRATION]?: Registration };
+
+/** Swallows what a socket emits that nobody needs (errors of sockets on their way out, discarded data). */
+function ignore(): void {}
+
+/** What one connection needs until it has sent its serial; dropped as soon as it has (or failed to). */
+interface Registration {
+  registry: DeviceRegistry;
+  socket: net.Socket;
+  address: string;
+  parser: RegistrationParser;
+  deadline: unknown;
+}
+
 export class DeviceRegistry {
   private readonly server: net.Server;
   private readonly allowlist: AddressMatcher;
@@ -110,7 +126,7 @@ export class DeviceRegistry {
 
   private onConnection(socket: net.Socket): void {
     const address = peerAddress(socket);
-    socket.on('error', () => {});
+    socket.on('error', ignore);
     if (!this.allowlist.admits(socket.remoteAddress)) {
       this.reject(socket, address, 'source-not-allowed');
       return;
@@ -123,42 +139,63 @@ export class DeviceRegistry {
     socket.setNoDelay(true);
     this.unregistered.add(socket);
     this.opts.metrics.unregisteredConnections.set(this.unregistered.size);
+    const registration: Registration = { registry: this, socket, address, parser: new RegistrationParser(), deadline: undefined };
+    registration.deadline = this.opts.clock.setTimeout(() => this.timedOut(registration), this.opts.registrationTimeoutMs, {
+      keepAlive: true,
+    });
+    const registering: RegisteringSocket = socket;
+    registering[REGISTRATION] = registration;
+    socket.on('data', DeviceRegistry.onData).on('close', DeviceRegistry.onClosed).on('end', DeviceRegistry.onClosed);
+  }
 
-    const parser = new RegistrationParser();
-    const done = () => {
-      this.opts.clock.clearTimeout(deadline);
-      socket.off('data', onData);
-      socket.off('close', onClose);
-      socket.off('end', onClose);
-      this.unregistered.delete(socket);
-      this.opts.metrics.unregisteredConnections.set(this.unregistered.size);
-    };
-    const deadline = this.opts.clock.setTimeout(
-      () => {
-        done();
-        this.reject(socket, address, 'timeout');
-      },
-      this.opts.registrationTimeoutMs,
-      { keepAlive: true },
-    );
-    const onClose = () => {
-      done();
-      this.reject(socket, address, 'closed-early');
-    };
-    const onData = (chunk: Buffer) => {
-      const step = parser.push(chunk);
-      if (step.kind === 'incomplete') return;
-      done();
-      if (step.kind === 'rejected') return this.reject(socket, address, step.reason);
-      // Nothing more is read until the device's new owner wants it.
-      socket.pause();
-      this.opts.metrics.registrations.inc();
-      this.opts.summary.info({ serial: step.serial, peer: address }, 'device registered');
-      this.routeSoon({ serial: step.serial, socket, payload: step.payload, endedWithCr: step.endedWithCr }, address);
-    };
-    socket.on('data', onData);
-    socket.on('close', onClose);
-    socket.on('end', onClose);
+  // The listeners of every registering socket, shared: `this` is the socket, which knows its registration.
+  private static readonly onData = function (this: RegisteringSocket, chunk: Buffer): void {
+    const registration = this[REGISTRATION];
+    if (registration) registration.registry.received(registration, chunk);
+  };
+
+  private static readonly onClosed = function (this: RegisteringSocket): void {
+    const registration = this[REGISTRATION];
+    if (registration) registration.registry.closedEarly(registration);
+  };
+
+  /** Registration is over, one way or the other: drops everything it needed (parser, deadline, listeners). */
+  private finish(registration: Registration): void {
+    const socket: RegisteringSocket = registration.socket;
+    this.opts.clock.clearTimeout(registration.deadline);
+    socket.off('data', DeviceRegistry.onData).off('close', DeviceRegistry.onClosed).off('end', DeviceRegistry.onClosed);
+    socket[REGISTRATION] = undefined;
+    this.unregistered.delete(socket);
+    this.opts.metrics.unregisteredConnections.set(this.unregistered.size);
+  }
+
+  /** The registration's deadline passed. */
+  private timedOut(registration: Registration): void {
+    this.finish(registration);
+    this.reject(registration.socket, registration.address, 'timeout');
+  }
+
+  /** The connection closed before its line was complete. */
+  private closedEarly(registration: Registration): void {
+    this.finish(registration);
+    this.reject(registration.socket, registration.address, 'closed-early');
+  }
+
+  /** Bytes of a connection that has not registered yet. */
+  private received(registration: Registration, chunk: Buffer): void {
+    const step = registration.parser.push(chunk);
+    if (step.kind === 'incomplete') return;
+    const { socket, address } = registration;
+    this.finish(registration);
+    if (step.kind === 'rejected') {
+      this.reject(socket, address, step.reason);
+      return;
+    }
+    // Nothing more is read until the device's new owner wants it.
+    socket.pause();
+    this.opts.metrics.registrations.inc();
+    this.opts.summary.info({ serial: step.serial, peer: address }, 'device registered');
+    this.routeSoon({ serial: step.serial, socket, payload: step.payload, endedWithCr: step.endedWithCr }, address);
   }
 
   /**
@@ -189,8 +226,6 @@ export class DeviceRegistry {
       this.reject(socket, address, 'pending-full');
       return;
     }
-    // Data that arrives before the session exists is discarded.
-    const discard = () => {};
     const gone = () => {
       this.takePending(serial);
       socket.destroy();
@@ -205,12 +240,13 @@ export class DeviceRegistry {
     );
     const release = () => {
       this.opts.clock.clearTimeout(timer);
-      socket.off('data', discard).off('end', gone).off('close', gone);
+      socket.off('data', ignore).off('end', gone).off('close', gone);
       socket.pause();
     };
     this.pending.set(serial, { socket, release });
     this.opts.metrics.pendingDevices.set(this.pending.size);
-    socket.on('data', discard).on('end', gone).on('close', gone);
+    // Data that arrives before the session exists is discarded.
+    socket.on('data', ignore).on('end', gone).on('close', gone);
     socket.resume();
     this.opts.summary.info({ serial, peer: address }, 'device pending: no session yet');
   }

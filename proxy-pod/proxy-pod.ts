@@ -3,14 +3,16 @@
 // state; `instanceId` tells the reconciler when it must program it again.
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import type { ProxyEvent, SessionList, SessionLookup, SessionSpec, SessionState } from '../common/admin-protocol.ts';
+import type { ChangeBatch, ProxyEvent, SessionList, SessionLookup, SessionSpec, SessionState } from '../common/admin-protocol.ts';
 import { type Clock, systemClock } from '../common/clock.ts';
 import type { HttpLimits } from '../common/http-limits.ts';
 import { createLogger, type Logger } from '../common/log.ts';
 import { LogSummary } from '../common/log-summary.ts';
+import { ActivitySweep } from './activity-sweep.ts';
 import { AdminApi, AdminHttpError, type AdminListen } from './admin-api.ts';
+import { ChangeFeed } from './change-feed.ts';
 import { DeviceRegistry, type RegisteredDevice } from './device-registry.ts';
-import { ProxyMetrics } from './metrics.ts';
+import { type ByteTotals, emptyByteTotals, ProxyMetrics } from './metrics.ts';
 import { Session, type SessionEvent } from './session.ts';
 
 export interface ProxyPodOptions {
@@ -38,8 +40,10 @@ export interface ProxyPodOptions {
   logSummaryMs?: number;
   /** Connection cap and timeouts of the admin API's HTTP server. */
   httpLimits?: HttpLimits;
-  /** Process-wide metrics (memory, CPU); off when several pods share a process. */
+  /** Process-wide metrics (resident memory, event-loop delay); off when several pods share a process. */
   processMetrics?: boolean;
+  /** How often the activity sweep looks at the counters of sessions with a party (default 250 ms). */
+  sweepIntervalMs?: number;
   clock?: Clock;
 }
 
@@ -54,6 +58,13 @@ export class ProxyPod {
   private readonly registry: DeviceRegistry;
   private readonly events = new EventEmitter();
   private seq = 0;
+  private readonly feed = new ChangeFeed((serial, seq) => {
+    const session = this.sessions.get(serial);
+    if (session) session.changeSeq = seq;
+  });
+  private readonly sweep: ActivitySweep<Session>;
+  /** Bytes counted by sessions already removed, so the Prometheus counters never go back. */
+  private readonly removedBytes = emptyByteTotals();
   private admin: AdminApi | undefined;
   private boundDevicePort = 0;
   // Admin changes run one at a time: a put awaits its listen, and two puts
@@ -65,6 +76,12 @@ export class ProxyPod {
     this.startedAt = new Date(this.clock.now());
     this.logger = opts.logger ?? createLogger('proxy-pod');
     this.metrics = new ProxyMetrics(opts.processMetrics ?? true);
+    this.metrics.countBytes(() => this.byteTotals());
+    this.sweep = new ActivitySweep<Session>({
+      clock: this.clock,
+      ...(opts.sweepIntervalMs !== undefined ? { intervalMs: opts.sweepIntervalMs } : {}),
+      moved: (session) => this.changed(session),
+    });
     this.summary = new LogSummary(this.logger, opts.logSummaryMs ?? 10_000);
     this.events.setMaxListeners(0);
     this.registry = new DeviceRegistry(
@@ -89,10 +106,13 @@ export class ProxyPod {
   static async start(opts: ProxyPodOptions): Promise<ProxyPod> {
     const pod = new ProxyPod(opts);
     pod.boundDevicePort = await pod.registry.listen();
+    pod.sweep.start();
     pod.admin = new AdminApi(pod, pod.logger, opts.httpLimits);
     try {
       await pod.admin.listen(opts.admin);
     } catch (err) {
+      pod.sweep.stop();
+      pod.metrics.close();
       await pod.registry.close();
       throw err;
     }
@@ -130,7 +150,7 @@ export class ProxyPod {
             `session ${serial} listens on port ${existing.port}; delete it before moving it to ${spec.port}`,
           );
         }
-        existing.update(spec);
+        if (existing.update(spec)) this.changed(existing);
         return existing.state();
       }
       if (existing && !existing.live && existing.id === spec.id) {
@@ -141,8 +161,10 @@ export class ProxyPod {
         );
       }
       // A put with a new id is a new session: the old one, live or ended, goes.
-      existing?.end('Superseded');
-      this.sessions.delete(serial);
+      if (existing) {
+        existing.end('Superseded');
+        this.forget(existing);
+      }
       const holder = [...this.sessions.values()].find((s) => s.live && s.port === spec.port);
       if (holder) throw new AdminHttpError(409, 'port_unavailable', `port ${spec.port} is used by session ${holder.serial}`);
 
@@ -154,11 +176,12 @@ export class ProxyPod {
         lingerMs: this.opts.lingerMs ?? 30_000,
         keepaliveIdleMs: this.opts.keepaliveIdleMs ?? 60_000,
         sendTimeoutMs: this.opts.sendTimeoutMs ?? 60_000,
-        emit: (event) => this.publish(event),
+        emit: (event) => this.publish(session, event),
         clock: this.clock,
       });
       await session.listen();
       this.sessions.set(serial, session);
+      this.changed(session);
       this.metrics.sessions.inc();
       this.logger.info({ serial, port: spec.port, persistent: spec.persistent, whitelist: spec.ipWhitelist.length }, 'session listening');
       // A lifetime already past ends the session in listen(): the pending device waits on.
@@ -175,13 +198,24 @@ export class ProxyPod {
       const session = this.sessions.get(serial);
       if (!session) return undefined;
       session.end('Deleted');
-      this.sessions.delete(serial);
+      this.forget(session);
       return session.state();
     });
   }
 
   list(): SessionList {
     return { ...this.info(), sessions: [...this.sessions.values()].map((s) => s.state()) };
+  }
+
+  /** The change feed (see admin-protocol.ts): what changed after `since`, at most `limit` sessions and removals. */
+  changes(since: number, instance: string | undefined, limit: number): ChangeBatch {
+    const page = this.feed.read(since, limit, instance === this.instanceId);
+    const sessions: SessionState[] = [];
+    for (const serial of page.changed) {
+      const session = this.sessions.get(serial);
+      if (session) sessions.push(session.state());
+    }
+    return { ...this.info(), cursor: page.cursor, reset: page.reset, sessions, removed: page.removed, more: page.more };
   }
 
   lookup(serial: string): SessionLookup {
@@ -200,6 +234,8 @@ export class ProxyPod {
   }
 
   async stop(): Promise<void> {
+    this.sweep.stop();
+    this.metrics.close();
     await this.admin?.close();
     for (const session of this.sessions.values()) session.end('Deleted');
     this.sessions.clear();
@@ -216,8 +252,40 @@ export class ProxyPod {
     return true;
   }
 
-  private publish(event: SessionEvent): void {
-    const full: ProxyEvent = { ...event, instanceId: this.instanceId, seq: ++this.seq, at: new Date(this.clock.now()).toISOString() };
+  /** Gives the session the feed's next seq, if it is still the one listed under its serial. */
+  private changed(session: Session): void {
+    if (this.sessions.get(session.serial) === session) session.changeSeq = this.feed.change(session.serial);
+  }
+
+  /** Removes the session from the list and the feed; its counts go on in the byte totals. */
+  private forget(session: Session): void {
+    if (this.sessions.get(session.serial) !== session) return;
+    this.sessions.delete(session.serial);
+    this.sweep.watch(session, false);
+    session.changeSeq = this.feed.remove(session.serial, session.id);
+    session.addBytesTo(this.removedBytes);
+  }
+
+  private byteTotals(): ByteTotals {
+    const { device, client } = this.removedBytes;
+    const totals: ByteTotals = { device: { ...device }, client: { ...client } };
+    for (const session of this.sessions.values()) session.addBytesTo(totals);
+    return totals;
+  }
+
+  private publish(session: Session, event: SessionEvent): void {
+    this.sweep.watch(session, session.hasParty && session.live);
+    this.changed(session);
+    ++this.seq;
+    // Nobody listens (the standalone mode between reconnects, most tests): no state to build.
+    if (this.events.listenerCount('event') === 0) return;
+    const full: ProxyEvent = {
+      ...event,
+      instanceId: this.instanceId,
+      seq: this.seq,
+      at: new Date(this.clock.now()).toISOString(),
+      session: session.state(),
+    };
     this.events.emit('event', full);
   }
 

@@ -5,6 +5,11 @@
 // absent at any moment, bytes for an absent party are dropped and counted, and
 // a write that the receiver cannot take yet pauses the sender until 'drain'
 // (so memory per direction stays near one socket buffer).
+//
+// Per chunk the data plane does one integer add and the write: no clock read,
+// no metric. What the counters imply (last activity, the idle timer's "last
+// use", the change feed's seq, the Prometheus byte counters) is derived later
+// from the counts, by the proxy pod's activity sweep and at scrape time.
 import net from 'node:net';
 import type { EndedReason, SessionSpec, SessionState, SideState } from '../common/admin-protocol.ts';
 import type { Clock } from '../common/clock.ts';
@@ -12,8 +17,7 @@ import type { Logger } from '../common/log.ts';
 import type { LogSummary } from '../common/log-summary.ts';
 import { listen, peerAddress } from '../common/sockets.ts';
 import { AddressMatcher } from './address-matcher.ts';
-import { COARSE_TICK_MS, coarseNowMs, refreshCoarseClock, startCoarseClock } from './coarse-clock.ts';
-import type { ProxyMetrics } from './metrics.ts';
+import type { ByteTotals, ProxyMetrics } from './metrics.ts';
 
 export type Side = 'device' | 'client';
 
@@ -53,12 +57,12 @@ export class PortUnavailableError extends Error {
 
 const LF = 0x0a;
 
-interface PartyHandlers {
-  data(chunk: Buffer): void;
-  end(): void;
-  close(): void;
-  error(err: Error): void;
-}
+/** Where a party's socket finds its party: one set of listeners serves every socket. */
+const PARTY = Symbol('party');
+type PartySocket = net.Socket & { [PARTY]?: Party };
+
+/** Swallows a late error on a socket we let go, so it is no uncaught exception. */
+function ignore(): void {}
 
 /** A connected device or client, and the bookkeeping of its stream. */
 class Party {
@@ -74,27 +78,12 @@ class Party {
   /** Runs while bytes wait for this party and it takes none: Node cannot set TCP_USER_TIMEOUT. */
   sendTimer: NodeJS.Timeout | undefined;
 
-  private handlers: PartyHandlers | undefined;
-
   constructor(
+    readonly session: Session,
     readonly side: Side,
-    readonly socket: net.Socket,
+    readonly socket: PartySocket,
     readonly address: string,
   ) {}
-
-  /** Registers the session's handlers; `unlisten` removes exactly these (net.Socket has its own). */
-  listen(handlers: PartyHandlers): void {
-    this.handlers = handlers;
-    this.socket.on('data', handlers.data).on('end', handlers.end).on('close', handlers.close).on('error', handlers.error);
-  }
-
-  unlisten(): void {
-    const h = this.handlers;
-    if (h) this.socket.off('data', h.data).off('end', h.end).off('close', h.close).off('error', h.error);
-    this.handlers = undefined;
-    // A late error on a socket we let go must not become an uncaught exception.
-    this.socket.on('error', () => {});
-  }
 }
 
 /** What one side has done over the session's life, across its reconnects. */
@@ -103,41 +92,56 @@ class SideRecord {
   dropped = 0;
   /** ISO time of the current connection, taken on connect. */
   connectedSince: string | undefined;
-  /** coarseNowMs of the last byte received from this side; 0 if none yet. */
+  /** Clock time of the sweep that first saw this side's latest bytes; 0 if none yet. */
   lastActivityMs = 0;
-  // state() runs for every session on every status poll: format a time only when it moved.
+  /** forwarded + dropped when the sweep last looked. */
+  seen = 0;
+  // Formatted only when the time moved: state() runs for every change.
   private formattedMs = 0;
-  private formatted = '';
+  private formatted: string | undefined;
+
+  /** Stamps the activity time if bytes came since the last look; true when they did. */
+  sweep(nowMs: number): boolean {
+    const total = this.forwarded + this.dropped;
+    if (total === this.seen) return false;
+    this.seen = total;
+    this.lastActivityMs = nowMs;
+    return true;
+  }
 
   state(): SideState {
     const state: SideState = { forwardedBytes: this.forwarded, droppedBytes: this.dropped };
-    if (this.connectedSince) state.connectedSince = this.connectedSince;
-    if (this.lastActivityMs > 0) {
-      if (this.formattedMs !== this.lastActivityMs) {
-        this.formattedMs = this.lastActivityMs;
-        this.formatted = new Date(this.lastActivityMs).toISOString();
-      }
-      state.lastActivity = this.formatted;
+    if (this.connectedSince !== undefined) state.connectedSince = this.connectedSince;
+    if (this.lastActivityMs !== this.formattedMs) {
+      this.formattedMs = this.lastActivityMs;
+      this.formatted = new Date(this.lastActivityMs).toISOString();
     }
+    if (this.formatted !== undefined) state.lastActivity = this.formatted;
     return state;
   }
 }
 
 export class Session {
+  /** The change feed's seq of this session's latest change; set by the proxy pod. */
+  changeSeq = 0;
   private spec: SessionSpec;
   private whitelist: AddressMatcher;
   private readonly server: net.Server;
-  private readonly parties: Record<Side, Party | undefined> = { device: undefined, client: undefined };
+  private device: Party | undefined;
+  private client: Party | undefined;
   private clientEverConnected = false;
   private timeoutTimer: unknown;
-  private readonly sides: Record<Side, SideRecord> = { device: new SideRecord(), client: new SideRecord() };
+  private readonly deviceRecord = new SideRecord();
+  private readonly clientRecord = new SideRecord();
   private clientsRefused = 0;
-  /** coarseNowMs of the last forwarded byte or connect: what the idle timeout measures from. */
-  private lastUseMs = coarseNowMs;
+  /** Clock time of the last connect, or of the look that first saw forwarded bytes after it: what the idle timeout measures from. */
+  private lastUseMs: number;
+  /** Forwarded bytes (both ways) when `lastUseMs` was last checked. */
+  private usedBytes = 0;
   private idleTimer: unknown;
   private lifetimeTimer: unknown;
-  private listeningSince = new Date();
-  private endedAt: Date | undefined;
+  private listeningSince: string;
+  private endedAt: string | undefined;
   private endedReason: EndedReason | undefined;
 
   constructor(
@@ -147,7 +151,8 @@ export class Session {
   ) {
     this.spec = { ...spec, ipWhitelist: [...spec.ipWhitelist] };
     this.whitelist = new AddressMatcher(spec.ipWhitelist);
-    startCoarseClock();
+    this.lastUseMs = ctx.clock.now();
+    this.listeningSince = new Date(this.lastUseMs).toISOString();
     // keepAlive is set per socket with its idle time (without one the kernel's 2 h default stays).
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.onClient(socket));
     this.server.on('error', (err) => this.ctx.logger.error({ serial, err }, 'session listener error'));
@@ -165,24 +170,33 @@ export class Session {
     return this.endedReason === undefined;
   }
 
+  /** A device or a client is attached: the activity sweep looks at this session. */
+  get hasParty(): boolean {
+    return this.device !== undefined || this.client !== undefined;
+  }
+
   /** Binds the session's port; rejects with PortUnavailableError. */
   async listen(): Promise<void> {
     await listen(this.server, { port: this.spec.port, host: this.ctx.bindHost, exclusive: true }).catch((err: unknown) => {
       throw new PortUnavailableError(this.spec.port, err);
     });
-    this.listeningSince = new Date(this.ctx.clock.now());
-    this.lastUseMs = refreshCoarseClock();
+    this.lastUseMs = this.ctx.clock.now();
+    this.listeningSince = new Date(this.lastUseMs).toISOString();
     this.armTimeout();
     this.armLimits();
   }
 
-  /** Applies new parameters to the live session; the port never changes here. */
-  update(spec: SessionSpec): void {
-    const timeoutChanged = spec.timeoutSeconds !== this.spec.timeoutSeconds;
-    const limitsChanged = spec.notAfter !== this.spec.notAfter || spec.idleTimeoutSeconds !== this.spec.idleTimeoutSeconds;
+  /** Applies new parameters to the live session; the port never changes here. False when nothing changed. */
+  update(spec: SessionSpec): boolean {
+    const old = this.spec;
+    const timeoutChanged = spec.timeoutSeconds !== old.timeoutSeconds;
+    const limitsChanged = spec.notAfter !== old.notAfter || spec.idleTimeoutSeconds !== old.idleTimeoutSeconds;
+    const whitelistChanged =
+      spec.ipWhitelist.length !== old.ipWhitelist.length || spec.ipWhitelist.some((entry, i) => entry !== old.ipWhitelist[i]);
+    if (!timeoutChanged && !limitsChanged && !whitelistChanged && spec.persistent === old.persistent) return false;
     this.spec = { ...spec, ipWhitelist: [...spec.ipWhitelist] };
-    this.whitelist = new AddressMatcher(spec.ipWhitelist);
-    const client = this.parties.client;
+    if (whitelistChanged) this.whitelist = new AddressMatcher(spec.ipWhitelist);
+    const client = this.client;
     if (client && !this.whitelist.admits(client.socket.remoteAddress)) {
       this.ctx.logger.info({ serial: this.serial, client: client.address }, 'client no longer whitelisted');
       this.detach(client, 'no longer whitelisted');
@@ -192,6 +206,7 @@ export class Session {
     // retried /on) leaves the running timer alone.
     if (timeoutChanged) this.armTimeout();
     if (limitsChanged) this.armLimits();
+    return true;
   }
 
   attachDevice(socket: net.Socket, payload: Buffer, endedWithCr: boolean): void {
@@ -204,12 +219,12 @@ export class Session {
   end(reason: EndedReason): void {
     if (!this.live) return;
     this.endedReason = reason;
-    this.endedAt = new Date(this.ctx.clock.now());
+    this.endedAt = new Date(this.ctx.clock.now()).toISOString();
     this.ctx.clock.clearTimeout(this.timeoutTimer);
     this.ctx.clock.clearTimeout(this.idleTimer);
     this.ctx.clock.clearTimeout(this.lifetimeTimer);
     this.server.close();
-    for (const party of [this.parties.device, this.parties.client]) {
+    for (const party of [this.device, this.client]) {
       if (!party) continue;
       this.detach(party, reason);
       this.closeAfterFlush(party.socket);
@@ -222,30 +237,58 @@ export class Session {
 
   /** Payload bytes forwarded, both directions together. */
   private get transferred(): number {
-    return this.sides.device.forwarded + this.sides.client.forwarded;
+    return this.deviceRecord.forwarded + this.clientRecord.forwarded;
+  }
+
+  /** Adds this session's byte counts to `totals` (for the Prometheus counters, computed at scrape). */
+  addBytesTo(totals: ByteTotals): void {
+    totals.device.forwarded += this.deviceRecord.forwarded;
+    totals.device.dropped += this.deviceRecord.dropped;
+    totals.client.forwarded += this.clientRecord.forwarded;
+    totals.client.dropped += this.clientRecord.dropped;
+  }
+
+  /**
+   * The activity sweep's look at the counters: stamps the activity times of
+   * what moved since the last look with `nowMs`, a time at or after the
+   * bytes' real one. True when any counter moved.
+   */
+  sweep(nowMs: number): boolean {
+    this.noteUse(nowMs);
+    const device = this.deviceRecord.sweep(nowMs);
+    const client = this.clientRecord.sweep(nowMs);
+    return device || client;
   }
 
   state(): SessionState {
-    const { device, client } = this.parties;
-    return {
-      ...this.spec,
-      ipWhitelist: [...this.spec.ipWhitelist],
+    const { device, client, spec } = this;
+    const deviceRecord = this.deviceRecord;
+    const clientRecord = this.clientRecord;
+    const state: SessionState = {
+      id: spec.id,
+      port: spec.port,
+      persistent: spec.persistent,
+      ipWhitelist: spec.ipWhitelist.slice(),
       serial: this.serial,
-      state: this.live ? 'listening' : 'ended',
-      ...(this.endedReason ? { endedReason: this.endedReason } : {}),
+      state: this.endedReason === undefined ? 'listening' : 'ended',
       deviceConnected: device !== undefined,
       clientConnected: client !== undefined,
-      ...(device ? { deviceAddress: device.address } : {}),
-      ...(client ? { clientAddress: client.address } : {}),
-      transferredBytes: this.transferred,
-      droppedBytes: this.sides.device.dropped + this.sides.client.dropped,
-      device: this.sides.device.state(),
-      client: this.sides.client.state(),
+      transferredBytes: deviceRecord.forwarded + clientRecord.forwarded,
+      droppedBytes: deviceRecord.dropped + clientRecord.dropped,
+      device: deviceRecord.state(),
+      client: clientRecord.state(),
       clientsRefused: this.clientsRefused,
-      listeningSince: this.listeningSince.toISOString(),
-      ...(this.endedAt ? { endedAt: this.endedAt.toISOString() } : {}),
-      changeSeq: 0,
+      listeningSince: this.listeningSince,
+      changeSeq: this.changeSeq,
     };
+    if (spec.timeoutSeconds !== undefined) state.timeoutSeconds = spec.timeoutSeconds;
+    if (spec.notAfter !== undefined) state.notAfter = spec.notAfter;
+    if (spec.idleTimeoutSeconds !== undefined) state.idleTimeoutSeconds = spec.idleTimeoutSeconds;
+    if (this.endedReason !== undefined) state.endedReason = this.endedReason;
+    if (device !== undefined) state.deviceAddress = device.address;
+    if (client !== undefined) state.clientAddress = client.address;
+    if (this.endedAt !== undefined) state.endedAt = this.endedAt;
+    return state;
   }
 
   private armTimeout(): void {
@@ -276,16 +319,29 @@ export class Session {
     if (this.spec.idleTimeoutSeconds !== undefined) this.scheduleIdleCheck(this.spec.idleTimeoutSeconds * 1000);
   }
 
-  /** One timer per session, re-armed for the remainder: nothing per chunk but a stamp. */
+  /** Moves the idle timer's "last use" to `nowMs` if bytes were forwarded since the last check. */
+  private noteUse(nowMs: number): void {
+    const used = this.deviceRecord.forwarded + this.clientRecord.forwarded;
+    if (used === this.usedBytes) return;
+    this.usedBytes = used;
+    this.lastUseMs = nowMs;
+  }
+
+  /**
+   * One timer per session, re-armed for the remainder: nothing per chunk.
+   * "Last use" is stamped by the sweep (every ~250 ms) at or after the real
+   * last byte, and the check itself first looks at the counters, so the
+   * session never ends before its limit, and ends at most a sweep interval
+   * after it.
+   */
   private scheduleIdleCheck(inMs: number): void {
     this.idleTimer = this.ctx.clock.setTimeout(
       () => {
         const limit = this.spec.idleTimeoutSeconds;
         if (limit === undefined || !this.live) return;
-        // The stamp may lag the real last byte by up to the clock's tick, so
-        // the tick is not counted as idle: the session ends up to a second
-        // after its limit, never before.
-        const idleMs = this.ctx.clock.now() - this.lastUseMs - COARSE_TICK_MS;
+        const now = this.ctx.clock.now();
+        this.noteUse(now);
+        const idleMs = now - this.lastUseMs;
         if (idleMs >= limit * 1000) this.end('IdleTimeout');
         else this.scheduleIdleCheck(limit * 1000 - idleMs);
       },
@@ -295,12 +351,12 @@ export class Session {
   }
 
   private onClient(socket: net.Socket): void {
-    const address = peerAddress(socket);
     if (!this.live) {
       socket.destroy();
       return;
     }
     if (!this.whitelist.admits(socket.remoteAddress)) {
+      const address = peerAddress(socket);
       // Destroyed before a single byte is read from it.
       socket.destroy();
       this.clientsRefused += 1;
@@ -318,22 +374,27 @@ export class Session {
   private attach(side: Side, socket: net.Socket): Party {
     socket.setKeepAlive(true, this.ctx.keepaliveIdleMs);
     socket.setNoDelay(true);
-    const previous = this.parties[side];
+    const previous = this[side];
     if (previous) {
       // Replacement is not the party leaving: the session goes on.
       this.detach(previous, 'replaced by a newer connection');
       previous.socket.destroy();
     }
-    const party = new Party(side, socket, peerAddress(socket));
-    this.parties[side] = party;
-    this.lastUseMs = refreshCoarseClock();
-    this.sides[side].connectedSince = new Date(this.lastUseMs).toISOString();
-    party.listen({
-      data: (chunk: Buffer) => this.forward(party, chunk),
-      end: () => this.onPartyGone(party, 'closed'),
-      close: () => this.onPartyGone(party, 'connection lost'),
-      error: (err: Error) => this.ctx.logger.debug({ serial: this.serial, side, peer: party.address, err: err.message }, 'socket error'),
-    });
+    const party = new Party(this, side, socket, peerAddress(socket));
+    this[side] = party;
+    const now = this.ctx.clock.now();
+    // Bytes forwarded before this connect belong to the time before it.
+    this.noteUse(now);
+    this.lastUseMs = now;
+    this.record(side).connectedSince = new Date(now).toISOString();
+    const target: PartySocket = socket;
+    target[PARTY] = party;
+    socket
+      .on('data', Session.onData)
+      .on('end', Session.onEnd)
+      .on('close', Session.onClose)
+      .on('error', Session.onError)
+      .on('drain', Session.onDrain);
     this.ctx.metrics.connections.inc({ side });
     this.ctx.metrics.connected.inc({ side });
     this.ctx.summary.info({ serial: this.serial, side, peer: party.address }, `${side} connected`);
@@ -345,30 +406,59 @@ export class Session {
     return party;
   }
 
+  // The listeners of every party's socket, shared: `this` is the socket, which knows its party.
+  private static readonly onData = function (this: PartySocket, chunk: Buffer): void {
+    const party = this[PARTY];
+    if (party) party.session.forward(party, chunk);
+  };
+
+  private static readonly onEnd = function (this: PartySocket): void {
+    const party = this[PARTY];
+    if (party) party.session.onPartyGone(party, 'closed');
+  };
+
+  private static readonly onClose = function (this: PartySocket): void {
+    const party = this[PARTY];
+    if (party) party.session.onPartyGone(party, 'connection lost');
+  };
+
+  private static readonly onError = function (this: PartySocket, err: Error): void {
+    const party = this[PARTY];
+    if (party)
+      party.session.ctx.logger.debug(
+        { serial: party.session.serial, side: party.side, peer: party.address, err: err.message },
+        'socket error',
+      );
+  };
+
+  private static readonly onDrain = function (this: PartySocket): void {
+    const party = this[PARTY];
+    if (party) party.session.releaseBlockedSender(party);
+  };
+
+  private record(side: Side): SideRecord {
+    return side === 'device' ? this.deviceRecord : this.clientRecord;
+  }
+
   private forward(from: Party, chunk: Buffer): void {
-    if (this.parties[from.side] !== from) return;
-    const to = this.parties[from.side === 'device' ? 'client' : 'device'];
+    const device = from.side === 'device';
+    if ((device ? this.device : this.client) !== from) return;
+    const to = device ? this.client : this.device;
     if (from.awaitingLf) {
       from.awaitingLf = false;
       if (chunk[0] === LF) chunk = chunk.subarray(1);
       if (chunk.length === 0) return;
     }
-    const record = this.sides[from.side];
-    const now = coarseNowMs;
-    record.lastActivityMs = now;
+    const record = device ? this.deviceRecord : this.clientRecord;
     if (!to) {
       record.dropped += chunk.length;
-      this.ctx.metrics.bytesFrom[from.side].dropped.inc(chunk.length);
       return;
     }
     to.awaitingLf = false;
     record.forwarded += chunk.length;
-    this.lastUseMs = now;
-    this.ctx.metrics.bytesFrom[from.side].forwarded.inc(chunk.length);
     if (!to.socket.write(chunk)) {
       from.socket.pause();
       to.blockedSender = from;
-      to.socket.once('drain', () => this.releaseBlockedSender(to));
       this.armSendTimer(to);
     }
   }
@@ -382,7 +472,7 @@ export class Session {
     if (this.ctx.sendTimeoutMs <= 0 || party.sendTimer) return;
     party.sendTimer = setTimeout(() => {
       party.sendTimer = undefined;
-      if (this.parties[party.side] !== party) return;
+      if (this[party.side] !== party) return;
       this.ctx.logger.warn(
         { serial: this.serial, side: party.side, peer: party.address, sendTimeoutS: this.ctx.sendTimeoutMs / 1000 },
         'peer took no data in time: connection ended',
@@ -401,12 +491,12 @@ export class Session {
     }
     if (!receiver || !sender) return;
     receiver.blockedSender = undefined;
-    if (this.parties[sender.side] === sender) sender.socket.resume();
+    if (this[sender.side] === sender) sender.socket.resume();
   }
 
   /** The party closed its side, or its connection died. */
   private onPartyGone(party: Party, how: string): void {
-    if (this.parties[party.side] !== party) return;
+    if (this[party.side] !== party) return;
     this.detach(party, how);
     if (this.spec.persistent) {
       this.closeAfterFlush(party.socket);
@@ -418,14 +508,25 @@ export class Session {
 
   /** Removes the party from its slot; its socket is the caller's to close. */
   private detach(party: Party, why: string): void {
-    if (this.parties[party.side] !== party) return;
-    this.parties[party.side] = undefined;
-    this.sides[party.side].connectedSince = undefined;
-    party.unlisten();
+    if (this[party.side] !== party) return;
+    // Its last bytes get their activity time now: the sweep only looks at sessions with a party.
+    this.sweep(this.ctx.clock.now());
+    this[party.side] = undefined;
+    this.record(party.side).connectedSince = undefined;
+    const socket = party.socket;
+    socket
+      .off('data', Session.onData)
+      .off('end', Session.onEnd)
+      .off('close', Session.onClose)
+      .off('error', Session.onError)
+      .off('drain', Session.onDrain);
+    socket[PARTY] = undefined;
+    // A late error on a socket we let go must not become an uncaught exception.
+    socket.on('error', ignore);
     this.ctx.metrics.connected.dec({ side: party.side });
     this.ctx.summary.info({ serial: this.serial, side: party.side, peer: party.address, why }, `${party.side} disconnected`);
     this.ctx.emit({ type: `${party.side}-disconnected`, serial: this.serial, id: this.spec.id, address: party.address, reason: why });
-    const other = this.parties[party.side === 'device' ? 'client' : 'device'];
+    const other = party.side === 'device' ? this.client : this.device;
     // Whoever waited for this party to drain must not wait forever.
     this.releaseBlockedSender(party);
     if (other?.blockedSender === party) other.blockedSender = undefined;
@@ -441,7 +542,7 @@ export class Session {
     if (socket.destroyed) return;
     const linger = this.ctx.clock.setTimeout(() => socket.destroy(), this.ctx.lingerMs);
     socket.once('close', () => this.ctx.clock.clearTimeout(linger));
-    socket.on('data', () => {});
+    socket.on('data', ignore);
     socket.resume();
     socket.end();
   }

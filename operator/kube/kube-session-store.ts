@@ -52,16 +52,24 @@ export class KubeSessionStore implements SessionStore {
   }
 
   async list(): Promise<ProxySession[]> {
-    const serials = new Set(this.informer.list().map((r) => r.spec.serial));
-    return [...serials].flatMap((serial) => {
+    const sessions: ProxySession[] = [];
+    for (const serial of this.informer.serials()) {
       const resource = this.resourceFor(serial);
-      return resource ? [toSession(resource)] : [];
-    });
+      if (resource) sessions.push(toSession(resource));
+    }
+    return sessions;
   }
 
   /** Resources whose serial another, older resource already holds. */
   duplicates(): ProxySessionResource[] {
-    return this.informer.list().filter((r) => this.resourceFor(r.spec.serial)?.metadata.uid !== r.metadata.uid);
+    const duplicates: ProxySessionResource[] = [];
+    for (const serial of this.informer.serials()) {
+      const named = this.informer.withSerial(serial);
+      if (named.size < 2) continue;
+      const holder = this.resourceFor(serial);
+      for (const r of named.values()) if (r !== holder) duplicates.push(r);
+    }
+    return duplicates;
   }
 
   async apply(spec: ProxySessionSpec): Promise<ApplyResult> {
@@ -150,17 +158,18 @@ export class KubeSessionStore implements SessionStore {
     return this.listeners.subscribe(listener);
   }
 
+  /** The resource that is the serial's session: the oldest of those that carry it. */
   private resourceFor(serial: string): ProxySessionResource | undefined {
     let chosen: ProxySessionResource | undefined;
-    for (const r of this.informer.list()) {
-      if (r.spec.serial !== serial) continue;
+    for (const r of this.informer.withSerial(serial).values()) {
       if (!chosen || older(r, chosen)) chosen = r;
     }
     return chosen;
   }
 
   private byUid(serial: string, uid: string): ProxySessionResource | undefined {
-    return this.informer.list().find((r) => r.spec.serial === serial && r.metadata.uid === uid);
+    const resource = this.informer.withUid(uid);
+    return resource?.spec.serial === serial ? resource : undefined;
   }
 
   private async fetch(name: string): Promise<ProxySessionResource | undefined> {

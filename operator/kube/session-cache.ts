@@ -4,7 +4,9 @@
 // wrote). A copy is taken only if it is newer than the one held, and every
 // deleted incarnation (uid) is remembered for a while as a tombstone, so a
 // late copy of it (a write's answer or a GET that was in flight when the
-// watch reported the deletion) can never bring it back.
+// watch reported the deletion) can never bring it back. Lookups by serial
+// and by uid are indexed, so no caller scans the namespace to find one
+// session; every change goes through put and drop, which keep the indexes.
 import type { ProxySessionResource } from './proxysession-client.ts';
 
 export interface SessionCacheOptions {
@@ -33,8 +35,13 @@ export function isGone(object: ProxySessionResource): boolean {
   return object.metadata.deletionTimestamp !== undefined && object.metadata.finalizers.length === 0;
 }
 
+const NONE: ReadonlyMap<string, ProxySessionResource> = new Map();
+
 export class SessionCache {
   private readonly byName = new Map<string, ProxySessionResource>();
+  private readonly byUid = new Map<string, ProxySessionResource>();
+  /** serial → name → resource: the resources that carry a serial (nearly always one; kubectl may add more). */
+  private readonly bySerial = new Map<string, Map<string, ProxySessionResource>>();
   /** uid → when it was deleted; in deletion order, so expiry pops from the front. */
   private readonly tombstones = new Map<string, number>();
   private readonly tombstoneTtlMs: number;
@@ -51,6 +58,21 @@ export class SessionCache {
 
   values(): IterableIterator<ProxySessionResource> {
     return this.byName.values();
+  }
+
+  /** The cached copy of that incarnation. */
+  withUid(uid: string): ProxySessionResource | undefined {
+    return this.byUid.get(uid);
+  }
+
+  /** The cached resources that carry this serial, by name. */
+  withSerial(serial: string): ReadonlyMap<string, ProxySessionResource> {
+    return this.bySerial.get(serial) ?? NONE;
+  }
+
+  /** Every serial some cached resource carries. */
+  serials(): IterableIterator<string> {
+    return this.bySerial.keys();
   }
 
   get size(): number {
@@ -71,7 +93,7 @@ export class SessionCache {
     if (this.isDeleted(object.metadata.uid)) return false;
     const known = this.byName.get(object.metadata.name);
     if (known && !isNewer(object, known)) return false;
-    this.byName.set(object.metadata.name, object);
+    this.put(object);
     return true;
   }
 
@@ -85,7 +107,7 @@ export class SessionCache {
     const known = this.byName.get(object.metadata.name);
     if (!known) return undefined;
     if (known.metadata.uid !== object.metadata.uid && isNewer(known, object)) return undefined;
-    this.byName.delete(object.metadata.name);
+    this.drop(known);
     return known;
   }
 
@@ -102,12 +124,38 @@ export class SessionCache {
       if (listed.has(name)) continue;
       const order = compareResourceVersions(known.metadata.resourceVersion, listVersion);
       if (order !== undefined && order > 0) continue;
-      this.byName.delete(name);
+      this.drop(known);
       this.bury(known.metadata.uid);
       removed.push(known);
     }
     const upserted = items.filter((item) => this.upsert(item));
     return { removed, upserted };
+  }
+
+  /** Holds this copy under its name, replacing (and unindexing) the copy held before. */
+  private put(object: ProxySessionResource): void {
+    const known = this.byName.get(object.metadata.name);
+    if (known) this.unindex(known);
+    this.byName.set(object.metadata.name, object);
+    this.byUid.set(object.metadata.uid, object);
+    const { serial } = object.spec;
+    const named = this.bySerial.get(serial) ?? new Map<string, ProxySessionResource>();
+    named.set(object.metadata.name, object);
+    this.bySerial.set(serial, named);
+  }
+
+  private drop(known: ProxySessionResource): void {
+    this.byName.delete(known.metadata.name);
+    this.unindex(known);
+  }
+
+  private unindex(known: ProxySessionResource): void {
+    // Only if the index still points at this copy: another name may hold the uid or the serial too.
+    if (this.byUid.get(known.metadata.uid) === known) this.byUid.delete(known.metadata.uid);
+    const named = this.bySerial.get(known.spec.serial);
+    if (named?.get(known.metadata.name) !== known) return;
+    named.delete(known.metadata.name);
+    if (named.size === 0) this.bySerial.delete(known.spec.serial);
   }
 
   private bury(uid: string): void {

@@ -108,6 +108,21 @@ export class SessionInformer {
     return this.cache.get(name);
   }
 
+  /** The cached copy of that incarnation, without a scan. */
+  withUid(uid: string): ProxySessionResource | undefined {
+    return this.cache.withUid(uid);
+  }
+
+  /** The cached resources that carry this serial (by name), without a scan. */
+  withSerial(serial: string): ReadonlyMap<string, ProxySessionResource> {
+    return this.cache.withSerial(serial);
+  }
+
+  /** Every serial some cached resource carries. */
+  serials(): IterableIterator<string> {
+    return this.cache.serials();
+  }
+
   subscribe(listener: (change: InformerChange) => void): () => void {
     return this.listeners.subscribe(listener);
   }

@@ -8,7 +8,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { ProxyEvent } from '../../common/admin-protocol.ts';
 import { silentLogger } from '../../common/log.ts';
-import { AdminApiError, type EventStream, ProxyAdminClient } from '../../operator/proxy-admin-client.ts';
+import { AdminApiError, type EventStream, ProxyAdminClient, toChangeBatch, toProxyEvent } from '../../operator/proxy-admin-client.ts';
 import { ProxyPod } from '../../proxy-pod/proxy-pod.ts';
 import { freePort, freePorts, waitFor } from '../helpers/net.ts';
 
@@ -105,12 +105,72 @@ test('the event stream starts with hello, delivers session events and reconnects
     3000,
     'session-ended after the client timeout',
   );
+  const ended = events.find((e) => e.type === 'session-ended' && e.serial === 'EV-1');
+  assert.equal([ended?.session?.state, ended?.session?.endedReason], ['ended', 'ClientConnectTimeout'], 'the event carries the state');
   const first = pod.instanceId;
   await pod.stop();
   pod = await startPod();
   cleanups.push(() => pod.stop());
   await waitFor(() => events.some((e) => e.type === 'hello' && e.instanceId === pod.instanceId), 5000, 'hello from the restarted proxy');
   assert.is.not(pod.instanceId, first);
+});
+
+test('the change feed answers a checked ChangeBatch: a full listing first, then what changed after the cursor', async () => {
+  const pod = await startPod();
+  const client = new ProxyAdminClient({ endpoint: { socketPath } });
+  try {
+    const [portA, portB] = (await freePorts(2)) as [number, number];
+    await client.putSession('CH-A', { id: 'a', port: portA, persistent: true, ipWhitelist: [] });
+    const listing = await client.changes(0, undefined);
+    assert.equal(
+      [listing.reset, listing.instanceId, listing.sessions.map((s) => s.serial), listing.more],
+      [true, pod.instanceId, ['CH-A'], false],
+    );
+    await client.putSession('CH-B', { id: 'b', port: portB, persistent: true, ipWhitelist: [] });
+    await client.deleteSession('CH-A');
+    const next = await client.changes(listing.cursor, listing.instanceId, 10);
+    assert.is(next.reset, false);
+    assert.equal(
+      next.sessions.map((s) => [s.serial, s.changeSeq > listing.cursor]),
+      [['CH-B', true]],
+    );
+    assert.equal(
+      next.removed.map((r) => [r.serial, r.id]),
+      [['CH-A', 'a']],
+    );
+    const error = await client.changes(0, undefined, 0).catch((e: unknown) => e);
+    assert.instance(error, AdminApiError);
+    assert.is((error as AdminApiError).code, 'bad_request');
+  } finally {
+    client.close();
+    await pod.stop();
+  }
+});
+
+test('a malformed change batch or event session is a bad_response, not a crash', () => {
+  const info = { instanceId: 'i', startedAt: 'now', devicePort: 1 };
+  const malformed = [
+    { ...info, cursor: '3', reset: false, sessions: [], removed: [], more: false },
+    { ...info, cursor: 3, reset: false, sessions: [{}], removed: [], more: false },
+    { ...info, cursor: 3, reset: false, sessions: [], removed: [{ serial: 'A' }], more: false },
+    { ...info, cursor: 3, reset: false, sessions: [], removed: [] },
+  ];
+  for (const value of malformed) {
+    const error = (() => {
+      try {
+        toChangeBatch(value);
+      } catch (e) {
+        return e;
+      }
+    })();
+    assert.instance(error, AdminApiError, JSON.stringify(value));
+    assert.is((error as AdminApiError).code, 'bad_response');
+  }
+  assert.throws(
+    () => toProxyEvent({ type: 'device-connected', instanceId: 'i', seq: 1, session: { serial: 3 } }),
+    (e: unknown) => e instanceof AdminApiError,
+  );
+  assert.is(toProxyEvent({ type: 'heartbeat', instanceId: 'i', seq: 0 }).session, undefined);
 });
 
 test.run();

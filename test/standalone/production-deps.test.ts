@@ -1,11 +1,13 @@
 // The production dependency tree (what `npm ci --omit=dev` installs, as the
 // image does) carries no TypeScript runner, and the README's `npm start`
-// (after `npm ci`, which installs dev dependencies) still runs the standalone
-// mode through tsx.
+// (after `npm ci`) builds dist/ and runs the compiled standalone mode: no
+// process it starts carries a TypeScript loader.
 import { execFile, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { childPids } from '../helpers/live-pair.ts';
 import { freePort, freePortRange, waitFor } from '../helpers/net.ts';
 
 const test = suite('production dependencies');
@@ -32,10 +34,15 @@ test('npm ls --omit=dev lists neither tsx nor esbuild; the dev tree has tsx', as
     [],
   );
   const all = await npm(['ls', 'tsx', '--parseable']);
-  assert.match(all.stdout, /node_modules\/tsx$/m, 'tsx is still installed by npm ci for npm start and the tests');
+  assert.match(all.stdout, /node_modules\/tsx$/m, 'tsx is still installed by npm ci for the tests');
 });
 
-test('npm start runs the standalone mode; SIGTERM to npm alone stops every process it started', async () => {
+/** A process's command line, from /proc. */
+function commandLine(pid: number): string {
+  return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ');
+}
+
+test('npm start runs the compiled standalone mode and proxy; SIGTERM to npm alone stops every process it started', async () => {
   const range = await freePortRange(2);
   const child = spawn('npm', ['start'], {
     cwd: root,
@@ -55,7 +62,7 @@ test('npm start runs the standalone mode; SIGTERM to npm alone stops every proce
   child.stdout.on('data', (c: Buffer) => (output += c.toString()));
   child.stderr.on('data', (c: Buffer) => (output += c.toString()));
   const exited = new Promise<string>((resolve) => child.on('exit', (code, signal) => resolve(signal ?? `exit ${code}`)));
-  // Whether any process npm started (tsx, the standalone process, its proxy child) still runs.
+  // Whether any process npm started (the build, the standalone process, its proxy child) still runs.
   const groupAlive = () => {
     try {
       process.kill(-child.pid!, 0);
@@ -65,8 +72,16 @@ test('npm start runs the standalone mode; SIGTERM to npm alone stops every proce
     }
   };
   try {
-    await waitFor(() => output.includes('Session ports'), 30_000, `npm start to listen:\n${output}`);
+    // The build (tsc) comes first.
+    await waitFor(() => output.includes('Session ports'), 90_000, `npm start to listen:\n${output}`);
     assert.match(output, 'Control API listening on http://127.0.0.1:');
+    // npm's child is the standalone process itself (the script execs node), and its child the compiled proxy.
+    const [standalone, ...others] = childPids(child.pid!);
+    assert.equal(others, [], 'npm has one child');
+    assert.is(commandLine(standalone!), 'node dist/operator/standalone.js');
+    const proxies = childPids(standalone!).map(commandLine);
+    assert.is(proxies.length, 1, proxies.join('\n'));
+    assert.match(proxies[0]!, /^\S*node \S*\/dist\/proxy-pod\/main\.js$/, 'the proxy process runs compiled, with no loader');
     // As `kill -TERM <pid of npm start>` does: npm alone gets the signal, not its process group.
     process.kill(child.pid!, 'SIGTERM');
     const ending = await exited;

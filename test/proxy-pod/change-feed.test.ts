@@ -1,0 +1,173 @@
+// The change feed's bookkeeping on its own: order, each session once, paging,
+// removals, the floor and the full listing it forces, re-put serials and the
+// compaction of the log.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { ChangeFeed } from '../../proxy-pod/change-feed.ts';
+
+const test = suite('change feed');
+
+/** Reads every page from `since` to the end, as a reader would. */
+function readAll(feed: ChangeFeed, since: number, limit: number, sameInstance = true) {
+  const pages = [];
+  let cursor = since;
+  let same = sameInstance;
+  for (let guard = 0; guard < 10_000; guard++) {
+    const page = feed.read(cursor, limit, same);
+    pages.push(page);
+    cursor = page.cursor;
+    same = true;
+    if (!page.more) break;
+  }
+  return { pages, cursor, changed: pages.flatMap((p) => p.changed), removed: pages.flatMap((p) => p.removed.map((r) => r.serial)) };
+}
+
+test('changes come in change order, each session once with its latest seq', () => {
+  const feed = new ChangeFeed();
+  assert.is(feed.change('A'), 1);
+  assert.is(feed.change('B'), 2);
+  assert.is(feed.change('A'), 3);
+  assert.is(feed.change('C'), 4);
+  const page = feed.read(0, 100, true);
+  assert.equal(page.changed, ['B', 'A', 'C']);
+  assert.is(page.reset, false);
+  assert.is(page.more, false);
+  assert.is(page.cursor, 4);
+  assert.equal(feed.read(2, 100, true).changed, ['A', 'C'], 'only what changed after the cursor');
+  assert.equal(feed.read(4, 100, true).changed, []);
+  assert.is(feed.read(4, 100, true).cursor, 4, 'an empty answer keeps the cursor');
+  assert.is(feed.seqOf('A'), 3);
+});
+
+test('a page holds at most `limit` items; `more` and `cursor` lead through the rest', () => {
+  const feed = new ChangeFeed();
+  for (let i = 0; i < 10; i++) feed.change(`S${i}`);
+  feed.remove('S3', 'id-3');
+  const first = feed.read(0, 4, true);
+  assert.equal(first.changed, ['S0', 'S1', 'S2', 'S4']);
+  assert.ok(first.more);
+  assert.is(first.cursor, 5);
+  const all = readAll(feed, 0, 4);
+  assert.equal(all.changed, ['S0', 'S1', 'S2', 'S4', 'S5', 'S6', 'S7', 'S8', 'S9']);
+  assert.equal(all.removed, ['S3']);
+  assert.is(all.cursor, feed.current);
+  assert.equal(
+    all.pages.map((p) => p.changed.length + p.removed.length),
+    [4, 4, 2],
+  );
+});
+
+test('a change made between two pages is seen once, later', () => {
+  const feed = new ChangeFeed();
+  for (let i = 0; i < 6; i++) feed.change(`S${i}`);
+  const first = feed.read(0, 3, true);
+  assert.equal(first.changed, ['S0', 'S1', 'S2']);
+  feed.change('S1');
+  feed.change('S4');
+  const rest = readAll(feed, first.cursor, 3);
+  assert.equal(rest.changed, ['S3', 'S5', 'S1', 'S4']);
+});
+
+test('removals come in change order with the removed incarnation, and a removed serial no longer shows as changed', () => {
+  const feed = new ChangeFeed();
+  feed.change('A');
+  feed.change('B');
+  const removedSeq = feed.remove('A', 'uid-a');
+  const page = feed.read(0, 100, true);
+  assert.equal(page.changed, ['B']);
+  assert.equal(page.removed, [{ serial: 'A', id: 'uid-a', changeSeq: removedSeq }]);
+  assert.is(feed.seqOf('A'), 0);
+  assert.is(feed.size, 1);
+});
+
+test('a serial removed and put again shows as changed, and its removal is gone from the feed', () => {
+  const feed = new ChangeFeed();
+  feed.change('A');
+  const cursor = feed.read(0, 100, true).cursor;
+  feed.remove('A', 'uid-1');
+  feed.change('A');
+  const page = feed.read(cursor, 100, true);
+  assert.equal(page.changed, ['A']);
+  assert.equal(page.removed, [], 'the new incarnation replaces the old one under its serial');
+  feed.remove('A', 'uid-2');
+  const again = feed.read(cursor, 100, true);
+  assert.equal(again.changed, []);
+  assert.equal(
+    again.removed.map((r) => r.id),
+    ['uid-2'],
+    'only the latest removal',
+  );
+});
+
+test('another instance (or none) gets a full listing from the start, without removals, paged', () => {
+  const feed = new ChangeFeed();
+  for (let i = 0; i < 5; i++) feed.change(`S${i}`);
+  feed.remove('S0', 'x');
+  const first = feed.read(6, 2, false);
+  assert.ok(first.reset);
+  assert.equal(first.changed, ['S1', 'S2']);
+  assert.equal(first.removed, []);
+  const all = readAll(feed, 6, 2, false);
+  assert.equal(all.changed, ['S1', 'S2', 'S3', 'S4']);
+  assert.equal(
+    all.pages.map((p) => p.reset),
+    [true, false, false],
+    'only the first page starts the listing',
+  );
+  assert.equal(all.removed, ['S0'], 'the pages after the first are ordinary answers, removals included');
+  assert.ok(feed.read(feed.current + 5, 10, true).reset, 'a cursor from the future is no cursor of this instance');
+});
+
+test('removals are bounded; a cursor below the floor gets a full listing that pages to the end without starting over', () => {
+  const feed = new ChangeFeed(undefined, 8);
+  const restamped: string[] = [];
+  const watched = new ChangeFeed((serial) => restamped.push(serial), 8);
+  for (const f of [feed, watched]) {
+    for (let i = 0; i < 5; i++) f.change(`LIVE${i}`);
+    for (let i = 0; i < 11; i++) {
+      f.change(`GONE${i}`);
+      f.remove(`GONE${i}`, `id${i}`);
+    }
+  }
+  assert.ok(watched.floor > 5, 'old removals were dropped: the floor rose');
+  assert.equal(restamped, ['LIVE0', 'LIVE1', 'LIVE2', 'LIVE3', 'LIVE4'], 'sessions older than the floor got a fresh seq');
+  const page = watched.read(3, 2, true);
+  assert.ok(page.reset, 'a cursor below the floor may have missed a removal');
+  const all = readAll(watched, 3, 2);
+  assert.equal(all.changed, ['LIVE0', 'LIVE1', 'LIVE2', 'LIVE3', 'LIVE4']);
+  assert.equal(all.pages.filter((p) => p.reset).length, 1, 'the listing pages on without a second reset');
+  const fresh = watched.read(watched.floor, 100, true);
+  assert.not.ok(fresh.reset, 'a cursor at the floor misses nothing');
+});
+
+test('at least the last MAX removals stay answerable', () => {
+  const feed = new ChangeFeed(undefined, 100);
+  feed.change('KEEP');
+  const start = feed.current;
+  for (let i = 0; i < 100; i++) feed.remove(`R${i}`, `id${i}`);
+  const page = feed.read(start, 1000, true);
+  assert.not.ok(page.reset);
+  assert.is(page.removed.length, 100);
+});
+
+test('the log is compacted once superseded entries outnumber the live ones, and answers stay the same', () => {
+  const feed = new ChangeFeed();
+  for (let i = 0; i < 100; i++) feed.change(`S${i}`);
+  let longest = 0;
+  for (let round = 0; round < 50; round++) {
+    for (let i = 0; i < 100; i += 7) feed.change(`S${i}`);
+    longest = Math.max(longest, feed.logLength);
+  }
+  assert.ok(longest <= 2 * 100 + 64 + 1, `log stays within twice the sessions (was ${longest})`);
+  const all = readAll(feed, 0, 30);
+  assert.is(all.changed.length, 100);
+  assert.is(new Set(all.changed).size, 100);
+  const tail = all.changed.slice(-15);
+  assert.equal(
+    tail,
+    Array.from({ length: 15 }, (_, k) => `S${k * 7}`),
+    'the most recently changed last',
+  );
+});
+
+test.run();
