@@ -32,7 +32,7 @@ export type AdminListen = { socketPath: string } | { host: string; port: number;
 
 /** What the admin API needs of the proxy pod. */
 export interface AdminTarget {
-  info(): { instanceId: string; startedAt: string; devicePort: number };
+  info(): InstanceInfo;
   list(): SessionList;
   changes(since: number, instance: string | undefined, limit: number): ChangeBatch;
   lookup(serial: string): SessionLookup;

@@ -21,6 +21,7 @@ export function proxyOptionsFromEnv(env: NodeJS.ProcessEnv): ProxyConfig {
   return {
     devicePort: envInteger(env, 'CCCP_DEVICE_PORT', 9000, 0, 65_535),
     bindHost: envString(env, 'CCCP_BIND_HOST'),
+    publicHost: envString(env, 'CCCP_PUBLIC_HOST'),
     admin: adminListenFromEnv(env),
     registrationTimeoutMs: envInteger(env, 'CCCP_REGISTRATION_TIMEOUT_S', 10, 1, 3600) * 1000,
     pendingTimeoutMs: envInteger(env, 'CCCP_PENDING_TIMEOUT_S', 300, 1, 86_400) * 1000,

@@ -3,7 +3,15 @@
 // state; `instanceId` tells the reconciler when it must program it again.
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import type { ChangeBatch, ProxyEvent, SessionList, SessionLookup, SessionSpec, SessionState } from '../common/admin-protocol.ts';
+import type {
+  ChangeBatch,
+  InstanceInfo,
+  ProxyEvent,
+  SessionList,
+  SessionLookup,
+  SessionSpec,
+  SessionState,
+} from '../common/admin-protocol.ts';
 import { type Clock, systemClock } from '../common/clock.ts';
 import type { HttpLimits } from '../common/http-limits.ts';
 import { createLogger, type Logger } from '../common/log.ts';
@@ -18,6 +26,8 @@ import { Session, type SessionEvent } from './session.ts';
 export interface ProxyPodOptions {
   devicePort: number;
   bindHost?: string;
+  /** The host clients reach this pod's session ports at, reported to the operator (e.g. its node's address). */
+  publicHost?: string;
   admin: AdminListen;
   registrationTimeoutMs?: number;
   pendingTimeoutMs?: number;
@@ -223,8 +233,10 @@ export class ProxyPod {
     return { ...this.info(), ...(session ? { session: session.state() } : {}) };
   }
 
-  info() {
-    return { instanceId: this.instanceId, startedAt: this.startedAt.toISOString(), devicePort: this.boundDevicePort };
+  info(): InstanceInfo {
+    const info: InstanceInfo = { instanceId: this.instanceId, startedAt: this.startedAt.toISOString(), devicePort: this.boundDevicePort };
+    if (this.opts.publicHost) info.publicHost = this.opts.publicHost;
+    return info;
   }
 
   /** Calls `listener` with each event from now on; returns the unsubscribe. */
