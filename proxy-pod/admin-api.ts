@@ -14,6 +14,7 @@ import {
   type AdminError,
   type ChangeBatch,
   DEFAULT_CHANGE_BATCH,
+  type InstanceInfo,
   MAX_CHANGE_BATCH,
   type ProxyEvent,
   type SessionList,
