@@ -5,6 +5,7 @@
 //   GET    /v1/sessions              -> SessionList (live counters)
 //   GET    /v1/changes?since=N&instance=I&limit=L -> ChangeBatch (the change feed)
 //   GET    /v1/sessions/{serial}     -> SessionLookup (one session, or none)
+//   GET    /v1/devices/{serial}      -> DeviceLookup (whether a device waits here for its session)
 //   PUT    /v1/sessions/{serial}     SessionSpec -> SessionState (200), 400, 409
 //   DELETE /v1/sessions/{serial}     -> 200 SessionState | 404
 //   GET    /v1/events                -> NDJSON stream of ProxyEvent, first a "hello"
@@ -135,6 +136,11 @@ export interface ChangeBatch extends InstanceInfo {
 /** Largest `limit` of one change-feed answer, and the default. */
 export const MAX_CHANGE_BATCH = 5000;
 export const DEFAULT_CHANGE_BATCH = 500;
+
+/** Whether a registered device of this serial waits on this pod for its session (the operator places the session there). */
+export interface DeviceLookup extends InstanceInfo {
+  pending: boolean;
+}
 
 /** One session by serial; `session` is absent when the proxy has none. */
 export interface SessionLookup extends InstanceInfo {

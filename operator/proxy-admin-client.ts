@@ -51,6 +51,8 @@ export interface ProxyAdmin {
   listSessions(): Promise<SessionList>;
   /** The change feed: what changed after `since` (see admin-protocol.ts). */
   changes(since: number, instance: string | undefined, limit?: number): Promise<ChangeBatch>;
+  /** Whether a device of this serial waits on the proxy for its session. */
+  devicePending(serial: string): Promise<boolean>;
   /** One session by serial, with the instance that answered. */
   getSession(serial: string): Promise<SessionLookup>;
   putSession(serial: string, spec: SessionSpec): Promise<SessionState>;
@@ -275,6 +277,12 @@ export class ProxyAdminClient implements ProxyAdmin {
     if (instance !== undefined) query.set('instance', instance);
     if (limit !== undefined) query.set('limit', String(limit));
     return toChangeBatch(await this.requestJson('GET', `/v1/changes?${query}`));
+  }
+
+  async devicePending(serial: string): Promise<boolean> {
+    const value = await this.requestJson('GET', `/v1/devices/${encodeURIComponent(serial)}`);
+    if (!isObject(value) || typeof value.pending !== 'boolean') fail('device lookup');
+    return value.pending;
   }
 
   async getSession(serial: string): Promise<SessionLookup> {

@@ -98,6 +98,9 @@ export interface ReconcilerOptions {
   now?: () => Date;
 }
 
+/** How long placement waits for the pods to say where the device is before it places without knowing. */
+const DEVICE_LOOKUP_MS = 250;
+
 /** How long a sync waits for the first listing of the proxy before it fails (and is retried with backoff). */
 const SYNC_WAIT_FOR_PROXY_MS = 5_000;
 
@@ -351,10 +354,13 @@ export class Reconciler {
     const held = this.podOf(session);
     const owned = held && this.ownedPort(session, held);
     if (held && owned !== undefined) return { session, pod: held, port: owned };
-    const candidates = [...this.pods.values()]
-      .filter((pod) => pod.view.reachable() && pod.view.synced)
-      .sort((a, b) => a.allocator.allocatedCount / a.allocator.size - b.allocator.allocatedCount / b.allocator.size);
-    if (candidates.length === 0) throw new Error('no proxy pod is reachable to place the session on');
+    const reachable = [...this.pods.values()].filter((pod) => pod.view.reachable() && pod.view.synced);
+    if (reachable.length === 0) throw new Error('no proxy pod is reachable to place the session on');
+    // A pod where the device already waits comes first: it joins without a hop between pods.
+    const waiting = await this.podWithDevice(serial, reachable);
+    // Ordered by load after the lookup and allocated without a pause, so concurrent syncs see each other's ports.
+    const load = (pod: Pod) => pod.allocator.allocatedCount / pod.allocator.size;
+    const candidates = reachable.sort((a, b) => (a === waiting ? -1 : b === waiting ? 1 : load(a) - load(b)));
     for (const pod of candidates) {
       const port = pod.allocator.allocate(serial);
       if (port === undefined) continue;
@@ -493,6 +499,13 @@ export class Reconciler {
     return { proxy: pod.name, host: pod.view.publicHost ?? pod.serviceHost?.() ?? pod.publicHost, port };
   }
 
+  /** The first pod (of several) that says the serial's device waits there; asked in parallel, briefly. */
+  private async podWithDevice(serial: string, pods: Pod[]): Promise<Pod | undefined> {
+    if (pods.length < 2) return undefined;
+    const answers = await Promise.all(pods.map((pod) => withTimeout(pod.admin.devicePending(serial), DEVICE_LOOKUP_MS).catch(() => false)));
+    return pods[answers.indexOf(true)];
+  }
+
   /** Waits (bounded) for the pod's first listing, so its view is authoritative. */
   private async listed(pod: Pod): Promise<void> {
     if (!(await pod.view.whenSynced(SYNC_WAIT_FOR_PROXY_MS))) throw new Error(`proxy pod ${pod.name} has not been listed yet`);
@@ -535,4 +548,13 @@ export class Reconciler {
         .finally(() => this.scheduleResync());
     }, this.resyncIntervalMs);
   }
+}
+
+/** The promise's value, or a rejection after ms. */
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

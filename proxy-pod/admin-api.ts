@@ -14,6 +14,7 @@ import {
   type AdminError,
   type ChangeBatch,
   DEFAULT_CHANGE_BATCH,
+  type DeviceLookup,
   type InstanceInfo,
   MAX_CHANGE_BATCH,
   type ProxyEvent,
@@ -37,6 +38,7 @@ export interface AdminTarget {
   list(): SessionList;
   changes(since: number, instance: string | undefined, limit: number): ChangeBatch;
   lookup(serial: string): SessionLookup;
+  device(serial: string): DeviceLookup;
   put(serial: string, spec: SessionSpec): Promise<SessionState>;
   delete(serial: string): Promise<SessionState | undefined>;
   subscribe(listener: (event: ProxyEvent) => void): () => void;
@@ -128,6 +130,9 @@ export class AdminApi {
     });
     router.get('/v1/sessions/:serial', (ctx) => {
       ctx.body = target.lookup(serialParam(ctx.params.serial));
+    });
+    router.get('/v1/devices/:serial', (ctx) => {
+      ctx.body = target.device(serialParam(ctx.params.serial));
     });
     router.put('/v1/sessions/:serial', async (ctx) => {
       const serial = serialParam(ctx.params.serial);

@@ -105,6 +105,11 @@ export class DeviceRegistry {
     return this.pending.size;
   }
 
+  /** Whether a device of this serial waits for its session. */
+  hasPending(serial: string): boolean {
+    return this.pending.has(serial);
+  }
+
   /** Takes the pending device of this serial, if one waits. */
   takePending(serial: string): net.Socket | undefined {
     const entry = this.pending.get(serial);

@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type {
   ChangeBatch,
+  DeviceLookup,
   InstanceInfo,
   ProxyEvent,
   SessionList,
@@ -226,6 +227,10 @@ export class ProxyPod {
       if (session) sessions.push(session.state());
     }
     return { ...this.info(), cursor: page.cursor, reset: page.reset, sessions, removed: page.removed, more: page.more };
+  }
+
+  device(serial: string): DeviceLookup {
+    return { ...this.info(), pending: this.registry.hasPending(serial) };
   }
 
   lookup(serial: string): SessionLookup {

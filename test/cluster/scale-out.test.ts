@@ -66,6 +66,25 @@ test('sessions spread over the three pods; each listens on its own pod at the ho
   for (const p of placed) assert.is((await c.control(`/off?serial=${p.serial}`)).status, 200);
 });
 
+test('a session whose device already waits on a pod is placed on that pod', async () => {
+  const c = theCluster();
+  // The pods hold one session each, so without the device the next would go to proxy-0.
+  const placed: Placed[] = [];
+  for (let i = 0; i < 3; i++) placed.push(await on(c, `FILL-${i}`));
+  const device = new Received(await connect(c.devicePort, { host: podAddress(2) }));
+  sockets.push(device.socket);
+  device.socket.write('EARLY-BIRD\r');
+  await sleep(300);
+  const early = await on(c, 'EARLY-BIRD');
+  assert.is(early.proxy, 'proxy-2');
+  const client = new Received(await connect(early.port, { host: early.host }));
+  sockets.push(client.socket);
+  await waitFor(async () => (await c.session('EARLY-BIRD'))?.status?.deviceConnected === true, 10_000, 'the waiting device to join');
+  client.socket.write('hello');
+  await device.untilLength(5, 5000);
+  for (const p of [...placed, early]) assert.is((await c.control(`/off?serial=${p.serial}`)).status, 200);
+});
+
 test('kill -9 of one pod: the other pods’ sessions and transfers go on untouched; its own listen again on the same ports', async () => {
   const c = theCluster();
   const placed: Placed[] = [];

@@ -47,6 +47,11 @@ export class FakeProxy implements ProxyAdmin {
     const cursor = more ? page.at(-1)!.changeSeq : this.seq;
     return { ...(await this.info()), cursor, reset, sessions: page.map((s) => ({ ...s })), removed, more };
   }
+  /** Serials whose device waits on this proxy. */
+  pendingDevices = new Set<string>();
+  async devicePending(serial: string): Promise<boolean> {
+    return this.pendingDevices.has(serial);
+  }
   async getSession(serial: string): Promise<SessionLookup> {
     const session = this.sessions.get(serial);
     return { ...(await this.info()), ...(session ? { session: { ...session } } : {}) };

@@ -142,4 +142,18 @@ test('a pod’s load-balancer address, once known, is the host /on answers; unti
   await reconciler.stop();
 });
 
+test('a session whose device already waits on a pod goes to that pod, even when it is not the least loaded', async () => {
+  const { store, proxies, reconciler, settle } = setup();
+  await reconciler.start();
+  await settle();
+  proxies[2]!.pendingDevices.add('WAITING');
+  await on(store, 'FIRST');
+  await settle();
+  await on(store, 'WAITING');
+  await settle();
+  assert.is((await store.get('FIRST'))!.status.proxy, 'proxy-0');
+  assert.is((await store.get('WAITING'))!.status.proxy, 'proxy-2');
+  await reconciler.stop();
+});
+
 test.run();

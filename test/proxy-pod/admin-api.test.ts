@@ -71,6 +71,22 @@ test('the same put twice changes nothing', async () => {
   assert.ok(after?.clientConnected, 'the connected client survived the repeated put');
 });
 
+test('GET /v1/devices/{serial} says whether a registered device waits here for its session', async () => {
+  const before = await unix.admin.request<{ pending: boolean; instanceId: string }>('GET', '/v1/devices/ADM-waiting');
+  assert.is(before.status, 200);
+  assert.is(before.body.pending, false);
+  assert.type(before.body.instanceId, 'string');
+  const device = await connectDevice(unix.pod.devicePort, 'ADM-waiting');
+  cleanup.push(() => device.destroy());
+  await waitFor(
+    async () => (await unix.admin.request<{ pending: boolean }>('GET', '/v1/devices/ADM-waiting')).body.pending,
+    3000,
+    'pending',
+  );
+  const bad = await unix.admin.request('GET', `/v1/devices/${encodeURIComponent('has space')}`);
+  assert.is(bad.status, 400);
+});
+
 test('a put with new parameters applies them to the live session', async () => {
   const [port] = await freePorts(1);
   await unix.admin.put('ADM-update', { port: port!, persistent: false });
