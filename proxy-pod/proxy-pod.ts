@@ -55,6 +55,8 @@ export class ProxyPod {
   private readonly logger: Logger;
   private readonly summary: LogSummary;
   private readonly sessions = new Map<string, Session>();
+  /** Live sessions by port: a put checks its port without walking every session. */
+  private readonly byPort = new Map<number, Session>();
   private readonly registry: DeviceRegistry;
   private readonly events = new EventEmitter();
   private seq = 0;
@@ -165,8 +167,8 @@ export class ProxyPod {
         existing.end('Superseded');
         this.forget(existing);
       }
-      const holder = [...this.sessions.values()].find((s) => s.live && s.port === spec.port);
-      if (holder) throw new AdminHttpError(409, 'port_unavailable', `port ${spec.port} is used by session ${holder.serial}`);
+      const holder = this.byPort.get(spec.port);
+      if (holder?.live) throw new AdminHttpError(409, 'port_unavailable', `port ${spec.port} is used by session ${holder.serial}`);
 
       const session = new Session(serial, spec, {
         bindHost: this.opts.bindHost,
@@ -181,6 +183,7 @@ export class ProxyPod {
       });
       await session.listen();
       this.sessions.set(serial, session);
+      if (session.live) this.byPort.set(session.port, session);
       this.changed(session);
       this.metrics.sessions.inc();
       this.logger.info({ serial, port: spec.port, persistent: spec.persistent, whitelist: spec.ipWhitelist.length }, 'session listening');
@@ -239,6 +242,7 @@ export class ProxyPod {
     await this.admin?.close();
     for (const session of this.sessions.values()) session.end('Deleted');
     this.sessions.clear();
+    this.byPort.clear();
     await this.registry.close();
     this.events.removeAllListeners();
     this.summary.close();
@@ -275,6 +279,7 @@ export class ProxyPod {
 
   private publish(session: Session, event: SessionEvent): void {
     this.sweep.watch(session, session.hasParty && session.live);
+    if (event.type === 'session-ended' && this.byPort.get(session.port) === session) this.byPort.delete(session.port);
     this.changed(session);
     ++this.seq;
     // Nobody listens (the standalone mode between reconnects, most tests): no state to build.

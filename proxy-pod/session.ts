@@ -92,26 +92,27 @@ class SideRecord {
   dropped = 0;
   /** ISO time of the current connection, taken on connect. */
   connectedSince: string | undefined;
-  /** Clock time of the sweep that first saw this side's latest bytes; 0 if none yet. */
+  /** Clock time of the first look (a sweep, a state) that saw this side's latest bytes; 0 if none yet. */
   lastActivityMs = 0;
-  /** forwarded + dropped when the sweep last looked. */
+  /** forwarded + dropped at the last look. */
   seen = 0;
   // Formatted only when the time moved: state() runs for every change.
   private formattedMs = 0;
   private formatted: string | undefined;
 
-  /** Stamps the activity time if bytes came since the last look; true when they did. */
-  sweep(nowMs: number): boolean {
+  /** Stamps the activity time with `nowMs` (at or after the bytes' real time) if bytes came since the last look. */
+  look(clock: Clock, nowMs?: number): void {
     const total = this.forwarded + this.dropped;
-    if (total === this.seen) return false;
+    if (total === this.seen) return;
     this.seen = total;
-    this.lastActivityMs = nowMs;
-    return true;
+    this.lastActivityMs = nowMs ?? clock.now();
   }
 
-  state(): SideState {
+  state(clock: Clock): SideState {
     const state: SideState = { forwardedBytes: this.forwarded, droppedBytes: this.dropped };
     if (this.connectedSince !== undefined) state.connectedSince = this.connectedSince;
+    // A state never shows bytes without their activity time, and that time does not move without new bytes.
+    this.look(clock);
     if (this.lastActivityMs !== this.formattedMs) {
       this.formattedMs = this.lastActivityMs;
       this.formatted = new Date(this.lastActivityMs).toISOString();
@@ -138,6 +139,8 @@ export class Session {
   private lastUseMs: number;
   /** Forwarded bytes (both ways) when `lastUseMs` was last checked. */
   private usedBytes = 0;
+  /** Every byte counted (both sides, forwarded and dropped) at the last sweep. */
+  private sweptBytes = 0;
   private idleTimer: unknown;
   private lifetimeTimer: unknown;
   private listeningSince: string;
@@ -255,9 +258,13 @@ export class Session {
    */
   sweep(nowMs: number): boolean {
     this.noteUse(nowMs);
-    const device = this.deviceRecord.sweep(nowMs);
-    const client = this.clientRecord.sweep(nowMs);
-    return device || client;
+    const { deviceRecord, clientRecord } = this;
+    deviceRecord.look(this.ctx.clock, nowMs);
+    clientRecord.look(this.ctx.clock, nowMs);
+    const counted = deviceRecord.forwarded + deviceRecord.dropped + clientRecord.forwarded + clientRecord.dropped;
+    if (counted === this.sweptBytes) return false;
+    this.sweptBytes = counted;
+    return true;
   }
 
   state(): SessionState {
@@ -275,8 +282,8 @@ export class Session {
       clientConnected: client !== undefined,
       transferredBytes: deviceRecord.forwarded + clientRecord.forwarded,
       droppedBytes: deviceRecord.dropped + clientRecord.dropped,
-      device: deviceRecord.state(),
-      client: clientRecord.state(),
+      device: deviceRecord.state(this.ctx.clock),
+      client: clientRecord.state(this.ctx.clock),
       clientsRefused: this.clientsRefused,
       listeningSince: this.listeningSince,
       changeSeq: this.changeSeq,
