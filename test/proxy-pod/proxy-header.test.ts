@@ -151,7 +151,10 @@ test('a connection without a header (a device sending its serial, a TLS hello) i
 });
 
 test('fed a byte at a time, the parser reads the same header and hands back exactly the bytes after it', () => {
-  for (const header of [encodeV1(src, dst), encodeV2({ source: src6, destination: dst6, tlvs: [{ type: 5, value: Buffer.alloc(9, 7) }] })]) {
+  for (const header of [
+    encodeV1(src, dst),
+    encodeV2({ source: src6, destination: dst6, tlvs: [{ type: 5, value: Buffer.alloc(9, 7) }] }),
+  ]) {
     const parser = new ProxyHeaderParser('any');
     const whole = Buffer.concat([header, latin1('DEV-9\r\nhello')]);
     let result: ReturnType<ProxyHeaderParser['push']> | undefined;
