@@ -55,7 +55,8 @@ export interface ProxyProtocolGateOptions {
 
 export class ProxyProtocolGate {
   private readonly trusted: AddressMatcher;
-  private readonly waiting = new Set<net.Socket>();
+  /** Connections still waiting for their header, with what stops the wait. */
+  private readonly waiting = new Map<net.Socket, () => void>();
 
   constructor(private readonly opts: ProxyProtocolGateOptions) {
     this.trusted = new AddressMatcher(opts.settings.trustedSources);
@@ -74,8 +75,10 @@ export class ProxyProtocolGate {
 
   /** Closes the connections still waiting for their header. */
   close(): void {
-    for (const socket of this.waiting) socket.destroy();
-    this.waiting.clear();
+    for (const [socket, stopWaiting] of [...this.waiting]) {
+      stopWaiting();
+      socket.destroy();
+    }
   }
 
   private readHeader(
@@ -95,8 +98,6 @@ export class ProxyProtocolGate {
       this.refuse(socket, listener, 'overload');
       return;
     }
-    this.waiting.add(socket);
-
     const parser = new ProxyHeaderParser(mode);
     const done = () => {
       this.opts.clock.clearTimeout(deadline);
@@ -130,6 +131,7 @@ export class ProxyProtocolGate {
       // line often shares the header's segment).
       if (step.rest.length > 0 && !socket.destroyed && !socket.readableEnded) socket.unshift(step.rest);
     };
+    this.waiting.set(socket, done);
     socket.on('data', onData).on('end', onEnd).on('close', onEnd);
   }
 

@@ -273,6 +273,8 @@ test('connections waiting for their header are capped, and closed at once when t
   await other.stop();
   assert.ok(Date.now() - started < 2000, `stop took ${Date.now() - started} ms`);
   await Promise.all(waiting.map((w) => w.untilClosed(1000)));
+  // Closed by the stop, not refused: nothing counted.
+  assert.is(await refusals(other, 'device', 'closed-early'), 0);
 });
 
 test.run();
