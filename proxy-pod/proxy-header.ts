@@ -194,9 +194,11 @@ function canonicalAddress(text: string): string | undefined {
   }
 }
 
+const NOTHING = Buffer.alloc(0);
+
 /** Accumulates a connection's first bytes until its header is read or refused. */
 export class ProxyHeaderParser {
-  private held = Buffer.alloc(0);
+  private held = NOTHING;
 
   constructor(private readonly mode: Exclude<ProxyProtocolMode, 'off'>) {}
 
@@ -209,8 +211,9 @@ export class ProxyHeaderParser {
       this.held = Buffer.from(bytes);
       return step;
     }
-    this.held = Buffer.alloc(0);
+    this.held = NOTHING;
     if (step.kind === 'rejected') return step;
-    return { ...step, rest: bytes.subarray(step.length) };
+    const { version, length, source, destination } = step;
+    return { kind: 'read', version, length, source, destination, rest: bytes.subarray(length) };
   }
 }
