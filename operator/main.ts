@@ -41,20 +41,55 @@ export interface ClusterConfig {
   /** Status writes per second that only move byte counters (CCCP_COUNTER_FLUSHES_PER_S). */
   counterFlushesPerSecond: number;
   /** The token itself (CCCP_ADMIN_TOKEN or _FILE), or the Secret to read and fill it from (CCCP_ADMIN_TOKEN_SECRET). */
-  admin: { host: string; port: number; token: string } | { host: string; port: number; tokenSecret: string };
+  admin: { token: string } | { tokenSecret: string };
+  /** The proxy pods, by StatefulSet ordinal (CCCP_PROXY_REPLICAS, CCCP_ADMIN_ADDRESS, CCCP_PROXY_POD_NAME). */
+  proxies: ProxyPodAddress[];
+}
+
+/** One proxy pod: its StatefulSet ordinal, its pod name (status.proxy) and its admin API. */
+export interface ProxyPodAddress {
+  ordinal: number;
+  name: string;
+  host: string;
+  port: number;
+}
+
+const ORDINAL = /\{ordinal\}/g;
+
+/**
+ * The proxy pods from CCCP_PROXY_REPLICAS and the patterns CCCP_ADMIN_ADDRESS
+ * (host:port) and CCCP_PROXY_POD_NAME, in which {ordinal} stands for the
+ * pod's StatefulSet ordinal (its stable name in the headless Service).
+ */
+export function proxyPodsFromEnv(env: NodeJS.ProcessEnv): ProxyPodAddress[] {
+  const replicas = envInteger(env, 'CCCP_PROXY_REPLICAS', 1, 1, 64);
+  const adminAddress = envString(env, 'CCCP_ADMIN_ADDRESS');
+  const match = adminAddress ? /^(.+):(\d{1,5})$/.exec(adminAddress) : null;
+  if (!adminAddress || !match) throw new ConfigError('CCCP_ADMIN_ADDRESS must name the proxy pod admin API as host:port');
+  if (replicas > 1 && !adminAddress.includes('{ordinal}')) {
+    throw new ConfigError(
+      `CCCP_ADMIN_ADDRESS must hold {ordinal} when CCCP_PROXY_REPLICAS is ${replicas}, so each pod has its own address`,
+    );
+  }
+  const namePattern = envString(env, 'CCCP_PROXY_POD_NAME') ?? 'proxy-{ordinal}';
+  return Array.from({ length: replicas }, (_, ordinal) => ({
+    ordinal,
+    name: namePattern.replace(ORDINAL, String(ordinal)),
+    host: (match[1] ?? '').replace(ORDINAL, String(ordinal)).replace(/^\[|\]$/g, ''),
+    port: Number(match[2]),
+  }));
 }
 
 export function clusterConfigFromEnv(env: NodeJS.ProcessEnv): ClusterConfig {
-  const adminAddress = envString(env, 'CCCP_ADMIN_ADDRESS');
-  const match = adminAddress ? /^(.+):(\d{1,5})$/.exec(adminAddress) : null;
-  if (!match) throw new ConfigError('CCCP_ADMIN_ADDRESS must name the proxy pod admin API as host:port');
+  const proxies = proxyPodsFromEnv(env);
   return {
     namespace: envString(env, 'CCCP_NAMESPACE') ?? envString(env, 'POD_NAMESPACE') ?? readNamespaceFile() ?? 'default',
     identity: envString(env, 'POD_NAME') ?? `${envString(env, 'HOSTNAME') ?? 'operator'}-${randomUUID().slice(0, 8)}`,
     leaseName: envString(env, 'CCCP_LEASE_NAME') ?? 'cccp-operator',
     leaseDurationSeconds: envInteger(env, 'CCCP_LEASE_DURATION_S', 15, 2, 300),
     counterFlushesPerSecond: envInteger(env, 'CCCP_COUNTER_FLUSHES_PER_S', 50, 1, 10_000),
-    admin: { host: (match[1] ?? '').replace(/^\[|\]$/g, ''), port: Number(match[2]), ...adminTokenSource(env) },
+    admin: adminTokenSource(env),
+    proxies,
   };
 }
 
@@ -90,7 +125,11 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
   informer.start();
   await informer.synced;
   const store = new KubeSessionStore(client, informer, logger.child({ part: 'store' }));
-  const admin = new ProxyAdminClient({ endpoint: { host: cluster.admin.host, port: cluster.admin.port, token: adminToken } });
+  const [proxy, ...more] = cluster.proxies;
+  if (!proxy || more.length > 0) {
+    throw new ConfigError(`CCCP_PROXY_REPLICAS is ${cluster.proxies.length}; this operator programs one proxy pod`);
+  }
+  const admin = new ProxyAdminClient({ endpoint: { host: proxy.host, port: proxy.port, token: adminToken } });
   const recorder = EventRecorder.forCluster(kubeConfig, cluster.namespace, logger.child({ part: 'events' }));
 
   let reconciler: Reconciler | undefined;
