@@ -21,17 +21,21 @@
 // learns how it ended. After a restart `instanceId` changes and the list is
 // empty: the caller must put every live session again.
 //
-// The change feed. Every change of a session (put, connect, disconnect,
-// refusal, end, moved counters, removal) gives it the next `changeSeq` of the
-// instance. `GET /v1/changes?since=N&instance=I` answers the sessions whose
-// latest change is after N, each once with its current state, and the serials
-// removed after N, in change order, at most `limit` (default 500, at most
-// 5000) per answer; `cursor` is what to pass as `since` next, `more` says to
-// ask again at once. A read that fails loses nothing: ask again with the same
-// cursor. When I is not this instance, or N is older than the oldest removal
-// still remembered (removals are kept in a bounded log), the answer has
+// The change feed. Every change of a session (a put that changes it, connect,
+// disconnect, refusal, end, moved counters, removal) gives it the next
+// `changeSeq` of the instance. `GET /v1/changes?since=N&instance=I` answers
+// the sessions whose latest change is after N, each once with its current
+// state, and the serials removed after N, in change order, at most `limit`
+// (default 500, at most 5000) per answer; `cursor` is what to pass as `since`
+// next, `more` says to ask again at once. A read that fails loses nothing:
+// ask again with the same cursor. When I is absent or not this instance, or N
+// is older than the oldest removal still remembered (the proxy keeps at least
+// the last 10,000), or beyond the instance's latest change, the answer has
 // `reset: true` and lists everything from the start: the reader forgets every
-// session not listed by the time an answer says `more: false`. Counters are
+// session not listed by the time an answer says `more: false`. The pages
+// after a reset are ordinary answers (they may carry removals). A session
+// unchanged for so long that its changeSeq falls below the oldest removal
+// remembered is given a fresh changeSeq (it shows as changed once). Counters are
 // compared by a sweep of the connected sessions about every 250 ms, so a
 // moved counter shows in the feed within about that long. Every event on
 // /v1/events carries the session's state after it (with its changeSeq), so a

@@ -22,6 +22,7 @@ import { AdminApi, AdminHttpError, type AdminListen } from './admin-api.ts';
 import { ChangeFeed } from './change-feed.ts';
 import { DeviceRegistry, type RegisteredDevice } from './device-registry.ts';
 import { type ByteTotals, emptyByteTotals, ProxyMetrics } from './metrics.ts';
+import { describeProxyProtocol, PROXY_PROTOCOL_OFF, ProxyProtocolGate, type ProxyProtocolSettings } from './proxy-protocol.ts';
 import { Session, type SessionEvent } from './session.ts';
 
 export interface ProxyPodOptions {
@@ -51,6 +52,8 @@ export interface ProxyPodOptions {
   logSummaryMs?: number;
   /** Connection cap and timeouts of the admin API's HTTP server. */
   httpLimits?: HttpLimits;
+  /** PROXY protocol headers expected on the device port and the session ports; off by default. */
+  proxyProtocol?: ProxyProtocolSettings;
   /** Process-wide metrics (resident memory, event-loop delay); off when several pods share a process. */
   processMetrics?: boolean;
   /** How often the activity sweep looks at the counters of sessions with a party (default 250 ms). */
@@ -66,7 +69,10 @@ export class ProxyPod {
   private readonly logger: Logger;
   private readonly summary: LogSummary;
   private readonly sessions = new Map<string, Session>();
+  /** Live sessions by port: a put checks its port without walking every session. */
+  private readonly byPort = new Map<number, Session>();
   private readonly registry: DeviceRegistry;
+  private readonly proxyProtocol: ProxyProtocolGate;
   private readonly events = new EventEmitter();
   private seq = 0;
   private readonly feed = new ChangeFeed((serial, seq) => {
@@ -95,6 +101,14 @@ export class ProxyPod {
     });
     this.summary = new LogSummary(this.logger, opts.logSummaryMs ?? 10_000);
     this.events.setMaxListeners(0);
+    this.proxyProtocol = new ProxyProtocolGate({
+      settings: opts.proxyProtocol ?? PROXY_PROTOCOL_OFF,
+      maxWaiting: opts.maxUnregistered ?? 20_000,
+      metrics: this.metrics,
+      logger: this.logger,
+      summary: this.summary,
+      clock: this.clock,
+    });
     this.registry = new DeviceRegistry(
       {
         port: opts.devicePort,
@@ -109,6 +123,7 @@ export class ProxyPod {
         logger: this.logger,
         clock: this.clock,
         summary: this.summary,
+        proxyProtocol: this.proxyProtocol,
       },
       (device) => this.routeDevice(device),
     );
@@ -134,6 +149,7 @@ export class ProxyPod {
         instanceId: pod.instanceId,
         keepaliveIdleS: (opts.keepaliveIdleMs ?? 60_000) / 1000,
         sendTimeoutS: (opts.sendTimeoutMs ?? 60_000) / 1000,
+        proxyProtocol: describeProxyProtocol(opts.proxyProtocol ?? PROXY_PROTOCOL_OFF),
       },
       'proxy pod started',
     );
@@ -176,8 +192,8 @@ export class ProxyPod {
         existing.end('Superseded');
         this.forget(existing);
       }
-      const holder = [...this.sessions.values()].find((s) => s.live && s.port === spec.port);
-      if (holder) throw new AdminHttpError(409, 'port_unavailable', `port ${spec.port} is used by session ${holder.serial}`);
+      const holder = this.byPort.get(spec.port);
+      if (holder?.live) throw new AdminHttpError(409, 'port_unavailable', `port ${spec.port} is used by session ${holder.serial}`);
 
       const session = new Session(serial, spec, {
         bindHost: this.opts.bindHost,
@@ -189,9 +205,11 @@ export class ProxyPod {
         sendTimeoutMs: this.opts.sendTimeoutMs ?? 60_000,
         emit: (event) => this.publish(session, event),
         clock: this.clock,
+        proxyProtocol: this.proxyProtocol,
       });
       await session.listen();
       this.sessions.set(serial, session);
+      if (session.live) this.byPort.set(session.port, session);
       this.changed(session);
       this.metrics.sessions.inc();
       this.logger.info({ serial, port: spec.port, persistent: spec.persistent, whitelist: spec.ipWhitelist.length }, 'session listening');
@@ -256,6 +274,9 @@ export class ProxyPod {
     await this.admin?.close();
     for (const session of this.sessions.values()) session.end('Deleted');
     this.sessions.clear();
+    this.byPort.clear();
+    // Before the device port's close, which waits for every accepted connection.
+    this.proxyProtocol.close();
     await this.registry.close();
     this.events.removeAllListeners();
     this.summary.close();
@@ -292,6 +313,7 @@ export class ProxyPod {
 
   private publish(session: Session, event: SessionEvent): void {
     this.sweep.watch(session, session.hasParty && session.live);
+    if (event.type === 'session-ended' && this.byPort.get(session.port) === session) this.byPort.delete(session.port);
     this.changed(session);
     ++this.seq;
     // Nobody listens (the standalone mode between reconnects, most tests): no state to build.

@@ -15,9 +15,10 @@ import type { EndedReason, SessionSpec, SessionState, SideState } from '../commo
 import type { Clock } from '../common/clock.ts';
 import type { Logger } from '../common/log.ts';
 import type { LogSummary } from '../common/log-summary.ts';
-import { listen, peerAddress } from '../common/sockets.ts';
+import { listen, peerAddress, peerHost } from '../common/sockets.ts';
 import { AddressMatcher } from './address-matcher.ts';
 import type { ByteTotals, ProxyMetrics } from './metrics.ts';
+import type { ProxyProtocolGate } from './proxy-protocol.ts';
 
 export type Side = 'device' | 'client';
 
@@ -43,6 +44,8 @@ export interface SessionContext {
   sendTimeoutMs: number;
   emit(event: SessionEvent): void;
   clock: Clock;
+  /** Reads a PROXY protocol header before the whitelist, when session ports expect one. */
+  proxyProtocol?: ProxyProtocolGate;
 }
 
 export class PortUnavailableError extends Error {
@@ -92,26 +95,27 @@ class SideRecord {
   dropped = 0;
   /** ISO time of the current connection, taken on connect. */
   connectedSince: string | undefined;
-  /** Clock time of the sweep that first saw this side's latest bytes; 0 if none yet. */
+  /** Clock time of the first look (a sweep, a state) that saw this side's latest bytes; 0 if none yet. */
   lastActivityMs = 0;
-  /** forwarded + dropped when the sweep last looked. */
+  /** forwarded + dropped at the last look. */
   seen = 0;
   // Formatted only when the time moved: state() runs for every change.
   private formattedMs = 0;
   private formatted: string | undefined;
 
-  /** Stamps the activity time if bytes came since the last look; true when they did. */
-  sweep(nowMs: number): boolean {
+  /** Stamps the activity time with `nowMs` (at or after the bytes' real time) if bytes came since the last look. */
+  look(clock: Clock, nowMs?: number): void {
     const total = this.forwarded + this.dropped;
-    if (total === this.seen) return false;
+    if (total === this.seen) return;
     this.seen = total;
-    this.lastActivityMs = nowMs;
-    return true;
+    this.lastActivityMs = nowMs ?? clock.now();
   }
 
-  state(): SideState {
+  state(clock: Clock): SideState {
     const state: SideState = { forwardedBytes: this.forwarded, droppedBytes: this.dropped };
     if (this.connectedSince !== undefined) state.connectedSince = this.connectedSince;
+    // A state never shows bytes without their activity time, and that time does not move without new bytes.
+    this.look(clock);
     if (this.lastActivityMs !== this.formattedMs) {
       this.formattedMs = this.lastActivityMs;
       this.formatted = new Date(this.lastActivityMs).toISOString();
@@ -138,6 +142,8 @@ export class Session {
   private lastUseMs: number;
   /** Forwarded bytes (both ways) when `lastUseMs` was last checked. */
   private usedBytes = 0;
+  /** Every byte counted (both sides, forwarded and dropped) at the last sweep. */
+  private sweptBytes = 0;
   private idleTimer: unknown;
   private lifetimeTimer: unknown;
   private listeningSince: string;
@@ -154,7 +160,8 @@ export class Session {
     this.lastUseMs = ctx.clock.now();
     this.listeningSince = new Date(this.lastUseMs).toISOString();
     // keepAlive is set per socket with its idle time (without one the kernel's 2 h default stays).
-    this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.onClient(socket));
+    const onClient = (socket: net.Socket) => this.onClient(socket);
+    this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, ctx.proxyProtocol?.accepting('session', onClient) ?? onClient);
     this.server.on('error', (err) => this.ctx.logger.error({ serial, err }, 'session listener error'));
   }
 
@@ -197,7 +204,7 @@ export class Session {
     this.spec = { ...spec, ipWhitelist: [...spec.ipWhitelist] };
     if (whitelistChanged) this.whitelist = new AddressMatcher(spec.ipWhitelist);
     const client = this.client;
-    if (client && !this.whitelist.admits(client.socket.remoteAddress)) {
+    if (client && !this.whitelist.admits(peerHost(client.socket))) {
       this.ctx.logger.info({ serial: this.serial, client: client.address }, 'client no longer whitelisted');
       this.detach(client, 'no longer whitelisted');
       client.socket.destroy();
@@ -255,9 +262,13 @@ export class Session {
    */
   sweep(nowMs: number): boolean {
     this.noteUse(nowMs);
-    const device = this.deviceRecord.sweep(nowMs);
-    const client = this.clientRecord.sweep(nowMs);
-    return device || client;
+    const { deviceRecord, clientRecord } = this;
+    deviceRecord.look(this.ctx.clock, nowMs);
+    clientRecord.look(this.ctx.clock, nowMs);
+    const counted = deviceRecord.forwarded + deviceRecord.dropped + clientRecord.forwarded + clientRecord.dropped;
+    if (counted === this.sweptBytes) return false;
+    this.sweptBytes = counted;
+    return true;
   }
 
   state(): SessionState {
@@ -275,8 +286,8 @@ export class Session {
       clientConnected: client !== undefined,
       transferredBytes: deviceRecord.forwarded + clientRecord.forwarded,
       droppedBytes: deviceRecord.dropped + clientRecord.dropped,
-      device: deviceRecord.state(),
-      client: clientRecord.state(),
+      device: deviceRecord.state(this.ctx.clock),
+      client: clientRecord.state(this.ctx.clock),
       clientsRefused: this.clientsRefused,
       listeningSince: this.listeningSince,
       changeSeq: this.changeSeq,
@@ -355,7 +366,7 @@ export class Session {
       socket.destroy();
       return;
     }
-    if (!this.whitelist.admits(socket.remoteAddress)) {
+    if (!this.whitelist.admits(peerHost(socket))) {
       const address = peerAddress(socket);
       // Destroyed before a single byte is read from it.
       socket.destroy();
