@@ -30,6 +30,7 @@ import {
   runHelm,
   secretFromCluster,
   startLocalRelease,
+  statefulSetOf,
   topLevelCrdFile,
   toYamlStream,
   valuesFile,
@@ -411,7 +412,7 @@ test('Pod Security: loadBalancer mode runs under "restricted", hostNetwork needs
         false,
         toYamlStream(ofKind(rendered.objects, 'ServiceAccount')),
       );
-      const proxy = await admitted(r, podOf(deploymentOf(rendered.objects, 'proxy'), namespace));
+      const proxy = await admitted(r, podOf(statefulSetOf(rendered.objects), namespace));
       verdicts[variant] ??= {};
       verdicts[variant][level] = proxy.ok;
       if (variant === 'hostNetwork' && level === 'baseline') assert.match(proxy.message, 'host namespaces (hostNetwork=true)');
