@@ -29,6 +29,7 @@ import {
   resolveEnv,
   runHelm,
   secretFromCluster,
+  slicedRange,
   startLocalRelease,
   statefulSetOf,
   topLevelCrdFile,
@@ -129,7 +130,7 @@ test('a token rotation by helm upgrade reaches the running operator without a re
 
 test('a second release in a namespace is refused by helm install, naming the first; the first still upgrades', async () => {
   const r = theRig();
-  const values = valuesFile({ ...requiredValues, portRange: { min: 26000, max: 26009 } });
+  const values = valuesFile({ ...requiredValues, ...slicedRange({ min: 26000, max: 26009 }) });
   const install = await runHelm(r.binDir, ['install', 'second', chartDir, '-n', 'rotate', '-f', values], r.kubeconfig);
   assert.is.not(install.code, 0, 'a second release installed');
   assert.match(install.stderr, 'namespace rotate already holds the cccp-proxy release "rotate" (Deployment rotate-cccp-proxy-operator)');

@@ -29,6 +29,17 @@ export const chartCrdFile = join(chartDir, 'crds', 'proxysession.yaml');
 /** Values every render needs: publicHost has no default on purpose. */
 export const requiredValues = { publicHost: 'proxy.customer.example' };
 
+/** loadBalancer exposure whose pods' slices fill `range` exactly (the chart refuses anything else). */
+export function slicedRange(range: { min: number; max: number }, replicas = 1): object {
+  const size = range.max - range.min + 1;
+  if (size % replicas !== 0) throw new Error(`${size} ports do not split into ${replicas} slices`);
+  return {
+    portRange: range,
+    proxy: { replicas },
+    exposure: { mode: 'loadBalancer', loadBalancer: { portsPerPod: size / replicas } },
+  };
+}
+
 // Helm keeps caches and repository config in these; a scratch home per process
 // keeps the tests off the user's own Helm setup.
 const helmHome = mkdtempSync(join(tmpdir(), 'cccp-helm-'));
@@ -292,6 +303,7 @@ export async function startLocalRelease(rig: Rig, opts: LocalReleaseOptions): Pr
   const values = {
     publicHost: '127.0.0.1',
     devicePort,
+    exposure: { mode: 'loadBalancer', loadBalancer: { portsPerPod: portRange.max - portRange.min + 1 } },
     portRange,
     ...opts.values,
     operator: { controlPort, leaseDurationSeconds: 4 },
