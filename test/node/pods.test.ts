@@ -673,6 +673,32 @@ test('proxy.replicas=2 in loadBalancer mode on one node: two pods with their ord
   ).trim();
   assert.is(resolved, `${byName.get(`${set}-0`)!.status.podIP} ${byName.get(`${set}-1`)!.status.podIP}`);
 
+  // The peer port (devices handed between pods) admits the release's proxy
+  // pods only. Something must listen on it in pod 0: the proxy, or else a
+  // stand-in started in that pod for a minute.
+  const pod0Ip = byName.get(`${set}-0`)!.status.podIP!;
+  const standIn = n.kubectl([
+    'exec',
+    '-n',
+    release,
+    `${set}-0`,
+    '--',
+    'node',
+    '-e',
+    "const s = require('net').createServer((c) => c.end()); s.on('error', (e) => console.log(e.code)); s.listen(9002); setTimeout(() => process.exit(0), 60000);",
+  ]);
+  await waitFor(
+    async () =>
+      (await n.kubectl(['exec', '-n', release, `${set}-1`, '--', 'node', '-e', probeScript(pod0Ip, [9002])])).stdout.trim() === '9002:open',
+    30_000,
+    'the peer port of pod 0 open to pod 1',
+  );
+  assert.is(
+    (await probePod(release, 'probe-peer', probeScript(pod0Ip, [9002, 9000]))).trim(),
+    '9002:blocked 9000:open',
+    'another pod of the namespace does not reach the peer port',
+  );
+
   const other = byName.get(`${set}-1`)!;
   const deleted = Date.now();
   await n.mustKubectl(['delete', 'pod', '-n', release, `${set}-0`, '--wait=false']);
@@ -688,10 +714,11 @@ test('proxy.replicas=2 in loadBalancer mode on one node: two pods with their ord
   const after = (await pods(release, 'proxy')).find((p) => p.metadata.name === `${set}-1`)!;
   assert.is(after.metadata.uid, other.metadata.uid, 'pod 1 is the same pod');
   assert.equal(await endpointPods(release, `${set}-0`), [`${set}-0`], 'the returned pod is behind its Service again');
+  await standIn;
   await mustHelm(['uninstall', release, '-n', release, '--no-hooks', '--wait', '--timeout=120s']);
 });
 
-test('proxy.replicas=2 in hostNetwork mode on one node: the first pod runs, the second stays Pending, refused by the one-pod-per-node anti-affinity', async () => {
+test('proxy.replicas=2 in hostNetwork mode on one node: the first pod runs, the second stays Pending, refused by the scheduler (one pod per node)', async () => {
   const n = theNode();
   const release = 'hooli';
   const set = `${release}-cccp-proxy-proxy`;
@@ -737,7 +764,10 @@ test('proxy.replicas=2 in hostNetwork mode on one node: the first pod runs, the 
     60_000,
     `the scheduler to refuse ${set}-1`,
   );
-  assert.match(message, /anti-affinity/);
+  // The scheduler names the first filter that refuses: the node's ports (a
+  // hostNetwork pod's container ports are host ports) or the anti-affinity.
+  console.log(`second hostNetwork proxy pod on one node: ${message}`);
+  assert.match(message, /anti-affinity|free ports/);
   const second = (await pods(release, 'proxy')).find((p) => p.metadata.name === `${set}-1`);
   assert.is(second?.status.phase, 'Pending');
   await mustHelm(['uninstall', release, '-n', release, '--no-hooks', '--wait', '--timeout=120s']);
