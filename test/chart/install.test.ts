@@ -306,6 +306,10 @@ test('the chart ServiceAccount cannot touch Secrets, other namespaces or cluster
     ['watch', 'proxysessions.cccp.tcxn.net', ...ns],
     ['update', `leases.coordination.k8s.io/${a.leaseName}`, ...ns],
     ['create', 'events', ...ns],
+    // Each proxy pod's session Service: its load-balancer address.
+    ['get', 'services', ...ns],
+    ['list', 'services', ...ns],
+    ['watch', 'services', ...ns],
   ]) {
     const answer = await canI(r, as, args);
     assert.is(answer.stdout.trim(), 'yes', `can ${args.join(' ')}`);
@@ -319,6 +323,13 @@ test('the chart ServiceAccount cannot touch Secrets, other namespaces or cluster
     ['update', 'leases.coordination.k8s.io/someone-elses-lease', ...ns],
     ['delete', 'events', ...ns],
     ['create', 'pods', ...ns],
+    ['create', 'services', ...ns],
+    ['patch', 'services', ...ns],
+    ['delete', 'services', ...ns],
+    ['patch', 'services/status', ...ns],
+    ['list', 'services', '-n', 'globex'],
+    ['list', 'services', '--all-namespaces'],
+    ['list', 'endpoints', ...ns],
     ['create', 'rolebindings.rbac.authorization.k8s.io', ...ns],
     ['list', 'proxysessions.cccp.tcxn.net', '-n', 'globex'],
     ['create', 'events', '-n', 'default'],
