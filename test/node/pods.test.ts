@@ -643,79 +643,89 @@ test('proxy.replicas=2 in loadBalancer mode on one node: two pods with their ord
       }),
     ),
   ]);
-  await waitFor(async () => (await pods(release, 'proxy')).filter(readyPod).length === 2, 180_000, 'two proxy pods Ready');
-  console.log(`two proxy pods Ready ${((Date.now() - started) / 1000).toFixed(1)} s after helm install`);
-  const byName = new Map((await pods(release, 'proxy')).map((p) => [p.metadata.name, p]));
-  assert.equal([...byName.keys()].sort(), [`${set}-0`, `${set}-1`]);
-  for (const ordinal of ['0', '1']) {
-    const pod = byName.get(`${set}-${ordinal}`)!;
-    assert.is(pod.metadata.labels['apps.kubernetes.io/pod-index'], ordinal);
-    assert.is(await podEnv(release, pod.metadata.name, 'CCCP_POD_ORDINAL'), ordinal, 'the ordinal reaches the proxy process');
-    assert.equal(await endpointPods(release, `${set}-${ordinal}`), [pod.metadata.name], `Service ${set}-${ordinal} routes to its pod only`);
-  }
-  assert.equal(await endpointPods(release, set), [`${set}-0`, `${set}-1`], 'the device Service routes to both pods');
-  const services = await proxyServices(release);
-  const addresses = services.map((s) => s.status.loadBalancer.ingress?.[0]?.ip);
-  assert.is(services.length, 3);
-  assert.is(new Set(addresses).size, 3, `three load-balancer addresses: ${addresses.join(', ')}`);
-  // The device port answers through the device Service's load balancer.
-  const device = await openWhenListening(addresses[services.findIndex((s) => s.metadata.name === set)]!, 9000, 30_000);
-  device.destroy();
+  // Uninstalled even when a check fails, so the tests after it get the node's CPU.
+  let standIn: Promise<unknown> = Promise.resolve();
+  try {
+    await waitFor(async () => (await pods(release, 'proxy')).filter(readyPod).length === 2, 180_000, 'two proxy pods Ready');
+    console.log(`two proxy pods Ready ${((Date.now() - started) / 1000).toFixed(1)} s after helm install`);
+    const byName = new Map((await pods(release, 'proxy')).map((p) => [p.metadata.name, p]));
+    assert.equal([...byName.keys()].sort(), [`${set}-0`, `${set}-1`]);
+    for (const ordinal of ['0', '1']) {
+      const pod = byName.get(`${set}-${ordinal}`)!;
+      assert.is(pod.metadata.labels['apps.kubernetes.io/pod-index'], ordinal);
+      assert.is(await podEnv(release, pod.metadata.name, 'CCCP_POD_ORDINAL'), ordinal, 'the ordinal reaches the proxy process');
+      assert.equal(
+        await endpointPods(release, `${set}-${ordinal}`),
+        [pod.metadata.name],
+        `Service ${set}-${ordinal} routes to its pod only`,
+      );
+    }
+    assert.equal(await endpointPods(release, set), [`${set}-0`, `${set}-1`], 'the device Service routes to both pods');
+    const services = await proxyServices(release);
+    const addresses = services.map((s) => s.status.loadBalancer.ingress?.[0]?.ip);
+    assert.is(services.length, 3);
+    assert.is(new Set(addresses).size, 3, `three load-balancer addresses: ${addresses.join(', ')}`);
+    // The device port answers through the device Service's load balancer.
+    const device = await openWhenListening(addresses[services.findIndex((s) => s.metadata.name === set)]!, 9000, 30_000);
+    device.destroy();
 
-  // The names the operator and the peers use resolve, inside the cluster, to each pod.
-  const host = (ordinal: number) => `${set}-${ordinal}.${release}-cccp-proxy-proxy-pods.${release}.svc`;
-  const resolved = (
-    await probePod(
+    // The names the operator and the peers use resolve, inside the cluster, to each pod.
+    const host = (ordinal: number) => `${set}-${ordinal}.${release}-cccp-proxy-proxy-pods.${release}.svc`;
+    const resolved = (
+      await probePod(
+        release,
+        'probe-dns',
+        `require('dns').promises.lookup('${host(0)}').then((a) => require('dns').promises.lookup('${host(1)}').then((b) => console.log(a.address + ' ' + b.address)))`,
+      )
+    ).trim();
+    assert.is(resolved, `${byName.get(`${set}-0`)!.status.podIP} ${byName.get(`${set}-1`)!.status.podIP}`);
+
+    // The peer port (devices handed between pods) admits the release's proxy
+    // pods only. Something must listen on it in pod 0: the proxy, or else a
+    // stand-in started in that pod for a minute.
+    const pod0Ip = byName.get(`${set}-0`)!.status.podIP!;
+    standIn = n.kubectl([
+      'exec',
+      '-n',
       release,
-      'probe-dns',
-      `require('dns').promises.lookup('${host(0)}').then((a) => require('dns').promises.lookup('${host(1)}').then((b) => console.log(a.address + ' ' + b.address)))`,
-    )
-  ).trim();
-  assert.is(resolved, `${byName.get(`${set}-0`)!.status.podIP} ${byName.get(`${set}-1`)!.status.podIP}`);
+      `${set}-0`,
+      '--',
+      'node',
+      '-e',
+      "const s = require('net').createServer((c) => c.end()); s.on('error', (e) => console.log(e.code)); s.listen(9002); setTimeout(() => process.exit(0), 60000);",
+    ]);
+    await waitFor(
+      async () =>
+        (await n.kubectl(['exec', '-n', release, `${set}-1`, '--', 'node', '-e', probeScript(pod0Ip, [9002])])).stdout.trim() ===
+        '9002:open',
+      30_000,
+      'the peer port of pod 0 open to pod 1',
+    );
+    assert.is(
+      (await probePod(release, 'probe-peer', probeScript(pod0Ip, [9002, 9000]))).trim(),
+      '9002:blocked 9000:open',
+      'another pod of the namespace does not reach the peer port',
+    );
 
-  // The peer port (devices handed between pods) admits the release's proxy
-  // pods only. Something must listen on it in pod 0: the proxy, or else a
-  // stand-in started in that pod for a minute.
-  const pod0Ip = byName.get(`${set}-0`)!.status.podIP!;
-  const standIn = n.kubectl([
-    'exec',
-    '-n',
-    release,
-    `${set}-0`,
-    '--',
-    'node',
-    '-e',
-    "const s = require('net').createServer((c) => c.end()); s.on('error', (e) => console.log(e.code)); s.listen(9002); setTimeout(() => process.exit(0), 60000);",
-  ]);
-  await waitFor(
-    async () =>
-      (await n.kubectl(['exec', '-n', release, `${set}-1`, '--', 'node', '-e', probeScript(pod0Ip, [9002])])).stdout.trim() === '9002:open',
-    30_000,
-    'the peer port of pod 0 open to pod 1',
-  );
-  assert.is(
-    (await probePod(release, 'probe-peer', probeScript(pod0Ip, [9002, 9000]))).trim(),
-    '9002:blocked 9000:open',
-    'another pod of the namespace does not reach the peer port',
-  );
-
-  const other = byName.get(`${set}-1`)!;
-  const deleted = Date.now();
-  await n.mustKubectl(['delete', 'pod', '-n', release, `${set}-0`, '--wait=false']);
-  await waitFor(
-    async () =>
-      (await pods(release, 'proxy')).some(
-        (p) => p.metadata.name === `${set}-0` && p.metadata.uid !== byName.get(`${set}-0`)!.metadata.uid && readyPod(p),
-      ),
-    120_000,
-    `a new ${set}-0 Ready`,
-  );
-  console.log(`proxy pod 0 of 2 deleted: back under its name, Ready, after ${((Date.now() - deleted) / 1000).toFixed(1)} s`);
-  const after = (await pods(release, 'proxy')).find((p) => p.metadata.name === `${set}-1`)!;
-  assert.is(after.metadata.uid, other.metadata.uid, 'pod 1 is the same pod');
-  assert.equal(await endpointPods(release, `${set}-0`), [`${set}-0`], 'the returned pod is behind its Service again');
-  await standIn;
-  await mustHelm(['uninstall', release, '-n', release, '--no-hooks', '--wait', '--timeout=120s']);
+    const other = byName.get(`${set}-1`)!;
+    const deleted = Date.now();
+    await n.mustKubectl(['delete', 'pod', '-n', release, `${set}-0`, '--wait=false']);
+    await waitFor(
+      async () =>
+        (await pods(release, 'proxy')).some(
+          (p) => p.metadata.name === `${set}-0` && p.metadata.uid !== byName.get(`${set}-0`)!.metadata.uid && readyPod(p),
+        ),
+      120_000,
+      `a new ${set}-0 Ready`,
+    );
+    console.log(`proxy pod 0 of 2 deleted: back under its name, Ready, after ${((Date.now() - deleted) / 1000).toFixed(1)} s`);
+    const after = (await pods(release, 'proxy')).find((p) => p.metadata.name === `${set}-1`)!;
+    assert.is(after.metadata.uid, other.metadata.uid, 'pod 1 is the same pod');
+    assert.equal(await endpointPods(release, `${set}-0`), [`${set}-0`], 'the returned pod is behind its Service again');
+  } finally {
+    await mustHelm(['uninstall', release, '-n', release, '--no-hooks', '--wait', '--timeout=120s']);
+    await standIn;
+  }
 });
 
 test('proxy.replicas=2 in hostNetwork mode on one node: the first pod runs, the second stays Pending, refused by the scheduler (one pod per node)', async () => {
@@ -741,36 +751,39 @@ test('proxy.replicas=2 in hostNetwork mode on one node: the first pod runs, the 
       }),
     ),
   ]);
-  await waitFor(
-    async () => (await pods(release, 'proxy')).some((p) => p.metadata.name === `${set}-0` && readyPod(p)),
-    180_000,
-    `${set}-0 Ready`,
-  );
-  assert.is(await podEnv(release, `${set}-0`, 'CCCP_PUBLIC_HOST'), n.nodeIp, "the pod reports its node's address");
-  let message = '';
-  await waitFor(
-    async () => {
-      const events = await json<{ items: Array<{ reason: string; message: string }> }>([
-        'get',
-        'events',
-        '-n',
-        release,
-        '--field-selector',
-        `involvedObject.name=${set}-1`,
-      ]);
-      message = events.items.find((e) => e.reason === 'FailedScheduling')?.message ?? '';
-      return message !== '';
-    },
-    60_000,
-    `the scheduler to refuse ${set}-1`,
-  );
-  // The scheduler names the first filter that refuses: the node's ports (a
-  // hostNetwork pod's container ports are host ports) or the anti-affinity.
-  console.log(`second hostNetwork proxy pod on one node: ${message}`);
-  assert.match(message, /anti-affinity|free ports/);
-  const second = (await pods(release, 'proxy')).find((p) => p.metadata.name === `${set}-1`);
-  assert.is(second?.status.phase, 'Pending');
-  await mustHelm(['uninstall', release, '-n', release, '--no-hooks', '--wait', '--timeout=120s']);
+  try {
+    await waitFor(
+      async () => (await pods(release, 'proxy')).some((p) => p.metadata.name === `${set}-0` && readyPod(p)),
+      180_000,
+      `${set}-0 Ready`,
+    );
+    assert.is(await podEnv(release, `${set}-0`, 'CCCP_PUBLIC_HOST'), n.nodeIp, "the pod reports its node's address");
+    let message = '';
+    await waitFor(
+      async () => {
+        const events = await json<{ items: Array<{ reason: string; message: string }> }>([
+          'get',
+          'events',
+          '-n',
+          release,
+          '--field-selector',
+          `involvedObject.name=${set}-1`,
+        ]);
+        message = events.items.find((e) => e.reason === 'FailedScheduling')?.message ?? '';
+        return message !== '';
+      },
+      60_000,
+      `the scheduler to refuse ${set}-1`,
+    );
+    // The scheduler names the first filter that refuses: the node's ports (a
+    // hostNetwork pod's container ports are host ports) or the anti-affinity.
+    console.log(`second hostNetwork proxy pod on one node: ${message}`);
+    assert.match(message, /anti-affinity|free ports/);
+    const second = (await pods(release, 'proxy')).find((p) => p.metadata.name === `${set}-1`);
+    assert.is(second?.status.phase, 'Pending');
+  } finally {
+    await mustHelm(['uninstall', release, '-n', release, '--no-hooks', '--wait', '--timeout=120s']);
+  }
 });
 
 test('a second release in hostNetwork mode side by side: data through the node address', async () => {
