@@ -5,7 +5,9 @@ import { httpLimitsFromEnv } from '../common/http-limits.ts';
 import { logSummaryMsFromEnv } from '../common/log-summary.ts';
 import { addressEntryError } from './address-matcher.ts';
 import type { AdminListen } from './admin-api.ts';
+import { PROXY_PROTOCOL_MODES, type ProxyProtocolMode } from './proxy-header.ts';
 import type { ProxyPodOptions } from './proxy-pod.ts';
+import type { ProxyProtocolSettings } from './proxy-protocol.ts';
 
 export interface ProxyConfig extends ProxyPodOptions {
   /** Port of /healthz, /readyz and /metrics without a token; 0 turns it off. */
@@ -33,7 +35,30 @@ export function proxyOptionsFromEnv(env: NodeJS.ProcessEnv): ProxyConfig {
     healthPort: envInteger(env, 'CCCP_PROXY_HEALTH_PORT', 9090, 0, 65_535),
     logSummaryMs: logSummaryMsFromEnv(env),
     httpLimits: httpLimitsFromEnv(env),
+    proxyProtocol: proxyProtocolFromEnv(env),
   };
+}
+
+/** Which PROXY protocol headers the device port and the session ports expect, and from which senders. */
+function proxyProtocolFromEnv(env: NodeJS.ProcessEnv): ProxyProtocolSettings {
+  const trustedSources = envList(env, 'CCCP_PROXY_PROTOCOL_TRUSTED');
+  for (const entry of trustedSources) {
+    const problem = addressEntryError(entry);
+    if (problem) throw new ConfigError(`CCCP_PROXY_PROTOCOL_TRUSTED: ${problem}`);
+  }
+  return {
+    device: proxyProtocolMode(env, 'CCCP_PROXY_PROTOCOL_DEVICE'),
+    sessions: proxyProtocolMode(env, 'CCCP_PROXY_PROTOCOL_SESSIONS'),
+    trustedSources,
+    headerTimeoutMs: envInteger(env, 'CCCP_PROXY_PROTOCOL_TIMEOUT_S', 5, 1, 60) * 1000,
+  };
+}
+
+function proxyProtocolMode(env: NodeJS.ProcessEnv, name: string): ProxyProtocolMode {
+  const raw = envString(env, name) ?? 'off';
+  const mode = PROXY_PROTOCOL_MODES.find((m) => m === raw.toLowerCase());
+  if (!mode) throw new ConfigError(`${name} must be one of ${PROXY_PROTOCOL_MODES.join(', ')}, not "${raw}"`);
+  return mode;
 }
 
 /** A Unix socket (CCCP_ADMIN_SOCKET), or TCP (CCCP_ADMIN_PORT) with a required token. */

@@ -11,6 +11,7 @@ import { LogSummary } from '../common/log-summary.ts';
 import { AdminApi, AdminHttpError, type AdminListen } from './admin-api.ts';
 import { DeviceRegistry, type RegisteredDevice } from './device-registry.ts';
 import { ProxyMetrics } from './metrics.ts';
+import { describeProxyProtocol, PROXY_PROTOCOL_OFF, ProxyProtocolGate, type ProxyProtocolSettings } from './proxy-protocol.ts';
 import { Session, type SessionEvent } from './session.ts';
 
 export interface ProxyPodOptions {
@@ -38,6 +39,8 @@ export interface ProxyPodOptions {
   logSummaryMs?: number;
   /** Connection cap and timeouts of the admin API's HTTP server. */
   httpLimits?: HttpLimits;
+  /** PROXY protocol headers expected on the device port and the session ports; off by default. */
+  proxyProtocol?: ProxyProtocolSettings;
   /** Process-wide metrics (memory, CPU); off when several pods share a process. */
   processMetrics?: boolean;
   clock?: Clock;
@@ -52,6 +55,7 @@ export class ProxyPod {
   private readonly summary: LogSummary;
   private readonly sessions = new Map<string, Session>();
   private readonly registry: DeviceRegistry;
+  private readonly proxyProtocol: ProxyProtocolGate;
   private readonly events = new EventEmitter();
   private seq = 0;
   private admin: AdminApi | undefined;
@@ -67,6 +71,14 @@ export class ProxyPod {
     this.metrics = new ProxyMetrics(opts.processMetrics ?? true);
     this.summary = new LogSummary(this.logger, opts.logSummaryMs ?? 10_000);
     this.events.setMaxListeners(0);
+    this.proxyProtocol = new ProxyProtocolGate({
+      settings: opts.proxyProtocol ?? PROXY_PROTOCOL_OFF,
+      maxWaiting: opts.maxUnregistered ?? 20_000,
+      metrics: this.metrics,
+      logger: this.logger,
+      summary: this.summary,
+      clock: this.clock,
+    });
     this.registry = new DeviceRegistry(
       {
         port: opts.devicePort,
@@ -81,6 +93,7 @@ export class ProxyPod {
         logger: this.logger,
         clock: this.clock,
         summary: this.summary,
+        proxyProtocol: this.proxyProtocol,
       },
       (device) => this.routeDevice(device),
     );
@@ -103,6 +116,7 @@ export class ProxyPod {
         instanceId: pod.instanceId,
         keepaliveIdleS: (opts.keepaliveIdleMs ?? 60_000) / 1000,
         sendTimeoutS: (opts.sendTimeoutMs ?? 60_000) / 1000,
+        proxyProtocol: describeProxyProtocol(opts.proxyProtocol ?? PROXY_PROTOCOL_OFF),
       },
       'proxy pod started',
     );
@@ -156,6 +170,7 @@ export class ProxyPod {
         sendTimeoutMs: this.opts.sendTimeoutMs ?? 60_000,
         emit: (event) => this.publish(event),
         clock: this.clock,
+        proxyProtocol: this.proxyProtocol,
       });
       await session.listen();
       this.sessions.set(serial, session);
@@ -203,6 +218,8 @@ export class ProxyPod {
     await this.admin?.close();
     for (const session of this.sessions.values()) session.end('Deleted');
     this.sessions.clear();
+    // Before the device port's close, which waits for every accepted connection.
+    this.proxyProtocol.close();
     await this.registry.close();
     this.events.removeAllListeners();
     this.summary.close();
