@@ -235,6 +235,20 @@ test('proxy.replicas=3, loadBalancer: each pod its own Service with exactly its 
     assert.equal(service.spec?.loadBalancerSourceRanges, ['192.0.2.0/24']);
     assert.equal(service.metadata?.annotations, { a: 'b' });
   }
+  const cluster = loadBalancers(
+    (
+      await render(bin(), {
+        ...values,
+        exposure: { mode: 'loadBalancer', loadBalancer: { portsPerPod: 30, externalTrafficPolicy: 'Cluster' } },
+        proxy: { replicas: 3, proxyProtocol: { device: 'v2', sessions: 'v2' } },
+      })
+    ).objects,
+  );
+  assert.equal(
+    [...cluster.values()].map((s) => s.spec?.externalTrafficPolicy),
+    ['Cluster', 'Cluster', 'Cluster', 'Cluster'],
+    'the traffic policy applies to every proxy Service',
+  );
   const device = lb.get('cust-cccp-proxy-proxy')!;
   assert.equal(device.spec?.selector, set.spec?.selector.matchLabels, 'the device Service selects every proxy pod');
   assert.equal(
