@@ -29,7 +29,9 @@ import {
   resolveEnv,
   runHelm,
   secretFromCluster,
+  slicedRange,
   startLocalRelease,
+  statefulSetOf,
   topLevelCrdFile,
   toYamlStream,
   valuesFile,
@@ -128,7 +130,7 @@ test('a token rotation by helm upgrade reaches the running operator without a re
 
 test('a second release in a namespace is refused by helm install, naming the first; the first still upgrades', async () => {
   const r = theRig();
-  const values = valuesFile({ ...requiredValues, portRange: { min: 26000, max: 26009 } });
+  const values = valuesFile({ ...requiredValues, ...slicedRange({ min: 26000, max: 26009 }) });
   const install = await runHelm(r.binDir, ['install', 'second', chartDir, '-n', 'rotate', '-f', values], r.kubeconfig);
   assert.is.not(install.code, 0, 'a second release installed');
   assert.match(install.stderr, 'namespace rotate already holds the cccp-proxy release "rotate" (Deployment rotate-cccp-proxy-operator)');
@@ -411,7 +413,7 @@ test('Pod Security: loadBalancer mode runs under "restricted", hostNetwork needs
         false,
         toYamlStream(ofKind(rendered.objects, 'ServiceAccount')),
       );
-      const proxy = await admitted(r, podOf(deploymentOf(rendered.objects, 'proxy'), namespace));
+      const proxy = await admitted(r, podOf(statefulSetOf(rendered.objects), namespace));
       verdicts[variant] ??= {};
       verdicts[variant][level] = proxy.ok;
       if (variant === 'hostNetwork' && level === 'baseline') assert.match(proxy.message, 'host namespaces (hostNetwork=true)');

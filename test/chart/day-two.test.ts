@@ -25,8 +25,10 @@ import {
   render,
   requiredValues,
   runHelm,
+  statefulSetOf,
   template,
   topLevelCrdFile,
+  workloadOf,
 } from '../helpers/helm.ts';
 import { startStandalone } from '../helpers/standalone.ts';
 
@@ -172,7 +174,7 @@ test('a chart version bump leaves both pod templates unchanged (no restart, no d
   writeFileSync(chartYaml, readFileSync(chartYaml, 'utf8').replace(/^version: .*$/m, 'version: 0.9.7'));
   const [before, after] = await Promise.all([render(bin(), requiredValues), render(bin(), requiredValues, { chart: bumped })]);
   for (const component of ['proxy', 'operator'] as const) {
-    const [a, b] = [deploymentOf(before.objects, component), deploymentOf(after.objects, component)];
+    const [a, b] = [workloadOf(before.objects, component), workloadOf(after.objects, component)];
     assert.is.not(a.metadata?.labels?.['helm.sh/chart'], b.metadata?.labels?.['helm.sh/chart'], 'the bump shows on the Deployment itself');
     assert.equal(b.spec?.template, a.spec?.template, `${component} pod template unchanged`);
     const podLabels = Object.keys(a.spec?.template.metadata?.labels ?? {});
@@ -218,7 +220,7 @@ test("the proxy's default resources cover the bench's 1,000 sessions, and its me
   const rss1000 = benchFigure(table, /^\| 1,000 sessions.*: RSS \|/);
   const cpu1000 = benchFigure(table, /^\| 1,000 sessions.*: CPU \|/) / 100;
   const rss5000 = benchFigure(table, /^\| 5,000 sessions.*: RSS \|/);
-  const proxy = deploymentOf((await render(bin(), requiredValues)).objects, 'proxy').spec!.template.spec!.containers[0]!.resources!;
+  const proxy = statefulSetOf((await render(bin(), requiredValues)).objects).spec!.template.spec!.containers[0]!.resources!;
   assert.ok(
     quantity(proxy.requests?.memory, 'MiB') >= rss1000,
     `memory request ${proxy.requests?.memory} below the measured ${rss1000} MiB`,
@@ -229,8 +231,8 @@ test("the proxy's default resources cover the bench's 1,000 sessions, and its me
 
 test('nameOverride and fullnameOverride name every object; the selector follows nameOverride', async () => {
   const named_ = (await render(bin(), { ...requiredValues, nameOverride: 'edge' })).objects;
-  assert.is(deploymentOf(named_, 'proxy').metadata?.name, 'cust-edge-proxy');
-  assert.is(deploymentOf(named_, 'proxy').spec?.selector.matchLabels?.['app.kubernetes.io/name'], 'edge');
+  assert.is(statefulSetOf(named_).metadata?.name, 'cust-edge-proxy');
+  assert.is(statefulSetOf(named_).spec?.selector.matchLabels?.['app.kubernetes.io/name'], 'edge');
   const full = (await render(bin(), { ...requiredValues, fullnameOverride: 'acme-edge' })).objects;
   const names = full.map((o) => o.metadata.name);
   assert.ok(
@@ -265,7 +267,7 @@ test('extraEnv, priorityClassName, topologySpreadConstraints and probe timings r
   };
   const { objects } = await render(bin(), values);
   const operator = deploymentOf(objects, 'operator');
-  const proxy = deploymentOf(objects, 'proxy');
+  const proxy = statefulSetOf(objects);
   assert.is(containerEnv(operator).find((e) => e.name === 'CCCP_COUNTER_FLUSHES_PER_S')?.value, '20');
   assert.is(containerEnv(proxy).find((e) => e.name === 'CCCP_MAX_UNREGISTERED')?.value, '5000');
   assert.is(operator.spec?.template.spec?.priorityClassName, 'ops');

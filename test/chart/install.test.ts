@@ -13,6 +13,7 @@ import {
   render,
   requiredValues,
   runHelm,
+  slicedRange,
   startLocalRelease,
   topLevelCrdFile,
   toYamlStream,
@@ -121,7 +122,7 @@ function inRange(port: number, range: { min: number; max: number }): boolean {
 
 test('helm install creates the CRD from the chart and every object; an upgrade and a rollback keep the admin token the operator wrote', async () => {
   const r = theRig();
-  const values = valuesFile({ ...requiredValues, portRange: { min: 24000, max: 24009 } });
+  const values = valuesFile({ ...requiredValues, ...slicedRange({ min: 24000, max: 24009 }) });
   const install = await runHelm(r.binDir, ['install', 'shop', chartDir, '-n', 'shop', '--create-namespace', '-f', values], r.kubeconfig);
   assert.is(install.code, 0, install.stderr);
   assert.match(install.stdout, 'kubectl get pxs -n shop');
@@ -129,13 +130,21 @@ test('helm install creates the CRD from the chart and every object; an upgrade a
   assert.match(install.stdout, 'Devices connect to proxy.customer.example:9000');
   await mustKubectl(r, ['wait', '--for=condition=Established', '--timeout=60s', 'crd/proxysessions.cccp.tcxn.net']);
 
-  const { stdout } = await mustKubectl(r, ['get', 'deploy,svc,sa,role,rolebinding,networkpolicy,pdb,secret', '-n', 'shop', '-o', 'name']);
+  const { stdout } = await mustKubectl(r, [
+    'get',
+    'deploy,statefulset,svc,sa,role,rolebinding,networkpolicy,pdb,secret',
+    '-n',
+    'shop',
+    '-o',
+    'name',
+  ]);
   for (const name of [
     'deployment.apps/shop-cccp-proxy-operator',
-    'deployment.apps/shop-cccp-proxy-proxy',
+    'statefulset.apps/shop-cccp-proxy-proxy',
     'service/shop-cccp-proxy-control',
-    'service/shop-cccp-proxy-proxy-admin',
+    'service/shop-cccp-proxy-proxy-pods',
     'service/shop-cccp-proxy-proxy',
+    'service/shop-cccp-proxy-proxy-0',
     'serviceaccount/shop-cccp-proxy-operator',
     'role.rbac.authorization.k8s.io/shop-cccp-proxy-operator',
     'rolebinding.rbac.authorization.k8s.io/shop-cccp-proxy-operator',
@@ -171,7 +180,7 @@ test('helm install creates the CRD from the chart and every object; an upgrade a
   const env = (
     await mustKubectl(r, [
       'get',
-      'deploy',
+      'statefulset',
       'shop-cccp-proxy-proxy',
       '-n',
       'shop',
@@ -190,7 +199,8 @@ test('every rendered manifest, in each exposure mode, passes server-side dry run
   await ensureCrd();
   await mustKubectl(r, ['create', 'namespace', 'dry-run'], true);
   const variants: Record<string, object> = {
-    'loadBalancer, 100 session ports': { ...requiredValues, portRange: { min: 20000, max: 20099 } },
+    'loadBalancer, 1 pod of 100 session ports': { ...requiredValues, ...slicedRange({ min: 20000, max: 20099 }) },
+    'loadBalancer, 3 pods of 50 session ports': { ...requiredValues, ...slicedRange({ min: 20000, max: 20149 }, 3) },
     'loadBalancer with options and control tokens': {
       ...requiredValues,
       devicePort: 502,
@@ -209,8 +219,9 @@ test('every rendered manifest, in each exposure mode, passes server-side dry run
       portRange: { min: 40000, max: 40999 },
       exposure: { mode: 'hostNetwork', hostNetwork: { nodeName: 'edge-1' } },
     },
-    'hostNetwork by node selector, existing Secrets': {
+    'hostNetwork by node selector, 3 pods, existing Secrets': {
       ...requiredValues,
+      proxy: { replicas: 3 },
       adminToken: { existingSecret: 'mine' },
       existingControlTokensSecret: 'my-tokens',
       exposure: { mode: 'hostNetwork', hostNetwork: { nodeSelector: { 'cccp.tcxn.net/edge': 'true' } } },
@@ -295,6 +306,10 @@ test('the chart ServiceAccount cannot touch Secrets, other namespaces or cluster
     ['watch', 'proxysessions.cccp.tcxn.net', ...ns],
     ['update', `leases.coordination.k8s.io/${a.leaseName}`, ...ns],
     ['create', 'events', ...ns],
+    // Each proxy pod's session Service: its load-balancer address.
+    ['get', 'services', ...ns],
+    ['list', 'services', ...ns],
+    ['watch', 'services', ...ns],
   ]) {
     const answer = await canI(r, as, args);
     assert.is(answer.stdout.trim(), 'yes', `can ${args.join(' ')}`);
@@ -308,6 +323,13 @@ test('the chart ServiceAccount cannot touch Secrets, other namespaces or cluster
     ['update', 'leases.coordination.k8s.io/someone-elses-lease', ...ns],
     ['delete', 'events', ...ns],
     ['create', 'pods', ...ns],
+    ['create', 'services', ...ns],
+    ['patch', 'services', ...ns],
+    ['delete', 'services', ...ns],
+    ['patch', 'services/status', ...ns],
+    ['list', 'services', '-n', 'globex'],
+    ['list', 'services', '--all-namespaces'],
+    ['list', 'endpoints', ...ns],
     ['create', 'rolebindings.rbac.authorization.k8s.io', ...ns],
     ['list', 'proxysessions.cccp.tcxn.net', '-n', 'globex'],
     ['create', 'events', '-n', 'default'],

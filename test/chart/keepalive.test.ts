@@ -5,7 +5,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { suiteFixture } from '../helpers/fixture.ts';
-import { chartDir, containerEnv, deploymentOf, kubeBinDir, parseManifests, requiredValues, runHelm, valuesFile } from '../helpers/helm.ts';
+import { chartDir, containerEnv, kubeBinDir, parseManifests, requiredValues, runHelm, statefulSetOf, valuesFile } from '../helpers/helm.ts';
 
 const test = suite('helm chart keepalive');
 const bin = suiteFixture(test, kubeBinDir);
@@ -23,7 +23,7 @@ async function proxyPod(values: object, kubeVersion = '1.31.0') {
     kubeVersion,
   ]);
   if (result.code !== 0) throw new Error(result.stderr);
-  const deployment = deploymentOf(parseManifests(result.stdout), 'proxy');
+  const deployment = statefulSetOf(parseManifests(result.stdout));
   const sysctls = Object.fromEntries((deployment.spec!.template.spec!.securityContext?.sysctls ?? []).map((s) => [s.name, s.value]));
   const env = Object.fromEntries(containerEnv(deployment).map((e) => [e.name, e.value]));
   return { sysctls, env };

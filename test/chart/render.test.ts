@@ -4,10 +4,11 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { V1Deployment, V1Role, V1RoleBinding, V1Secret, V1Service } from '@kubernetes/client-node';
+import type { V1Deployment, V1Role, V1RoleBinding, V1Secret, V1Service, V1StatefulSet } from '@kubernetes/client-node';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { operatorConfigFromEnv } from '../../operator/config.ts';
+import { proxyPodsFromEnv } from '../../operator/main.ts';
 import { proxyOptionsFromEnv } from '../../proxy-pod/config.ts';
 import { suiteFixture } from '../helpers/fixture.ts';
 import {
@@ -25,8 +26,10 @@ import {
   resolveEnv,
   runHelm,
   secretValue,
+  statefulSetOf,
   template,
   topLevelCrdFile,
+  workloadOf,
 } from '../helpers/helm.ts';
 
 const test = suite('helm chart');
@@ -56,12 +59,11 @@ test('the chart CRD is byte-identical to crds/proxysession.yaml', () => {
   assert.ok(readFileSync(chartCrdFile).equals(readFileSync(topLevelCrdFile)), 'copy crds/proxysession.yaml to helm/cccp-proxy/crds/');
 });
 
-test('the default values render both Deployments, the Services, RBAC, NetworkPolicy, PDB, the admin token Secret and two hooks', async () => {
+test('the default values render the operator Deployment, the proxy StatefulSet, the Services, RBAC, NetworkPolicy, PDB, the admin token Secret and two hooks', async () => {
   const { objects } = await render(bin(), requiredValues);
   const kinds = objects.map((o) => `${o.kind}/${o.metadata.name}`).sort();
   assert.equal(kinds, [
     'Deployment/cust-cccp-proxy-operator',
-    'Deployment/cust-cccp-proxy-proxy',
     'Job/cust-cccp-proxy-uninstall-cleanup',
     'NetworkPolicy/cust-cccp-proxy-proxy',
     'Pod/cust-cccp-proxy-test-control-api',
@@ -72,10 +74,12 @@ test('the default values render both Deployments, the Services, RBAC, NetworkPol
     'Service/cust-cccp-proxy-control',
     'Service/cust-cccp-proxy-operator-metrics',
     'Service/cust-cccp-proxy-proxy',
-    'Service/cust-cccp-proxy-proxy-admin',
+    'Service/cust-cccp-proxy-proxy-0',
     'Service/cust-cccp-proxy-proxy-metrics',
+    'Service/cust-cccp-proxy-proxy-pods',
     'ServiceAccount/cust-cccp-proxy-operator',
     'ServiceAccount/cust-cccp-proxy-proxy',
+    'StatefulSet/cust-cccp-proxy-proxy',
   ]);
   for (const o of objects) assert.is(o.metadata.namespace, 'cust', `${o.kind} ${o.metadata.name} is namespaced to the release`);
   assert.equal(
@@ -96,12 +100,25 @@ test('the operator runs 2 replicas with POD_NAME and POD_NAMESPACE from the down
   assert.equal(operator.spec?.template.spec?.containers[0]?.args, ['dist/operator/main.js']);
 });
 
-test('the proxy runs 1 replica with the Recreate strategy and no API token', async () => {
-  const proxy = deploymentOf((await render(bin(), requiredValues)).objects, 'proxy');
+test('the proxy is a StatefulSet of 1 pod by default, Parallel, named by the headless Service, with no API token', async () => {
+  const { objects } = await render(bin(), requiredValues);
+  const proxy = statefulSetOf(objects);
   assert.is(proxy.spec?.replicas, 1);
-  assert.is(proxy.spec?.strategy?.type, 'Recreate');
+  assert.is(proxy.spec?.podManagementPolicy, 'Parallel');
+  assert.is(proxy.spec?.serviceName, 'cust-cccp-proxy-proxy-pods');
   assert.is(proxy.spec?.template.spec?.automountServiceAccountToken, false);
   assert.equal(proxy.spec?.template.spec?.containers[0]?.args, ['dist/proxy-pod/main.js']);
+  const headless = named<V1Service>(objects, 'Service', 'cust-cccp-proxy-proxy-pods');
+  assert.is(headless.spec?.clusterIP, 'None');
+  assert.is(headless.spec?.publishNotReadyAddresses, true, 'a restarting pod keeps a name that resolves');
+  assert.equal(headless.spec?.selector, proxy.spec?.selector.matchLabels);
+  assert.equal(
+    headless.spec?.ports?.map((p) => [p.name, p.port, p.targetPort]),
+    [
+      ['admin', 9001, 'admin'],
+      ['peer', 9002, 'peer'],
+    ],
+  );
 });
 
 test('the env the chart gives each process is accepted by its own config parser', async () => {
@@ -124,56 +141,193 @@ test('the env the chart gives each process is accepted by its own config parser'
   assert.equal(operator.portRange, { min: 31000, max: 31049 });
   assert.is(operator.publicHost, 'proxy.customer.example');
   assert.equal(operator.controlTokens, ['control-token-0123456789']);
-  // operator/main.ts runs on import, so its cluster settings are checked as text here and by a real process in helm-cluster.test.ts.
-  assert.is(operatorEnv.CCCP_ADMIN_ADDRESS, 'cust-cccp-proxy-proxy-admin.cust.svc:9001');
+  assert.equal(proxyPodsFromEnv(operatorEnv), [
+    { ordinal: 0, name: 'cust-cccp-proxy-proxy-0', host: 'cust-cccp-proxy-proxy-0.cust-cccp-proxy-proxy-pods.cust.svc', port: 9001 },
+  ]);
   assert.is(operatorEnv.POD_NAMESPACE, 'cust');
   assert.is(operatorEnv.POD_NAME, pod.name);
   assert.is(operatorEnv.CCCP_LEASE_NAME, 'cust-cccp-proxy-operator');
 
-  const proxyEnv = { ...resolveEnv(objects, deploymentOf(objects, 'proxy'), pod), CCCP_ADMIN_TOKEN_FILE: tokenFile };
+  const proxyPod = { name: 'cust-cccp-proxy-proxy-0', namespace: 'cust', labels: { 'apps.kubernetes.io/pod-index': '0' } };
+  const proxyEnv = { ...resolveEnv(objects, statefulSetOf(objects), proxyPod), CCCP_ADMIN_TOKEN_FILE: tokenFile };
   const proxy = proxyOptionsFromEnv(proxyEnv);
   assert.is(proxy.devicePort, 9000);
   assert.is(proxy.healthPort, 9090);
   assert.equal(proxy.admin, { host: '0.0.0.0', port: 9001, token: readFileSync(tokenFile, 'utf8') });
 });
 
-test('loadBalancer mode: one LoadBalancer Service lists the device port and every session port, externalTrafficPolicy Local', async () => {
-  const values = { ...requiredValues, portRange: { min: 21000, max: 21099 } };
-  const services = ofKind<V1Service>((await render(bin(), values)).objects, 'Service');
-  const lb = services.filter((s) => s.spec?.type === 'LoadBalancer');
-  assert.is(lb.length, 1);
-  assert.is(lb[0]!.spec?.externalTrafficPolicy, 'Local');
-  const ports = lb[0]!.spec!.ports!.map((p) => p.port);
-  assert.equal(ports, [9000, ...Array.from({ length: 100 }, (_, i) => 21000 + i)]);
-  assert.ok(lb[0]!.spec!.ports!.every((p) => p.protocol === 'TCP' && (p.name?.length ?? 0) <= 15));
-  const others = services.filter((s) => s !== lb[0]).map((s) => s.spec?.type);
+/** The LoadBalancer Services by name: the device port's, and one per proxy pod. */
+function loadBalancers(objects: Parameters<typeof ofKind>[0]): Map<string, V1Service> {
+  return new Map(
+    ofKind<V1Service>(objects, 'Service')
+      .filter((s) => s.spec?.type === 'LoadBalancer')
+      .map((s) => [s.metadata!.name!, s]),
+  );
+}
+
+test('loadBalancer mode, 1 pod: the device port on one Service over all pods, the 50 session ports on the pod-0 Service, externalTrafficPolicy Local', async () => {
+  const { objects } = await render(bin(), requiredValues);
+  const lb = loadBalancers(objects);
+  assert.equal([...lb.keys()], ['cust-cccp-proxy-proxy', 'cust-cccp-proxy-proxy-0']);
+  const device = lb.get('cust-cccp-proxy-proxy')!;
+  assert.equal(
+    device.spec?.ports?.map((p) => [p.name, p.port, p.targetPort]),
+    [['device', 9000, 'device']],
+  );
+  assert.equal(device.spec?.selector, statefulSetOf(objects).spec?.selector.matchLabels, 'every proxy pod');
+  const pod0 = lb.get('cust-cccp-proxy-proxy-0')!;
+  assert.equal(
+    pod0.spec?.ports?.map((p) => p.port),
+    Array.from({ length: 50 }, (_, i) => 20000 + i),
+  );
+  assert.is(pod0.spec?.selector?.['statefulset.kubernetes.io/pod-name'], 'cust-cccp-proxy-proxy-0');
+  for (const service of lb.values()) {
+    assert.is(service.spec?.externalTrafficPolicy, 'Local');
+    assert.ok(service.spec!.ports!.every((p) => p.protocol === 'TCP' && (p.name?.length ?? 0) <= 15));
+  }
+  const others = ofKind<V1Service>(objects, 'Service')
+    .filter((s) => s.spec?.type !== 'LoadBalancer')
+    .map((s) => s.spec?.type);
   assert.equal(
     others,
     ['ClusterIP', 'ClusterIP', 'ClusterIP', 'ClusterIP'],
-    'the Control API, the admin API and the metrics stay inside the cluster',
+    'the Control API, the pods (admin, peer) and the metrics stay inside the cluster',
   );
 });
 
-test('hostNetwork mode: the proxy runs on the chosen node network and no LoadBalancer Service is rendered', async () => {
+test('proxy.replicas=3, loadBalancer: each pod its own Service with exactly its own slice, never more than portsPerPod; the operator and the proxies name the same pods', async () => {
+  const values = {
+    ...requiredValues,
+    portRange: { min: 21000, max: 21089 },
+    proxy: { replicas: 3 },
+    exposure: {
+      mode: 'loadBalancer',
+      loadBalancer: { portsPerPod: 30, loadBalancerSourceRanges: ['192.0.2.0/24'], annotations: { a: 'b' } },
+    },
+  };
+  const { objects } = await render(bin(), values);
+  const set = statefulSetOf(objects);
+  assert.is(set.spec?.replicas, 3);
+  const lb = loadBalancers(objects);
+  assert.equal([...lb.keys()], ['cust-cccp-proxy-proxy', 'cust-cccp-proxy-proxy-0', 'cust-cccp-proxy-proxy-1', 'cust-cccp-proxy-proxy-2']);
+  const seen = new Set<number>();
+  for (const ordinal of [0, 1, 2]) {
+    const service = lb.get(`cust-cccp-proxy-proxy-${ordinal}`)!;
+    const ports = service.spec!.ports!.map((p) => p.port);
+    assert.ok(ports.length <= 30, `pod ${ordinal}: ${ports.length} ports`);
+    assert.equal(
+      ports,
+      Array.from({ length: 30 }, (_, i) => 21000 + ordinal * 30 + i),
+      `pod ${ordinal} carries its own slice`,
+    );
+    assert.equal(
+      service.spec!.ports!.map((p) => p.targetPort),
+      ports,
+    );
+    for (const port of ports) seen.add(port);
+    assert.equal(service.spec?.selector, {
+      ...set.spec?.selector.matchLabels,
+      'statefulset.kubernetes.io/pod-name': `cust-cccp-proxy-proxy-${ordinal}`,
+    });
+  }
+  assert.is(seen.size, 90, 'every port of the range on exactly one Service');
+  for (const service of lb.values()) {
+    assert.equal(service.spec?.loadBalancerSourceRanges, ['192.0.2.0/24']);
+    assert.equal(service.metadata?.annotations, { a: 'b' });
+  }
+  const cluster = loadBalancers(
+    (
+      await render(bin(), {
+        ...values,
+        exposure: { mode: 'loadBalancer', loadBalancer: { portsPerPod: 30, externalTrafficPolicy: 'Cluster' } },
+        proxy: { replicas: 3, proxyProtocol: { device: 'v2', sessions: 'v2' } },
+      })
+    ).objects,
+  );
+  assert.equal(
+    [...cluster.values()].map((s) => s.spec?.externalTrafficPolicy),
+    ['Cluster', 'Cluster', 'Cluster', 'Cluster'],
+    'the traffic policy applies to every proxy Service',
+  );
+  const device = lb.get('cust-cccp-proxy-proxy')!;
+  assert.equal(device.spec?.selector, set.spec?.selector.matchLabels, 'the device Service selects every proxy pod');
+  assert.equal(
+    device.spec?.ports?.map((p) => p.port),
+    [9000],
+  );
+
+  const operatorEnv = resolveEnv(objects, deploymentOf(objects, 'operator'), { name: 'op', namespace: 'cust' });
+  assert.is(operatorEnv.CCCP_PROXY_REPLICAS, '3');
+  assert.is(operatorEnv.CCCP_PORT_SLICE_SIZE, '30');
+  assert.is(operatorEnv.CCCP_PROXY_SERVICE_NAME, 'cust-cccp-proxy-proxy-{ordinal}');
+  const pods = proxyPodsFromEnv(operatorEnv);
+  assert.equal(
+    pods.map((p) => [p.name, p.host, p.port]),
+    [0, 1, 2].map((i) => [`cust-cccp-proxy-proxy-${i}`, `cust-cccp-proxy-proxy-${i}.cust-cccp-proxy-proxy-pods.cust.svc`, 9001]),
+  );
+  for (const pod of pods) assert.ok(lb.has(operatorEnv.CCCP_PROXY_SERVICE_NAME!.replace('{ordinal}', String(pod.ordinal))));
+
+  const proxyEnv = resolveEnv(objects, set, {
+    name: 'cust-cccp-proxy-proxy-2',
+    namespace: 'cust',
+    labels: { 'apps.kubernetes.io/pod-index': '2' },
+  });
+  assert.is(proxyEnv.CCCP_POD_ORDINAL, '2');
+  assert.is(proxyEnv.CCCP_PROXY_REPLICAS, '3');
+  assert.is(proxyEnv.CCCP_PEER_PORT, '9002');
+  assert.is(proxyEnv.CCCP_PEER_ADDRESS, 'cust-cccp-proxy-proxy-{ordinal}.cust-cccp-proxy-proxy-pods.cust.svc:9002');
+  assert.is(proxyEnv.CCCP_PUBLIC_HOST, undefined, 'in loadBalancer mode the host comes from the pod Service');
+  const ordinalEnv = containerEnv(set).find((e) => e.name === 'CCCP_POD_ORDINAL');
+  assert.is(ordinalEnv?.valueFrom?.fieldRef?.fieldPath, "metadata.labels['apps.kubernetes.io/pod-index']");
+  assert.is(set.spec?.template.spec?.containers[0]?.ports?.find((p) => p.name === 'peer')?.containerPort, 9002);
+});
+
+test('hostNetwork mode: one pod per node (required anti-affinity on the hostname), each reporting its node address, no LoadBalancer Service', async () => {
   const byName = await render(bin(), hostNetworkValues);
-  const spec = deploymentOf(byName.objects, 'proxy').spec!.template.spec!;
+  const spec = statefulSetOf(byName.objects).spec!.template.spec!;
   assert.is(spec.hostNetwork, true);
   assert.is(spec.dnsPolicy, 'ClusterFirstWithHostNet');
   assert.is(spec.nodeName, 'edge-node-1');
   assert.not.ok(ofKind<V1Service>(byName.objects, 'Service').some((s) => s.spec?.type === 'LoadBalancer'));
 
+  const nodeAffinity = {
+    requiredDuringSchedulingIgnoredDuringExecution: {
+      nodeSelectorTerms: [{ matchExpressions: [{ key: 'zone', operator: 'In', values: ['a'] }] }],
+    },
+  };
   const bySelector = await render(bin(), {
     ...requiredValues,
+    portRange: { min: 40000, max: 40999 },
+    proxy: { replicas: 3, affinity: { nodeAffinity } },
     exposure: { mode: 'hostNetwork', hostNetwork: { nodeSelector: { 'cccp.tcxn.net/edge': 'true' } } },
   });
-  const selected = deploymentOf(bySelector.objects, 'proxy').spec!.template.spec!;
+  const set = statefulSetOf(bySelector.objects);
+  const selected = set.spec!.template.spec!;
+  assert.is(set.spec?.replicas, 3);
   assert.equal(selected.nodeSelector, { 'cccp.tcxn.net/edge': 'true' });
   assert.is(selected.nodeName, undefined);
+  assert.equal(selected.affinity?.nodeAffinity, nodeAffinity, "the user's affinity is kept");
+  assert.equal(selected.affinity?.podAntiAffinity?.requiredDuringSchedulingIgnoredDuringExecution, [
+    { topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: set.spec?.selector.matchLabels } },
+  ]);
+  const env = containerEnv(set);
+  assert.is(env.find((e) => e.name === 'CCCP_PUBLIC_HOST')?.valueFrom?.fieldRef?.fieldPath, 'status.hostIP');
+  const operatorEnv = resolveEnv(bySelector.objects, deploymentOf(bySelector.objects, 'operator'), { name: 'op', namespace: 'cust' });
+  assert.is(operatorEnv.CCCP_PORT_SLICE_SIZE, '0', 'every pod has the whole range');
+  assert.is(operatorEnv.CCCP_PORT_RANGE, '40000-40999');
+  assert.is(operatorEnv.CCCP_PROXY_SERVICE_NAME, undefined);
+
+  const fixed = await render(bin(), {
+    ...requiredValues,
+    exposure: { mode: 'hostNetwork', hostNetwork: { nodeName: 'edge-node-1', publicHost: 'edge.customer.example' } },
+  });
+  assert.is(containerEnv(statefulSetOf(fixed.objects)).find((e) => e.name === 'CCCP_PUBLIC_HOST')?.value, 'edge.customer.example');
 });
 
 test('every container runs non-root, read-only, without privilege escalation or capabilities, with RuntimeDefault seccomp', async () => {
   for (const values of [requiredValues, hostNetworkValues]) {
-    for (const deployment of ofKind<V1Deployment>((await render(bin(), values)).objects, 'Deployment')) {
+    const { objects } = await render(bin(), values);
+    for (const deployment of [...ofKind<V1Deployment>(objects, 'Deployment'), ...ofKind<V1StatefulSet>(objects, 'StatefulSet')]) {
       const pod = deployment.spec!.template.spec!;
       assert.is(pod.securityContext?.runAsNonRoot, true);
       assert.is(pod.securityContext?.seccompProfile?.type, 'RuntimeDefault');
@@ -200,7 +354,7 @@ test('probes: the operator on /healthz and /readyz of the control port, the prox
   assert.equal([operator.livenessProbe?.httpGet?.path, operator.livenessProbe?.httpGet?.port], ['/healthz', 'control']);
   assert.equal([operator.readinessProbe?.httpGet?.path, operator.readinessProbe?.httpGet?.port], ['/readyz', 'control']);
   assert.is(operator.ports?.find((p) => p.name === 'control')?.containerPort, 8080);
-  const proxy = deploymentOf(objects, 'proxy').spec!.template.spec!.containers[0]!;
+  const proxy = statefulSetOf(objects).spec!.template.spec!.containers[0]!;
   assert.equal([proxy.livenessProbe?.httpGet?.path, proxy.livenessProbe?.httpGet?.port], ['/healthz', 'health']);
   assert.equal([proxy.readinessProbe?.httpGet?.path, proxy.readinessProbe?.httpGet?.port], ['/readyz', 'health']);
   assert.is(proxy.ports?.find((p) => p.name === 'health')?.containerPort, 9090);
@@ -222,9 +376,16 @@ test('the Role grants exactly the calls the operator makes: namespaced, only its
     { groups: ['cccp.tcxn.net'], resources: ['proxysessions/status'], names: undefined, verbs: ['patch'] },
     { groups: ['coordination.k8s.io'], resources: ['leases'], names: undefined, verbs: ['create'] },
     { groups: ['coordination.k8s.io'], resources: ['leases'], names: ['cust-cccp-proxy-operator'], verbs: ['get', 'update'] },
+    { groups: [''], resources: ['services'], names: undefined, verbs: ['get', 'list', 'watch'] },
     { groups: [''], resources: ['events'], names: undefined, verbs: ['create'] },
     { groups: [''], resources: ['secrets'], names: ['cust-cccp-proxy-admin-token'], verbs: ['get', 'patch'] },
   ]);
+  const threePods = named<V1Role>(
+    (await render(bin(), { ...requiredValues, proxy: { replicas: 3 }, portRange: { min: 20000, max: 20149 } })).objects,
+    'Role',
+    'cust-cccp-proxy-operator',
+  );
+  assert.equal(threePods.rules, role.rules, 'more proxy pods need no more rights');
   const own = named<V1Role>(
     (await render(bin(), { ...requiredValues, adminToken: { existingSecret: 'mine' } })).objects,
     'Role',
@@ -240,7 +401,7 @@ test('the Role grants exactly the calls the operator makes: namespaced, only its
   assert.is(deploymentOf(objects, 'operator').spec?.template.spec?.serviceAccountName, 'cust-cccp-proxy-operator');
 });
 
-test('the NetworkPolicy admits only operator pods to the admin port and leaves the other proxy ports open', async () => {
+test('the NetworkPolicy admits only operator pods to the admin port, only proxy pods to the peer port, and leaves the other proxy ports open', async () => {
   const { objects } = await render(bin(), requiredValues);
   // Typed here: the client's model names `from` as `_from`.
   const policy = named<{
@@ -252,7 +413,7 @@ test('the NetworkPolicy admits only operator pods to the admin port and leaves t
   }>(objects, 'NetworkPolicy', 'cust-cccp-proxy-proxy');
   assert.equal(policy.spec.podSelector.matchLabels['app.kubernetes.io/component'], 'proxy');
   assert.equal(policy.spec.policyTypes, ['Ingress']);
-  const [adminRule, openRule] = policy.spec.ingress;
+  const [adminRule, peerRule, openRule] = policy.spec.ingress;
   assert.equal(adminRule!.ports, [{ protocol: 'TCP', port: 9001 }]);
   assert.equal(adminRule!.from, [
     {
@@ -265,10 +426,22 @@ test('the NetworkPolicy admits only operator pods to the admin port and leaves t
       },
     },
   ]);
+  assert.equal(peerRule!.ports, [{ protocol: 'TCP', port: 9002 }]);
+  assert.equal(peerRule!.from, [
+    {
+      podSelector: {
+        matchLabels: {
+          'app.kubernetes.io/name': 'cccp-proxy',
+          'app.kubernetes.io/instance': 'cust',
+          'app.kubernetes.io/component': 'proxy',
+        },
+      },
+    },
+  ]);
   assert.is(openRule!.from, undefined, 'from anywhere');
   assert.equal(openRule!.ports, [
     { protocol: 'TCP', port: 9000 },
-    { protocol: 'TCP', port: 20000, endPort: 20099 },
+    { protocol: 'TCP', port: 20000, endPort: 20049 },
     { protocol: 'TCP', port: 9090 },
   ]);
 });
@@ -278,7 +451,7 @@ test('the admin token Secret is rendered empty for the operator to fill, mounted
   const secret = named<V1Secret>(generated, 'Secret', 'cust-cccp-proxy-admin-token');
   assert.is(secret.data, undefined, 'no random value in the render');
   assert.is(secret.stringData, undefined);
-  const proxy = deploymentOf(generated, 'proxy');
+  const proxy = statefulSetOf(generated);
   assert.is(proxy.spec!.template.spec!.volumes?.find((v) => v.name === 'admin-token')?.secret?.secretName, 'cust-cccp-proxy-admin-token');
   assert.is(containerEnv(proxy).find((e) => e.name === 'CCCP_ADMIN_TOKEN_FILE')?.value, '/var/run/cccp/admin-token/token');
   const operator = deploymentOf(generated, 'operator');
@@ -290,7 +463,7 @@ test('the admin token Secret is rendered empty for the operator to fill, mounted
   );
   for (const component of ['operator', 'proxy'] as const) {
     assert.not.ok(
-      containerEnv(deploymentOf(generated, component)).some((e) => e.name === 'CCCP_ADMIN_TOKEN'),
+      containerEnv(workloadOf(generated, component)).some((e) => e.name === 'CCCP_ADMIN_TOKEN'),
       'never a plain env value',
     );
   }
@@ -299,7 +472,7 @@ test('the admin token Secret is rendered empty for the operator to fill, mounted
   assert.equal(ofKind(own, 'Secret'), []);
   for (const component of ['operator', 'proxy'] as const) {
     assert.is(
-      deploymentOf(own, component).spec!.template.spec!.volumes?.find((v) => v.name === 'admin-token')?.secret?.secretName,
+      workloadOf(own, component).spec!.template.spec!.volumes?.find((v) => v.name === 'admin-token')?.secret?.secretName,
       'my-admin-token',
     );
   }
@@ -348,7 +521,7 @@ test('every object carries the app.kubernetes.io labels; pods carry their compon
     }
   }
   for (const component of ['operator', 'proxy'] as const) {
-    assert.is(deploymentOf(objects, component).spec!.template.metadata!.labels!['app.kubernetes.io/component'], component);
+    assert.is(workloadOf(objects, component).spec!.template.metadata!.labels!['app.kubernetes.io/component'], component);
   }
 });
 
@@ -370,12 +543,48 @@ test('a reversed port range is refused', async () => {
   assert.match(message, 'portRange is reversed: min 20099 is above max 20000');
 });
 
-test('loadBalancer mode refuses a range of more than 100 ports; hostNetwork mode carries it', async () => {
-  const wide = { min: 20000, max: 20100 };
-  const message = await refused({ ...requiredValues, portRange: wide });
-  assert.match(message, 'portRange 20000-20100 holds 101 ports, but exposure.mode=loadBalancer carries at most 100 session ports');
+test('loadBalancer mode refuses a range that is not exactly replicas x portsPerPod, saying which max fits; hostNetwork mode carries any range', async () => {
+  assert.match(
+    await refused({ ...requiredValues, portRange: { min: 20000, max: 20099 } }),
+    'portRange 20000-20099 holds 100 ports, but exposure.mode=loadBalancer cuts it into one slice of exposure.loadBalancer.portsPerPod=50 ports per proxy pod (proxy.replicas=1)',
+  );
+  const message = await refused({ ...requiredValues, proxy: { replicas: 3 }, portRange: { min: 20000, max: 20139 } });
+  assert.match(message, 'the range must hold exactly 3 x 50 = 150 ports (portRange.max 20149), or change proxy.replicas or portsPerPod');
+  assert.match(
+    await refused({ ...requiredValues, proxy: { replicas: 2 }, portRange: { min: 20000, max: 20100 } }),
+    'portRange 20000-20100 holds 101 ports',
+  );
+  await render(bin(), { ...requiredValues, proxy: { replicas: 3 }, portRange: { min: 20000, max: 20149 } });
+  await render(bin(), {
+    ...requiredValues,
+    exposure: { mode: 'loadBalancer', loadBalancer: { portsPerPod: 100 } },
+    portRange: { min: 20000, max: 20099 },
+  });
   const { objects } = await render(bin(), { ...hostNetworkValues, portRange: { min: 20000, max: 29999 } });
   assert.match(containerEnv(deploymentOf(objects, 'operator')).find((e) => e.name === 'CCCP_PORT_RANGE')?.value ?? '', /^20000-29999$/);
+});
+
+test('the schema refuses a slice above 100 or below 1 ports and fewer than 1 proxy pod, naming the value', async () => {
+  const slice = (portsPerPod: number) => ({ ...requiredValues, exposure: { mode: 'loadBalancer', loadBalancer: { portsPerPod } } });
+  assert.match(await refused(slice(101)), "at '/exposure/loadBalancer/portsPerPod': maximum: got 101, want 100");
+  assert.match(await refused(slice(0)), "at '/exposure/loadBalancer/portsPerPod': minimum: got 0, want 1");
+  assert.match(await refused({ ...requiredValues, proxy: { replicas: 0 } }), "at '/proxy/replicas': minimum: got 0, want 1");
+  assert.match(await refused({ ...requiredValues, proxy: { replicas: 1.5 } }), "at '/proxy/replicas': got number, want integer");
+});
+
+test('hostNetwork mode refuses nodeName or one publicHost for several pods, saying what to use instead', async () => {
+  assert.match(
+    await refused({ ...hostNetworkValues, proxy: { replicas: 2 } }),
+    'exposure.hostNetwork.nodeName pins every proxy pod to node edge-node-1, but proxy.replicas=2 needs one node per pod (they hold the same ports): choose the nodes with exposure.hostNetwork.nodeSelector instead',
+  );
+  assert.match(
+    await refused({
+      ...requiredValues,
+      proxy: { replicas: 2 },
+      exposure: { mode: 'hostNetwork', hostNetwork: { nodeSelector: { edge: 'true' }, publicHost: 'edge.example' } },
+    }),
+    'exposure.hostNetwork.publicHost "edge.example" would be every proxy pod\'s host, but with proxy.replicas=2 each pod runs on its own node: leave it empty',
+  );
 });
 
 test('a port outside 1..65535 is refused by the schema, naming the value', async () => {
@@ -389,22 +598,27 @@ test('a port outside 1..65535 is refused by the schema, naming the value', async
 });
 
 test('the device port inside the port range is refused', async () => {
-  assert.match(await refused({ ...requiredValues, devicePort: 20050 }), 'devicePort 20050 lies inside portRange 20000-20099');
+  assert.match(await refused({ ...requiredValues, devicePort: 20040 }), 'devicePort 20040 lies inside portRange 20000-20049');
 });
 
 test('the control, admin or health port inside the range, or proxy ports that collide, are refused', async () => {
   assert.match(
     await refused({ ...requiredValues, operator: { controlPort: 20000 } }),
-    'operator.controlPort 20000 lies inside portRange 20000-20099',
+    'operator.controlPort 20000 lies inside portRange 20000-20049',
   );
   assert.match(
-    await refused({ ...requiredValues, proxy: { adminPort: 20099 } }),
-    'proxy.adminPort 20099 lies inside portRange 20000-20099',
+    await refused({ ...requiredValues, proxy: { adminPort: 20049 } }),
+    'proxy.adminPort 20049 lies inside portRange 20000-20049',
   );
   assert.match(
     await refused({ ...requiredValues, proxy: { healthPort: 9000 } }),
-    'devicePort (9000), proxy.adminPort (9001) and proxy.healthPort (9000) must differ',
+    'devicePort (9000), proxy.adminPort (9001), proxy.healthPort (9000) and proxy.peerPort (9002) must differ',
   );
+  assert.match(
+    await refused({ ...requiredValues, proxy: { peerPort: 9001 } }),
+    'devicePort (9000), proxy.adminPort (9001), proxy.healthPort (9090) and proxy.peerPort (9001) must differ',
+  );
+  assert.match(await refused({ ...requiredValues, proxy: { peerPort: 20010 } }), 'proxy.peerPort 20010 lies inside portRange 20000-20049');
 });
 
 test('hostNetwork mode without a node is refused, naming nodeName and nodeSelector', async () => {

@@ -7,7 +7,14 @@ import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { KubeConfig, type V1Deployment, type V1EnvVar, type V1PodTemplateSpec, type V1Secret } from '@kubernetes/client-node';
+import {
+  KubeConfig,
+  type V1Deployment,
+  type V1EnvVar,
+  type V1PodTemplateSpec,
+  type V1Secret,
+  type V1StatefulSet,
+} from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
 import { ensureAdminToken } from '../../operator/kube/admin-token-secret.ts';
 import type { Rig } from '../kube/rig.ts';
@@ -21,6 +28,17 @@ export const chartCrdFile = join(chartDir, 'crds', 'proxysession.yaml');
 
 /** Values every render needs: publicHost has no default on purpose. */
 export const requiredValues = { publicHost: 'proxy.customer.example' };
+
+/** loadBalancer exposure whose pods' slices fill `range` exactly (the chart refuses anything else). */
+export function slicedRange(range: { min: number; max: number }, replicas = 1): object {
+  const size = range.max - range.min + 1;
+  if (size % replicas !== 0) throw new Error(`${size} ports do not split into ${replicas} slices`);
+  return {
+    portRange: range,
+    proxy: { replicas },
+    exposure: { mode: 'loadBalancer', loadBalancer: { portsPerPod: size / replicas } },
+  };
+}
 
 // Helm keeps caches and repository config in these; a scratch home per process
 // keeps the tests off the user's own Helm setup.
@@ -170,11 +188,23 @@ export function named<T = KubeObject>(objects: KubeObject[], kind: string, name:
   return found as unknown as T;
 }
 
-/** The Deployment of one part of the chart, by its app.kubernetes.io/component label. */
-export function deploymentOf(objects: KubeObject[], component: 'operator' | 'proxy'): V1Deployment {
+/** The operator's Deployment (app.kubernetes.io/component operator). */
+export function deploymentOf(objects: KubeObject[], component: 'operator'): V1Deployment {
   const found = ofKind<V1Deployment>(objects, 'Deployment').find((d) => d.metadata?.labels?.['app.kubernetes.io/component'] === component);
   if (!found) throw new Error(`no ${component} Deployment rendered`);
   return found;
+}
+
+/** The proxy pods' StatefulSet. */
+export function statefulSetOf(objects: KubeObject[]): V1StatefulSet {
+  const found = ofKind<V1StatefulSet>(objects, 'StatefulSet').find((d) => d.metadata?.labels?.['app.kubernetes.io/component'] === 'proxy');
+  if (!found) throw new Error('no proxy StatefulSet rendered');
+  return found;
+}
+
+/** The workload of one part of the chart: the operator's Deployment or the proxy's StatefulSet. */
+export function workloadOf(objects: KubeObject[], component: 'operator' | 'proxy'): V1Deployment | V1StatefulSet {
+  return component === 'operator' ? deploymentOf(objects, component) : statefulSetOf(objects);
 }
 
 /** Anything with a pod template: a Deployment, a Job. */
@@ -194,18 +224,29 @@ export function secretValue(secret: V1Secret, key: string): string | undefined {
   return encoded === undefined ? undefined : Buffer.from(encoded, 'base64').toString('utf8');
 }
 
+/** What the downward API reads of a pod: its name and namespace, and for a StatefulSet's pod its index label and node. */
+export interface PodIdentity {
+  name: string;
+  namespace: string;
+  labels?: Record<string, string>;
+  hostIP?: string;
+}
+
 /**
  * The process environment a container of the chart would get, as far as it
  * can be known outside a cluster: literal values, the downward API from
  * `pod`, and Secret keys from the rendered Secrets.
  */
-export function resolveEnv(objects: KubeObject[], deployment: Workload, pod: { name: string; namespace: string }): Record<string, string> {
+export function resolveEnv(objects: KubeObject[], deployment: Workload, pod: PodIdentity): Record<string, string> {
   const env: Record<string, string> = {};
   for (const variable of containerEnv(deployment)) {
     const from = variable.valueFrom;
+    const label = /^metadata\.labels\['(.+)'\]$/.exec(from?.fieldRef?.fieldPath ?? '')?.[1];
     if (variable.value !== undefined) env[variable.name] = variable.value;
     else if (from?.fieldRef?.fieldPath === 'metadata.name') env[variable.name] = pod.name;
     else if (from?.fieldRef?.fieldPath === 'metadata.namespace') env[variable.name] = pod.namespace;
+    else if (label !== undefined && pod.labels?.[label] !== undefined) env[variable.name] = pod.labels[label];
+    else if (from?.fieldRef?.fieldPath === 'status.hostIP' && pod.hostIP) env[variable.name] = pod.hostIP;
     else if (from?.secretKeyRef) {
       const { name, key } = from.secretKeyRef;
       const value = secretValue(named<V1Secret>(objects, 'Secret', name ?? ''), key);
@@ -258,14 +299,15 @@ export interface LocalReleaseOptions {
  */
 export async function startLocalRelease(rig: Rig, opts: LocalReleaseOptions): Promise<LocalRelease> {
   const { release, namespace, portRange } = opts;
-  const [devicePort, adminPort, controlPort, healthPort] = (await freePorts(4)) as [number, number, number, number];
+  const [devicePort, adminPort, controlPort, healthPort, peerPort] = (await freePorts(5)) as [number, number, number, number, number];
   const values = {
     publicHost: '127.0.0.1',
     devicePort,
+    exposure: { mode: 'loadBalancer', loadBalancer: { portsPerPod: portRange.max - portRange.min + 1 } },
     portRange,
     ...opts.values,
     operator: { controlPort, leaseDurationSeconds: 4 },
-    proxy: { adminPort, healthPort },
+    proxy: { adminPort, healthPort, peerPort },
   };
   const file = valuesFile(values);
   const rendered = await render(rig.binDir, values, { release, namespace });
@@ -289,7 +331,14 @@ export async function startLocalRelease(rig: Rig, opts: LocalReleaseOptions): Pr
 
   const operatorIdentity = `${release}-operator-7f9c-0`;
   const pod = { name: operatorIdentity, namespace };
-  const proxyEnv = resolveEnv(rendered.objects, deploymentOf(rendered.objects, 'proxy'), pod);
+  const proxySet = statefulSetOf(rendered.objects);
+  const proxyPod = {
+    name: `${proxySet.metadata?.name}-0`,
+    namespace,
+    labels: { 'apps.kubernetes.io/pod-index': '0' },
+    hostIP: '127.0.0.1',
+  };
+  const proxyEnv = resolveEnv(rendered.objects, proxySet, proxyPod);
   const operatorEnv = resolveEnv(rendered.objects, operatorDeployment, pod);
   const adminAddress = operatorEnv.CCCP_ADMIN_ADDRESS ?? '';
   if (!adminAddress.endsWith(`.${namespace}.svc:${adminPort}`)) throw new Error(`unexpected CCCP_ADMIN_ADDRESS ${adminAddress}`);
@@ -303,8 +352,7 @@ export async function startLocalRelease(rig: Rig, opts: LocalReleaseOptions): Pr
   // The operator's own code fills the admin token Secret first (as the first
   // replica would); the proxy then starts with it, as its pod does once the key
   // exists, and the operator process reads it back through the API.
-  const adminSecret =
-    deploymentOf(rendered.objects, 'proxy').spec?.template.spec?.volumes?.find((v) => v.name === 'admin-token')?.secret?.secretName ?? '';
+  const adminSecret = proxySet.spec?.template.spec?.volumes?.find((v) => v.name === 'admin-token')?.secret?.secretName ?? '';
   if (operatorEnv.CCCP_ADMIN_TOKEN_SECRET) {
     const asOperator = new KubeConfig();
     asOperator.loadFromFile(kubeconfig);

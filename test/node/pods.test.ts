@@ -6,9 +6,12 @@
 // the Secrets are mounted and the Services route.
 //
 // Release "acme" (namespace labelled Pod Security `restricted`) runs in
-// loadBalancer mode: devices and clients reach it through the proxy Service's
-// NodePorts and its load-balancer address. Release "globex" runs in
-// hostNetwork mode beside it: the proxy answers on the node's own address.
+// loadBalancer mode: devices reach it through the device Service, clients
+// through the proxy pod's session Service, by NodePorts and by load-balancer
+// address. Release "initech" runs two proxy pods in loadBalancer mode on the
+// one node; "hooli" asks for two in hostNetwork mode, where the second finds
+// no node of its own. Release "globex" runs in hostNetwork mode beside them:
+// the proxy answers on the node's own address.
 // Timings (restarts, takeover) are printed, not asserted: the machine is shared.
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -32,6 +35,7 @@ const acme = {
   values: {
     publicHost: 'proxy.acme.example',
     portRange: { min: 20000, max: 20009 },
+    exposure: { mode: 'loadBalancer', loadBalancer: { portsPerPod: 10 } },
     operator: { leaseDurationSeconds: 6 },
   },
 };
@@ -82,7 +86,8 @@ async function json<T>(args: string[]): Promise<T> {
 }
 
 interface ServiceJson {
-  spec: { clusterIP: string; ports: Array<{ name: string; port: number; nodePort?: number }> };
+  metadata: { name: string };
+  spec: { type: string; clusterIP: string; ports: Array<{ name: string; port: number; nodePort?: number }> };
   status: { loadBalancer: { ingress?: Array<{ ip: string }> } };
 }
 interface PodJson {
@@ -128,11 +133,23 @@ async function on(url: string, serial: string, token: string, query = ''): Promi
   return { host: body.host as string, port: body.port as number };
 }
 
-async function nodePortOf(release: string, namespace: string, port: number): Promise<number> {
-  const service = await json<ServiceJson>(['get', 'service', `${release}-cccp-proxy-proxy`, '-n', namespace]);
-  const entry = service.spec.ports.find((p) => p.port === port);
-  if (!entry?.nodePort) throw new Error(`no NodePort for port ${port} of ${release}`);
-  return entry.nodePort;
+/** The proxy's LoadBalancer Services: the device port's, and one per proxy pod with its session ports. */
+async function proxyServices(namespace: string): Promise<ServiceJson[]> {
+  const list = await json<{ items: ServiceJson[] }>(['get', 'services', '-n', namespace, '-l', 'app.kubernetes.io/component=proxy']);
+  return list.items.filter((s) => s.spec.type === 'LoadBalancer');
+}
+
+/** The LoadBalancer Service that lists `port`, and that port's entry. */
+async function serviceOf(namespace: string, port: number): Promise<{ service: ServiceJson; nodePort: number }> {
+  for (const service of await proxyServices(namespace)) {
+    const entry = service.spec.ports.find((p) => p.port === port);
+    if (entry?.nodePort) return { service, nodePort: entry.nodePort };
+  }
+  throw new Error(`no proxy Service of ${namespace} lists port ${port}`);
+}
+
+async function nodePortOf(_release: string, namespace: string, port: number): Promise<number> {
+  return (await serviceOf(namespace, port)).nodePort;
 }
 
 async function open(host: string, port: number): Promise<Socket> {
@@ -244,18 +261,24 @@ test('/on through the Control API Service; a device and a client through the pro
   const { status } = await call(`${url}/on?serial=NOAUTH`);
   assert.is(status, 401, 'the Control API wants the token');
   const session = await on(url, 'SN-ACME-1', acme.tokens[0]!, '&persistent=true');
-  assert.is(session.host, 'proxy.acme.example');
   assert.ok(session.port >= 20000 && session.port <= 20009, `port ${session.port} in the range`);
+  const sessionService = (await serviceOf(acme.namespace, session.port)).service;
+  assert.is(sessionService.metadata.name, `${acme.release}-cccp-proxy-proxy-0`, 'the session port is on the pod-0 Service');
+  const sessionLbIp = sessionService.status.loadBalancer.ingress?.[0]?.ip;
+  assert.ok(sessionLbIp, 'the pod-0 Service has a load-balancer address');
+  // The operator answers its pod's Service address, or publicHost until it reads Services.
+  assert.ok([sessionLbIp, 'proxy.acme.example'].includes(session.host), `host ${session.host}`);
 
   const deviceNodePort = await nodePortOf(acme.release, acme.namespace, 9000);
   const sessionNodePort = await nodePortOf(acme.release, acme.namespace, session.port);
   await exchange({ host: n.nodeIp, port: deviceNodePort }, { host: n.nodeIp, port: sessionNodePort }, 'SN-ACME-1', 256 * 1024);
 
-  // The same session through the load balancer's address and the Service ports themselves.
+  // The same session through the load balancers' addresses and the Service ports themselves.
   const lb = await json<ServiceJson>(['get', 'service', `${acme.release}-cccp-proxy-proxy`, '-n', acme.namespace]);
   const lbIp = lb.status.loadBalancer.ingress?.[0]?.ip;
-  assert.ok(lbIp, 'the proxy Service has a load-balancer address');
-  await exchange({ host: lbIp, port: 9000 }, { host: lbIp, port: session.port }, 'SN-ACME-1', 64 * 1024);
+  assert.ok(lbIp, 'the device Service has a load-balancer address');
+  assert.is.not(lbIp, sessionLbIp, 'two load balancers');
+  await exchange({ host: lbIp, port: 9000 }, { host: sessionLbIp, port: session.port }, 'SN-ACME-1', 64 * 1024);
 
   await waitFor(
     async () => {
@@ -403,7 +426,7 @@ test('leader operator pod deleted: the other replica takes over (timed)', async 
 
 test('an operator that cannot reach the proxy admin port goes unready', async () => {
   const n = theNode();
-  await n.mustKubectl(['scale', 'deployment', `${acme.release}-cccp-proxy-proxy`, '-n', acme.namespace, '--replicas=0']);
+  await n.mustKubectl(['scale', 'statefulset', `${acme.release}-cccp-proxy-proxy`, '-n', acme.namespace, '--replicas=0']);
   const leaseName = `${acme.release}-cccp-proxy-operator`;
   try {
     const leader = (await n.mustKubectl(['get', 'lease', leaseName, '-n', acme.namespace, '-o', 'jsonpath={.spec.holderIdentity}'])).trim();
@@ -416,7 +439,7 @@ test('an operator that cannot reach the proxy admin port goes unready', async ()
       'the leading operator to report unready',
     );
   } finally {
-    await n.mustKubectl(['scale', 'deployment', `${acme.release}-cccp-proxy-proxy`, '-n', acme.namespace, '--replicas=1']);
+    await n.mustKubectl(['scale', 'statefulset', `${acme.release}-cccp-proxy-proxy`, '-n', acme.namespace, '--replicas=1']);
   }
   await waitFor(async () => (await pods(acme.namespace, 'operator')).filter(readyPod).length === 2, 90_000, 'both operators Ready again');
 });
@@ -572,6 +595,197 @@ test('helm upgrade with rotated Control API tokens: the old token refused, the n
   );
 });
 
+interface EndpointSliceJson {
+  endpoints?: Array<{ addresses: string[]; targetRef?: { name: string } }>;
+}
+
+/** The pod names behind a Service, from its EndpointSlices (what kube-proxy routes to). */
+async function endpointPods(namespace: string, service: string): Promise<string[]> {
+  const list = await json<{ items: EndpointSliceJson[] }>([
+    'get',
+    'endpointslices',
+    '-n',
+    namespace,
+    '-l',
+    `kubernetes.io/service-name=${service}`,
+  ]);
+  return list.items
+    .flatMap((slice) => slice.endpoints ?? [])
+    .map((e) => e.targetRef?.name ?? '')
+    .sort();
+}
+
+async function podEnv(namespace: string, pod: string, name: string): Promise<string> {
+  return (await theNode().mustKubectl(['exec', '-n', namespace, pod, '--', 'node', '-e', `console.log(process.env.${name} ?? '')`])).trim();
+}
+
+test('proxy.replicas=2 in loadBalancer mode on one node: two pods with their ordinals, each session Service routing to its own pod, the device Service to both, stable DNS names; a deleted pod returns under its name and the other never notices', async () => {
+  const n = theNode();
+  const release = 'initech';
+  const set = `${release}-cccp-proxy-proxy`;
+  await n.mustKubectl(['create', 'namespace', release]);
+  const started = Date.now();
+  // No --wait: the operator's part of several pods is not what this checks.
+  await mustHelm([
+    'install',
+    release,
+    chartDir,
+    '-n',
+    release,
+    '-f',
+    valuesFile(
+      withLocalImage({
+        publicHost: 'proxy.initech.example',
+        portRange: { min: 22000, max: 22009 },
+        exposure: { mode: 'loadBalancer', loadBalancer: { portsPerPod: 5 } },
+        operator: { replicas: 1 },
+        proxy: { replicas: 2 },
+      }),
+    ),
+  ]);
+  // Uninstalled even when a check fails, so the tests after it get the node's CPU.
+  let standIn: Promise<unknown> = Promise.resolve();
+  try {
+    await waitFor(async () => (await pods(release, 'proxy')).filter(readyPod).length === 2, 180_000, 'two proxy pods Ready');
+    console.log(`two proxy pods Ready ${((Date.now() - started) / 1000).toFixed(1)} s after helm install`);
+    const byName = new Map((await pods(release, 'proxy')).map((p) => [p.metadata.name, p]));
+    assert.equal([...byName.keys()].sort(), [`${set}-0`, `${set}-1`]);
+    for (const ordinal of ['0', '1']) {
+      const pod = byName.get(`${set}-${ordinal}`)!;
+      assert.is(pod.metadata.labels['apps.kubernetes.io/pod-index'], ordinal);
+      assert.is(await podEnv(release, pod.metadata.name, 'CCCP_POD_ORDINAL'), ordinal, 'the ordinal reaches the proxy process');
+      assert.equal(
+        await endpointPods(release, `${set}-${ordinal}`),
+        [pod.metadata.name],
+        `Service ${set}-${ordinal} routes to its pod only`,
+      );
+    }
+    assert.equal(await endpointPods(release, set), [`${set}-0`, `${set}-1`], 'the device Service routes to both pods');
+    const services = await proxyServices(release);
+    const addresses = services.map((s) => s.status.loadBalancer.ingress?.[0]?.ip);
+    assert.is(services.length, 3);
+    assert.is(new Set(addresses).size, 3, `three load-balancer addresses: ${addresses.join(', ')}`);
+    // The device port answers through the device Service's load balancer.
+    const device = await openWhenListening(addresses[services.findIndex((s) => s.metadata.name === set)]!, 9000, 30_000);
+    device.destroy();
+
+    // The names the operator and the peers use resolve, inside the cluster, to each pod.
+    const host = (ordinal: number) => `${set}-${ordinal}.${release}-cccp-proxy-proxy-pods.${release}.svc`;
+    const resolved = (
+      await probePod(
+        release,
+        'probe-dns',
+        `require('dns').promises.lookup('${host(0)}').then((a) => require('dns').promises.lookup('${host(1)}').then((b) => console.log(a.address + ' ' + b.address)))`,
+      )
+    ).trim();
+    assert.is(resolved, `${byName.get(`${set}-0`)!.status.podIP} ${byName.get(`${set}-1`)!.status.podIP}`);
+
+    // The peer port (devices handed between pods) admits the release's proxy
+    // pods only. Something must listen on it in pod 0: the proxy, or else a
+    // stand-in started in that pod for a minute.
+    const pod0Ip = byName.get(`${set}-0`)!.status.podIP!;
+    standIn = n.kubectl([
+      'exec',
+      '-n',
+      release,
+      `${set}-0`,
+      '--',
+      'node',
+      '-e',
+      "const s = require('net').createServer((c) => c.end()); s.on('error', (e) => console.log(e.code)); s.listen(9002); setTimeout(() => process.exit(0), 60000);",
+    ]);
+    await waitFor(
+      async () =>
+        (await n.kubectl(['exec', '-n', release, `${set}-1`, '--', 'node', '-e', probeScript(pod0Ip, [9002])])).stdout.trim() ===
+        '9002:open',
+      30_000,
+      'the peer port of pod 0 open to pod 1',
+    );
+    assert.is(
+      (await probePod(release, 'probe-peer', probeScript(pod0Ip, [9002, 9000]))).trim(),
+      '9002:blocked 9000:open',
+      'another pod of the namespace does not reach the peer port',
+    );
+
+    const other = byName.get(`${set}-1`)!;
+    const deleted = Date.now();
+    await n.mustKubectl(['delete', 'pod', '-n', release, `${set}-0`, '--wait=false']);
+    await waitFor(
+      async () =>
+        (await pods(release, 'proxy')).some(
+          (p) => p.metadata.name === `${set}-0` && p.metadata.uid !== byName.get(`${set}-0`)!.metadata.uid && readyPod(p),
+        ),
+      120_000,
+      `a new ${set}-0 Ready`,
+    );
+    console.log(`proxy pod 0 of 2 deleted: back under its name, Ready, after ${((Date.now() - deleted) / 1000).toFixed(1)} s`);
+    const after = (await pods(release, 'proxy')).find((p) => p.metadata.name === `${set}-1`)!;
+    assert.is(after.metadata.uid, other.metadata.uid, 'pod 1 is the same pod');
+    assert.equal(await endpointPods(release, `${set}-0`), [`${set}-0`], 'the returned pod is behind its Service again');
+  } finally {
+    await mustHelm(['uninstall', release, '-n', release, '--no-hooks', '--wait', '--timeout=120s']);
+    await standIn;
+  }
+});
+
+test('proxy.replicas=2 in hostNetwork mode on one node: the first pod runs, the second stays Pending, refused by the scheduler (one pod per node)', async () => {
+  const n = theNode();
+  const release = 'hooli';
+  const set = `${release}-cccp-proxy-proxy`;
+  await n.mustKubectl(['create', 'namespace', release]);
+  await mustHelm([
+    'install',
+    release,
+    chartDir,
+    '-n',
+    release,
+    '-f',
+    valuesFile(
+      withLocalImage({
+        publicHost: n.nodeIp,
+        devicePort: 9200,
+        portRange: { min: 23000, max: 23009 },
+        exposure: { mode: 'hostNetwork', hostNetwork: { nodeSelector: { 'kubernetes.io/hostname': n.nodeName } } },
+        operator: { replicas: 1 },
+        proxy: { replicas: 2, adminPort: 9201, peerPort: 9202, healthPort: 9290 },
+      }),
+    ),
+  ]);
+  try {
+    await waitFor(
+      async () => (await pods(release, 'proxy')).some((p) => p.metadata.name === `${set}-0` && readyPod(p)),
+      180_000,
+      `${set}-0 Ready`,
+    );
+    assert.is(await podEnv(release, `${set}-0`, 'CCCP_PUBLIC_HOST'), n.nodeIp, "the pod reports its node's address");
+    let message = '';
+    await waitFor(
+      async () => {
+        const events = await json<{ items: Array<{ reason: string; message: string }> }>([
+          'get',
+          'events',
+          '-n',
+          release,
+          '--field-selector',
+          `involvedObject.name=${set}-1`,
+        ]);
+        message = events.items.find((e) => e.reason === 'FailedScheduling')?.message ?? '';
+        return message !== '';
+      },
+      60_000,
+      `the scheduler to refuse ${set}-1`,
+    );
+    // The scheduler names the first filter that refuses: the node's ports (a
+    // hostNetwork pod's container ports are host ports) or the anti-affinity.
+    console.log(`second hostNetwork proxy pod on one node: ${message}`);
+    assert.match(message, /anti-affinity|free ports/);
+    const second = (await pods(release, 'proxy')).find((p) => p.metadata.name === `${set}-1`);
+    assert.is(second?.status.phase, 'Pending');
+  } finally {
+    await mustHelm(['uninstall', release, '-n', release, '--no-hooks', '--wait', '--timeout=120s']);
+  }
+});
+
 test('a second release in hostNetwork mode side by side: data through the node address', async () => {
   const n = theNode();
   await n.mustKubectl(['create', 'namespace', 'globex']);
@@ -580,7 +794,7 @@ test('a second release in hostNetwork mode side by side: data through the node a
     devicePort: 9100,
     portRange: globexPortRange,
     exposure: { mode: 'hostNetwork', hostNetwork: { nodeName: n.nodeName } },
-    proxy: { adminPort: 9101, healthPort: 9190 },
+    proxy: { adminPort: 9101, peerPort: 9102, healthPort: 9190 },
   });
   console.log(`helm install --wait (hostNetwork mode): ${seconds.toFixed(1)} s`);
   const url = await controlUrl('globex', 'globex');

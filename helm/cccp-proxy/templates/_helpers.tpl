@@ -16,7 +16,20 @@
 {{- define "cccp.operatorName" -}}{{ include "cccp.fullname" . }}-operator{{- end -}}
 {{- define "cccp.proxyName" -}}{{ include "cccp.fullname" . }}-proxy{{- end -}}
 {{- define "cccp.controlServiceName" -}}{{ include "cccp.fullname" . }}-control{{- end -}}
-{{- define "cccp.adminServiceName" -}}{{ include "cccp.fullname" . }}-proxy-admin{{- end -}}
+{{- /* The headless Service that gives each proxy pod a stable DNS name (admin and peer ports). */ -}}
+{{- define "cccp.proxyPodsServiceName" -}}{{ include "cccp.fullname" . }}-proxy-pods{{- end -}}
+{{- /*
+A proxy pod's DNS name with the literal {ordinal} the operator and the proxy
+substitute (StatefulSet pods are <statefulset>-<ordinal>).
+*/ -}}
+{{- define "cccp.proxyPodNamePattern" -}}{{ include "cccp.proxyName" . }}-{ordinal}{{- end -}}
+{{- define "cccp.proxyPodHostPattern" -}}
+{{ include "cccp.proxyPodNamePattern" . }}.{{ include "cccp.proxyPodsServiceName" . }}.{{ .Release.Namespace }}.svc
+{{- end -}}
+{{- /* Session ports per proxy pod: a slice in loadBalancer mode, 0 (the whole range on every pod) with hostNetwork. */ -}}
+{{- define "cccp.portSliceSize" -}}
+{{- if eq .Values.exposure.mode "loadBalancer" -}}{{ int .Values.exposure.loadBalancer.portsPerPod }}{{- else -}}0{{- end -}}
+{{- end -}}
 {{- define "cccp.leaseName" -}}{{ include "cccp.fullname" . }}-operator{{- end -}}
 
 {{- define "cccp.adminSecretName" -}}
