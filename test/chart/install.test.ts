@@ -306,10 +306,8 @@ test('the chart ServiceAccount cannot touch Secrets, other namespaces or cluster
     ['watch', 'proxysessions.cccp.tcxn.net', ...ns],
     ['update', `leases.coordination.k8s.io/${a.leaseName}`, ...ns],
     ['create', 'events', ...ns],
-    // Each proxy pod's session Service: its load-balancer address.
-    ['get', 'services', ...ns],
-    ['list', 'services', ...ns],
-    ['watch', 'services', ...ns],
+    // Each proxy pod's session Service, by name: its load-balancer address.
+    ['get', `services/${a.release}-cccp-proxy-proxy-0`, ...ns],
   ]) {
     const answer = await canI(r, as, args);
     assert.is(answer.stdout.trim(), 'yes', `can ${args.join(' ')}`);
@@ -324,6 +322,9 @@ test('the chart ServiceAccount cannot touch Secrets, other namespaces or cluster
     ['delete', 'events', ...ns],
     ['create', 'pods', ...ns],
     ['create', 'services', ...ns],
+    ['get', 'services/kubernetes', ...ns],
+    ['list', 'services', ...ns],
+    ['watch', 'services', ...ns],
     ['patch', 'services', ...ns],
     ['delete', 'services', ...ns],
     ['patch', 'services/status', ...ns],

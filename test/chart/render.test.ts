@@ -142,7 +142,13 @@ test('the env the chart gives each process is accepted by its own config parser'
   assert.is(operator.publicHost, 'proxy.customer.example');
   assert.equal(operator.controlTokens, ['control-token-0123456789']);
   assert.equal(proxyPodsFromEnv(operatorEnv), [
-    { ordinal: 0, name: 'cust-cccp-proxy-proxy-0', host: 'cust-cccp-proxy-proxy-0.cust-cccp-proxy-proxy-pods.cust.svc', port: 9001 },
+    {
+      ordinal: 0,
+      name: 'cust-cccp-proxy-proxy-0',
+      host: 'cust-cccp-proxy-proxy-0.cust-cccp-proxy-proxy-pods.cust.svc',
+      port: 9001,
+      service: 'cust-cccp-proxy-proxy-0',
+    },
   ]);
   assert.is(operatorEnv.POD_NAMESPACE, 'cust');
   assert.is(operatorEnv.POD_NAME, pod.name);
@@ -376,7 +382,7 @@ test('the Role grants exactly the calls the operator makes: namespaced, only its
     { groups: ['cccp.tcxn.net'], resources: ['proxysessions/status'], names: undefined, verbs: ['patch'] },
     { groups: ['coordination.k8s.io'], resources: ['leases'], names: undefined, verbs: ['create'] },
     { groups: ['coordination.k8s.io'], resources: ['leases'], names: ['cust-cccp-proxy-operator'], verbs: ['get', 'update'] },
-    { groups: [''], resources: ['services'], names: undefined, verbs: ['get', 'list', 'watch'] },
+    { groups: [''], resources: ['services'], names: ['cust-cccp-proxy-proxy-0'], verbs: ['get'] },
     { groups: [''], resources: ['events'], names: undefined, verbs: ['create'] },
     { groups: [''], resources: ['secrets'], names: ['cust-cccp-proxy-admin-token'], verbs: ['get', 'patch'] },
   ]);
@@ -385,7 +391,15 @@ test('the Role grants exactly the calls the operator makes: namespaced, only its
     'Role',
     'cust-cccp-proxy-operator',
   );
-  assert.equal(threePods.rules, role.rules, 'more proxy pods need no more rights');
+  assert.equal(
+    threePods.rules!.find((r) => r.resources?.includes('services'))?.resourceNames,
+    ['cust-cccp-proxy-proxy-0', 'cust-cccp-proxy-proxy-1', 'cust-cccp-proxy-proxy-2'],
+    'more proxy pods: get on each pod’s own Service, nothing more',
+  );
+  assert.equal(
+    threePods.rules!.filter((r) => !r.resources?.includes('services')),
+    role.rules!.filter((r) => !r.resources?.includes('services')),
+  );
   const own = named<V1Role>(
     (await render(bin(), { ...requiredValues, adminToken: { existingSecret: 'mine' } })).objects,
     'Role',
