@@ -102,6 +102,8 @@ export interface InstanceInfo {
   instanceId: string;
   startedAt: string;
   devicePort: number;
+  /** The host clients reach this pod's session ports at, when the pod knows it (CCCP_PUBLIC_HOST, e.g. its node's address). */
+  publicHost?: string;
 }
 
 export interface SessionList extends InstanceInfo {

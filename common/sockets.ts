@@ -22,8 +22,23 @@ export function listen(server: net.Server, options: net.ListenOptions): Promise<
   });
 }
 
-/** `host:port`, with IPv6 hosts in brackets. */
+/** Client endpoints that a PROXY protocol header named, by connection. */
+const proxiedPeers = new WeakMap<net.Socket, { address: string; port: number }>();
+
+/** Records the client endpoint a PROXY protocol header gave for this connection. */
+export function setProxiedPeer(socket: net.Socket, peer: { address: string; port: number }): void {
+  proxiedPeers.set(socket, peer);
+}
+
+/** The client's IP: the one a PROXY protocol header named, else the socket's own peer. */
+export function peerHost(socket: net.Socket): string | undefined {
+  return proxiedPeers.get(socket)?.address ?? socket.remoteAddress;
+}
+
+/** `host:port` of the client (see peerHost), with IPv6 hosts in brackets. */
 export function peerAddress(socket: net.Socket): string {
-  const host = socket.remoteAddress ?? 'unknown';
-  return host.includes(':') ? `[${host}]:${socket.remotePort}` : `${host}:${socket.remotePort}`;
+  const proxied = proxiedPeers.get(socket);
+  const host = proxied?.address ?? socket.remoteAddress ?? 'unknown';
+  const port = proxied ? proxied.port : socket.remotePort;
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }

@@ -11,6 +11,7 @@ import { LogSummary } from '../common/log-summary.ts';
 import { AdminApi, AdminHttpError, type AdminListen } from './admin-api.ts';
 import { DeviceRegistry, type RegisteredDevice } from './device-registry.ts';
 import { ProxyMetrics } from './metrics.ts';
+import { PeerLink, type PeerSettings } from './peer-link.ts';
 import { Session, type SessionEvent } from './session.ts';
 
 export interface ProxyPodOptions {
@@ -38,6 +39,10 @@ export interface ProxyPodOptions {
   logSummaryMs?: number;
   /** Connection cap and timeouts of the admin API's HTTP server. */
   httpLimits?: HttpLimits;
+  /** The other proxy pods of the release, to which devices without a session here are forwarded; none by default. */
+  peers?: PeerSettings;
+  /** The host clients reach this pod's session ports at (CCCP_PUBLIC_HOST), told to the operator in /v1/info. */
+  publicHost?: string;
   /** Process-wide metrics (memory, CPU); off when several pods share a process. */
   processMetrics?: boolean;
   clock?: Clock;
@@ -52,6 +57,8 @@ export class ProxyPod {
   private readonly summary: LogSummary;
   private readonly sessions = new Map<string, Session>();
   private readonly registry: DeviceRegistry;
+  private readonly peers: PeerLink | undefined;
+  private boundPeerPort = 0;
   private readonly events = new EventEmitter();
   private seq = 0;
   private admin: AdminApi | undefined;
@@ -84,6 +91,7 @@ export class ProxyPod {
       },
       (device) => this.routeDevice(device),
     );
+    this.peers = opts.peers && this.peerLink(opts.peers);
   }
 
   static async start(opts: ProxyPodOptions): Promise<ProxyPod> {
@@ -91,9 +99,10 @@ export class ProxyPod {
     pod.boundDevicePort = await pod.registry.listen();
     pod.admin = new AdminApi(pod, pod.logger, opts.httpLimits);
     try {
+      pod.boundPeerPort = (await pod.peers?.listen()) ?? 0;
       await pod.admin.listen(opts.admin);
     } catch (err) {
-      await pod.registry.close();
+      await Promise.all([pod.registry.close(), pod.peers?.close()]);
       throw err;
     }
     pod.logger.info(
@@ -111,6 +120,11 @@ export class ProxyPod {
 
   get devicePort(): number {
     return this.boundDevicePort;
+  }
+
+  /** The peer port's bound port; 0 without peers. */
+  get peerPort(): number {
+    return this.boundPeerPort;
   }
 
   /** Where the admin API listens: a socket path, or host:port. */
@@ -165,6 +179,8 @@ export class ProxyPod {
       const waiting = session.live ? this.registry.takePending(serial) : undefined;
       // The pending device's earlier bytes were discarded, so no CRLF is half-read.
       if (waiting) session.attachDevice(waiting, Buffer.alloc(0), false);
+      // Created before announced: a peer's offer that crosses the announcement finds it.
+      else if (session.live) this.peers?.announce(serial);
       return session.state();
     });
   }
@@ -190,7 +206,12 @@ export class ProxyPod {
   }
 
   info() {
-    return { instanceId: this.instanceId, startedAt: this.startedAt.toISOString(), devicePort: this.boundDevicePort };
+    return {
+      instanceId: this.instanceId,
+      startedAt: this.startedAt.toISOString(),
+      devicePort: this.boundDevicePort,
+      ...(this.opts.publicHost ? { publicHost: this.opts.publicHost } : {}),
+    };
   }
 
   /** Calls `listener` with each event from now on; returns the unsubscribe. */
@@ -203,17 +224,47 @@ export class ProxyPod {
     await this.admin?.close();
     for (const session of this.sessions.values()) session.end('Deleted');
     this.sessions.clear();
+    await this.peers?.close();
     await this.registry.close();
     this.events.removeAllListeners();
     this.summary.close();
     this.logger.info({ instanceId: this.instanceId }, 'proxy pod stopped');
   }
 
+  /** To the session here, else to the peers (which keep it pending here if no peer takes it). */
   private routeDevice(device: RegisteredDevice): boolean {
+    return this.attachLocal(device) || (this.peers?.take(device) ?? false);
+  }
+
+  private attachLocal(device: RegisteredDevice): boolean {
     const session = this.sessions.get(device.serial);
     if (!session?.live) return false;
     session.attachDevice(device.socket, device.payload, device.endedWithCr);
     return true;
+  }
+
+  private peerLink(settings: PeerSettings): PeerLink {
+    const { opts } = this;
+    return new PeerLink(
+      settings,
+      {
+        keepaliveIdleMs: opts.keepaliveIdleMs ?? 60_000,
+        lingerMs: opts.lingerMs ?? 30_000,
+        sendTimeoutMs: opts.sendTimeoutMs ?? 60_000,
+        maxHeld: opts.maxPending ?? 10_000,
+        metrics: this.metrics,
+        logger: this.logger,
+        summary: this.summary,
+      },
+      {
+        hasLiveSession: (serial) => this.sessions.get(serial)?.live === true,
+        attachLocal: (device) => this.attachLocal(device),
+        settle: (device) => {
+          if (!this.attachLocal(device)) this.registry.addPending(device);
+        },
+        takePending: (serial) => this.registry.takePending(serial),
+      },
+    );
   }
 
   private publish(event: SessionEvent): void {
