@@ -10,10 +10,12 @@
 // finds the session, or the announcement finds the device held (the peer is
 // asked again after its answer) or pending (it is offered at once).
 import net from 'node:net';
+import type { Clock } from '../common/clock.ts';
 import type { Logger } from '../common/log.ts';
 import type { LogSummary } from '../common/log-summary.ts';
 import { peerAddress } from '../common/sockets.ts';
 import type { RegisteredDevice } from './device-registry.ts';
+import { PeerAvailability } from './peer-availability.ts';
 import type { PeerMetrics } from './peer-metrics.ts';
 import { ACCEPTED, DECLINED, encodeRequest, LineReader, type PeerEndpoint } from './peer-protocol.ts';
 
@@ -21,6 +23,8 @@ import { ACCEPTED, DECLINED, encodeRequest, LineReader, type PeerEndpoint } from
 const MAX_OFFERS_IN_FLIGHT = 32;
 /** Serials whose session was last found on a peer, asked first next time. */
 const MAX_HINTS = 10_000;
+/** A peer that did not answer is skipped for this long, then probed. */
+const PEER_PAUSE_MS = 5_000;
 
 export interface DeviceForwarderOptions {
   ordinal: number;
@@ -39,6 +43,7 @@ export interface DeviceForwarderOptions {
   metrics: PeerMetrics;
   logger: Logger;
   summary: LogSummary;
+  clock: Clock;
 }
 
 export interface DeviceForwarderHooks {
@@ -63,7 +68,12 @@ interface HeldDevice {
   replacedLink?: net.Socket;
 }
 
-type Outcome = { kind: 'accepted'; link: net.Socket; rest: Buffer } | { kind: 'declined' } | { kind: 'unreachable' } | { kind: 'failed' };
+type Outcome =
+  | { kind: 'accepted'; link: net.Socket; rest: Buffer }
+  | { kind: 'declined' }
+  | { kind: 'unreachable' }
+  | { kind: 'failed' }
+  | { kind: 'skipped' };
 
 interface Found {
   ordinal: number;
@@ -76,6 +86,7 @@ export class DeviceForwarder {
   /** Links being asked, and both sockets of each relay: destroyed on close. */
   private readonly sockets = new Set<net.Socket>();
   private readonly hints = new Map<string, number>();
+  private readonly availability: PeerAvailability;
   private inFlight = 0;
   private readonly waitingForSlot: Array<() => void> = [];
   private closed = false;
@@ -83,7 +94,14 @@ export class DeviceForwarder {
   constructor(
     private readonly opts: DeviceForwarderOptions,
     private readonly hooks: DeviceForwarderHooks,
-  ) {}
+  ) {
+    this.availability = new PeerAvailability({
+      clock: opts.clock,
+      pauseMs: PEER_PAUSE_MS,
+      maxMissed: opts.maxHeld,
+      offer: (ordinal, serial) => this.askAgain(serial, ordinal),
+    });
+  }
 
   /** Takes a registered device that has no session here; false when it should wait as pending instead. */
   take(device: RegisteredDevice): boolean {
@@ -108,15 +126,37 @@ export class DeviceForwarder {
   wanted(serial: string, from: number): void {
     if (this.closed || from === this.opts.ordinal || !this.opts.endpoint(from)) return;
     this.hint(serial, from);
+    this.availability.alive(from);
+    this.askAgain(serial, from);
+  }
+
+  /** The peer took a notice of this pod's new sessions: it is up. */
+  peerAlive(ordinal: number): void {
+    this.availability.alive(ordinal);
+  }
+
+  /** The peer could not be reached: skip it for a while. */
+  peerFailed(ordinal: number): void {
+    this.availability.failed(ordinal);
+  }
+
+  /**
+   * Offers the device of this serial held or pending here to the peer (again,
+   * after its current offer when one is on the wire); false when there is none.
+   */
+  private askAgain(serial: string, ordinal: number): boolean {
+    if (this.closed) return false;
     const entry = this.held.get(serial);
     if (entry) {
       const target = entry.newer ?? entry;
-      if (!target.toAsk.includes(from)) target.toAsk.push(from);
-      return;
+      if (!target.toAsk.includes(ordinal)) target.toAsk.push(ordinal);
+      return true;
     }
     const socket = this.hooks.takePending(serial);
+    if (!socket) return false;
     // Its earlier bytes were discarded while pending, so no CRLF is half-read.
-    if (socket) void this.forward({ device: { serial, socket, payload: Buffer.alloc(0), endedWithCr: false }, toAsk: [from] });
+    void this.forward({ device: { serial, socket, payload: Buffer.alloc(0), endedWithCr: false }, toAsk: [ordinal] });
+    return true;
   }
 
   get heldCount(): number {
@@ -125,6 +165,7 @@ export class DeviceForwarder {
 
   close(): void {
     this.closed = true;
+    this.availability.close();
     for (const entry of this.held.values()) {
       entry.newer?.device.socket.destroy();
       entry.device.socket.destroy();
@@ -166,16 +207,23 @@ export class DeviceForwarder {
       if (this.closed || socket.destroyed || entry.newer || this.hooks.hasLiveSession(serial)) return undefined;
       const ordinal = entry.toAsk.shift();
       if (ordinal === undefined) return undefined;
-      const outcome = await this.offerTo(ordinal, entry.device);
+      const outcome: Outcome = this.availability.isPaused(ordinal) ? { kind: 'skipped' } : await this.offerTo(ordinal, entry.device);
       entry.replacedLink?.destroy();
       entry.replacedLink = undefined;
       this.opts.metrics.offers.inc({ result: outcome.kind });
       if (outcome.kind === 'accepted') {
+        this.availability.alive(ordinal);
         this.hint(serial, ordinal);
         return { ordinal, link: outcome.link, rest: outcome.rest };
       }
-      if (outcome.kind !== 'declined')
-        this.opts.summary.warn({ serial, peer: ordinal, outcome: outcome.kind }, 'peer did not answer an offer');
+      if (outcome.kind === 'declined') this.availability.alive(ordinal);
+      else {
+        if (outcome.kind !== 'skipped') {
+          this.opts.summary.warn({ serial, peer: ordinal, outcome: outcome.kind }, 'peer did not answer an offer');
+          this.availability.failed(ordinal);
+        }
+        this.availability.missed(ordinal, serial);
+      }
       if (this.hints.get(serial) === ordinal) this.hints.delete(serial);
     }
   }

@@ -12,6 +12,7 @@
 //
 // Every peer-port connection carries the admin token (peer-protocol.ts).
 import type net from 'node:net';
+import type { Clock } from '../common/clock.ts';
 import type { Logger } from '../common/log.ts';
 import type { LogSummary } from '../common/log-summary.ts';
 import { DeviceForwarder } from './device-forwarder.ts';
@@ -48,6 +49,7 @@ export interface PeerLinkContext {
   metrics: ProxyMetrics;
   logger: Logger;
   summary: LogSummary;
+  clock: Clock;
 }
 
 export interface PeerLinkHooks {
@@ -94,6 +96,7 @@ export class PeerLink {
         metrics: this.metrics,
         logger: ctx.logger,
         summary: ctx.summary,
+        clock: ctx.clock,
       },
       hooks,
     );
@@ -105,6 +108,7 @@ export class PeerLink {
       ...timeouts,
       metrics: this.metrics,
       logger: ctx.logger,
+      onResult: (ordinal, delivered) => (delivered ? this.forwarder.peerAlive(ordinal) : this.forwarder.peerFailed(ordinal)),
     });
     this.peerPort = new PeerPort(
       {

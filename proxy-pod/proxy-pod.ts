@@ -255,6 +255,7 @@ export class ProxyPod {
         metrics: this.metrics,
         logger: this.logger,
         summary: this.summary,
+        clock: this.clock,
       },
       {
         hasLiveSession: (serial) => this.sessions.get(serial)?.live === true,

@@ -17,6 +17,8 @@ export interface WantedAnnouncerOptions {
   answerTimeoutMs: number;
   metrics: PeerMetrics;
   logger: Logger;
+  /** Whether the peer took the batch: a sign of whether it is up. */
+  onResult(ordinal: number, delivered: boolean): void;
 }
 
 export class WantedAnnouncer {
@@ -69,6 +71,7 @@ export class WantedAnnouncer {
       clearTimeout(timer);
       this.sending.delete(ordinal);
       this.opts.metrics.notices.inc({ result: delivered ? 'delivered' : 'undelivered' }, serials.size);
+      this.opts.onResult(ordinal, delivered);
       if (!delivered) this.opts.logger.debug({ peer: ordinal, serials: serials.size }, 'sessions not announced to a peer');
       this.flush(ordinal);
     });
