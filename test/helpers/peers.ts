@@ -3,6 +3,7 @@
 // and peer port numbers as pods on different nodes do.
 import type net from 'node:net';
 import type { ProxyEvent } from '../../common/admin-protocol.ts';
+import type { PeerSettings } from '../../proxy-pod/peer-link.ts';
 import type { ProxyPodOptions } from '../../proxy-pod/proxy-pod.ts';
 import { connect, freePorts, waitFor } from './net.ts';
 import { startProxy, type TestProxy } from './proxy.ts';
@@ -15,12 +16,15 @@ export interface PeerPod extends TestProxy {
   events: ProxyEvent[];
 }
 
+/** A pod's options; `peers` amends the release's peer settings. */
+export type PodOptions = Omit<Partial<ProxyPodOptions>, 'peers'> & { peers?: Partial<PeerSettings> };
+
 export interface PodRelease {
   pods: PeerPod[];
   devicePort: number;
   peerPort: number;
   /** Starts (again) the pod of this ordinal, as a restarted pod comes back under the same identity. */
-  start(ordinal: number, opts?: Partial<ProxyPodOptions>): Promise<PeerPod>;
+  start(ordinal: number, opts?: PodOptions): Promise<PeerPod>;
   stop(): Promise<void>;
 }
 
@@ -33,13 +37,10 @@ export function peerPattern(peerPort: number): string {
   return `127.0.0.1{ordinal}:${peerPort}`;
 }
 
-export async function startRelease(
-  replicas: number,
-  opts: (ordinal: number) => Partial<ProxyPodOptions> = () => ({}),
-): Promise<PodRelease> {
+export async function startRelease(replicas: number, opts: (ordinal: number) => PodOptions = () => ({})): Promise<PodRelease> {
   const [devicePort, peerPort] = (await freePorts(2)) as [number, number];
   const pods: PeerPod[] = [];
-  const start = async (ordinal: number, extra: Partial<ProxyPodOptions> = {}): Promise<PeerPod> => {
+  const start = async (ordinal: number, extra: PodOptions = {}): Promise<PeerPod> => {
     const own = opts(ordinal);
     const proxy = await startProxy({
       bindHost: podHost(ordinal),
