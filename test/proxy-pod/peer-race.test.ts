@@ -3,69 +3,16 @@
 // registration arriving while the older one's offer is on the wire. The
 // crossing is forced with a relay in front of pod 1's peer port that holds
 // pod 1's answers until the test lets them go; then it is run freely.
-import net from 'node:net';
+import type net from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect, freePortRange, Received, sleep, waitFor } from '../helpers/net.ts';
+import { PeerGate } from '../helpers/peer-gate.ts';
 import { deviceOn, metricValue, type PodRelease, podHost, startRelease, waitForDevice } from '../helpers/peers.ts';
-
-/** Listens at pod 1's peer address and passes everything to its real peer port, holding pod 1's answers on request. */
-class AnswerGate {
-  private readonly server = net.createServer({ allowHalfOpen: true }, (socket) => this.onConnection(socket));
-  private readonly sockets = new Set<net.Socket>();
-  private held: Array<() => void> = [];
-  holding = false;
-
-  constructor(private readonly upstream: { host: string; port: number }) {}
-
-  listen(host: string, port: number): Promise<void> {
-    return new Promise((resolve) => this.server.listen(port, host, resolve));
-  }
-
-  get heldAnswers(): number {
-    return this.held.length;
-  }
-
-  release(): void {
-    this.holding = false;
-    for (const go of this.held.splice(0)) go();
-  }
-
-  close(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    return new Promise((resolve) => this.server.close(() => resolve()));
-  }
-
-  private onConnection(socket: net.Socket): void {
-    const upstream = net.connect({ ...this.upstream, allowHalfOpen: true });
-    for (const s of [socket, upstream]) {
-      this.sockets.add(s);
-      s.on('error', () => {});
-      s.on('close', () => {
-        this.sockets.delete(s);
-        socket.destroy();
-        upstream.destroy();
-      });
-    }
-    socket.pipe(upstream);
-    upstream.on('data', (chunk: Buffer) => {
-      if (!this.holding) return void socket.write(chunk);
-      upstream.pause();
-      this.held.push(() => {
-        socket.write(chunk);
-        upstream.resume();
-      });
-    });
-    upstream.on('end', () => {
-      if (!this.holding) return void socket.end();
-      this.held.push(() => socket.end());
-    });
-  }
-}
 
 const forced = suite('crossing offer and announcement, forced');
 let release: PodRelease;
-let gate: AnswerGate;
+let gate: PeerGate;
 let ports: number[];
 let nextPort = 0;
 const sockets: net.Socket[] = [];
@@ -73,7 +20,7 @@ const sockets: net.Socket[] = [];
 forced.before(async () => {
   // Pod 1's peer port really listens on 127.0.0.21; its address in the pattern, 127.0.0.11, is the gate.
   release = await startRelease(2, (ordinal) => (ordinal === 1 ? { peers: { bindHost: '127.0.0.21' } } : {}));
-  gate = new AnswerGate({ host: '127.0.0.21', port: release.peerPort });
+  gate = new PeerGate({ host: '127.0.0.21', port: release.peerPort });
   await gate.listen(podHost(1), release.peerPort);
   const range = await freePortRange(10);
   ports = Array.from({ length: 10 }, (_, i) => range.min + i);
@@ -95,7 +42,7 @@ forced(
   'pod 1 declines the offer before its session exists and announces it while the answer is on its way: the device is joined',
   async () => {
     const serial = 'RACE-crossed';
-    gate.holding = true;
+    gate.mode = 'hold-answers';
     const device = await deviceOn(podHost(0), release.devicePort, serial);
     sockets.push(device);
     await waitFor(() => gate.heldAnswers > 0, 3000, "pod 1's answer to reach the gate");
@@ -123,7 +70,7 @@ forced(
     const client = await connect(port, { host: podHost(1) });
     sockets.push(client);
     const atClient = new Received(client);
-    gate.holding = true;
+    gate.mode = 'hold-answers';
     const older = await deviceOn(podHost(0), release.devicePort, serial, { localAddress: '127.0.0.97' });
     sockets.push(older);
     const olderSeen = new Received(older);
