@@ -5,9 +5,11 @@ import { createHash, randomBytes } from 'node:crypto';
 import type net from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import type { InstanceInfo } from '../../common/admin-protocol.ts';
 import { PEER_PROTOCOL } from '../../proxy-pod/peer-protocol.ts';
 import { connect, freePortRange, Received, sleep, waitFor } from '../helpers/net.ts';
 import { deviceOn, metricValue, PEER_TOKEN, type PodRelease, podHost, startRelease, waitForDevice } from '../helpers/peers.ts';
+import { startProxy } from '../helpers/proxy.ts';
 
 const test = suite('device forwarding between proxy pods');
 const MiB = 1024 * 1024;
@@ -263,10 +265,17 @@ test('the right token with a well-formed offer is accepted (the refusals above a
   assert.is((await pod(1).admin.session(serial))?.deviceAddress, '192.0.2.1:4242');
 });
 
-test('/v1/info names the pod and no public host unless one is set', async () => {
-  const info = await pod(0).admin.request<{ publicHost?: string; devicePort: number }>('GET', '/v1/info');
+test('/v1/info and the session list name the public host of a pod that has one, and none otherwise', async () => {
+  const info = await pod(0).admin.request<InstanceInfo>('GET', '/v1/info');
   assert.is(info.body.devicePort, release.devicePort);
   assert.is(info.body.publicHost, undefined);
+  const withHost = await startProxy({ publicHost: '198.51.100.4' });
+  try {
+    assert.is((await withHost.admin.request<InstanceInfo>('GET', '/v1/info')).body.publicHost, '198.51.100.4');
+    assert.is((await withHost.admin.request<InstanceInfo>('GET', '/v1/sessions')).body.publicHost, '198.51.100.4');
+  } finally {
+    await withHost.stop();
+  }
 });
 
 test.run();
