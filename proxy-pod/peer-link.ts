@@ -69,8 +69,14 @@ export class PeerLink {
   private readonly forwarder: DeviceForwarder;
   private readonly announcer: WantedAnnouncer;
   private readonly peerPort: PeerPort;
+  private readonly logger: Logger;
 
-  constructor(settings: PeerSettings, ctx: PeerLinkContext, hooks: PeerLinkHooks) {
+  constructor(
+    private readonly settings: PeerSettings,
+    ctx: PeerLinkContext,
+    hooks: PeerLinkHooks,
+  ) {
+    this.logger = ctx.logger;
     this.metrics = new PeerMetrics(ctx.metrics.registry);
     const peers = Array.from({ length: settings.replicas }, (_, ordinal) => ordinal).filter((o) => o !== settings.ordinal);
     const endpoints = new Map<number, PeerEndpoint | undefined>();
@@ -127,8 +133,11 @@ export class PeerLink {
     );
   }
 
-  listen(): Promise<number> {
-    return this.peerPort.listen();
+  async listen(): Promise<number> {
+    const port = await this.peerPort.listen();
+    const { ordinal, replicas, addressPattern } = this.settings;
+    this.logger.info({ peerPort: port, ordinal, replicas, peers: addressPattern }, 'peer port listening');
+    return port;
   }
 
   /** Takes a registered device that has no session here, to offer it to the peers; false: keep it pending. */
