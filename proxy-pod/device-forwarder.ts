@@ -159,10 +159,6 @@ export class DeviceForwarder {
     return true;
   }
 
-  get heldCount(): number {
-    return this.held.size;
-  }
-
   close(): void {
     this.closed = true;
     this.availability.close();
@@ -254,7 +250,7 @@ export class DeviceForwarder {
     });
     return new Promise((resolve) => {
       const link = net.connect({ host: endpoint.host, port: endpoint.port, allowHalfOpen: true, noDelay: true });
-      this.sockets.add(link);
+      this.track(link);
       link.on('error', () => {});
       const reader = new LineReader(64);
       let connected = false;
@@ -264,10 +260,7 @@ export class DeviceForwarder {
         // Paused before the handler goes: the bytes after "accepted" are the session's.
         link.pause();
         link.off('connect', onConnect).off('data', onData).off('close', onClose);
-        if (outcome.kind !== 'accepted') {
-          link.destroy();
-          this.sockets.delete(link);
-        }
+        if (outcome.kind !== 'accepted') link.destroy();
         resolve(outcome);
       };
       const onConnect = () => {
@@ -295,7 +288,7 @@ export class DeviceForwarder {
     const { socket } = device;
     link.setKeepAlive(true, this.opts.keepaliveIdleMs);
     link.setNoDelay(true);
-    this.sockets.add(socket);
+    this.track(socket);
     this.opts.metrics.relays.inc();
     if (device.payload.length > 0) link.write(device.payload);
     if (rest.length > 0) socket.write(rest);
@@ -304,7 +297,6 @@ export class DeviceForwarder {
     this.pass(link, socket, true);
     let open = 2;
     const follow = (gone: net.Socket, other: net.Socket) => (hadError: boolean) => {
-      this.sockets.delete(gone);
       open -= 1;
       if (open === 0) this.opts.metrics.relays.dec();
       if (other.destroyed) return;
@@ -343,6 +335,11 @@ export class DeviceForwarder {
     });
     from.on('end', () => to.end());
     from.resume();
+  }
+
+  private track(socket: net.Socket): void {
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
   }
 
   private order(serial: string): number[] {
