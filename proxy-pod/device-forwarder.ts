@@ -28,7 +28,7 @@ const PEER_PAUSE_MS = 5_000;
 
 export interface DeviceForwarderOptions {
   ordinal: number;
-  /** The other pods' ordinals, in the order new devices are offered to them. */
+  /** The other pods' ordinals, in the order new devices are offered to them (the caller may add to it). */
   peers: number[];
   endpoint(ordinal: number): PeerEndpoint | undefined;
   token: string;
@@ -130,7 +130,7 @@ export class DeviceForwarder {
     this.askAgain(serial, from);
   }
 
-  /** The peer took a notice of this pod's new sessions: it is up. */
+  /** The peer took a notice from this pod or sent one: it is up. */
   peerAlive(ordinal: number): void {
     this.availability.alive(ordinal);
   }
@@ -243,6 +243,7 @@ export class DeviceForwarder {
     const { host, port } = deviceEndpoint(device.socket);
     const request = encodeRequest(this.opts.token, {
       kind: 'offer',
+      from: this.opts.ordinal,
       serial: device.serial,
       deviceHost: host,
       devicePort: port,

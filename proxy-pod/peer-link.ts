@@ -78,7 +78,14 @@ export class PeerLink {
   ) {
     this.logger = ctx.logger;
     this.metrics = new PeerMetrics(ctx.metrics.registry);
+    // Shared by the forwarder and the announcer; a pod beyond `replicas` that
+    // offers or announces (a release scaled up while this pod runs) joins it.
     const peers = Array.from({ length: settings.replicas }, (_, ordinal) => ordinal).filter((o) => o !== settings.ordinal);
+    const learn = (ordinal: number) => {
+      if (ordinal === settings.ordinal || peers.includes(ordinal)) return;
+      peers.push(ordinal);
+      peers.sort((a, b) => a - b);
+    };
     const endpoints = new Map<number, PeerEndpoint | undefined>();
     const endpoint = (ordinal: number) => {
       if (!endpoints.has(ordinal)) endpoints.set(ordinal, peerEndpoint(settings.addressPattern, ordinal));
@@ -129,6 +136,10 @@ export class PeerLink {
         hasLiveSession: hooks.hasLiveSession,
         attachLocal: hooks.attachLocal,
         wanted: (serial, from) => this.forwarder.wanted(serial, from),
+        heardFrom: (ordinal) => {
+          learn(ordinal);
+          if (ordinal !== settings.ordinal) this.forwarder.peerAlive(ordinal);
+        },
       },
     );
   }

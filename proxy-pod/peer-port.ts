@@ -31,6 +31,8 @@ export interface PeerPortHooks {
   attachLocal(device: RegisteredDevice): boolean;
   /** The pod `from` created a session for `serial` and had no device for it. */
   wanted(serial: string, from: number): void;
+  /** An authenticated request came from the pod of this ordinal. */
+  heardFrom(ordinal: number): void;
 }
 
 export interface PeerPortOptions {
@@ -98,6 +100,7 @@ export class PeerPort {
       if (step.kind === 'too-long') return this.refuse(socket, 'too-long');
       const parsed = parseRequest(step.line, this.expectedToken);
       if (!parsed.ok) return this.refuse(socket, parsed.reason);
+      this.hooks.heardFrom(parsed.request.from);
       if (parsed.request.kind === 'offer') this.onOffer(socket, parsed.request, step.rest);
       else this.onNotice(socket, parsed.request.from, step.rest);
     };

@@ -4,9 +4,9 @@
 // Every connection opens with one line of JSON, at most MAX_PEER_LINE bytes,
 // that carries the admin token and says what the connection is:
 //
-//   {"protocol":"cccp-peer/1","token":T,"kind":"offer","serial":S,
+//   {"protocol":"cccp-peer/1","token":T,"kind":"offer","from":N,"serial":S,
 //    "deviceHost":"203.0.113.7","devicePort":40112,"awaitingLf":false}
-//      A device registered for S on the sender, which has no session S. The
+//      A device registered for S on the sender (ordinal N), which has no session S. The
 //      receiver answers one line, "accepted" or "declined". After "accepted"
 //      the connection is the device's: the receiver attaches it to its
 //      session S as the device at deviceHost:devicePort, the sender relays
@@ -33,6 +33,8 @@ export const DECLINED = 'declined';
 
 export interface DeviceOffer {
   kind: 'offer';
+  /** The ordinal of the pod the device registered on. */
+  from: number;
   serial: string;
   deviceHost: string;
   devicePort: number;
@@ -77,18 +79,16 @@ export function parseRequest(line: string, expectedToken: Buffer): ParsedRequest
 }
 
 function requestFields(fields: Record<string, unknown>): PeerRequest | undefined {
-  if (fields.kind === 'wanted') {
-    const from = fields.from;
-    if (!Number.isInteger(from) || (from as number) < 0 || (from as number) >= MAX_REPLICAS) return undefined;
-    return { kind: 'wanted', from: from as number };
-  }
+  const from = fields.from;
+  if (!Number.isInteger(from) || (from as number) < 0 || (from as number) >= MAX_REPLICAS) return undefined;
+  if (fields.kind === 'wanted') return { kind: 'wanted', from: from as number };
   if (fields.kind !== 'offer') return undefined;
   const { serial, deviceHost, devicePort, awaitingLf } = fields;
   if (typeof serial !== 'string' || !isValidSerial(serial)) return undefined;
   if (typeof deviceHost !== 'string' || isIP(deviceHost) === 0) return undefined;
   if (!Number.isInteger(devicePort) || (devicePort as number) < 0 || (devicePort as number) > 65_535) return undefined;
   if (typeof awaitingLf !== 'boolean') return undefined;
-  return { kind: 'offer', serial, deviceHost, devicePort: devicePort as number, awaitingLf };
+  return { kind: 'offer', from: from as number, serial, deviceHost, devicePort: devicePort as number, awaitingLf };
 }
 
 export type LineStep = { kind: 'line'; line: string; rest: Buffer } | { kind: 'incomplete' } | { kind: 'too-long' };

@@ -227,7 +227,16 @@ test('a wrong token on the peer port is refused, counted, and nothing reaches th
     const socket = await connect(release.peerPort, { host: podHost(1) });
     sockets.push(socket);
     const answer = new Received(socket);
-    const header = { protocol: PEER_PROTOCOL, token, kind: 'offer', serial, deviceHost: '192.0.2.1', devicePort: 1, awaitingLf: false };
+    const header = {
+      protocol: PEER_PROTOCOL,
+      token,
+      kind: 'offer',
+      from: 0,
+      serial,
+      deviceHost: '192.0.2.1',
+      devicePort: 1,
+      awaitingLf: false,
+    };
     socket.write(`${JSON.stringify(header)}\nbytes for the session`);
     await answer.untilClosed(3000);
     assert.is(answer.length, 0, 'no answer to a wrong token');
@@ -253,6 +262,7 @@ test('the right token with a well-formed offer is accepted (the refusals above a
     protocol: PEER_PROTOCOL,
     token: PEER_TOKEN,
     kind: 'offer',
+    from: 0,
     serial,
     deviceHost: '192.0.2.1',
     devicePort: 4242,

@@ -15,7 +15,7 @@ import {
 
 const TOKEN = 'the-admin-token-0123';
 const expected = tokenDigest(TOKEN);
-const offer = { kind: 'offer', serial: 'SN-1', deviceHost: '203.0.113.7', devicePort: 40112, awaitingLf: true } as const;
+const offer = { kind: 'offer', from: 0, serial: 'SN-1', deviceHost: '203.0.113.7', devicePort: 40112, awaitingLf: true } as const;
 
 const line = (request: object) =>
   encodeRequest(TOKEN, request as never)
@@ -58,6 +58,8 @@ test('anything but a well-formed request with the token is malformed', () => {
     line({ kind: 'wanted', from: -1 }),
     line({ kind: 'wanted', from: 64 }),
     line({ kind: 'wanted', from: '1' }),
+    line({ ...offer, from: undefined }),
+    line({ ...offer, from: 64 }),
   ];
   for (const text of bad) assert.equal(parseRequest(text, expected), { ok: false, reason: 'malformed' }, text);
   assert.equal(parseRequest(line({ ...offer, deviceHost: '2001:db8::7' }), expected).ok, true);
