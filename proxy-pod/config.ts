@@ -7,7 +7,9 @@ import { addressEntryError } from './address-matcher.ts';
 import type { AdminListen } from './admin-api.ts';
 import type { PeerSettings } from './peer-link.ts';
 import { MAX_REPLICAS, peerAddressPatternError } from './peer-protocol.ts';
+import { PROXY_PROTOCOL_MODES, type ProxyProtocolMode } from './proxy-header.ts';
 import type { ProxyPodOptions } from './proxy-pod.ts';
+import type { ProxyProtocolSettings } from './proxy-protocol.ts';
 
 export interface ProxyConfig extends ProxyPodOptions {
   /** Port of /healthz, /readyz and /metrics without a token; 0 turns it off. */
@@ -39,7 +41,30 @@ export function proxyOptionsFromEnv(env: NodeJS.ProcessEnv): ProxyConfig {
     httpLimits: httpLimitsFromEnv(env),
     ...(publicHost ? { publicHost } : {}),
     ...(peers ? { peers } : {}),
+    proxyProtocol: proxyProtocolFromEnv(env),
   };
+}
+
+/** Which PROXY protocol headers the device port and the session ports expect, and from which senders. */
+function proxyProtocolFromEnv(env: NodeJS.ProcessEnv): ProxyProtocolSettings {
+  const trustedSources = envList(env, 'CCCP_PROXY_PROTOCOL_TRUSTED');
+  for (const entry of trustedSources) {
+    const problem = addressEntryError(entry);
+    if (problem) throw new ConfigError(`CCCP_PROXY_PROTOCOL_TRUSTED: ${problem}`);
+  }
+  return {
+    device: proxyProtocolMode(env, 'CCCP_PROXY_PROTOCOL_DEVICE'),
+    sessions: proxyProtocolMode(env, 'CCCP_PROXY_PROTOCOL_SESSIONS'),
+    trustedSources,
+    headerTimeoutMs: envInteger(env, 'CCCP_PROXY_PROTOCOL_TIMEOUT_S', 5, 1, 60) * 1000,
+  };
+}
+
+function proxyProtocolMode(env: NodeJS.ProcessEnv, name: string): ProxyProtocolMode {
+  const raw = envString(env, name) ?? 'off';
+  const mode = PROXY_PROTOCOL_MODES.find((m) => m === raw.toLowerCase());
+  if (!mode) throw new ConfigError(`${name} must be one of ${PROXY_PROTOCOL_MODES.join(', ')}, not "${raw}"`);
+  return mode;
 }
 
 /**

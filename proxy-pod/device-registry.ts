@@ -5,9 +5,10 @@ import net from 'node:net';
 import type { Clock } from '../common/clock.ts';
 import type { Logger } from '../common/log.ts';
 import type { LogSummary } from '../common/log-summary.ts';
-import { listen, peerAddress } from '../common/sockets.ts';
+import { listen, peerAddress, peerHost } from '../common/sockets.ts';
 import { AddressMatcher } from './address-matcher.ts';
 import type { ProxyMetrics } from './metrics.ts';
+import type { ProxyProtocolGate } from './proxy-protocol.ts';
 import { RegistrationParser } from './registration.ts';
 
 export interface DeviceRegistryOptions {
@@ -29,6 +30,8 @@ export interface DeviceRegistryOptions {
   clock: Clock;
   /** For registration lines, which anyone who reaches the device port can cause. */
   summary: LogSummary;
+  /** Reads a PROXY protocol header before the registration, when the device port expects one. */
+  proxyProtocol?: ProxyProtocolGate;
 }
 
 export interface RegisteredDevice {
@@ -75,7 +78,11 @@ export class DeviceRegistry {
   ) {
     this.allowlist = new AddressMatcher(opts.allowlist);
     // keepAlive without a delay would leave the kernel's 2 h default in place (TCP_KEEPIDLE 0 is refused).
-    this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.onConnection(socket));
+    const onConnection = (socket: net.Socket) => this.onConnection(socket);
+    this.server = net.createServer(
+      { allowHalfOpen: true, noDelay: true },
+      opts.proxyProtocol?.accepting('device', onConnection) ?? onConnection,
+    );
     // Accept errors (EMFILE and the like) must not take the process down.
     this.server.on('error', (err) => opts.logger.error({ err }, 'device port error'));
   }
@@ -111,7 +118,7 @@ export class DeviceRegistry {
   private onConnection(socket: net.Socket): void {
     const address = peerAddress(socket);
     socket.on('error', () => {});
-    if (!this.allowlist.admits(socket.remoteAddress)) {
+    if (!this.allowlist.admits(peerHost(socket))) {
       this.reject(socket, address, 'source-not-allowed');
       return;
     }

@@ -55,6 +55,12 @@ export class ProxyMetrics {
     help: 'Client connections refused by a session whitelist',
     registers: [this.registry],
   });
+  readonly proxyHeadersRefused = new Counter({
+    name: 'cccp_proxy_protocol_refused_total',
+    help: 'Connections closed for want of a valid PROXY protocol header, by listener (device, session) and reason',
+    labelNames: ['listener', 'reason'] as const,
+    registers: [this.registry],
+  });
   readonly sessionsEnded = new Counter({
     name: 'cccp_proxy_sessions_ended_total',
     help: 'Sessions ended, by reason',

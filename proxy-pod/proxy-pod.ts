@@ -12,6 +12,7 @@ import { AdminApi, AdminHttpError, type AdminListen } from './admin-api.ts';
 import { DeviceRegistry, type RegisteredDevice } from './device-registry.ts';
 import { ProxyMetrics } from './metrics.ts';
 import { PeerLink, type PeerSettings } from './peer-link.ts';
+import { describeProxyProtocol, PROXY_PROTOCOL_OFF, ProxyProtocolGate, type ProxyProtocolSettings } from './proxy-protocol.ts';
 import { Session, type SessionEvent } from './session.ts';
 
 export interface ProxyPodOptions {
@@ -43,6 +44,8 @@ export interface ProxyPodOptions {
   peers?: PeerSettings;
   /** The host clients reach this pod's session ports at (CCCP_PUBLIC_HOST), told to the operator in /v1/info. */
   publicHost?: string;
+  /** PROXY protocol headers expected on the device port and the session ports; off by default. */
+  proxyProtocol?: ProxyProtocolSettings;
   /** Process-wide metrics (memory, CPU); off when several pods share a process. */
   processMetrics?: boolean;
   clock?: Clock;
@@ -59,6 +62,7 @@ export class ProxyPod {
   private readonly registry: DeviceRegistry;
   private readonly peers: PeerLink | undefined;
   private boundPeerPort = 0;
+  private readonly proxyProtocol: ProxyProtocolGate;
   private readonly events = new EventEmitter();
   private seq = 0;
   private admin: AdminApi | undefined;
@@ -74,6 +78,14 @@ export class ProxyPod {
     this.metrics = new ProxyMetrics(opts.processMetrics ?? true);
     this.summary = new LogSummary(this.logger, opts.logSummaryMs ?? 10_000);
     this.events.setMaxListeners(0);
+    this.proxyProtocol = new ProxyProtocolGate({
+      settings: opts.proxyProtocol ?? PROXY_PROTOCOL_OFF,
+      maxWaiting: opts.maxUnregistered ?? 20_000,
+      metrics: this.metrics,
+      logger: this.logger,
+      summary: this.summary,
+      clock: this.clock,
+    });
     this.registry = new DeviceRegistry(
       {
         port: opts.devicePort,
@@ -88,6 +100,7 @@ export class ProxyPod {
         logger: this.logger,
         clock: this.clock,
         summary: this.summary,
+        proxyProtocol: this.proxyProtocol,
       },
       (device) => this.routeDevice(device),
     );
@@ -112,6 +125,7 @@ export class ProxyPod {
         instanceId: pod.instanceId,
         keepaliveIdleS: (opts.keepaliveIdleMs ?? 60_000) / 1000,
         sendTimeoutS: (opts.sendTimeoutMs ?? 60_000) / 1000,
+        proxyProtocol: describeProxyProtocol(opts.proxyProtocol ?? PROXY_PROTOCOL_OFF),
       },
       'proxy pod started',
     );
@@ -170,6 +184,7 @@ export class ProxyPod {
         sendTimeoutMs: this.opts.sendTimeoutMs ?? 60_000,
         emit: (event) => this.publish(event),
         clock: this.clock,
+        proxyProtocol: this.proxyProtocol,
       });
       await session.listen();
       this.sessions.set(serial, session);
@@ -225,6 +240,8 @@ export class ProxyPod {
     for (const session of this.sessions.values()) session.end('Deleted');
     this.sessions.clear();
     await this.peers?.close();
+    // Before the device port's close, which waits for every accepted connection.
+    this.proxyProtocol.close();
     await this.registry.close();
     this.events.removeAllListeners();
     this.summary.close();

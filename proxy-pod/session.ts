@@ -10,10 +10,11 @@ import type { EndedReason, SessionSpec, SessionState, SideState } from '../commo
 import type { Clock } from '../common/clock.ts';
 import type { Logger } from '../common/log.ts';
 import type { LogSummary } from '../common/log-summary.ts';
-import { listen, peerAddress } from '../common/sockets.ts';
+import { listen, peerAddress, peerHost } from '../common/sockets.ts';
 import { AddressMatcher } from './address-matcher.ts';
 import { COARSE_TICK_MS, coarseNowMs, refreshCoarseClock, startCoarseClock } from './coarse-clock.ts';
 import type { ProxyMetrics } from './metrics.ts';
+import type { ProxyProtocolGate } from './proxy-protocol.ts';
 
 export type Side = 'device' | 'client';
 
@@ -39,6 +40,8 @@ export interface SessionContext {
   sendTimeoutMs: number;
   emit(event: SessionEvent): void;
   clock: Clock;
+  /** Reads a PROXY protocol header before the whitelist, when session ports expect one. */
+  proxyProtocol?: ProxyProtocolGate;
 }
 
 export class PortUnavailableError extends Error {
@@ -149,7 +152,8 @@ export class Session {
     this.whitelist = new AddressMatcher(spec.ipWhitelist);
     startCoarseClock();
     // keepAlive is set per socket with its idle time (without one the kernel's 2 h default stays).
-    this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.onClient(socket));
+    const onClient = (socket: net.Socket) => this.onClient(socket);
+    this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, ctx.proxyProtocol?.accepting('session', onClient) ?? onClient);
     this.server.on('error', (err) => this.ctx.logger.error({ serial, err }, 'session listener error'));
   }
 
@@ -183,7 +187,7 @@ export class Session {
     this.spec = { ...spec, ipWhitelist: [...spec.ipWhitelist] };
     this.whitelist = new AddressMatcher(spec.ipWhitelist);
     const client = this.parties.client;
-    if (client && !this.whitelist.admits(client.socket.remoteAddress)) {
+    if (client && !this.whitelist.admits(peerHost(client.socket))) {
       this.ctx.logger.info({ serial: this.serial, client: client.address }, 'client no longer whitelisted');
       this.detach(client, 'no longer whitelisted');
       client.socket.destroy();
@@ -300,7 +304,7 @@ export class Session {
       socket.destroy();
       return;
     }
-    if (!this.whitelist.admits(socket.remoteAddress)) {
+    if (!this.whitelist.admits(peerHost(socket))) {
       // Destroyed before a single byte is read from it.
       socket.destroy();
       this.clientsRefused += 1;

@@ -1,12 +1,23 @@
 // Properties of the parsers that face hostile input: the registration line,
-// the whitelist matcher and the Control API's query. Shared by the short run
+// the whitelist matcher, the Control API's query and the PROXY protocol header. Shared by the short run
 // in `npm test` (test/fuzz.test.ts) and the long one (`npm run fuzz`).
 
 import { isIP } from 'node:net';
 import fc from 'fast-check';
+import ipaddr from 'ipaddr.js';
 import { parseOnQuery } from '../../operator/query-validation.ts';
 import { AddressMatcher } from '../../proxy-pod/address-matcher.ts';
+import {
+  type HeaderStep,
+  MAX_V1_LENGTH,
+  MAX_V2_BODY_LENGTH,
+  ProxyHeaderParser,
+  parseProxyHeader,
+  V2_FIXED_LENGTH,
+  V2_SIGNATURE,
+} from '../../proxy-pod/proxy-header.ts';
 import { isValidSerial, RegistrationParser } from '../../proxy-pod/registration.ts';
+import { type Endpoint, encodeV1, encodeV2, type Tlv } from '../helpers/proxy-header.ts';
 
 const serialByte = fc.integer({ min: 0x21, max: 0x7e });
 const serial = fc.array(serialByte, { minLength: 1, maxLength: 64 }).map((bytes) => Buffer.from(bytes).toString('latin1'));
@@ -195,6 +206,137 @@ export const queryProperties = {
         result.value.timeoutSeconds === timeout &&
         result.value.ipWhitelist.length === new Set(whitelist.map(dotted)).size
       );
+    },
+  ),
+};
+
+const port = fc.integer({ min: 0, max: 65_535 });
+const ipv6 = fc.oneof(
+  fc.uint8Array({ minLength: 16, maxLength: 16 }).map((bytes) => {
+    const groups = [];
+    for (let i = 0; i < 16; i += 2) groups.push(((bytes[i]! << 8) | bytes[i + 1]!).toString(16));
+    return groups.join(':');
+  }),
+  ipv4.map((a) => `::ffff:${dotted(a)}`),
+  fc.constantFrom('::', '::1', '2001:db8::', 'fe80::1:0:0:1'),
+);
+const endpoints = fc.oneof(
+  fc.tuple(ipv4, port, ipv4, port).map(
+    ([a, ap, b, bp]) =>
+      [
+        { address: dotted(a), port: ap },
+        { address: dotted(b), port: bp },
+      ] as const,
+  ),
+  fc.tuple(ipv6, port, ipv6, port).map(
+    ([a, ap, b, bp]) =>
+      [
+        { address: a, port: ap },
+        { address: b, port: bp },
+      ] as const,
+  ),
+);
+const tlvs = fc.array(
+  fc.record({ type: fc.integer({ min: 0, max: 255 }), value: fc.uint8Array({ maxLength: 600, size: 'large' }).map((a) => Buffer.from(a)) }),
+  { maxLength: 5, size: 'medium' },
+);
+const validHeader = fc.oneof(
+  endpoints.map(([source, destination]) => ({ bytes: encodeV1(source, destination), source, destination })),
+  fc
+    .tuple(endpoints, tlvs)
+    .filter(([, list]) => list.reduce((n, t) => n + 3 + t.value.length, 0) <= MAX_V2_BODY_LENGTH - 36)
+    .map(([[source, destination], list]: [readonly [Endpoint, Endpoint], Tlv[]]) => ({
+      bytes: encodeV2({ source, destination, tlvs: list }),
+      source,
+      destination,
+    })),
+);
+/** Random bytes, some starting like a header, so the parser's deeper paths are reached too. */
+const garbage = fc.oneof(
+  anyBytes,
+  anyBytes.map((b) => Buffer.concat([Buffer.from('PROXY ', 'latin1'), b])),
+  fc
+    .constantFrom('TCP4 ', 'TCP6 ', 'UNKNOWN', 'TCP4 1.2.3.4 5.6.7.8 ')
+    .chain((family) => anyBytes.map((b) => Buffer.concat([Buffer.from(`PROXY ${family}`, 'latin1'), b]))),
+  fc
+    .tuple(fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 0xffff }), anyBytes)
+    .map(([versionCommand, family, length, rest]) => {
+      const fixed = Buffer.alloc(4);
+      fixed.writeUInt8(versionCommand, 0);
+      fixed.writeUInt8(family, 1);
+      fixed.writeUInt16BE(length % (MAX_V2_BODY_LENGTH + 64), 2);
+      return Buffer.concat([V2_SIGNATURE, fixed, rest]);
+    }),
+);
+const mode = fc.constantFrom('v1' as const, 'v2' as const, 'any' as const);
+/** Canonical text of an address, as the parser gives it. */
+function canonical(address: string): string {
+  if (!address.includes(':')) return address;
+  const parsed = ipaddr.IPv6.parse(address);
+  return parsed.isIPv4MappedAddress() ? `::ffff:${parsed.toIPv4Address()}` : parsed.toRFC5952String();
+}
+
+/** Feeds chunks until a verdict; returns it with the bytes the connection would be left with. */
+function readHeader(chunks: Buffer[], as: 'v1' | 'v2' | 'any'): { step: HeaderStep; after: Buffer } {
+  const parser = new ProxyHeaderParser(as);
+  for (let i = 0; i < chunks.length; i++) {
+    const step = parser.push(chunks[i]!);
+    if (step.kind === 'read') return { step, after: Buffer.concat([step.rest, ...chunks.slice(i + 1)]) };
+    if (step.kind === 'rejected') return { step, after: Buffer.alloc(0) };
+  }
+  return { step: { kind: 'incomplete' }, after: Buffer.alloc(0) };
+}
+
+export const proxyHeaderProperties = {
+  'random bytes never throw: refused, or incomplete only while shorter than the longest header, or read within them': fc.property(
+    garbage,
+    mode,
+    (bytes, as) => {
+      const step = parseProxyHeader(bytes, as);
+      if (step.kind === 'incomplete') return bytes.length < (bytes[0] === 0x50 ? MAX_V1_LENGTH : V2_FIXED_LENGTH + MAX_V2_BODY_LENGTH);
+      if (step.kind === 'read') return step.length <= bytes.length && step.length <= V2_FIXED_LENGTH + MAX_V2_BODY_LENGTH;
+      return true;
+    },
+  ),
+  'bytes that start like neither version are refused at once': fc.property(anyBytes, mode, (bytes, as) => {
+    if (bytes.length === 0 || bytes[0] === 0x50 || bytes[0] === 0x0d) return true;
+    return parseProxyHeader(bytes, as).kind === 'rejected';
+  }),
+  'an encoded header of random endpoints and TLVs reads back exactly, split anywhere, and what follows it is left untouched': fc.property(
+    validHeader,
+    anyBytes,
+    fc.array(fc.nat(), { maxLength: 8 }),
+    ({ bytes, source, destination }, payload, cuts) => {
+      const { step, after } = readHeader(split(Buffer.concat([bytes, payload]), cuts), 'any');
+      return (
+        step.kind === 'read' &&
+        step.length === bytes.length &&
+        after.equals(payload) &&
+        step.source?.address === canonical(source.address) &&
+        step.source.port === source.port &&
+        step.destination?.address === canonical(destination.address) &&
+        step.destination.port === destination.port
+      );
+    },
+  ),
+  'every strict prefix of a valid header needs more bytes; no byte past the header is ever consumed': fc.property(
+    validHeader,
+    fc.nat(),
+    ({ bytes }, cut) => {
+      const prefix = bytes.subarray(0, cut % bytes.length);
+      return parseProxyHeader(prefix, 'any').kind === 'incomplete';
+    },
+  ),
+  'a header with any byte of its signature changed is refused at once': fc.property(
+    validHeader,
+    fc.nat(),
+    fc.integer({ min: 1, max: 255 }),
+    ({ bytes }, at, flip) => {
+      const forged = Buffer.from(bytes);
+      // "PROXY " for v1, the 12-byte signature for v2.
+      const index = at % (bytes[0] === 0x50 ? 6 : V2_SIGNATURE.length);
+      forged[index] = forged[index]! ^ flip;
+      return parseProxyHeader(forged, 'any').kind === 'rejected';
     },
   ),
 };

@@ -144,3 +144,9 @@ seccompProfile:
 {{/* Where the admin token is mounted in both pods. */}}
 {{- define "cccp.adminTokenDir" -}}/var/run/cccp/admin-token{{- end -}}
 {{- define "cccp.controlTokensDir" -}}/var/run/cccp/control-tokens{{- end -}}
+
+{{/* A proxy.proxyProtocol mode as CCCP_PROXY_PROTOCOL_* reads it: YAML reads an unquoted off as false. */}}
+{{- define "cccp.proxyProtocolMode" -}}
+{{- $mode := toString (. | default "off") -}}
+{{- if eq $mode "false" -}}off{{- else -}}{{ $mode }}{{- end -}}
+{{- end -}}
