@@ -5,6 +5,8 @@ import { httpLimitsFromEnv } from '../common/http-limits.ts';
 import { logSummaryMsFromEnv } from '../common/log-summary.ts';
 import { addressEntryError } from './address-matcher.ts';
 import type { AdminListen } from './admin-api.ts';
+import type { PeerSettings } from './peer-link.ts';
+import { MAX_REPLICAS, peerAddressPatternError } from './peer-protocol.ts';
 import { PROXY_PROTOCOL_MODES, type ProxyProtocolMode } from './proxy-header.ts';
 import type { ProxyPodOptions } from './proxy-pod.ts';
 import type { ProxyProtocolSettings } from './proxy-protocol.ts';
@@ -20,10 +22,11 @@ export function proxyOptionsFromEnv(env: NodeJS.ProcessEnv): ProxyConfig {
     const problem = addressEntryError(entry);
     if (problem) throw new ConfigError(`CCCP_DEVICE_ALLOWLIST: ${problem}`);
   }
+  const publicHost = envString(env, 'CCCP_PUBLIC_HOST');
+  const peers = peerSettingsFromEnv(env);
   return {
     devicePort: envInteger(env, 'CCCP_DEVICE_PORT', 9000, 0, 65_535),
     bindHost: envString(env, 'CCCP_BIND_HOST'),
-    publicHost: envString(env, 'CCCP_PUBLIC_HOST'),
     admin: adminListenFromEnv(env),
     registrationTimeoutMs: envInteger(env, 'CCCP_REGISTRATION_TIMEOUT_S', 10, 1, 3600) * 1000,
     pendingTimeoutMs: envInteger(env, 'CCCP_PENDING_TIMEOUT_S', 300, 1, 86_400) * 1000,
@@ -36,6 +39,8 @@ export function proxyOptionsFromEnv(env: NodeJS.ProcessEnv): ProxyConfig {
     healthPort: envInteger(env, 'CCCP_PROXY_HEALTH_PORT', 9090, 0, 65_535),
     logSummaryMs: logSummaryMsFromEnv(env),
     httpLimits: httpLimitsFromEnv(env),
+    ...(publicHost ? { publicHost } : {}),
+    ...(peers ? { peers } : {}),
     proxyProtocol: proxyProtocolFromEnv(env),
   };
 }
@@ -60,6 +65,48 @@ function proxyProtocolMode(env: NodeJS.ProcessEnv, name: string): ProxyProtocolM
   const mode = PROXY_PROTOCOL_MODES.find((m) => m === raw.toLowerCase());
   if (!mode) throw new ConfigError(`${name} must be one of ${PROXY_PROTOCOL_MODES.join(', ')}, not "${raw}"`);
   return mode;
+}
+
+/**
+ * The other proxy pods of the release (see peer-link.ts): none when
+ * CCCP_PEER_PORT is 0 or absent, or with a single replica.
+ */
+export function peerSettingsFromEnv(env: NodeJS.ProcessEnv): PeerSettings | undefined {
+  const port = envInteger(env, 'CCCP_PEER_PORT', 0, 0, 65_535);
+  const replicas = envInteger(env, 'CCCP_PROXY_REPLICAS', 1, 1, MAX_REPLICAS);
+  if (port === 0 || replicas === 1) return undefined;
+  const ordinal = podOrdinal(env, replicas);
+  const addressPattern = envString(env, 'CCCP_PEER_ADDRESS');
+  if (!addressPattern) throw new ConfigError(`CCCP_PEER_ADDRESS is required with CCCP_PEER_PORT and ${replicas} replicas`);
+  const problem = peerAddressPatternError(addressPattern);
+  if (problem) throw new ConfigError(`CCCP_PEER_ADDRESS ${problem}, not "${addressPattern}"`);
+  let token: string;
+  try {
+    token = adminTokenFromEnv(env);
+  } catch {
+    throw new ConfigError('the peer port needs CCCP_ADMIN_TOKEN or CCCP_ADMIN_TOKEN_FILE with at least 16 characters');
+  }
+  return {
+    port,
+    bindHost: envString(env, 'CCCP_PEER_BIND_HOST') ?? envString(env, 'CCCP_BIND_HOST'),
+    ordinal,
+    replicas,
+    addressPattern,
+    token,
+  };
+}
+
+/** CCCP_POD_ORDINAL: the ordinal itself, or a StatefulSet pod name ending in it (cccp-proxy-2). */
+function podOrdinal(env: NodeJS.ProcessEnv, replicas: number): number {
+  const raw = envString(env, 'CCCP_POD_ORDINAL');
+  const match = raw ? /^(?:.*-)?(\d{1,2})$/.exec(raw) : null;
+  const ordinal = match ? Number(match[1]) : Number.NaN;
+  if (!raw || !(ordinal >= 0 && ordinal < replicas)) {
+    throw new ConfigError(
+      `CCCP_POD_ORDINAL must be this pod's StatefulSet ordinal from 0 to ${replicas - 1} (or its pod name ending in it), not "${raw ?? ''}"`,
+    );
+  }
+  return ordinal;
 }
 
 /** A Unix socket (CCCP_ADMIN_SOCKET), or TCP (CCCP_ADMIN_PORT) with a required token. */

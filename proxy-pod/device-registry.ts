@@ -230,7 +230,8 @@ export class DeviceRegistry {
     if (this.registered.length > 0) this.routing = setImmediate(() => this.routeBatch());
   }
 
-  private addPending(device: RegisteredDevice, address: string): void {
+  /** Keeps the device until its session exists (also for a device no peer pod took). */
+  addPending(device: RegisteredDevice, address = peerAddress(device.socket)): void {
     const { serial, socket } = device;
     // A newer connection for the serial replaces the older one.
     this.takePending(serial)?.destroy();

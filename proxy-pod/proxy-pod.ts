@@ -22,6 +22,7 @@ import { AdminApi, AdminHttpError, type AdminListen } from './admin-api.ts';
 import { ChangeFeed } from './change-feed.ts';
 import { DeviceRegistry, type RegisteredDevice } from './device-registry.ts';
 import { type ByteTotals, emptyByteTotals, ProxyMetrics } from './metrics.ts';
+import { PeerLink, type PeerSettings } from './peer-link.ts';
 import { describeProxyProtocol, PROXY_PROTOCOL_OFF, ProxyProtocolGate, type ProxyProtocolSettings } from './proxy-protocol.ts';
 import { Session, type SessionEvent } from './session.ts';
 
@@ -52,6 +53,8 @@ export interface ProxyPodOptions {
   logSummaryMs?: number;
   /** Connection cap and timeouts of the admin API's HTTP server. */
   httpLimits?: HttpLimits;
+  /** The other proxy pods of the release, to which devices without a session here are forwarded; none by default. */
+  peers?: PeerSettings;
   /** PROXY protocol headers expected on the device port and the session ports; off by default. */
   proxyProtocol?: ProxyProtocolSettings;
   /** Process-wide metrics (resident memory, event-loop delay); off when several pods share a process. */
@@ -72,6 +75,8 @@ export class ProxyPod {
   /** Live sessions by port: a put checks its port without walking every session. */
   private readonly byPort = new Map<number, Session>();
   private readonly registry: DeviceRegistry;
+  private readonly peers: PeerLink | undefined;
+  private boundPeerPort = 0;
   private readonly proxyProtocol: ProxyProtocolGate;
   private readonly events = new EventEmitter();
   private seq = 0;
@@ -127,6 +132,7 @@ export class ProxyPod {
       },
       (device) => this.routeDevice(device),
     );
+    this.peers = opts.peers && this.peerLink(opts.peers);
   }
 
   static async start(opts: ProxyPodOptions): Promise<ProxyPod> {
@@ -135,11 +141,12 @@ export class ProxyPod {
     pod.sweep.start();
     pod.admin = new AdminApi(pod, pod.logger, opts.httpLimits);
     try {
+      pod.boundPeerPort = (await pod.peers?.listen()) ?? 0;
       await pod.admin.listen(opts.admin);
     } catch (err) {
       pod.sweep.stop();
       pod.metrics.close();
-      await pod.registry.close();
+      await Promise.all([pod.registry.close(), pod.peers?.close()]);
       throw err;
     }
     pod.logger.info(
@@ -158,6 +165,11 @@ export class ProxyPod {
 
   get devicePort(): number {
     return this.boundDevicePort;
+  }
+
+  /** The peer port's bound port; 0 without peers. */
+  get peerPort(): number {
+    return this.boundPeerPort;
   }
 
   /** Where the admin API listens: a socket path, or host:port. */
@@ -217,6 +229,8 @@ export class ProxyPod {
       const waiting = session.live ? this.registry.takePending(serial) : undefined;
       // The pending device's earlier bytes were discarded, so no CRLF is half-read.
       if (waiting) session.attachDevice(waiting, Buffer.alloc(0), false);
+      // Created before announced: a peer's offer that crosses the announcement finds it.
+      else if (session.live) this.peers?.announce(serial);
       return session.state();
     });
   }
@@ -275,6 +289,7 @@ export class ProxyPod {
     for (const session of this.sessions.values()) session.end('Deleted');
     this.sessions.clear();
     this.byPort.clear();
+    await this.peers?.close();
     // Before the device port's close, which waits for every accepted connection.
     this.proxyProtocol.close();
     await this.registry.close();
@@ -283,11 +298,41 @@ export class ProxyPod {
     this.logger.info({ instanceId: this.instanceId }, 'proxy pod stopped');
   }
 
+  /** To the session here, else to the peers (which keep it pending here if no peer takes it). */
   private routeDevice(device: RegisteredDevice): boolean {
+    return this.attachLocal(device) || (this.peers?.take(device) ?? false);
+  }
+
+  private attachLocal(device: RegisteredDevice): boolean {
     const session = this.sessions.get(device.serial);
     if (!session?.live) return false;
     session.attachDevice(device.socket, device.payload, device.endedWithCr);
     return true;
+  }
+
+  private peerLink(settings: PeerSettings): PeerLink {
+    const { opts } = this;
+    return new PeerLink(
+      settings,
+      {
+        keepaliveIdleMs: opts.keepaliveIdleMs ?? 60_000,
+        lingerMs: opts.lingerMs ?? 30_000,
+        sendTimeoutMs: opts.sendTimeoutMs ?? 60_000,
+        maxHeld: opts.maxPending ?? 10_000,
+        metrics: this.metrics,
+        logger: this.logger,
+        summary: this.summary,
+        clock: this.clock,
+      },
+      {
+        hasLiveSession: (serial) => this.sessions.get(serial)?.live === true,
+        attachLocal: (device) => this.attachLocal(device),
+        settle: (device) => {
+          if (!this.attachLocal(device)) this.registry.addPending(device);
+        },
+        takePending: (serial) => this.registry.takePending(serial),
+      },
+    );
   }
 
   /** Gives the session the feed's next seq, if it is still the one listed under its serial. */
