@@ -85,6 +85,36 @@ test('a session whose device already waits on a pod is placed on that pod', asyn
   for (const p of [...placed, early]) assert.is((await c.control(`/off?serial=${p.serial}`)).status, 200);
 });
 
+test('a device that lands on another pod is forwarded to its session’s pod: 8 MiB each way byte-exact, transferredBytes exact', async () => {
+  const c = theCluster();
+  const placed = await on(c, 'HOP-1');
+  const ordinal = Number(placed.proxy.split('-')[1]);
+  const landing = podAddress((ordinal + 1) % PODS);
+  const device = new Received(await connect(c.devicePort, { host: landing }));
+  const client = new Received(await connect(placed.port, { host: placed.host }));
+  sockets.push(device.socket, client.socket);
+  device.socket.write('HOP-1\r');
+  await waitFor(async () => (await c.session('HOP-1'))?.status?.deviceConnected === true, 10_000, 'the forwarded device');
+  const size = 8 * 1024 * 1024;
+  const up = Buffer.alloc(size);
+  const down = Buffer.alloc(size);
+  for (let i = 0; i < size; i++) {
+    up[i] = (i * 31 + 7) & 0xff;
+    down[i] = (i * 17 + 3) & 0xff;
+  }
+  client.socket.write(up);
+  device.socket.write(down);
+  await device.untilLength(size, 60_000);
+  await client.untilLength(size, 60_000);
+  assert.ok(device.bytes().equals(up), 'client → device byte-exact across the hop');
+  assert.ok(client.bytes().equals(down), 'device → client byte-exact across the hop');
+  await waitFor(async () => (await c.session('HOP-1'))?.status?.transferredBytes === 2 * size, 15_000, 'transferredBytes to count 16 MiB');
+  const status = await c.control<{ transferred: number; device: { address?: string } }>('/status?serial=HOP-1');
+  assert.is(status.body.transferred, 2 * size);
+  assert.match(status.body.device.address ?? '', /^127\.0\.0\.1:/, 'the device’s own address, not the relaying pod’s');
+  assert.is((await c.control('/off?serial=HOP-1')).status, 200);
+});
+
 test('kill -9 of one pod: the other pods’ sessions and transfers go on untouched; its own listen again on the same ports', async () => {
   const c = theCluster();
   const placed: Placed[] = [];

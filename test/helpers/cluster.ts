@@ -45,6 +45,8 @@ export class TestCluster {
   readonly controlPorts = new Map<string, number>();
   devicePort = 0;
   adminPort = 0;
+  /** The port on which several proxy pods hand devices to each other; 0 with one pod. */
+  peerPort = 0;
   /** The proxy's health and metrics port; 0 when off. The same across proxy restarts. */
   proxyHealthPort = 0;
 
@@ -57,6 +59,7 @@ export class TestCluster {
     const cluster = new TestCluster(rig, opts);
     [cluster.devicePort, cluster.adminPort] = (await freePorts(2)) as [number, number];
     if (opts.proxyMetrics) cluster.proxyHealthPort = await freePort();
+    if (opts.proxyPods) cluster.peerPort = await freePort();
     await mustKubectl(rig, ['create', 'namespace', opts.namespace], true);
     await Promise.all(Array.from({ length: cluster.podCount }, (_, ordinal) => cluster.startProxy(ordinal)));
     return cluster;
@@ -84,7 +87,15 @@ export class TestCluster {
         CCCP_ADMIN_BIND_HOST: bind,
         CCCP_ADMIN_TOKEN: ADMIN_TOKEN,
         CCCP_PROXY_HEALTH_PORT: String(this.proxyHealthPort),
-        ...(this.opts.proxyPods ? { CCCP_PUBLIC_HOST: host, CCCP_POD_ORDINAL: String(ordinal) } : {}),
+        ...(this.opts.proxyPods
+          ? {
+              CCCP_PUBLIC_HOST: host,
+              CCCP_POD_ORDINAL: String(ordinal),
+              CCCP_PROXY_REPLICAS: String(this.opts.proxyPods),
+              CCCP_PEER_PORT: String(this.peerPort),
+              CCCP_PEER_ADDRESS: `${POD_ADDRESS}:${this.peerPort}`,
+            }
+          : {}),
         ...this.opts.proxyEnv,
       },
       /proxy pod ready/,
