@@ -6,11 +6,11 @@
 // after `kill -9` of the proxy pod.
 import { startRigWithCrd, TestCluster } from '../test/helpers/cluster.ts';
 import { listeningPorts, sleep, waitFor } from '../test/helpers/net.ts';
-import { freePortRange } from '../test/helpers/standalone.ts';
 import type { Rig } from '../test/kube/rig.ts';
 import { type OnLatency, onOffPairsPerSecond, onToListening } from './control-plane.ts';
 import { DeviceAttachments, inBatches, openProxyPairs } from './join.ts';
 import { type ManySessionsResult, manySessions } from './many-sessions.ts';
+import { sessionPortRange } from './ports.ts';
 
 export interface Restart {
   sessions: number;
@@ -44,7 +44,7 @@ export async function clusterFigures(
   let attachments: DeviceAttachments | undefined;
   try {
     rig = await startRigWithCrd();
-    const portRange = await freePortRange(Math.max(opts.restartSessions, ...opts.sessions) + 20);
+    const portRange = await sessionPortRange(Math.max(opts.restartSessions, ...opts.sessions) + 20);
     cluster = await TestCluster.start(rig, { namespace: 'cccp-bench', portRange, proxyMetrics: true });
     await cluster.startOperator('operator-a');
     await cluster.waitForOperatorLeader();

@@ -20,6 +20,7 @@ import {
   type Pair,
 } from './join.ts';
 import type { SessionsUnderTest } from './many-sessions.ts';
+import { sessionPortRange } from './ports.ts';
 import { processTree } from './process-usage.ts';
 
 export type TargetName = 'proxy' | 'haproxy' | 'socat' | 'direct';
@@ -236,7 +237,7 @@ function adminSocketOf(pid: number): string {
 async function startProxyTarget(maxPairs: number): Promise<Target> {
   const healthPort = await freePort();
   const app: RunningStandalone = await startStandalone({
-    rangeSize: maxPairs + 10,
+    range: await sessionPortRange(maxPairs + 10),
     env: { CCCP_LOG_LEVEL: 'warn', CCCP_PROXY_HEALTH_PORT: String(healthPort) },
   });
   const root = app.process.child.pid!;
