@@ -50,11 +50,6 @@ export async function clusterFigures(
     await cluster.waitForOperatorLeader();
     const c = cluster;
     const call = (path: string) => c.control(path);
-    const on = async (serial: string) => {
-      const answer = await c.control<{ port: number }>(`/on?serial=${serial}&persistent=true`);
-      if (answer.status !== 200) throw new Error(`/on answered ${answer.status}: ${JSON.stringify(answer.body)}`);
-      return answer.body.port;
-    };
 
     opts.log(`cluster: /on latency over ${opts.onCount} calls`);
     report.onLatency(await onToListening(call, opts.onCount, 'CL-ON'));
@@ -75,7 +70,7 @@ export async function clusterFigures(
           proxyPid: () => c.proxy!.child.pid,
           metricsUrl: `http://127.0.0.1:${c.proxyHealthPort}/metrics`,
           openPairs: async (n) => {
-            const opened = await openProxyPairs({ count: n, prefix, on, devicePort: c.devicePort, attachments: signals });
+            const opened = await openProxyPairs({ count: n, prefix, control: call, devicePort: c.devicePort, attachments: signals });
             ports = opened.ports;
             return opened;
           },
@@ -116,7 +111,11 @@ export async function clusterFigures(
     }
     if (!restarted) {
       opts.log(`cluster: creating ${opts.restartSessions} sessions`);
-      const ports = await inBatches(opts.restartSessions, 16, (i) => on(`RESTART-${i}`));
+      const ports = await inBatches(opts.restartSessions, 16, async (i) => {
+        const answer = await c.control<{ port: number }>(`/on?serial=RESTART-${i}&persistent=true`);
+        if (answer.status !== 200) throw new Error(`/on answered ${answer.status}: ${JSON.stringify(answer.body)}`);
+        return answer.body.port;
+      });
       report.restart(await listeningAgainAfterKill(c, ports));
     }
   } finally {

@@ -66,7 +66,8 @@ export function checkGoals(figures: Figure[], goals: Goal[] = GOALS): GoalCheck[
     const value =
       proxy == null ? undefined : goal.measure === 'value' ? proxy : haproxy == null || haproxy === 0 ? undefined : proxy / haproxy;
     if (value === undefined || !Number.isFinite(value)) {
-      return { what: goal.what, wanted, measured: figure ? 'not reported' : 'not measured in this run', met: undefined };
+      const measured = !figure ? 'not measured in this run' : proxy == null ? 'not reported' : 'no HAProxy figure in this run';
+      return { what: goal.what, wanted, measured, met: undefined };
     }
     const shown =
       goal.measure === 'ratio' ? `${format(value)}× (${format(proxy!)} vs ${format(haproxy!)} ${figure!.unit})` : `${format(value)}${unit}`;

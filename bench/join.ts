@@ -25,6 +25,8 @@ export interface OpenedPairs {
   signalsMissed: number;
   /** Of the opening, the seconds spent on /on calls (proxy only). */
   onSeconds?: number;
+  /** /on calls answered request_timed_out and asked again (proxy only). */
+  onRetries?: number;
 }
 
 export function connect(port: number, host = '127.0.0.1'): Promise<net.Socket> {
@@ -161,23 +163,37 @@ export const PROXY_PROBE_RETRY_MS = 1000;
 /** The buffering forwarders' original probe period; with them the first probe is always enough. */
 export const BUFFERED_PROBE_RETRY_MS = 25;
 
+/** A Control API call, as the standalone mode's and the cluster's helpers make it. */
+export type ControlCall = (path: string) => Promise<{ status: number; body: unknown }>;
+
 /**
- * Opens `count` sessions with `/on` (16 callers), then for each: its device
- * connects and registers, the proxy says the device is attached, its client
- * connects and one probe crosses (50 pairs at a time).
+ * Opens `count` sessions with `/on` (16 callers; an /on that answers
+ * request_timed_out is asked again, at most twice, as the API says is safe),
+ * then for each: its device connects and registers, the proxy says the device
+ * is attached, its client connects and one probe crosses (50 pairs at a time).
  */
 export async function openProxyPairs(opts: {
   count: number;
   prefix: string;
-  on: (serial: string) => Promise<number>;
+  control: ControlCall;
   devicePort: number;
   host?: string;
   attachments: DeviceAttachments;
 }): Promise<OpenedPairs & { ports: number[] }> {
   const { count, prefix, attachments } = opts;
   const serial = (i: number) => `${prefix}-${i}`;
+  let onRetries = 0;
+  const on = async (i: number): Promise<number> => {
+    for (let attempt = 1; ; attempt++) {
+      const answer = await opts.control(`/on?serial=${serial(i)}&persistent=true`);
+      if (answer.status === 200) return (answer.body as { port: number }).port;
+      const code = (answer.body as { code?: string } | undefined)?.code;
+      if (code !== 'request_timed_out' || attempt === 3) throw new Error(`/on answered ${answer.status}: ${JSON.stringify(answer.body)}`);
+      onRetries++;
+    }
+  };
   const started = performance.now();
-  const ports = await inBatches(count, 16, (i) => opts.on(serial(i)));
+  const ports = await inBatches(count, 16, on);
   const onSeconds = (performance.now() - started) / 1000;
   let probeRetries = 0;
   let signalsMissed = 0;
@@ -190,7 +206,7 @@ export async function openProxyPairs(opts: {
     probeRetries += await joinPair(pair, PROXY_PROBE_RETRY_MS);
     return pair;
   });
-  return { pairs, ports, probeRetries, signalsMissed, onSeconds };
+  return { pairs, ports, probeRetries, signalsMissed, onSeconds, onRetries };
 }
 
 export function closePairs(pairs: Pair[]): void {

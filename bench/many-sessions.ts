@@ -36,6 +36,8 @@ export interface ManySessionsResult {
   signalsMissed: number;
   /** Of openSeconds, the /on calls (proxy only). */
   onSeconds: number | undefined;
+  /** /on calls asked again after request_timed_out (proxy only). */
+  onRetries: number;
   rttP99Us: number;
   roundTrips: number;
   lost: number;
@@ -88,6 +90,7 @@ export async function manySessions(target: SessionsUnderTest, count: number, sec
       probeRetries: opened.probeRetries,
       signalsMissed: opened.signalsMissed,
       onSeconds: opened.onSeconds,
+      onRetries: opened.onRetries ?? 0,
       rttP99Us: percentile(times, 99),
       roundTrips: times.length,
       lost,

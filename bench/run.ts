@@ -23,7 +23,8 @@ import { EVENT_LOOP_DELAY_GAUGE } from './event-loop-delay.ts';
 import { checkGoals } from './goals.ts';
 import { BUFFERED_PROBE_RETRY_MS, closePairs, PROXY_PROBE_RETRY_MS } from './join.ts';
 import { MiB, percentile, roundTrips, throughput } from './load.ts';
-import { type ManySessionsResult, manySessions, type ProcessCost } from './many-sessions.ts';
+import { type ManySessionsResult, manySessions } from './many-sessions.ts';
+import { PhaseFigures } from './phase-figures.ts';
 import { type Figure, markdown, type Results, write } from './report.ts';
 import { startStandalone, startTarget, TARGETS, type TargetName } from './targets.ts';
 import { ensurePrograms, programVersion } from './tools.ts';
@@ -62,7 +63,7 @@ const notes: string[] = [
   "CPU % is CPU time of the forwarding process(es) over the wall time of the phase's steady part (100 % = one core). RSS and PSS are summed over those processes at the end of the phase; PSS splits shared pages, so it is the fair memory figure for socat's forked children. RSS added per joined session is the RSS at the end of the phase minus the RSS of the idle forwarder before the pairs opened, over the pairs (kB = 1,000 bytes).",
   "The proxy's CPU and memory are those of the standalone mode's two node processes (the Control API with the reconciler, and the proxy process); tsx's esbuild helper processes are left out (production runs compiled JavaScript). The proxy process alone has rows of its own. In cluster mode the figures are the proxy pod process's, with the operator's CPU beside it in a row of its own; the HAProxy column of the cluster rows repeats HAProxy's figure of the same phase size measured above.",
   `Fair join probe: HAProxy, socat and a direct connection buffer the client's first byte until the far end is connected, so one 'p' from the client, answered by the device, proves a pair joined (a retry every ${BUFFERED_PROBE_RETRY_MS} ms stays, and is counted). The proxy drops bytes while a party is missing, so for it the device connects and registers first, the benchmark waits for the proxy's own device-connected event on its admin event stream (GET /v1/events), then connects the client and sends one probe; a retry every ${PROXY_PROBE_RETRY_MS} ms remains only as a safety net. The 'join probes retried' rows count every retry. Open and join time runs, for every target, from the first /on or connect to the last joined pair.`,
-  `The proxy process's largest event-loop delay comes from its own gauge ${EVENT_LOOP_DELAY_GAUGE} (the largest delay since the previous scrape), scraped before the pairs open, after they joined, and after the steady part.`,
+  `The proxy process's largest event-loop delay comes from its own gauge ${EVENT_LOOP_DELAY_GAUGE} (the largest delay since the previous scrape), scraped before the pairs open, after they joined, and after the steady part; "not reported" when the proxy has no such gauge.`,
 ];
 
 function figure(f: Figure): Figure {
@@ -143,75 +144,10 @@ const fdLimit = Number(execFileSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8
 const fdsFor = (count: number) => count * 3 + 500;
 const phaseLabel = (count: number) => `${count.toLocaleString('en-US')} sessions, 1 msg/s each for ${opts.seconds} s`;
 
-/** The figures of one many-sessions phase; `proxyAlone` says whether CPU and memory are the proxy process's alone (cluster) or the whole standalone mode's. */
-function phaseFigures(prefix: string, title: string, proxyAlone: boolean) {
-  const all: Figure[] = [];
-  const f = (id: string, what: string, unit: string) => {
-    const made = figure({ id: `${prefix}${id}`, title: `${title}: ${what}`, unit, better: 'lower', values: {} });
-    all.push(made);
-    return made;
-  };
-  const whose = proxyAlone ? 'proxy pod process' : 'standalone mode, both processes';
-  return {
-    p99: f('rtt-p99', 'round trip p99', 'µs'),
-    cpu: f('cpu', `CPU (${whose})`, '% of a core'),
-    rss: f('rss', `RSS at the end (${whose})`, 'MiB'),
-    pss: f('pss', `PSS at the end (${whose})`, 'MiB'),
-    rssPerPair: f('rss-per-pair', `RSS added per joined session (${whose})`, 'kB'),
-    other: proxyAlone
-      ? { cpu: f('cpu-with-operator', 'CPU (proxy pod and operator)', '% of a core'), rssPerPair: undefined }
-      : {
-          cpu: f('proxy-cpu', 'CPU (proxy process alone)', '% of a core'),
-          rssPerPair: f('proxy-rss-per-pair', 'RSS added per joined session (proxy process alone)', 'kB'),
-        },
-    setup: f('setup', 'time to open and join all pairs', 's'),
-    retries: f('probe-retries', 'join probes retried', 'probes'),
-    loopDelay: f('loop-delay', 'largest event-loop delay of the proxy process, steady part', 'ms'),
-    loopDelayOpening: f('loop-delay-opening', 'largest event-loop delay of the proxy process, while opening', 'ms'),
-    all,
-  };
-}
-
-type PhaseFigures = ReturnType<typeof phaseFigures>;
-
-function recordPhase(into: PhaseFigures, name: TargetName, r: ManySessionsResult, proxyAlone: boolean): void {
-  const main = proxyAlone ? r.proxyProcess : r.cost;
-  // A forwarder without a control plane is its own "proxy process alone".
-  const other = proxyAlone ? r.cost : (r.proxyProcess ?? main);
-  into.p99.values[name] = r.rttP99Us;
-  into.setup.values[name] = r.openSeconds;
-  into.retries.values[name] = r.probeRetries;
-  if (main) {
-    into.cpu.values[name] = main.cpuPercent;
-    into.rss.values[name] = main.rssBytes / MiB;
-    into.pss.values[name] = main.pssBytes / MiB;
-    into.rssPerPair.values[name] = main.rssAddedPerPairBytes / 1000;
-  }
-  if (other) {
-    into.other.cpu.values[name] = other.cpuPercent;
-    if (into.other.rssPerPair) into.other.rssPerPair.values[name] = other.rssAddedPerPairBytes / 1000;
-  }
-  if (r.loopDelayMs) {
-    into.loopDelay.values[name] = r.loopDelayMs.steady ?? null;
-    into.loopDelayOpening.values[name] = r.loopDelayMs.opening ?? null;
-    if (r.loopDelayMs.steady === undefined)
-      notes.push(`${into.loopDelay.title}: not reported by this proxy (no ${EVENT_LOOP_DELAY_GAUGE} gauge)`);
-  }
-  if (r.lost > 0) notes.push(`${into.p99.title}, ${name}: ${r.lost} messages were not answered within a second`);
-  if (r.signalsMissed > 0) notes.push(`${into.setup.title}, ${name}: ${r.signalsMissed} device-connected events did not come within 5 s`);
-  const ms = (value: number | undefined) => (value === undefined ? 'not reported' : `${value.toFixed(0)} ms`);
-  const kB = (c: ProcessCost) => `+${(c.rssAddedPerPairBytes / 1000).toFixed(1)} kB/pair`;
-  log(
-    [
-      `  ${name}: open+join ${r.openSeconds.toFixed(2)} s${r.onSeconds === undefined ? '' : ` (/on ${r.onSeconds.toFixed(2)} s)`}, ${r.probeRetries} probes retried`,
-      `${r.roundTrips} round trips, p99 ${r.rttP99Us.toFixed(0)} µs`,
-      ...(main ? [`CPU ${main.cpuPercent.toFixed(1)} %, RSS ${(main.rssBytes / MiB).toFixed(0)} MiB (${kB(main)})`] : []),
-      ...(other && other !== main
-        ? [`${proxyAlone ? 'with the operator' : 'proxy process'}: CPU ${other.cpuPercent.toFixed(1)} %, ${kB(other)}`]
-        : []),
-      ...(r.loopDelayMs ? [`loop delay ${ms(r.loopDelayMs.opening)} opening, ${ms(r.loopDelayMs.steady)} steady`] : []),
-    ].join('; '),
-  );
+function recordPhase(phase: PhaseFigures, name: TargetName, result: ManySessionsResult): void {
+  const { line, notes: more } = phase.record(name, result);
+  notes.push(...more);
+  log(`  ${line}`);
 }
 
 for (const count of opts.sessions) {
@@ -220,9 +156,10 @@ for (const count of opts.sessions) {
     log(`skipping ${count} sessions: ulimit -n is ${fdLimit}`);
     continue;
   }
-  const phase = phaseFigures(`many-${count}-`, phaseLabel(count), false);
+  const phase = new PhaseFigures(`many-${count}-`, phaseLabel(count), 'standalone');
+  figures.push(...phase.all);
   await eachTarget(`${count} sessions`, count, async (target) => {
-    recordPhase(phase, target.name, await manySessions(target, count, opts.seconds), false);
+    recordPhase(phase, target.name, await manySessions(target, count, opts.seconds));
   });
 }
 
@@ -305,13 +242,10 @@ if (opts.cluster && opts.targets.includes('proxy')) {
           log(`  ${pairsPerSecond.toFixed(1)} /on+/off pairs/s`);
         },
         manySessions(r) {
-          const phase = phaseFigures(`cluster-many-${r.pairs}-`, `cluster: ${phaseLabel(r.pairs)}`, true);
-          recordPhase(phase, 'proxy', r, true);
-          // HAProxy's figures of the same phase size, measured above in this run.
-          for (const f of phase.all) {
-            const peer = figures.find((h) => h.id === f.id.replace(/^cluster-/, ''))?.values.haproxy;
-            if (peer != null) f.values.haproxy = peer;
-          }
+          const phase = new PhaseFigures(`cluster-many-${r.pairs}-`, `cluster: ${phaseLabel(r.pairs)}`, 'cluster');
+          figures.push(...phase.all);
+          recordPhase(phase, 'proxy', r);
+          phase.borrowHaproxy(figures);
           log(`  cluster phase of ${r.pairs} sessions done ${((performance.now() - started) / 1000).toFixed(0)} s into cluster mode`);
         },
         restart(restart) {

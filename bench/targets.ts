@@ -259,17 +259,7 @@ async function startProxyTarget(maxPairs: number): Promise<Target> {
     async openPairs(count) {
       const prefix = `BENCH-${sessions}`;
       sessions += count;
-      return openProxyPairs({
-        count,
-        prefix,
-        devicePort: app.devicePort,
-        attachments,
-        on: async (serial) => {
-          const answer = await app.call(`/on?serial=${serial}&persistent=true`);
-          if (answer.status !== 200) throw new Error(`/on answered ${answer.status}: ${JSON.stringify(answer.body)}`);
-          return (answer.body as { port: number }).port;
-        },
-      });
+      return openProxyPairs({ count, prefix, control: (path) => app.call(path), devicePort: app.devicePort, attachments });
     },
     async stop() {
       attachments.close();
