@@ -56,12 +56,18 @@ export async function clusterFigures(
     opts.log(`cluster: /on + /off pairs for ${opts.pairSeconds} s`);
     report.onOffRate(await onOffPairsPerSecond(call, opts.pairSeconds, 'CL-PAIR'));
 
-    attachments = await DeviceAttachments.watch(c.adminEndpoint);
-    const signals = attachments;
     let restarted = false;
     for (const [index, count] of opts.sessions.entries()) {
       const prefix = `CL-MANY-${count}`;
       let ports: number[] = [];
+      if (index > 0) {
+        // Each phase starts from a fresh proxy pod, as each standalone phase starts a fresh target: the RSS it adds is its own.
+        attachments?.close();
+        await c.proxy!.stop();
+        await c.startProxy();
+      }
+      attachments = await DeviceAttachments.watch(c.adminEndpoint);
+      const signals = attachments;
       opts.log(`cluster: ${count} sessions`);
       const result = await manySessions(
         {
