@@ -2,7 +2,7 @@
 // pairs each exchanging a small message every second. They run in the
 // benchmark's own Node process on loopback; the "direct" target shows where
 // the generator itself tops out.
-import type { Pair } from './targets.ts';
+import type { Pair } from './join.ts';
 
 export const MiB = 1024 * 1024;
 
@@ -133,11 +133,4 @@ export async function steadySessions(pairs: Pair[], seconds: number, size = 32):
   await new Promise((resolve) => setTimeout(resolve, 500));
   for (const cleanup of cleanups) cleanup();
   return { times: times.sort((a, b) => a - b), lost };
-}
-
-export function closePairs(pairs: Pair[]): void {
-  for (const { client, device } of pairs) {
-    client.destroy();
-    device.destroy();
-  }
 }

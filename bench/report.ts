@@ -1,5 +1,5 @@
 // The benchmark's results as JSON and as a markdown table, each figure with
-// its ratio to HAProxy measured in the same run.
+// its ratio to HAProxy measured in the same run, then the goals met or not.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { TargetName } from './targets.ts';
@@ -14,6 +14,15 @@ export interface Figure {
   note?: string;
 }
 
+/** One goal of bench/goals.ts against this run's figure. */
+export interface GoalCheck {
+  what: string;
+  wanted: string;
+  measured: string;
+  /** Undefined when the figure was not measured in this run. */
+  met: boolean | undefined;
+}
+
 export interface Results {
   startedAt: string;
   durationSeconds: number;
@@ -21,6 +30,7 @@ export interface Results {
   options: Record<string, unknown>;
   figures: Figure[];
   notes: string[];
+  goals: GoalCheck[];
 }
 
 const COLUMNS: TargetName[] = ['proxy', 'haproxy', 'socat', 'direct'];
@@ -30,7 +40,7 @@ function ratio(value: number | null | undefined, reference: number | null | unde
   return value / reference;
 }
 
-function format(value: number | null | undefined): string {
+export function format(value: number | null | undefined): string {
   if (value == null || !Number.isFinite(value)) return '–';
   if (Math.abs(value) >= 100) return Math.round(value).toLocaleString('en-US');
   if (Math.abs(value) >= 10) return value.toFixed(1);
@@ -71,6 +81,12 @@ export function markdown(results: Results): string {
     );
   }
   if (results.notes.length > 0) lines.push('', ...results.notes.map((n) => `- ${n}`));
+  if (results.goals.length > 0) {
+    lines.push('', '## Goals', '', '| goal | wanted | measured | met |', '| --- | --- | --- | --- |');
+    for (const g of results.goals) {
+      lines.push(`| ${g.what} | ${g.wanted} | ${g.measured} | ${g.met === undefined ? '–' : g.met ? 'met' : 'not met'} |`);
+    }
+  }
   return `${lines.join('\n')}\n`;
 }
 

@@ -1,22 +1,30 @@
 // `npm run bench`: the proxy (standalone mode, one session per pair) against
 // HAProxy (TCP mode), socat and a direct connection, all on loopback, every
-// figure measured in the same run. Writes bench/results/latest.{json,md}.
+// figure measured in the same run; then the cluster mode (proxy pod and
+// operator against the test rig's kube-apiserver) beside the same HAProxy
+// figures; then the goals of issue 13, met or not. Writes
+// bench/results/latest.{json,md}.
 //
-//   --quick            256 MiB transfers, 5,000 round trips, 1,000 sessions for 5 s
-//   --seconds=N        length of the many-sessions phase (default 30)
-//   --sessions=A,B     pair counts for the many-sessions phase (default 1000,5000)
-//   --mib=N            bytes per throughput run, in MiB (default 1024)
-//   --round-trips=N    64-byte round trips (default 20000)
-//   --targets=a,b      a subset of proxy,haproxy,socat,direct
-//   --no-cluster       skip the cluster-mode figures (they need the test rig's binaries)
-//   --out=NAME         write bench/results/NAME.{json,md} (default latest)
+//   --quick              256 MiB transfers, 5,000 round trips, 1,000 sessions for 5 s (cluster too)
+//   --seconds=N          length of the many-sessions phase's steady part (default 30)
+//   --sessions=A,B       pair counts for the many-sessions phase (default 1000,5000)
+//   --cluster-sessions=A pair counts for the cluster mode's phase (default as --sessions; "none" skips it)
+//   --mib=N              bytes per throughput run, in MiB (default 1024)
+//   --round-trips=N      64-byte round trips (default 20000)
+//   --targets=a,b        a subset of proxy,haproxy,socat,direct
+//   --no-cluster         skip the cluster-mode figures (they need the test rig's binaries)
+//   --out=NAME           write bench/results/NAME.{json,md} (default latest)
 import { execFileSync } from 'node:child_process';
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { clusterFigures } from './cluster.ts';
 import { onOffPairsPerSecond, onToListening } from './control-plane.ts';
-import { closePairs, MiB, percentile, roundTrips, steadySessions, throughput } from './load.ts';
-import { usageOf } from './process-usage.ts';
+import { EVENT_LOOP_DELAY_GAUGE } from './event-loop-delay.ts';
+import { checkGoals } from './goals.ts';
+import { BUFFERED_PROBE_RETRY_MS, closePairs, PROXY_PROBE_RETRY_MS } from './join.ts';
+import { MiB, percentile, roundTrips, throughput } from './load.ts';
+import { type ManySessionsResult, manySessions } from './many-sessions.ts';
+import { PhaseFigures } from './phase-figures.ts';
 import { type Figure, markdown, type Results, write } from './report.ts';
 import { startStandalone, startTarget, TARGETS, type TargetName } from './targets.ts';
 import { ensurePrograms, programVersion } from './tools.ts';
@@ -28,16 +36,19 @@ const args = new Map(
   }),
 );
 const quick = args.has('quick');
+const counts = (list: string) => (list === 'none' ? [] : list.split(',').map(Number));
 const opts = {
   mib: Number(args.get('mib') ?? (quick ? 256 : 1024)),
   roundTrips: Number(args.get('round-trips') ?? (quick ? 5000 : 20_000)),
-  sessions: (args.get('sessions') ?? (quick ? '1000' : '1000,5000')).split(',').map(Number),
+  sessions: counts(args.get('sessions') ?? (quick ? '1000' : '1000,5000')),
+  clusterSessions: counts(args.get('cluster-sessions') ?? args.get('sessions') ?? (quick ? '1000' : '1000,5000')),
   seconds: Number(args.get('seconds') ?? (quick ? 5 : 30)),
   targets: (args.get('targets')?.split(',') as TargetName[] | undefined) ?? TARGETS,
   cluster: !args.has('no-cluster'),
   onCount: quick ? 200 : 1000,
   pairSeconds: quick ? 5 : 10,
-  restartSessions: quick ? 200 : 1000,
+  // Used only when no cluster phase runs: the restart figure otherwise takes the first phase's sessions.
+  restartSessions: 1000,
 };
 const out = args.get('out') ?? 'latest';
 const log = (line: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
@@ -49,7 +60,10 @@ const figures: Figure[] = [];
 const notes: string[] = [
   'All load generators are the benchmark\'s own Node process (one event loop) on the same 2 cores as the forwarder under test; the "direct" column is that generator\'s own ceiling.',
   'HAProxy runs with nbthread 1 (the proxy is one event loop); socat forks one process per connection and is measured with all its children.',
-  "CPU % is CPU time of the forwarding process(es) over the wall time of the phase (100 % = one core). RSS and PSS are summed over those processes at the end of the phase; PSS splits shared pages, so it is the fair memory figure for socat's forked children.",
+  "CPU % is CPU time of the forwarding process(es) over the wall time of the phase's steady part (100 % = one core). RSS and PSS are summed over those processes at the end of the phase; PSS splits shared pages, so it is the fair memory figure for socat's forked children. RSS added per joined session is the RSS at the end of the phase minus the RSS of the idle forwarder before the pairs opened, over the pairs (kB = 1,000 bytes).",
+  "The proxy's CPU and memory are those of the standalone mode's two node processes (the Control API with the reconciler, and the proxy process); tsx's esbuild helper processes are left out (production runs compiled JavaScript). The proxy process alone has rows of its own. In cluster mode the figures are the proxy pod process's, with the operator's CPU beside it in a row of its own; the HAProxy column of the cluster rows repeats HAProxy's figure of the same phase size measured above.",
+  `Fair join probe: HAProxy, socat and a direct connection buffer the client's first byte until the far end is connected, so one 'p' from the client, answered by the device, proves a pair joined (a retry every ${BUFFERED_PROBE_RETRY_MS} ms stays, and is counted). The proxy drops bytes while a party is missing, so for it the device connects and registers first, the benchmark waits for the proxy's own device-connected event on its admin event stream (GET /v1/events), then connects the client and sends one probe; a retry every ${PROXY_PROBE_RETRY_MS} ms remains only as a safety net. The 'join probes retried' rows count every retry. Open and join time runs, for every target, from the first /on or connect to the last joined pair.`,
+  `The proxy process's largest event-loop delay comes from its own gauge ${EVENT_LOOP_DELAY_GAUGE} (the largest delay since the previous scrape), scraped before the pairs open, after they joined, and after the steady part; "not reported" when the proxy has no such gauge.`,
 ];
 
 function figure(f: Figure): Figure {
@@ -108,7 +122,7 @@ async function eachTarget(
     values: {},
   });
   await eachTarget('one stream', 1, async (target) => {
-    const [pair] = await target.openPairs(1);
+    const [pair] = (await target.openPairs(1)).pairs;
     try {
       up.values[target.name] = (await throughput(pair!, opts.mib * MiB, 'client→device')) / MiB;
       down.values[target.name] = (await throughput(pair!, opts.mib * MiB, 'device→client')) / MiB;
@@ -126,49 +140,26 @@ async function eachTarget(
 
 // 3. Many sessions at once, each exchanging a small message every second.
 const fdLimit = Number(execFileSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).trim());
+/** The benchmark holds 2 sockets per pair; the proxy 2 plus a listener per session. */
+const fdsFor = (count: number) => count * 3 + 500;
+const phaseLabel = (count: number) => `${count.toLocaleString('en-US')} sessions, 1 msg/s each for ${opts.seconds} s`;
+
+function recordPhase(phase: PhaseFigures, name: TargetName, result: ManySessionsResult): void {
+  const { line, notes: more } = phase.record(name, result);
+  notes.push(...more);
+  log(`  ${line}`);
+}
+
 for (const count of opts.sessions) {
-  // The benchmark holds 2 sockets per pair; the proxy 2 plus a listener per session.
-  const needed = count * 3 + 500;
-  if (fdLimit < needed) {
-    notes.push(`${count} sessions skipped: the open-file limit is ${fdLimit}, ${needed} are needed`);
+  if (fdLimit < fdsFor(count)) {
+    notes.push(`${count} sessions skipped: the open-file limit is ${fdLimit}, ${fdsFor(count)} are needed`);
     log(`skipping ${count} sessions: ulimit -n is ${fdLimit}`);
     continue;
   }
-  const label = `${count.toLocaleString('en-US')} sessions, 1 msg/s each for ${opts.seconds} s`;
-  const rss = figure({ id: `many-${count}-rss`, title: `${label}: RSS`, unit: 'MiB', better: 'lower', values: {} });
-  const pss = figure({ id: `many-${count}-pss`, title: `${label}: PSS`, unit: 'MiB', better: 'lower', values: {} });
-  const cpu = figure({ id: `many-${count}-cpu`, title: `${label}: CPU`, unit: '% of a core', better: 'lower', values: {} });
-  const p99 = figure({ id: `many-${count}-rtt-p99`, title: `${label}: round trip p99`, unit: 'µs', better: 'lower', values: {} });
-  const setup = figure({
-    id: `many-${count}-setup`,
-    title: `${label}: time to open and join all pairs`,
-    unit: 's',
-    better: 'lower',
-    values: {},
-  });
+  const phase = new PhaseFigures(`many-${count}-`, phaseLabel(count), 'standalone');
+  figures.push(...phase.all);
   await eachTarget(`${count} sessions`, count, async (target) => {
-    const opened = performance.now();
-    const pairs = await target.openPairs(count);
-    setup.values[target.name] = (performance.now() - opened) / 1000;
-    try {
-      const before = usageOf(target.pids());
-      const t0 = performance.now();
-      const { times, lost } = await steadySessions(pairs, opts.seconds);
-      const after = usageOf(target.pids());
-      const wall = (performance.now() - t0) / 1000;
-      if (target.name !== 'direct') {
-        rss.values[target.name] = after.rssBytes / MiB;
-        pss.values[target.name] = after.pssBytes / MiB;
-        cpu.values[target.name] = ((after.cpuSeconds - before.cpuSeconds) / wall) * 100;
-      }
-      p99.values[target.name] = percentile(times, 99);
-      if (lost > 0) notes.push(`${count} sessions, ${target.name}: ${lost} messages were not answered within a second`);
-      log(
-        `  ${target.name}: ${times.length} round trips, p99 ${p99.values[target.name]!.toFixed(0)} µs, RSS ${(after.rssBytes / MiB).toFixed(0)} MiB PSS ${(after.pssBytes / MiB).toFixed(0)} MiB in ${after.processes} process(es), CPU ${cpu.values[target.name]?.toFixed(1) ?? '–'} %`,
-      );
-    } finally {
-      closePairs(pairs);
-    }
+    recordPhase(phase, target.name, await manySessions(target, count, opts.seconds));
   });
 }
 
@@ -207,52 +198,84 @@ if (opts.targets.includes('proxy')) {
   }
 }
 
-// 4 and 5 in cluster mode, against the test rig's kube-apiserver.
+// 4 and 5 in cluster mode, against the test rig's kube-apiserver; its
+// many-sessions figures beside HAProxy's from the phase above.
 if (opts.cluster && opts.targets.includes('proxy')) {
   log('cluster mode (test rig)');
+  const started = performance.now();
   try {
-    const c = await clusterFigures({
-      onCount: Math.min(opts.onCount, 300),
-      pairSeconds: opts.pairSeconds,
-      restartSessions: opts.restartSessions,
-      log,
-    });
-    figure({
-      id: 'cluster-on-p50',
-      title: `cluster: /on until the port accepts, p50 (${c.on.count} calls)`,
-      unit: 'ms',
-      better: 'lower',
-      values: { proxy: c.on.p50Ms },
-    });
-    figure({
-      id: 'cluster-on-p99',
-      title: `cluster: /on until the port accepts, p99 (${c.on.count} calls)`,
-      unit: 'ms',
-      better: 'lower',
-      values: { proxy: c.on.p99Ms },
-    });
-    figure({
-      id: 'cluster-on-off-rate',
-      title: 'cluster: /on + /off pairs, one caller',
-      unit: 'pairs/s',
-      better: 'higher',
-      values: { proxy: c.pairsPerSecond },
-    });
-    figure({
-      id: 'cluster-restart',
-      title: `cluster: ${c.restart.sessions} sessions listening again after kill -9 of the proxy pod`,
-      unit: 's',
-      better: 'lower',
-      values: { proxy: c.restart.secondsFromSpawn },
-      note: `${c.restart.secondsFromReady.toFixed(2)} s after the new pod was ready`,
-    });
-    log(
-      `  /on p50 ${c.on.p50Ms.toFixed(1)} ms p99 ${c.on.p99Ms.toFixed(1)} ms; ${c.pairsPerSecond.toFixed(1)} pairs/s; restart ${c.restart.secondsFromSpawn.toFixed(2)} s`,
+    await clusterFigures(
+      {
+        onCount: Math.min(opts.onCount, 300),
+        pairSeconds: opts.pairSeconds,
+        sessions: opts.clusterSessions.filter((count) => fdLimit >= fdsFor(count)),
+        seconds: opts.seconds,
+        restartSessions: opts.restartSessions,
+        log,
+      },
+      {
+        onLatency(on) {
+          figure({
+            id: 'cluster-on-p50',
+            title: `cluster: /on until the port accepts, p50 (${on.count} calls)`,
+            unit: 'ms',
+            better: 'lower',
+            values: { proxy: on.p50Ms },
+          });
+          figure({
+            id: 'cluster-on-p99',
+            title: `cluster: /on until the port accepts, p99 (${on.count} calls)`,
+            unit: 'ms',
+            better: 'lower',
+            values: { proxy: on.p99Ms },
+          });
+          log(`  /on p50 ${on.p50Ms.toFixed(1)} ms p99 ${on.p99Ms.toFixed(1)} ms`);
+        },
+        onOffRate(pairsPerSecond) {
+          figure({
+            id: 'cluster-on-off-rate',
+            title: 'cluster: /on + /off pairs, one caller',
+            unit: 'pairs/s',
+            better: 'higher',
+            values: { proxy: pairsPerSecond },
+          });
+          log(`  ${pairsPerSecond.toFixed(1)} /on+/off pairs/s`);
+        },
+        manySessions(r) {
+          const phase = new PhaseFigures(`cluster-many-${r.pairs}-`, `cluster: ${phaseLabel(r.pairs)}`, 'cluster');
+          figures.push(...phase.all);
+          recordPhase(phase, 'proxy', r);
+          phase.borrowHaproxy(figures);
+          log(`  cluster phase of ${r.pairs} sessions done ${((performance.now() - started) / 1000).toFixed(0)} s into cluster mode`);
+        },
+        restart(restart) {
+          figure({
+            id: 'cluster-restart',
+            title: `cluster: ${restart.sessions.toLocaleString('en-US')} sessions listening again after kill -9 of the proxy pod, from its spawn`,
+            unit: 's',
+            better: 'lower',
+            values: { proxy: restart.secondsFromSpawn },
+          });
+          figure({
+            id: 'cluster-restart-from-ready',
+            title: `cluster: ${restart.sessions.toLocaleString('en-US')} sessions listening again after kill -9 of the proxy pod, from its ready line`,
+            unit: 's',
+            better: 'lower',
+            values: { proxy: restart.secondsFromReady },
+          });
+          log(
+            `  restart: ${restart.secondsFromSpawn.toFixed(2)} s from spawn, ${restart.secondsFromReady.toFixed(2)} s from ready (goal ≤ 2 s from ready)`,
+          );
+        },
+      },
     );
   } catch (err) {
     log(`cluster mode failed: ${(err as Error).message}`);
-    notes.push(`cluster-mode figures not measured: ${(err as Error).message.split('\n')[0]}`);
+    notes.push(`cluster-mode figures not all measured: ${(err as Error).message.split('\n')[0]}`);
   }
+  notes.push(
+    `Cluster mode took ${((performance.now() - started) / 1000).toFixed(0)} s (rig start, /on figures, ${opts.clusterSessions.join(' and ')} sessions, restart).`,
+  );
 }
 
 const results: Results = {
@@ -270,6 +293,7 @@ const results: Results = {
   options: { ...opts },
   figures,
   notes,
+  goals: checkGoals(figures),
 };
 const dir = fileURLToPath(new URL('./results/', import.meta.url));
 write(results, `${dir}${out}.json`, `${dir}${out}.md`);

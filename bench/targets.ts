@@ -3,93 +3,36 @@
 // mode, socat (one forked process per connection), and a direct connection.
 // A "pair" is the client's socket and the device's socket, joined end to end.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, waitFor } from '../test/helpers/net.ts';
 import { type RunningStandalone, startStandalone } from '../test/helpers/standalone.ts';
+import {
+  BUFFERED_PROBE_RETRY_MS,
+  connect,
+  DeviceAttachments,
+  inBatches,
+  joinPair,
+  type OpenedPairs,
+  openProxyPairs,
+  type Pair,
+} from './join.ts';
+import type { SessionsUnderTest } from './many-sessions.ts';
+import { sessionPortRange } from './ports.ts';
 import { processTree } from './process-usage.ts';
 
 export type TargetName = 'proxy' | 'haproxy' | 'socat' | 'direct';
 export const TARGETS: TargetName[] = ['proxy', 'haproxy', 'socat', 'direct'];
 
-export interface Pair {
-  client: net.Socket;
-  device: net.Socket;
-}
+export type { Pair };
 
-export interface Target {
+export interface Target extends SessionsUnderTest {
   name: TargetName;
-  /** The processes doing the forwarding (empty for a direct connection). */
+  /** The processes doing the forwarding (empty for a direct connection); for the proxy, the standalone mode's two processes. */
   pids(): number[];
-  openPairs(count: number): Promise<Pair[]>;
   stop(): Promise<void>;
-}
-
-function connect(port: number): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ port, host: '127.0.0.1', noDelay: true });
-    socket.once('connect', () => {
-      socket.off('error', reject);
-      socket.on('error', () => {});
-      resolve(socket);
-    });
-    socket.once('error', reject);
-  });
-}
-
-/**
- * Waits until bytes flow end to end: the client sends 'p' until the device
- * answers 'J' (a proxy drops bytes while a party is missing), then 'E' marks
- * the end of the probes so the device can discard them all.
- */
-export function joinPair(pair: Pair, timeoutMs = 15_000): Promise<void> {
-  const { client, device } = pair;
-  return new Promise((resolve, reject) => {
-    let answered = false;
-    const probe = setInterval(() => client.write('p'), 25);
-    client.write('p');
-    const timer = setTimeout(() => finish(new Error('the pair did not join')), timeoutMs);
-    const onDevice = (chunk: Buffer) => {
-      if (!answered) {
-        answered = true;
-        device.write('J');
-      }
-      if (chunk.includes(0x45 /* E */)) finish();
-    };
-    const onClient = (chunk: Buffer) => {
-      if (chunk.includes(0x4a /* J */)) {
-        clearInterval(probe);
-        client.off('data', onClient);
-        client.write('E');
-      }
-    };
-    function finish(error?: Error) {
-      clearInterval(probe);
-      clearTimeout(timer);
-      device.off('data', onDevice);
-      client.off('data', onClient);
-      if (error) reject(error);
-      else resolve();
-    }
-    device.on('data', onDevice);
-    client.on('data', onClient);
-  });
-}
-
-async function inBatches<T>(count: number, width: number, make: (i: number) => Promise<T>): Promise<T[]> {
-  const out: T[] = new Array(count);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(width, count) }, async () => {
-      while (next < count) {
-        const i = next++;
-        out[i] = await make(i);
-      }
-    }),
-  );
-  return out;
 }
 
 /** The device end for haproxy, socat and direct: a TCP server whose accepted sockets are handed out in order. */
@@ -122,7 +65,7 @@ class Backend {
   }
 
   /** Pairs opened one at a time, so that the n-th accepted socket belongs to the n-th client. */
-  async openPairs(frontPort: number, count: number): Promise<Pair[]> {
+  async openPairs(frontPort: number, count: number): Promise<OpenedPairs> {
     const pairs: Pair[] = [];
     for (let i = 0; i < count; i++) {
       const device = this.next();
@@ -130,8 +73,8 @@ class Backend {
       const pair = { client, device: await withTimeout(device, 10_000, 'the forwarded connection to arrive') };
       pairs.push(pair);
     }
-    await inBatches(pairs.length, 50, (i) => joinPair(pairs[i]!));
-    return pairs;
+    const retries = await inBatches(pairs.length, 50, (i) => joinPair(pairs[i]!, BUFFERED_PROBE_RETRY_MS));
+    return { pairs, probeRetries: retries.reduce((a, b) => a + b, 0), signalsMissed: 0 };
   }
 
   /** Drops connections that arrived before anyone asked for them (readiness probes). */
@@ -270,30 +213,56 @@ function startSocat(front: number, backendPort: number) {
   return { ...started, cleanup: undefined as undefined | (() => void) };
 }
 
+/** The node processes of the standalone mode (itself and its proxy process), without tsx's esbuild helpers. */
+function standaloneProcesses(root: number): { all: number[]; proxy: number | undefined } {
+  const commands = new Map<number, string>();
+  for (const pid of processTree(root)) {
+    try {
+      commands.set(pid, readFileSync(`/proc/${pid}/cmdline`, 'utf8'));
+    } catch {}
+  }
+  const all = [...commands].filter(([, command]) => command.split('\0')[0] === process.execPath).map(([pid]) => pid);
+  return { all, proxy: all.find((pid) => commands.get(pid)!.includes('proxy-pod/main')) };
+}
+
+/** The admin socket the standalone mode gave its proxy process (from that process's environment). */
+function adminSocketOf(pid: number): string {
+  const entry = readFileSync(`/proc/${pid}/environ`, 'utf8')
+    .split('\0')
+    .find((e) => e.startsWith('CCCP_ADMIN_SOCKET='));
+  if (!entry) throw new Error(`the proxy process ${pid} has no CCCP_ADMIN_SOCKET`);
+  return entry.slice('CCCP_ADMIN_SOCKET='.length);
+}
+
 async function startProxyTarget(maxPairs: number): Promise<Target> {
-  const app: RunningStandalone = await startStandalone({ rangeSize: maxPairs + 10, env: { CCCP_LOG_LEVEL: 'warn' } });
+  const healthPort = await freePort();
+  const app: RunningStandalone = await startStandalone({
+    range: await sessionPortRange(maxPairs + 10),
+    env: { CCCP_LOG_LEVEL: 'warn', CCCP_PROXY_HEALTH_PORT: String(healthPort) },
+  });
+  const root = app.process.child.pid!;
+  let attachments: DeviceAttachments;
+  try {
+    const proxyPid = standaloneProcesses(root).proxy;
+    if (proxyPid === undefined) throw new Error('the standalone mode has no proxy process');
+    attachments = await DeviceAttachments.watch({ socketPath: adminSocketOf(proxyPid) });
+  } catch (error) {
+    await app.stop();
+    throw error;
+  }
   let sessions = 0;
   return {
     name: 'proxy',
-    pids: () => [app.process.child.pid!],
+    pids: () => standaloneProcesses(root).all,
+    proxyPid: () => standaloneProcesses(root).proxy,
+    metricsUrl: `http://127.0.0.1:${healthPort}/metrics`,
     async openPairs(count) {
-      const first = sessions;
+      const prefix = `BENCH-${sessions}`;
       sessions += count;
-      const ports = await inBatches(count, 16, async (i) => {
-        const answer = await app.call(`/on?serial=BENCH-${first + i}&persistent=true`);
-        if (answer.status !== 200) throw new Error(`/on answered ${answer.status}: ${JSON.stringify(answer.body)}`);
-        return (answer.body as { port: number }).port;
-      });
-      const pairs = await inBatches(count, 50, async (i) => {
-        const device = await connect(app.devicePort);
-        device.write(`BENCH-${first + i}\r`);
-        const pair = { client: await connect(ports[i]!), device };
-        await joinPair(pair);
-        return pair;
-      });
-      return pairs;
+      return openProxyPairs({ count, prefix, control: (path) => app.call(path), devicePort: app.devicePort, attachments });
     },
     async stop() {
+      attachments.close();
       await app.stop();
     },
   };

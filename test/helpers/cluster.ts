@@ -107,6 +107,11 @@ export class TestCluster {
     return proxy;
   }
 
+  /** The proxy's admin API as the operator reaches it (TCP with the bearer token). */
+  get adminEndpoint(): { host: string; port: number; token: string } {
+    return { host: this.proxyHost, port: this.adminPort, token: ADMIN_TOKEN };
+  }
+
   /** Where the (first) proxy pod is reached: loopback, or its namespace's address. */
   get proxyHost(): string {
     return this.podHost(0);

@@ -113,7 +113,8 @@ export interface PortRange {
   max: number;
 }
 
-function canBind(port: number): Promise<boolean> {
+/** Whether a listener could take `port` on loopback right now. */
+export function canBind(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const server = net.createServer();
     server.once('error', () => resolve(false));

@@ -16,11 +16,11 @@ export interface RunningStandalone {
 
 export { freePortRange, type PortRange };
 
-/** `entry` may name another checkout's standalone.ts (benchmarks compare two); `fdLimit` runs the standalone mode (and so its proxy process) under `ulimit -n`. */
+/** `range` (else `rangeSize` free ports) are the session ports; `entry` may name another checkout's standalone.ts (benchmarks compare two); `fdLimit` runs the standalone mode (and so its proxy process) under `ulimit -n`. */
 export async function startStandalone(
-  options: { rangeSize?: number; env?: Record<string, string>; fdLimit?: number; entry?: string } = {},
+  options: { rangeSize?: number; range?: PortRange; env?: Record<string, string>; fdLimit?: number; entry?: string } = {},
 ): Promise<RunningStandalone> {
-  const range = await freePortRange(options.rangeSize ?? 5);
+  const range = options.range ?? (await freePortRange(options.rangeSize ?? 5));
   const devicePort = await freePort();
   const started = await startNodeProcess(
     options.entry ?? 'operator/standalone.ts',
