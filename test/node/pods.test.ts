@@ -283,7 +283,7 @@ test('/on through the Control API Service; a device and a client through the pro
   await waitFor(
     async () => {
       const table = await n.mustKubectl(['get', 'pxs', '-n', acme.namespace]);
-      return /SN-ACME-1\s+\d+\s+Active\s+true\s+true\s+[1-9]/.test(table);
+      return /SN-ACME-1\s+\d+\s+Active\s+\S+\s+true\s+true\s+[1-9]/.test(table);
     },
     10_000,
     'kubectl get pxs to show the session Active with device, client and bytes',
@@ -675,7 +675,8 @@ test('proxy.replicas=2 in loadBalancer mode on one node: two pods with their ord
       await probePod(
         release,
         'probe-dns',
-        `require('dns').promises.lookup('${host(0)}').then((a) => require('dns').promises.lookup('${host(1)}').then((b) => console.log(a.address + ' ' + b.address)))`,
+        // CoreDNS may answer EAI_AGAIN for a moment on a busy node: each name is asked again, for up to 30 s.
+        `const ask = (name, left) => require('dns').promises.lookup(name).catch((e) => (left > 0 ? new Promise((r) => setTimeout(r, 1000)).then(() => ask(name, left - 1)) : Promise.reject(e))); ask('${host(0)}', 30).then((a) => ask('${host(1)}', 30).then((b) => console.log(a.address + ' ' + b.address)))`,
       )
     ).trim();
     assert.is(resolved, `${byName.get(`${set}-0`)!.status.podIP} ${byName.get(`${set}-1`)!.status.podIP}`);
