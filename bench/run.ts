@@ -18,7 +18,7 @@ import { execFileSync } from 'node:child_process';
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { clusterFigures } from './cluster.ts';
-import { onOffPairsPerSecond, onToListening } from './control-plane.ts';
+import { type OnLatency, onOffPairsPerSecond, onToListening } from './control-plane.ts';
 import { EVENT_LOOP_DELAY_GAUGE } from './event-loop-delay.ts';
 import { checkGoals } from './goals.ts';
 import { BUFFERED_PROBE_RETRY_MS, closePairs, PROXY_PROBE_RETRY_MS } from './join.ts';
@@ -163,6 +163,33 @@ for (const count of opts.sessions) {
   });
 }
 
+/** /on until the port accepts, p50 and p99, in one mode. */
+function onLatencyFigures(mode: 'standalone' | 'cluster', on: OnLatency): void {
+  for (const [p, value] of [
+    [50, on.p50Ms],
+    [99, on.p99Ms],
+  ] as const) {
+    figure({
+      id: `${mode}-on-p${p}`,
+      title: `${mode}: /on until the port accepts, p${p} (${on.count} calls)`,
+      unit: 'ms',
+      better: 'lower',
+      values: { proxy: value },
+    });
+  }
+}
+
+/** /on + /off pairs a second from one caller, in one mode. */
+function onOffRateFigure(mode: 'standalone' | 'cluster', pairsPerSecond: number): void {
+  figure({
+    id: `${mode}-on-off-rate`,
+    title: `${mode}: /on + /off pairs, one caller`,
+    unit: 'pairs/s',
+    better: 'higher',
+    values: { proxy: pairsPerSecond },
+  });
+}
+
 // 4. Control plane, standalone mode (no HAProxy or socat equivalent).
 if (opts.targets.includes('proxy')) {
   log('control plane: standalone');
@@ -170,28 +197,9 @@ if (opts.targets.includes('proxy')) {
   try {
     const call = (path: string) => app.call(path);
     const on = await onToListening(call, opts.onCount, 'CP-ON');
-    figure({
-      id: 'standalone-on-p50',
-      title: `standalone: /on until the port accepts, p50 (${on.count} calls)`,
-      unit: 'ms',
-      better: 'lower',
-      values: { proxy: on.p50Ms },
-    });
-    figure({
-      id: 'standalone-on-p99',
-      title: `standalone: /on until the port accepts, p99 (${on.count} calls)`,
-      unit: 'ms',
-      better: 'lower',
-      values: { proxy: on.p99Ms },
-    });
+    onLatencyFigures('standalone', on);
     const rate = await onOffPairsPerSecond(call, opts.pairSeconds, 'CP-PAIR');
-    figure({
-      id: 'standalone-on-off-rate',
-      title: 'standalone: /on + /off pairs, one caller',
-      unit: 'pairs/s',
-      better: 'higher',
-      values: { proxy: rate },
-    });
+    onOffRateFigure('standalone', rate);
     log(`  /on p50 ${on.p50Ms.toFixed(1)} ms p99 ${on.p99Ms.toFixed(1)} ms; ${rate.toFixed(0)} /on+/off pairs/s`);
   } finally {
     await app.stop();
@@ -215,30 +223,11 @@ if (opts.cluster && opts.targets.includes('proxy')) {
       },
       {
         onLatency(on) {
-          figure({
-            id: 'cluster-on-p50',
-            title: `cluster: /on until the port accepts, p50 (${on.count} calls)`,
-            unit: 'ms',
-            better: 'lower',
-            values: { proxy: on.p50Ms },
-          });
-          figure({
-            id: 'cluster-on-p99',
-            title: `cluster: /on until the port accepts, p99 (${on.count} calls)`,
-            unit: 'ms',
-            better: 'lower',
-            values: { proxy: on.p99Ms },
-          });
+          onLatencyFigures('cluster', on);
           log(`  /on p50 ${on.p50Ms.toFixed(1)} ms p99 ${on.p99Ms.toFixed(1)} ms`);
         },
         onOffRate(pairsPerSecond) {
-          figure({
-            id: 'cluster-on-off-rate',
-            title: 'cluster: /on + /off pairs, one caller',
-            unit: 'pairs/s',
-            better: 'higher',
-            values: { proxy: pairsPerSecond },
-          });
+          onOffRateFigure('cluster', pairsPerSecond);
           log(`  ${pairsPerSecond.toFixed(1)} /on+/off pairs/s`);
         },
         manySessions(r) {
