@@ -7,6 +7,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { withTimeout } from '../common/timeout.ts';
 import { freePort, waitFor } from '../test/helpers/net.ts';
 import { type RunningStandalone, startStandalone } from '../test/helpers/standalone.ts';
 import {
@@ -86,14 +87,6 @@ class Backend {
     for (const socket of this.early.splice(0)) socket.destroy();
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    promise,
-    new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms))),
-  ]).finally(() => clearTimeout(timer));
 }
 
 function startDetached(command: string, args: string[]): { child: ChildProcess; output: () => string } {

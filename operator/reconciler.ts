@@ -19,6 +19,7 @@ import type { ProxyEvent, SessionState } from '../common/admin-protocol.ts';
 import { type Clock, systemClock } from '../common/clock.ts';
 import type { Logger } from '../common/log.ts';
 import { RateLimiter } from '../common/rate-limiter.ts';
+import { withTimeout } from '../common/timeout.ts';
 import { type ReconcileResult, timedReconcile } from './operator-metrics.ts';
 import type { PortAllocator } from './port-allocator.ts';
 import { AdminApiError, type ProxyAdmin } from './proxy-admin-client.ts';
@@ -502,7 +503,9 @@ export class Reconciler {
   /** The first pod (of several) that says the serial's device waits there; asked in parallel, briefly. */
   private async podWithDevice(serial: string, pods: Pod[]): Promise<Pod | undefined> {
     if (pods.length < 2) return undefined;
-    const answers = await Promise.all(pods.map((pod) => withTimeout(pod.admin.devicePending(serial), DEVICE_LOOKUP_MS).catch(() => false)));
+    const answers = await Promise.all(
+      pods.map((pod) => withTimeout(pod.admin.devicePending(serial), DEVICE_LOOKUP_MS, `${pod.name}'s answer`).catch(() => false)),
+    );
     return pods[answers.indexOf(true)];
   }
 
@@ -548,13 +551,4 @@ export class Reconciler {
         .finally(() => this.scheduleResync());
     }, this.resyncIntervalMs);
   }
-}
-
-/** The promise's value, or a rejection after ms. */
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
