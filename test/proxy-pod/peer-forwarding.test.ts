@@ -1,18 +1,17 @@
 // Three proxy pods of one release on 127.0.0.10, .11 and .12, sharing the
 // device port and peer port numbers: a device joins its session whichever
 // pod it lands on.
-import { createHash, randomBytes } from 'node:crypto';
 import type net from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { InstanceInfo } from '../../common/admin-protocol.ts';
 import { PEER_PROTOCOL } from '../../proxy-pod/peer-protocol.ts';
+import { MiB, receiveHashed, sendHashed } from '../helpers/bulk.ts';
 import { connect, freePortRange, Received, sleep, waitFor } from '../helpers/net.ts';
 import { deviceOn, metricValue, PEER_TOKEN, type PodRelease, podHost, startRelease, waitForDevice } from '../helpers/peers.ts';
 import { startProxy } from '../helpers/proxy.ts';
 
 const test = suite('device forwarding between proxy pods');
-const MiB = 1024 * 1024;
 let release: PodRelease;
 let sessionPorts: number[];
 let nextPort = 0;
@@ -54,43 +53,6 @@ async function device(onOrdinal: number, serial: string, opts: { payload?: strin
   return socket;
 }
 
-/** Writes `total` bytes (a different 1 MiB each time) as fast as the socket takes them; resolves with their hash. */
-function send(socket: net.Socket, total: number): Promise<string> {
-  const hash = createHash('sha256');
-  const block = randomBytes(MiB);
-  let sent = 0;
-  return new Promise((resolve) => {
-    const pump = () => {
-      while (sent < total) {
-        const chunk = Buffer.from(block);
-        chunk.writeUInt32BE(sent / MiB, 0);
-        hash.update(chunk);
-        sent += chunk.length;
-        if (!socket.write(chunk)) return void socket.once('drain', pump);
-      }
-      resolve(hash.digest('hex'));
-    };
-    pump();
-  });
-}
-
-function receive(socket: net.Socket, total: number): Promise<string> {
-  const hash = createHash('sha256');
-  let received = 0;
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`received ${received} of ${total} bytes`)), 60_000);
-    socket.on('data', (chunk: Buffer) => {
-      hash.update(chunk);
-      received += chunk.length;
-      if (received > total) reject(new Error(`received ${received} bytes, more than ${total}`));
-      if (received === total) {
-        clearTimeout(timer);
-        resolve(hash.digest('hex'));
-      }
-    });
-  });
-}
-
 test('a device on pod 0 for a session on pod 1 exchanges 8 MiB each way byte-exact, and pod 1 counts transferredBytes exactly', async () => {
   const serial = 'FWD-8MiB';
   const port = await session(1, serial);
@@ -105,10 +67,10 @@ test('a device on pod 0 for a session on pod 1 exchanges 8 MiB each way byte-exa
 
   const eachWay = 8 * MiB;
   const [sentByDevice, sentByClient, receivedByClient, receivedByDevice] = await Promise.all([
-    send(deviceSocket, eachWay),
-    send(clientSocket, eachWay),
-    receive(clientSocket, eachWay),
-    receive(deviceSocket, eachWay),
+    sendHashed(deviceSocket, eachWay),
+    sendHashed(clientSocket, eachWay),
+    receiveHashed(clientSocket, eachWay),
+    receiveHashed(deviceSocket, eachWay),
   ]);
   assert.is(receivedByClient, sentByDevice, 'device to client');
   assert.is(receivedByDevice, sentByClient, 'client to device');

@@ -1,19 +1,18 @@
 // 64 MiB each way at once through a proxy pod running as its own process,
 // with a client that reads slowly: bytes arrive exact and the proxy's memory
 // stays bounded because backpressure reaches the fast sender.
-import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import type net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { MiB, receiveHashed, sendHashed } from '../helpers/bulk.ts';
 import { freePorts, waitFor } from '../helpers/net.ts';
 import { type Started, startNodeProcess } from '../helpers/processes.ts';
 import { AdminCaller, joinPair } from '../helpers/proxy.ts';
 
 const test = suite('throughput and memory');
-const MiB = 1024 * 1024;
 const EACH_WAY = 64 * MiB;
 /**
  * The proxy's RSS may grow by at most this much while 128 MiB pass through
@@ -53,50 +52,6 @@ test.after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** Writes `total` random bytes as fast as the socket takes them; resolves with their hash. */
-function send(socket: net.Socket, total: number): Promise<string> {
-  const hash = createHash('sha256');
-  const block = randomBytes(MiB);
-  let sent = 0;
-  return new Promise((resolve, reject) => {
-    socket.on('error', reject);
-    const pump = () => {
-      while (sent < total) {
-        // A different 1 MiB each time, so a lost or repeated block changes the hash.
-        const chunk = Buffer.from(block);
-        chunk.writeUInt32BE(sent / MiB, 0);
-        hash.update(chunk);
-        sent += chunk.length;
-        if (!socket.write(chunk)) return void socket.once('drain', pump);
-      }
-      resolve(hash.digest('hex'));
-    };
-    pump();
-  });
-}
-
-/** Reads `total` bytes, pausing between reads when `bytesPerSecond` is given. */
-function receive(socket: net.Socket, total: number, bytesPerSecond?: number): Promise<string> {
-  const hash = createHash('sha256');
-  let got = 0;
-  const started = Date.now();
-  return new Promise((resolve, reject) => {
-    socket.on('error', reject);
-    socket.on('data', (chunk: Buffer) => {
-      hash.update(chunk);
-      got += chunk.length;
-      if (got >= total) return resolve(hash.digest('hex'));
-      if (bytesPerSecond) {
-        const aheadMs = (got / bytesPerSecond) * 1000 - (Date.now() - started);
-        if (aheadMs > 0) {
-          socket.pause();
-          setTimeout(() => socket.resume(), aheadMs);
-        }
-      }
-    });
-  });
-}
-
 test('64 MiB each way at once, slow-reading client: byte-exact, and the proxy RSS grows less than 48 MiB', async () => {
   const { client, device } = await joinPair(admin, devicePort, 'BULK-1', { port: sessionPort, persistent: true });
   sockets.push(client, device);
@@ -106,10 +61,10 @@ test('64 MiB each way at once, slow-reading client: byte-exact, and the proxy RS
   const sampler = setInterval(() => (peak = Math.max(peak, proxy.rss())), 50);
   try {
     const [toClient, atClient, toDevice, atDevice] = await Promise.all([
-      send(device, EACH_WAY),
-      receive(client, EACH_WAY, 16 * MiB),
-      send(client, EACH_WAY),
-      receive(device, EACH_WAY),
+      sendHashed(device, EACH_WAY),
+      receiveHashed(client, EACH_WAY, { bytesPerSecond: 16 * MiB }),
+      sendHashed(client, EACH_WAY),
+      receiveHashed(device, EACH_WAY),
     ]);
     assert.is(atClient, toClient, 'device → client bytes differ');
     assert.is(atDevice, toDevice, 'client → device bytes differ');
