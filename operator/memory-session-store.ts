@@ -3,7 +3,7 @@
 // callers (e.g. fifty /on for one serial) see one consistent session.
 import { randomUUID } from 'node:crypto';
 import { ChangeListeners } from './change-listeners.ts';
-import { LIVE_FIELDS } from './session-status.ts';
+import { setLiveFields } from './session-status.ts';
 import {
   type ApplyResult,
   copySession,
@@ -113,12 +113,7 @@ export class MemorySessionStore implements SessionStore {
     if (!session || session.uid !== uid || session.deleting || session.status.phase !== 'Active' || session.status.port !== port) {
       return false;
     }
-    const status = session.status;
-    for (const field of LIVE_FIELDS) {
-      const value = live[field];
-      if (value === undefined) delete status[field];
-      else (status as Record<string, unknown>)[field] = value;
-    }
+    setLiveFields(session.status, live);
     return true;
   }
 

@@ -101,8 +101,17 @@ export function liveStatus(state: SessionState | undefined): ProxySessionStatus 
 /** A copy of status with its live fields (LIVE_FIELDS) taken from the proxy's state. */
 export function withLiveStatus(status: ProxySessionStatus, state: SessionState): ProxySessionStatus {
   const next: ProxySessionStatus = { ...status };
-  for (const field of LIVE_FIELDS) delete next[field];
-  return { ...next, ...liveStatus(state) };
+  setLiveFields(next, liveStatus(state));
+  return next;
+}
+
+/** Sets status's live fields (LIVE_FIELDS) in place to those of `live`; one absent there is removed. */
+export function setLiveFields(status: ProxySessionStatus, live: ProxySessionStatus): void {
+  for (const field of LIVE_FIELDS) {
+    const value = live[field];
+    if (value === undefined) delete status[field];
+    else (status as Record<string, unknown>)[field] = value;
+  }
 }
 
 /** Status fields that move with traffic alone; writes that change only these are rate-limited. */
