@@ -150,6 +150,7 @@ test('helm install creates the CRD from the chart and every object; an upgrade a
     'rolebinding.rbac.authorization.k8s.io/shop-cccp-proxy-operator',
     'networkpolicy.networking.k8s.io/shop-cccp-proxy-proxy',
     'poddisruptionbudget.policy/shop-cccp-proxy-operator',
+    'poddisruptionbudget.policy/shop-cccp-proxy-proxy',
     'secret/shop-cccp-proxy-admin-token',
   ])
     assert.ok(stdout.split('\n').includes(name), `${name} was created`);

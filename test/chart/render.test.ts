@@ -4,7 +4,15 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { V1Deployment, V1Role, V1RoleBinding, V1Secret, V1Service, V1StatefulSet } from '@kubernetes/client-node';
+import type {
+  V1Deployment,
+  V1PodDisruptionBudget,
+  V1Role,
+  V1RoleBinding,
+  V1Secret,
+  V1Service,
+  V1StatefulSet,
+} from '@kubernetes/client-node';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { operatorConfigFromEnv } from '../../operator/config.ts';
@@ -26,6 +34,7 @@ import {
   resolveEnv,
   runHelm,
   secretValue,
+  slicedRange,
   statefulSetOf,
   template,
   topLevelCrdFile,
@@ -68,6 +77,7 @@ test('the default values render the operator Deployment, the proxy StatefulSet, 
     'NetworkPolicy/cust-cccp-proxy-proxy',
     'Pod/cust-cccp-proxy-test-control-api',
     'PodDisruptionBudget/cust-cccp-proxy-operator',
+    'PodDisruptionBudget/cust-cccp-proxy-proxy',
     'Role/cust-cccp-proxy-operator',
     'RoleBinding/cust-cccp-proxy-operator',
     'Secret/cust-cccp-proxy-admin-token',
@@ -89,6 +99,26 @@ test('the default values render the operator Deployment, the proxy StatefulSet, 
       ['Job', 'pre-delete'],
     ],
   );
+});
+
+test("each PodDisruptionBudget selects its own workload's pods and no other, one pod unavailable at a time", async () => {
+  const { objects } = await render(bin(), { ...requiredValues, proxy: { replicas: 3 }, ...slicedRange({ min: 20000, max: 20149 }, 3) });
+  const podLabels = {
+    operator: deploymentOf(objects, 'operator').spec?.template.metadata?.labels ?? {},
+    proxy: statefulSetOf(objects).spec?.template.metadata?.labels ?? {},
+  };
+  const budgets = objects.filter((o) => o.kind === 'PodDisruptionBudget') as unknown as V1PodDisruptionBudget[];
+  assert.equal(budgets.map((b) => b.metadata?.name).sort(), ['cust-cccp-proxy-operator', 'cust-cccp-proxy-proxy']);
+  for (const budget of budgets) {
+    const own = budget.metadata?.name === 'cust-cccp-proxy-proxy' ? 'proxy' : 'operator';
+    const selects = (labels: Record<string, string>) =>
+      Object.entries(budget.spec?.selector?.matchLabels ?? {}).every(([k, v]) => labels[k] === v);
+    assert.ok(selects(podLabels[own]), `${budget.metadata?.name} selects the ${own} pods`);
+    assert.not.ok(selects(podLabels[own === 'proxy' ? 'operator' : 'proxy']), `${budget.metadata?.name} selects only the ${own} pods`);
+    assert.is(budget.spec?.maxUnavailable, 1);
+  }
+  const off = await render(bin(), { ...requiredValues, podDisruptionBudget: { enabled: false } });
+  assert.is(off.objects.filter((o) => o.kind === 'PodDisruptionBudget').length, 0);
 });
 
 test('the operator runs 2 replicas with POD_NAME and POD_NAMESPACE from the downward API', async () => {
