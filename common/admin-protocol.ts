@@ -9,6 +9,8 @@
 //   PUT    /v1/sessions/{serial}     SessionSpec -> SessionState (200), 400, 409
 //   DELETE /v1/sessions/{serial}     -> 200 SessionState | 404
 //   GET    /v1/events                -> NDJSON stream of ProxyEvent, first a "hello"
+//   GET    /v1/peers                 -> PeersState | 409 (no peer port)
+//   PUT    /v1/peers                 PeersSpec -> PeersState (200), 400, 409 (no peer port)
 //
 // {serial} is URL-encoded (a serial may hold '/', '?', '%' and the like).
 // Every request needs `Authorization: Bearer <token>` when the API listens on
@@ -20,6 +22,15 @@
 // or put again with another `id`, so a reconciler that missed the event still
 // learns how it ended. After a restart `instanceId` changes and the list is
 // empty: the caller must put every live session again.
+//
+// The peers. The release's pod count is not among a proxy pod's settings,
+// so that scaling the release up changes no pod template and restarts no
+// pod: the operator PUTs it to every pod it syncs with (first contact and
+// each new instance) before it programs sessions there. The pod then offers
+// devices to, and announces sessions to, ordinals 0..replicas-1 besides its
+// own, and any pod that has contacted it. `replicas` is a whole number from
+// 1 to 64 and must be above the pod's own ordinal; anything else, or any
+// other field, is a 400 naming the field.
 //
 // The change feed. Every change of a session (a put that changes it, connect,
 // disconnect, refusal, end, moved counters, removal) gives it the next
@@ -140,6 +151,24 @@ export interface ChangeBatch extends InstanceInfo {
 /** Largest `limit` of one change-feed answer, and the default. */
 export const MAX_CHANGE_BATCH = 5000;
 export const DEFAULT_CHANGE_BATCH = 500;
+
+/** Body of PUT /v1/peers: how many proxy pods the release has (ordinals 0 to replicas-1). */
+export interface PeersSpec {
+  replicas: number;
+}
+
+/** What a proxy pod knows of the release's other pods. */
+export interface PeersState extends InstanceInfo {
+  /** This pod's StatefulSet ordinal. */
+  ordinal: number;
+  /** The pod count last told (or given at start); absent before anyone said. */
+  replicas?: number;
+  /** The ordinals devices are offered to and sessions announced to: the told ones besides this pod, and any that contacted it. */
+  peers: number[];
+}
+
+/** Largest release, in proxy pods (StatefulSet ordinals 0 to 63). */
+export const MAX_PROXY_REPLICAS = 64;
 
 /** Whether a registered device of this serial waits on this pod for its session (the operator places the session there). */
 export interface DeviceLookup extends InstanceInfo {

@@ -145,6 +145,8 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
       admin,
       logger: logger.child({ part: 'proxy-view', proxy: pod.name }),
       pollIntervalMs: config.pollIntervalMs,
+      // Each pod learns the release's size from here, not from its own template (see "Scaling the proxy").
+      replicas: cluster.proxies.length,
     });
     view.start();
     return {

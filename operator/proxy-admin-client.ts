@@ -9,6 +9,7 @@ import {
   ENDED_REASONS,
   type InstanceInfo,
   isOneOf,
+  type PeersState,
   PROXY_EVENT_TYPES,
   type ProxyEvent,
   type SessionList,
@@ -59,6 +60,8 @@ export interface ProxyAdmin {
   /** The removed session's last state, or undefined when the proxy did not know it. */
   deleteSession(serial: string): Promise<SessionState | undefined>;
   watchEvents(handlers: EventStreamHandlers): EventStream;
+  /** Tells the proxy how many pods the release has, so it knows its peers. */
+  putPeers(replicas: number): Promise<PeersState>;
   close(): void;
 }
 
@@ -170,6 +173,25 @@ export function toSessionState(value: unknown): SessionState {
   const endedAt = optionalString(v.endedAt, what);
   if (endedAt !== undefined) state.endedAt = endedAt;
   return state;
+}
+
+export function toPeersState(value: unknown): PeersState {
+  const info = toInstanceInfo(value);
+  if (
+    !isObject(value) ||
+    typeof value.ordinal !== 'number' ||
+    (value.replicas !== undefined && typeof value.replicas !== 'number') ||
+    !Array.isArray(value.peers) ||
+    !value.peers.every((o) => typeof o === 'number')
+  ) {
+    fail('peers state');
+  }
+  return {
+    ...info,
+    ordinal: value.ordinal,
+    ...(typeof value.replicas === 'number' ? { replicas: value.replicas } : {}),
+    peers: value.peers as number[],
+  };
 }
 
 export function toSessionList(value: unknown): SessionList {
@@ -303,6 +325,10 @@ export class ProxyAdminClient implements ProxyAdmin {
       if (error instanceof AdminApiError && error.status === 404) return undefined;
       throw error;
     }
+  }
+
+  async putPeers(replicas: number): Promise<PeersState> {
+    return toPeersState(await this.requestJson('PUT', '/v1/peers', { replicas }));
   }
 
   watchEvents(handlers: EventStreamHandlers): EventStream {

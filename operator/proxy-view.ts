@@ -9,10 +9,16 @@
 // (a new or removed session, an end, another id, port or spec), `telemetry`
 // when only connections, counters or activity moved, and `restarted` once a
 // new proxy instance has been listed (it runs nothing it ran before).
+//
+// Given the release's pod count, the view tells it to every proxy instance
+// it meets (PUT /v1/peers) before that instance's first listing completes,
+// so nothing is programmed on a pod that does not know its peers yet: a
+// pod added by scaling up, or restarted, learns them from the operator, and
+// no pod template carries the count.
 import { type ChangeBatch, DEFAULT_CHANGE_BATCH, type ProxyEvent, type SessionSpec, type SessionState } from '../common/admin-protocol.ts';
 import { type Clock, systemClock } from '../common/clock.ts';
 import type { Logger } from '../common/log.ts';
-import type { EventStream, ProxyAdmin } from './proxy-admin-client.ts';
+import { AdminApiError, type EventStream, type ProxyAdmin } from './proxy-admin-client.ts';
 
 export interface ProxyViewListener {
   /** Something the reconciler acts on changed; `current` is undefined when the proxy no longer has the serial. */
@@ -34,6 +40,8 @@ export interface ProxyViewOptions {
   staleAfterMs?: number;
   /** Sessions per feed answer. */
   batchLimit?: number;
+  /** The release's proxy pod count, told to each new instance (PUT /v1/peers); nothing is told without it. */
+  replicas?: number;
   clock?: Clock;
 }
 
@@ -46,6 +54,9 @@ export class ProxyView {
   private readonly pollIntervalMs: number;
   private readonly staleAfterMs: number;
   private readonly batchLimit: number;
+  private readonly replicas: number | undefined;
+  /** The instance last told the pod count. */
+  private peersToldTo: string | undefined;
   private readonly clock: Clock;
   private readonly sessions = new Map<string, SessionState>();
   /** Serials removed by our own DELETE: older copies of them (a late event) are not taken back. */
@@ -73,6 +84,7 @@ export class ProxyView {
     this.pollIntervalMs = options.pollIntervalMs ?? 400;
     this.staleAfterMs = options.staleAfterMs ?? 5_000;
     this.batchLimit = options.batchLimit ?? DEFAULT_CHANGE_BATCH;
+    this.replicas = options.replicas;
     this.clock = options.clock ?? systemClock;
   }
 
@@ -220,6 +232,12 @@ export class ProxyView {
         const batch = await this.admin.changes(this.cursor, this.instance, this.batchLimit);
         if (this.stopped) return;
         this.lastContact = this.clock.now();
+        if (this.replicas !== undefined && batch.instanceId !== this.peersToldTo) {
+          // A new instance is not listed (and so not programmed) before it knows its peers.
+          if (batch.instanceId !== this.instance) this.listed = false;
+          await this.tellPeers(batch.instanceId, this.replicas);
+          if (this.stopped) return;
+        }
         this.apply(batch);
         if (!batch.more) break;
       }
@@ -231,6 +249,26 @@ export class ProxyView {
       this.failing = true;
     }
     this.forgetOldRemovals();
+  }
+
+  /**
+   * PUT /v1/peers. A proxy that refuses it (it has no peer port, or it
+   * predates the call) is still synced: it serves the devices that land on
+   * it. A failure to reach it is retried with the next read.
+   */
+  private async tellPeers(instanceId: string, replicas: number): Promise<void> {
+    try {
+      const told = await this.admin.putPeers(replicas);
+      this.peersToldTo = told.instanceId;
+      this.logger.info({ replicas, peers: told.peers, instanceId: told.instanceId }, 'proxy told its peers');
+    } catch (error) {
+      if (!(error instanceof AdminApiError) || error.status === undefined || error.status >= 500 || error.status === 401) throw error;
+      // With one pod there is nobody to forward to: a proxy without a peer port is the usual case then.
+      const log = replicas > 1 ? this.logger.warn.bind(this.logger) : this.logger.debug.bind(this.logger);
+      log({ err: error, replicas }, 'the proxy did not take its peers; devices that land on it reach only its own sessions');
+      // Not asked again until it restarts.
+      this.peersToldTo = instanceId;
+    }
   }
 
   private apply(batch: ChangeBatch): void {

@@ -17,6 +17,9 @@ import {
   type DeviceLookup,
   type InstanceInfo,
   MAX_CHANGE_BATCH,
+  MAX_PROXY_REPLICAS,
+  type PeersSpec,
+  type PeersState,
   type ProxyEvent,
   type SessionList,
   type SessionLookup,
@@ -42,6 +45,8 @@ export interface AdminTarget {
   put(serial: string, spec: SessionSpec): Promise<SessionState>;
   delete(serial: string): Promise<SessionState | undefined>;
   subscribe(listener: (event: ProxyEvent) => void): () => void;
+  peerRoster(): PeersState;
+  setPeers(spec: PeersSpec): PeersState;
 }
 
 /** Thrown for requests the admin API refuses; becomes `{code, message}`. */
@@ -143,6 +148,12 @@ export class AdminApi {
       const ended = await target.delete(serial);
       if (!ended) throw new AdminHttpError(404, 'not_found', `no session for serial ${serial}`);
       ctx.body = ended;
+    });
+    router.get('/v1/peers', (ctx) => {
+      ctx.body = target.peerRoster();
+    });
+    router.put('/v1/peers', (ctx) => {
+      ctx.body = target.setPeers(parsePeersSpec(ctx.request.body));
     });
     router.get('/v1/events', (ctx) => {
       ctx.body = this.eventStream(ctx);
@@ -300,6 +311,18 @@ export function parseSpec(body: unknown): SessionSpec {
     ipWhitelist: ipWhitelist as string[],
     ...(timeoutSeconds !== undefined ? { timeoutSeconds: timeoutSeconds as number } : {}),
   };
+}
+
+/** The body of PUT /v1/peers: exactly `replicas`, a whole number from 1 to 64. */
+export function parsePeersSpec(body: unknown): PeersSpec {
+  const bad = (message: string) => new AdminHttpError(400, 'bad_request', message);
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw bad('the body must be a JSON object: {"replicas": N}');
+  const input = body as Record<string, unknown>;
+  for (const key of Object.keys(input)) if (key !== 'replicas') throw bad(`unknown field "${key}" (replicas)`);
+  const { replicas } = input;
+  if (!Number.isInteger(replicas) || (replicas as number) < 1 || (replicas as number) > MAX_PROXY_REPLICAS)
+    throw bad(`replicas must be a whole number from 1 to ${MAX_PROXY_REPLICAS}, not ${JSON.stringify(replicas ?? null).slice(0, 40)}`);
+  return { replicas: replicas as number };
 }
 
 function toAdminError(err: unknown): { status: number; code: AdminError['code']; message: string } {

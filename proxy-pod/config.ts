@@ -69,15 +69,19 @@ function proxyProtocolMode(env: NodeJS.ProcessEnv, name: string): ProxyProtocolM
 
 /**
  * The other proxy pods of the release (see peer-link.ts): none when
- * CCCP_PEER_PORT is 0 or absent, or with a single replica.
+ * CCCP_PEER_PORT is 0 or absent. CCCP_PROXY_REPLICAS is only a starting
+ * count (standalone runs, tests): in a cluster the operator tells each pod
+ * the release's count (PUT /v1/peers), so the pod template does not change
+ * with it and scaling up restarts no pod.
  */
 export function peerSettingsFromEnv(env: NodeJS.ProcessEnv): PeerSettings | undefined {
   const port = envInteger(env, 'CCCP_PEER_PORT', 0, 0, 65_535);
-  const replicas = envInteger(env, 'CCCP_PROXY_REPLICAS', 1, 1, MAX_REPLICAS);
-  if (port === 0 || replicas === 1) return undefined;
-  const ordinal = podOrdinal(env, replicas);
+  if (port === 0) return undefined;
+  const replicas =
+    envString(env, 'CCCP_PROXY_REPLICAS') === undefined ? undefined : envInteger(env, 'CCCP_PROXY_REPLICAS', 1, 1, MAX_REPLICAS);
+  const ordinal = podOrdinal(env, replicas ?? MAX_REPLICAS);
   const addressPattern = envString(env, 'CCCP_PEER_ADDRESS');
-  if (!addressPattern) throw new ConfigError(`CCCP_PEER_ADDRESS is required with CCCP_PEER_PORT and ${replicas} replicas`);
+  if (!addressPattern) throw new ConfigError('CCCP_PEER_ADDRESS is required with CCCP_PEER_PORT');
   const problem = peerAddressPatternError(addressPattern);
   if (problem) throw new ConfigError(`CCCP_PEER_ADDRESS ${problem}, not "${addressPattern}"`);
   let token: string;
@@ -90,7 +94,7 @@ export function peerSettingsFromEnv(env: NodeJS.ProcessEnv): PeerSettings | unde
     port,
     bindHost: envString(env, 'CCCP_PEER_BIND_HOST') ?? envString(env, 'CCCP_BIND_HOST'),
     ordinal,
-    replicas,
+    ...(replicas !== undefined ? { replicas } : {}),
     addressPattern,
     token,
   };

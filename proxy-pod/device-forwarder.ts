@@ -130,6 +130,12 @@ export class DeviceForwarder {
     this.askAgain(serial, from);
   }
 
+  /** A pod just learned of: each of these serials whose device still waits here is offered to it. */
+  offerWaiting(ordinal: number, serials: Iterable<string>): void {
+    if (this.closed || ordinal === this.opts.ordinal || !this.opts.endpoint(ordinal)) return;
+    for (const serial of serials) this.askAgain(serial, ordinal);
+  }
+
   /** The peer took a notice from this pod or sent one: it is up. */
   peerAlive(ordinal: number): void {
     this.availability.alive(ordinal);

@@ -117,6 +117,11 @@ export class DeviceRegistry {
     return this.pending.has(serial);
   }
 
+  /** The serials of the devices pending here. */
+  pendingSerials(): IterableIterator<string> {
+    return this.pending.keys();
+  }
+
   /** Takes the pending device of this serial, if one waits. */
   takePending(serial: string): net.Socket | undefined {
     const entry = this.pending.get(serial);

@@ -21,6 +21,7 @@ import type { ProxyMetrics } from './metrics.ts';
 import { PeerMetrics } from './peer-metrics.ts';
 import { PeerPort } from './peer-port.ts';
 import { type PeerEndpoint, peerEndpoint } from './peer-protocol.ts';
+import { PeerRoster } from './peer-roster.ts';
 import { WantedAnnouncer } from './wanted-announcer.ts';
 
 export interface PeerSettings {
@@ -29,7 +30,8 @@ export interface PeerSettings {
   bindHost?: string;
   /** This pod's StatefulSet ordinal. */
   ordinal: number;
-  replicas: number;
+  /** The release's pod count at start, if known; the operator tells it otherwise (PUT /v1/peers). */
+  replicas?: number;
   /** host:port of each pod's peer port, with {ordinal} for the pod's ordinal. */
   addressPattern: string;
   /** The admin token, which every peer-port connection must carry. */
@@ -59,6 +61,17 @@ export interface PeerLinkHooks {
   /** No peer took the device: attach it here if its session appeared meanwhile, else keep it pending. */
   settle(device: RegisteredDevice): void;
   takePending(serial: string): net.Socket | undefined;
+  /** Serials of the devices pending here. */
+  pendingSerials(): Iterable<string>;
+}
+
+/** What this pod knows of its peers (GET and PUT /v1/peers). */
+export interface PeerRosterState {
+  ordinal: number;
+  /** The release's pod count as last told; absent before anyone said. */
+  replicas?: number;
+  /** The other pods' ordinals devices are offered to and sessions announced to. */
+  peers: number[];
 }
 
 export const DEFAULT_PEER_CONNECT_TIMEOUT_MS = 1_000;
@@ -69,23 +82,19 @@ export class PeerLink {
   private readonly forwarder: DeviceForwarder;
   private readonly announcer: WantedAnnouncer;
   private readonly peerPort: PeerPort;
+  private readonly roster: PeerRoster;
   private readonly logger: Logger;
 
   constructor(
     private readonly settings: PeerSettings,
     ctx: PeerLinkContext,
-    hooks: PeerLinkHooks,
+    private readonly hooks: PeerLinkHooks,
   ) {
     this.logger = ctx.logger;
     this.metrics = new PeerMetrics(ctx.metrics.registry);
-    // Shared by the forwarder and the announcer; a pod beyond `replicas` that
-    // offers or announces (a release scaled up while this pod runs) joins it.
-    const peers = Array.from({ length: settings.replicas }, (_, ordinal) => ordinal).filter((o) => o !== settings.ordinal);
-    const learn = (ordinal: number) => {
-      if (ordinal === settings.ordinal || peers.includes(ordinal)) return;
-      peers.push(ordinal);
-      peers.sort((a, b) => a - b);
-    };
+    // Shared by the forwarder and the announcer.
+    this.roster = new PeerRoster(settings.ordinal, settings.replicas);
+    const peers = this.roster.ordinals;
     const endpoints = new Map<number, PeerEndpoint | undefined>();
     const endpoint = (ordinal: number) => {
       if (!endpoints.has(ordinal)) endpoints.set(ordinal, peerEndpoint(settings.addressPattern, ordinal));
@@ -137,17 +146,46 @@ export class PeerLink {
         attachLocal: hooks.attachLocal,
         wanted: (serial, from) => this.forwarder.wanted(serial, from),
         heardFrom: (ordinal) => {
-          learn(ordinal);
+          // A pod added since this one was told the count (a release scaled up) joins it.
+          this.offerPending(this.roster.learn(ordinal));
           if (ordinal !== settings.ordinal) this.forwarder.peerAlive(ordinal);
         },
       },
     );
   }
 
+  /** The release has `replicas` pods (the operator says so): devices waiting here are offered to the pods this adds. */
+  setReplicas(replicas: number): PeerRosterState {
+    const before = this.roster.replicas;
+    const added = this.roster.setReplicas(replicas);
+    if (before !== replicas) this.logger.info({ replicas, peers: this.roster.ordinals, added }, 'peers set');
+    this.offerPending(added);
+    return this.state();
+  }
+
+  state(): PeerRosterState {
+    const { replicas } = this.roster;
+    return { ordinal: this.settings.ordinal, ...(replicas !== undefined ? { replicas } : {}), peers: [...this.roster.ordinals] };
+  }
+
+  /**
+   * A device that waits here because no known pod had its session may
+   * belong to a pod just learned of (e.g. it registered before this pod was
+   * told its peers): it is offered there.
+   */
+  private offerPending(added: number[]): void {
+    if (added.length === 0) return;
+    const serials = [...this.hooks.pendingSerials()];
+    for (const ordinal of added) this.forwarder.offerWaiting(ordinal, serials);
+  }
+
   async listen(): Promise<number> {
     const port = await this.peerPort.listen();
-    const { ordinal, replicas, addressPattern } = this.settings;
-    this.logger.info({ peerPort: port, ordinal, replicas, peers: addressPattern }, 'peer port listening');
+    const { ordinal, addressPattern } = this.settings;
+    this.logger.info(
+      { peerPort: port, ordinal, replicas: this.roster.replicas ?? 'not told yet', peers: addressPattern },
+      'peer port listening',
+    );
     return port;
   }
 

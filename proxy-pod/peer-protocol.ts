@@ -20,13 +20,14 @@
 //      them; a receiver holding a pending device for one offers it to N.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
+import { MAX_PROXY_REPLICAS } from '../common/admin-protocol.ts';
 import { isValidSerial } from './registration.ts';
 
 export const PEER_PROTOCOL = 'cccp-peer/1';
 /** Longest line on the peer port: a header with a long token, or a serial. */
 export const MAX_PEER_LINE = 4096;
 /** StatefulSet ordinals a peer may have (the operator programs at most 64 pods). */
-export const MAX_REPLICAS = 64;
+export const MAX_REPLICAS = MAX_PROXY_REPLICAS;
 
 export const ACCEPTED = 'accepted';
 export const DECLINED = 'declined';

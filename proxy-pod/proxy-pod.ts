@@ -7,6 +7,8 @@ import type {
   ChangeBatch,
   DeviceLookup,
   InstanceInfo,
+  PeersSpec,
+  PeersState,
   ProxyEvent,
   SessionList,
   SessionLookup,
@@ -276,6 +278,25 @@ export class ProxyPod {
     return info;
   }
 
+  /** What this pod knows of its peers; 409 without a peer port. */
+  peerRoster(): PeersState {
+    return { ...this.info(), ...this.peerLinkOrConflict().state() };
+  }
+
+  /** The release has `replicas` pods (the operator tells each pod); the count must include this pod. */
+  setPeers(spec: PeersSpec): PeersState {
+    const link = this.peerLinkOrConflict();
+    const { ordinal } = link.state();
+    if (spec.replicas <= ordinal) {
+      throw new AdminHttpError(
+        400,
+        'bad_request',
+        `replicas must be above this pod's ordinal ${ordinal} (it is pod ${ordinal} of the release), not ${spec.replicas}`,
+      );
+    }
+    return { ...this.info(), ...link.setReplicas(spec.replicas) };
+  }
+
   /** Calls `listener` with each event from now on; returns the unsubscribe. */
   subscribe(listener: (event: ProxyEvent) => void): () => void {
     this.events.on('event', listener);
@@ -310,6 +331,12 @@ export class ProxyPod {
     return true;
   }
 
+  private peerLinkOrConflict(): PeerLink {
+    if (!this.peers)
+      throw new AdminHttpError(409, 'conflict', 'this proxy pod has no peer port (CCCP_PEER_PORT): it forwards to no other pod');
+    return this.peers;
+  }
+
   private peerLink(settings: PeerSettings): PeerLink {
     const { opts } = this;
     return new PeerLink(
@@ -331,6 +358,7 @@ export class ProxyPod {
           if (!this.attachLocal(device)) this.registry.addPending(device);
         },
         takePending: (serial) => this.registry.takePending(serial),
+        pendingSerials: () => this.registry.pendingSerials(),
       },
     );
   }

@@ -61,7 +61,8 @@ test('the values reach the proxy as the settings its own parser reads; Cluster i
     proxy: { proxyProtocol: { device: 'v2', sessions: 'any', trustedSources: ['10.0.0.0/8', '2001:db8::/32'], headerTimeoutSeconds: 3 } },
   });
   const env = proxyEnv(objects);
-  const settings = proxyOptionsFromEnv({ ...env, CCCP_ADMIN_SOCKET: '/tmp/admin.sock' }).proxyProtocol;
+  // The peer port needs the pod's ordinal and mounted token, which only a pod has (render.test.ts resolves them).
+  const settings = proxyOptionsFromEnv({ ...env, CCCP_ADMIN_SOCKET: '/tmp/admin.sock', CCCP_PEER_PORT: '0' }).proxyProtocol;
   assert.equal(settings, { device: 'v2', sessions: 'any', trustedSources: ['10.0.0.0/8', '2001:db8::/32'], headerTimeoutMs: 3000 });
   assert.is(publicService(objects)?.spec?.externalTrafficPolicy, 'Cluster');
 });

@@ -309,13 +309,44 @@ test('proxy.replicas=3, loadBalancer: each pod its own Service with exactly its 
     labels: { 'apps.kubernetes.io/pod-index': '2' },
   });
   assert.is(proxyEnv.CCCP_POD_ORDINAL, '2');
-  assert.is(proxyEnv.CCCP_PROXY_REPLICAS, '3');
+  assert.is(proxyEnv.CCCP_PROXY_REPLICAS, undefined, 'the operator tells each pod the count (PUT /v1/peers)');
   assert.is(proxyEnv.CCCP_PEER_PORT, '9002');
   assert.is(proxyEnv.CCCP_PEER_ADDRESS, 'cust-cccp-proxy-proxy-{ordinal}.cust-cccp-proxy-proxy-pods.cust.svc:9002');
   assert.is(proxyEnv.CCCP_PUBLIC_HOST, undefined, 'in loadBalancer mode the host comes from the pod Service');
   const ordinalEnv = containerEnv(set).find((e) => e.name === 'CCCP_POD_ORDINAL');
   assert.is(ordinalEnv?.valueFrom?.fieldRef?.fieldPath, "metadata.labels['apps.kubernetes.io/pod-index']");
   assert.is(set.spec?.template.spec?.containers[0]?.ports?.find((p) => p.name === 'peer')?.containerPort, 9002);
+});
+
+/** The StatefulSet's document as helm wrote it, comments included, from its pod template on. */
+function podTemplateText(yaml: string): string {
+  const document = yaml.split(/^---$/m).find((doc) => /^kind: StatefulSet$/m.test(doc));
+  const start = document?.indexOf('\n  template:\n') ?? -1;
+  if (!document || start === -1) throw new Error('no StatefulSet pod template rendered');
+  return document.slice(start);
+}
+
+test('proxy.replicas 2 → 3 changes only spec.replicas of the StatefulSet: the pod template is byte-identical, so scaling up restarts no pod', async () => {
+  const hostNetwork = (replicas: number) => ({
+    ...requiredValues,
+    proxy: { replicas },
+    exposure: { mode: 'hostNetwork', hostNetwork: { nodeSelector: { 'cccp.example/edge': 'true' } } },
+  });
+  const cases: Array<[string, object, object]> = [
+    [
+      'loadBalancer',
+      { ...requiredValues, ...slicedRange({ min: 20000, max: 20099 }, 2) },
+      { ...requiredValues, ...slicedRange({ min: 20000, max: 20149 }, 3) },
+    ],
+    ['hostNetwork', hostNetwork(2), hostNetwork(3)],
+  ];
+  for (const [mode, two, three] of cases) {
+    const [before, after] = await Promise.all([render(bin(), two), render(bin(), three)]);
+    assert.is(podTemplateText(after.yaml), podTemplateText(before.yaml), `${mode}: the rendered pod template`);
+    const [setBefore, setAfter] = [statefulSetOf(before.objects), statefulSetOf(after.objects)];
+    assert.equal([setBefore.spec?.replicas, setAfter.spec?.replicas], [2, 3]);
+    assert.equal({ ...setAfter.spec, replicas: 2 }, setBefore.spec, `${mode}: the rest of the StatefulSet spec`);
+  }
 });
 
 test('hostNetwork mode: one pod per node (required anti-affinity on the hostname), each reporting its node address, no LoadBalancer Service', async () => {

@@ -105,11 +105,15 @@ test('proxy.replicas=3 in loadBalancer mode installs: the StatefulSet, the headl
   assert.is(headless.spec?.publishNotReadyAddresses, true);
 });
 
-test('scaling up adds pods and Services and leaves the live slices as they were; scaling down is refused unless allowScaleDown', async () => {
+test('scaling up adds pods and Services and leaves the pod template and the live slices as they were; scaling down is refused unless allowScaleDown', async () => {
   const before = await servicePorts('three', 'three-cccp-proxy-proxy-0');
+  const templateBefore = (await getJson<V1StatefulSet>('statefulset', 'three-cccp-proxy-proxy', 'three')).spec?.template;
   const up = valuesFile({ ...requiredValues, ...slicedRange({ min: 20000, max: 20199 }, 4) });
   await mustHelm(['upgrade', 'three', '@chart', '-n', 'three', '-f', up]);
-  assert.is((await getJson<V1StatefulSet>('statefulset', 'three-cccp-proxy-proxy', 'three')).spec?.replicas, 4);
+  const scaled = await getJson<V1StatefulSet>('statefulset', 'three-cccp-proxy-proxy', 'three');
+  assert.is(scaled.spec?.replicas, 4);
+  // A changed template would make the StatefulSet controller restart every pod, ending every live connection.
+  assert.equal(scaled.spec?.template, templateBefore, 'the stored pod template is unchanged: no pod restarts');
   assert.equal(await servicePorts('three', 'three-cccp-proxy-proxy-0'), before, 'pod 0 keeps its ports');
   assert.equal(await servicePorts('three', 'three-cccp-proxy-proxy-3'), range(20150, 50));
 

@@ -29,6 +29,11 @@ export interface ClusterOptions {
    * as pods on nodes of their own (every pod has the whole range).
    */
   proxyPods?: number;
+  /**
+   * Proxy pods start without CCCP_PROXY_REPLICAS, as the chart starts them:
+   * they know their peers only once the operator tells them (PUT /v1/peers).
+   */
+  podCountFromOperator?: boolean;
 }
 
 /** Where the pods of a several-pod cluster run: 127.0.0.10, 127.0.0.11, ... */
@@ -91,7 +96,7 @@ export class TestCluster {
           ? {
               CCCP_PUBLIC_HOST: host,
               CCCP_POD_ORDINAL: String(ordinal),
-              CCCP_PROXY_REPLICAS: String(this.opts.proxyPods),
+              ...(this.opts.podCountFromOperator ? {} : { CCCP_PROXY_REPLICAS: String(this.opts.proxyPods) }),
               CCCP_PEER_PORT: String(this.peerPort),
               CCCP_PEER_ADDRESS: `${POD_ADDRESS}:${this.peerPort}`,
             }
@@ -244,7 +249,13 @@ export async function mustKubectl(rig: Rig, args: string[], allowFailure = false
  */
 export function clusterFixture(
   test: Test,
-  options: { namespace: string; rangeSize: number; operatorEnv?: Record<string, string>; proxyPods?: number },
+  options: {
+    namespace: string;
+    rangeSize: number;
+    operatorEnv?: Record<string, string>;
+    proxyPods?: number;
+    podCountFromOperator?: boolean;
+  },
 ): () => TestCluster {
   return suiteFixture(
     test,
@@ -257,6 +268,7 @@ export function clusterFixture(
           namespace: options.namespace,
           portRange: await freePortRange(options.rangeSize),
           ...(options.proxyPods ? { proxyPods: options.proxyPods } : {}),
+          ...(options.podCountFromOperator ? { podCountFromOperator: true } : {}),
         });
         await cluster.startOperator('operator-a', options.operatorEnv ?? {});
         await cluster.waitForOperatorLeader();

@@ -3,6 +3,7 @@
 import type {
   ChangeBatch,
   EndedReason,
+  PeersState,
   ProxyEvent,
   SessionList,
   SessionLookup,
@@ -85,6 +86,18 @@ export class FakeProxy implements ProxyAdmin {
     this.sessions.delete(serial);
     if (state) this.removed.push({ serial, id: state.id, changeSeq: ++this.seq });
     return state;
+  }
+  /** The pod count last told (PUT /v1/peers). */
+  toldReplicas: number | undefined;
+  /** Thrown by the next PUT /v1/peers, once. */
+  failNextPeers: Error | undefined;
+  async putPeers(replicas: number): Promise<PeersState> {
+    this.calls.push(`PEERS ${replicas}`);
+    const failure = this.failNextPeers;
+    this.failNextPeers = undefined;
+    if (failure) throw failure;
+    this.toldReplicas = replicas;
+    return { ...(await this.info()), ordinal: 0, replicas, peers: Array.from({ length: replicas - 1 }, (_, i) => i + 1) };
   }
   watchEvents(handlers: EventStreamHandlers): EventStream {
     this.streams.add(handlers);

@@ -5,15 +5,23 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { SessionSpec, SessionState } from '../../common/admin-protocol.ts';
 import { silentLogger } from '../../common/log.ts';
+import { AdminApiError } from '../../operator/proxy-admin-client.ts';
 import { ProxyView } from '../../operator/proxy-view.ts';
 import { FakeClock } from '../helpers/fake-clock.ts';
 import { FakeProxy } from '../helpers/fake-proxy-admin.ts';
 
 const spec = (port: number, id = `id-${port}`): SessionSpec => ({ id, port, persistent: true, ipWhitelist: [] });
 
-function setup(batchLimit = 500, proxy = new FakeProxy()) {
+function setup(batchLimit = 500, proxy = new FakeProxy(), replicas?: number) {
   const clock = new FakeClock();
-  const view = new ProxyView({ admin: proxy, logger: silentLogger(), clock, pollIntervalMs: 300, batchLimit });
+  const view = new ProxyView({
+    admin: proxy,
+    logger: silentLogger(),
+    clock,
+    pollIntervalMs: 300,
+    batchLimit,
+    ...(replicas !== undefined ? { replicas } : {}),
+  });
   const heard: string[] = [];
   view.start({
     sessionChanged: (serial, current) => heard.push(`changed ${serial} ${current ? current.state : 'gone'}`),
@@ -143,6 +151,76 @@ test('the view is reachable while the proxy answers and not after staleAfterMs o
   };
   await clock.advance(6000);
   assert.not.ok(view.reachable());
+  await view.stop();
+});
+
+test('given the pod count, the view tells it to each new instance before the listing completes, once per instance', async () => {
+  const proxy = new FakeProxy();
+  let toldWhenSynced: number | undefined;
+  const { view, heard } = setup(500, proxy, 3);
+  view.listen({
+    sessionChanged: () => undefined,
+    telemetry: () => undefined,
+    restarted: (instanceId) => {
+      toldWhenSynced = proxy.toldReplicas;
+      heard.push(`restarted ${instanceId}`);
+    },
+  });
+  await view.refresh();
+  assert.ok(view.synced);
+  assert.is(toldWhenSynced, 3, 'told before the restart notice (and so before any session is programmed)');
+  await view.refresh();
+  assert.equal(
+    proxy.calls.filter((c) => c.startsWith('PEERS')),
+    ['PEERS 3'],
+    'not again for the same instance',
+  );
+  proxy.restart();
+  proxy.toldReplicas = undefined;
+  proxy.emit({ type: 'hello' });
+  await view.refresh();
+  assert.is(proxy.toldReplicas, 3, 'the restarted instance is told again');
+  assert.equal(heard.at(-1), `restarted ${proxy.instanceId}`);
+  await view.stop();
+});
+
+test('a proxy that cannot be reached for the count is not synced until it is told; one that refuses it is synced anyway', async () => {
+  const proxy = new FakeProxy();
+  const putPeers = proxy.putPeers.bind(proxy);
+  proxy.putPeers = async () => {
+    throw new AdminApiError(undefined, 'unreachable', 'PUT /v1/peers: connection refused');
+  };
+  const { view } = setup(500, proxy, 2);
+  await view.refresh();
+  assert.not.ok(view.synced, 'no listing before the pod knows its peers');
+  proxy.putPeers = putPeers;
+  await view.refresh();
+  assert.ok(view.synced);
+  assert.is(proxy.toldReplicas, 2);
+
+  const older = new FakeProxy();
+  older.failNextPeers = new AdminApiError(404, 'not_found', 'no such endpoint: PUT /v1/peers');
+  const second = setup(500, older, 2);
+  await second.view.refresh();
+  assert.ok(second.view.synced, 'a proxy without the call (or without a peer port) still gets its sessions');
+  await second.view.refresh();
+  assert.equal(
+    older.calls.filter((c) => c.startsWith('PEERS')),
+    ['PEERS 2'],
+    'asked once per instance',
+  );
+  await view.stop();
+  await second.view.stop();
+});
+
+test('without a pod count nothing is told', async () => {
+  const { proxy, view } = setup();
+  await view.refresh();
+  assert.ok(view.synced);
+  assert.equal(
+    proxy.calls.filter((c) => c.startsWith('PEERS')),
+    [],
+  );
   await view.stop();
 });
 

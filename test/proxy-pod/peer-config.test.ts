@@ -16,10 +16,18 @@ const peers = {
   CCCP_ADMIN_TOKEN: 'a-token-of-sixteen-or-more',
 };
 
-test('no peer port, or a single replica: no peers, one pod as before', () => {
+test('no peer port: no peers, one pod as before', () => {
   assert.is(proxyOptionsFromEnv(base).peers, undefined);
   assert.is(proxyOptionsFromEnv({ ...peers, CCCP_PEER_PORT: '0' }).peers, undefined);
-  assert.is(proxyOptionsFromEnv({ ...peers, CCCP_PROXY_REPLICAS: '1' }).peers, undefined);
+});
+
+test('a peer port without CCCP_PROXY_REPLICAS, or with one replica, still listens: the operator tells the count (PUT /v1/peers)', () => {
+  const untold: Record<string, string> = { ...peers, CCCP_POD_ORDINAL: '5' };
+  delete untold.CCCP_PROXY_REPLICAS;
+  const settings = proxyOptionsFromEnv(untold).peers;
+  assert.equal([settings?.port, settings?.ordinal, settings?.replicas], [9100, 5, undefined]);
+  assert.is(proxyOptionsFromEnv({ ...peers, CCCP_PROXY_REPLICAS: '1', CCCP_POD_ORDINAL: '0' }).peers?.replicas, 1);
+  assert.throws(() => proxyOptionsFromEnv({ ...untold, CCCP_POD_ORDINAL: '64' }), /CCCP_POD_ORDINAL .* 0 to 63/);
 });
 
 test('the peer settings are read whole', () => {
