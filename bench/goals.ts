@@ -43,6 +43,24 @@ const manySessions = (prefix: string, label: string): Goal[] => [
   atMost(`${label}longest event-loop stall with 5,000 sessions`, `${prefix}5000-loop-delay`, 20, 'ms'),
 ];
 
+/**
+ * The per-process goals of issue 13 for each proxy pod of the spread phase
+ * (`pods` × `perPod` sessions), each pod against HAProxy's phase of `perPod`.
+ */
+export function spreadGoals(pods: number, perPod: number): Goal[] {
+  const sessions = perPod.toLocaleString('en-US');
+  return Array.from({ length: pods }, (_, o) => {
+    const prefix = `spread-${pods}x${perPod}-pod${o}-`;
+    const label = `${pods} pods × ${sessions} sessions, pod ${o}: `;
+    return [
+      atMost(`${label}round-trip p99`, `${prefix}rtt-p99`, 1.5, '×'),
+      atMost(`${label}CPU`, `${prefix}cpu`, 1.5, '×'),
+      atMost(`${label}RSS added per joined session`, `${prefix}rss-per-pair`, 15, 'kB'),
+      atMost(`${label}longest event-loop stall`, `${prefix}loop-delay`, 20, 'ms'),
+    ];
+  }).flat();
+}
+
 export const GOALS: Goal[] = [
   ...manySessions('many-', ''),
   ...manySessions('cluster-many-', 'cluster: '),

@@ -166,12 +166,32 @@ export const BUFFERED_PROBE_RETRY_MS = 25;
 /** A Control API call, as the standalone mode's and the cluster's helpers make it. */
 export type ControlCall = (path: string) => Promise<{ status: number; body: unknown }>;
 
+/** Where an /on placed a session. */
+export interface Placed {
+  port: number;
+  host: string;
+}
+
 /**
- * Opens `count` sessions with `/on` (16 callers; an /on that answers
- * request_timed_out is asked again, at most twice, as the API says is safe),
- * then for each: its device connects and registers, the proxy says the device
- * is attached, its client connects and one probe crosses (50 pairs at a time).
+ * `count` persistent sessions `${prefix}-${i}` opened with `/on` (16 callers;
+ * an /on that answers request_timed_out is asked again, at most twice, as the
+ * API says is safe), in index order, and how many were asked again.
  */
+export async function openSessions(control: ControlCall, prefix: string, count: number): Promise<{ placed: Placed[]; onRetries: number }> {
+  let onRetries = 0;
+  const on = async (i: number): Promise<Placed> => {
+    for (let attempt = 1; ; attempt++) {
+      const answer = await control(`/on?serial=${prefix}-${i}&persistent=true`);
+      if (answer.status === 200) return answer.body as Placed;
+      const code = (answer.body as { code?: string } | undefined)?.code;
+      if (code !== 'request_timed_out' || attempt === 3) throw new Error(`/on answered ${answer.status}: ${JSON.stringify(answer.body)}`);
+      onRetries++;
+    }
+  };
+  return { placed: await inBatches(count, 16, on), onRetries };
+}
+
+/** Opens `count` sessions (openSessions), then joins each pair (joinProxyPairs). */
 export async function openProxyPairs(opts: {
   count: number;
   prefix: string;
@@ -181,32 +201,40 @@ export async function openProxyPairs(opts: {
   attachments: DeviceAttachments;
 }): Promise<OpenedPairs & { ports: number[] }> {
   const { count, prefix, attachments } = opts;
-  const serial = (i: number) => `${prefix}-${i}`;
-  let onRetries = 0;
-  const on = async (i: number): Promise<number> => {
-    for (let attempt = 1; ; attempt++) {
-      const answer = await opts.control(`/on?serial=${serial(i)}&persistent=true`);
-      if (answer.status === 200) return (answer.body as { port: number }).port;
-      const code = (answer.body as { code?: string } | undefined)?.code;
-      if (code !== 'request_timed_out' || attempt === 3) throw new Error(`/on answered ${answer.status}: ${JSON.stringify(answer.body)}`);
-      onRetries++;
-    }
-  };
   const started = performance.now();
-  const ports = await inBatches(count, 16, on);
+  const { placed, onRetries } = await openSessions(opts.control, prefix, count);
   const onSeconds = (performance.now() - started) / 1000;
+  const ports = placed.map((p) => p.port);
+  const sessions = ports.map((port, i) => ({ serial: `${prefix}-${i}`, port }));
+  const joined = await joinProxyPairs({ sessions, devicePort: opts.devicePort, host: opts.host, attachments });
+  return { ...joined, ports, onSeconds, onRetries };
+}
+
+/**
+ * For each session (its /on already answered): its device connects and
+ * registers, the proxy says the device is attached, its client connects and
+ * one probe crosses (50 pairs at a time).
+ */
+export async function joinProxyPairs(opts: {
+  sessions: Array<{ serial: string; port: number }>;
+  devicePort: number;
+  host?: string | undefined;
+  attachments: DeviceAttachments;
+}): Promise<OpenedPairs> {
+  const { sessions, attachments } = opts;
   let probeRetries = 0;
   let signalsMissed = 0;
-  const pairs = await inBatches(count, 50, async (i) => {
-    const attached = attachments.attached(serial(i), 5000);
+  const pairs = await inBatches(sessions.length, 50, async (i) => {
+    const { serial, port } = sessions[i]!;
+    const attached = attachments.attached(serial, 5000);
     const device = await connect(opts.devicePort, opts.host);
-    device.write(`${serial(i)}\r`);
+    device.write(`${serial}\r`);
     if (!(await attached)) signalsMissed++;
-    const pair = { client: await connect(ports[i]!, opts.host), device };
+    const pair = { client: await connect(port, opts.host), device };
     probeRetries += await joinPair(pair, PROXY_PROBE_RETRY_MS);
     return pair;
   });
-  return { pairs, ports, probeRetries, signalsMissed, onSeconds, onRetries };
+  return { pairs, probeRetries, signalsMissed };
 }
 
 export function closePairs(pairs: Pair[]): void {

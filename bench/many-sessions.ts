@@ -50,7 +50,8 @@ export interface ManySessionsResult {
 
 type Usage = ReturnType<typeof usageOf>;
 
-function costOf(idle: Usage, before: Usage, after: Usage, wallSeconds: number, pairs: number): ProcessCost | undefined {
+/** What the pairs cost the processes: `idle` before they opened, `before` and `after` the steady part. */
+export function costOf(idle: Usage, before: Usage, after: Usage, wallSeconds: number, pairs: number): ProcessCost | undefined {
   if (after.processes === 0) return undefined;
   return {
     cpuPercent: ((after.cpuSeconds - before.cpuSeconds) / wallSeconds) * 100,

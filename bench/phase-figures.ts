@@ -2,13 +2,13 @@
 // its ManySessionsResult. In the standalone mode CPU and memory are the
 // whole mode's (its two processes), with the proxy process alone beside them;
 // in cluster mode they are the proxy pod process's, with the operator's CPU
-// beside them.
+// beside them; one proxy pod of several ('pod') has its own figures alone.
 import { MiB } from './load.ts';
 import type { ManySessionsResult, ProcessCost } from './many-sessions.ts';
 import type { Figure } from './report.ts';
 import type { TargetName } from './targets.ts';
 
-export type Mode = 'standalone' | 'cluster';
+export type Mode = 'standalone' | 'cluster' | 'pod';
 
 export class PhaseFigures {
   readonly all: Figure[] = [];
@@ -17,7 +17,7 @@ export class PhaseFigures {
   private readonly rss: Figure;
   private readonly pss: Figure;
   private readonly rssPerPair: Figure;
-  private readonly besideCpu: Figure;
+  private readonly besideCpu: Figure | undefined;
   private readonly besideRssPerPair: Figure | undefined;
   private readonly setup: Figure;
   private readonly retries: Figure;
@@ -26,7 +26,7 @@ export class PhaseFigures {
 
   /** `prefix` starts every id (e.g. `many-1000-`); `title` every title. */
   constructor(
-    prefix: string,
+    private readonly prefix: string,
     title: string,
     private readonly mode: Mode,
   ) {
@@ -35,7 +35,7 @@ export class PhaseFigures {
       this.all.push(figure);
       return figure;
     };
-    const whose = mode === 'cluster' ? 'proxy pod process' : 'standalone mode, both processes';
+    const whose = mode === 'standalone' ? 'standalone mode, both processes' : 'proxy pod process';
     this.p99 = row('rtt-p99', 'round trip p99', 'µs');
     this.cpu = row('cpu', `CPU (${whose})`, '% of a core');
     this.rss = row('rss', `RSS at the end (${whose})`, 'MiB');
@@ -43,7 +43,7 @@ export class PhaseFigures {
     this.rssPerPair = row('rss-per-pair', `RSS added per joined session (${whose})`, 'kB');
     if (mode === 'cluster') {
       this.besideCpu = row('cpu-with-operator', 'CPU (proxy pod and operator)', '% of a core');
-    } else {
+    } else if (mode === 'standalone') {
       this.besideCpu = row('proxy-cpu', 'CPU (proxy process alone)', '% of a core');
       this.besideRssPerPair = row('proxy-rss-per-pair', 'RSS added per joined session (proxy process alone)', 'kB');
     }
@@ -55,10 +55,10 @@ export class PhaseFigures {
 
   /** Fills the target's column; answers a log line and any notes the run deserves. */
   record(name: TargetName, r: ManySessionsResult): { line: string; notes: string[] } {
-    const cluster = this.mode === 'cluster';
+    const cluster = this.mode !== 'standalone';
     const main = cluster ? r.proxyProcess : r.cost;
     // A forwarder without a control plane is its own "proxy process alone".
-    const beside = cluster ? r.cost : (r.proxyProcess ?? main);
+    const beside = this.besideCpu === undefined ? undefined : cluster ? r.cost : (r.proxyProcess ?? main);
     this.p99.values[name] = r.rttP99Us;
     this.setup.values[name] = r.openSeconds;
     this.retries.values[name] = r.probeRetries;
@@ -68,7 +68,7 @@ export class PhaseFigures {
       this.pss.values[name] = main.pssBytes / MiB;
       this.rssPerPair.values[name] = main.rssAddedPerPairBytes / 1000;
     }
-    if (beside) {
+    if (beside && this.besideCpu) {
       this.besideCpu.values[name] = beside.cpuPercent;
       if (this.besideRssPerPair) this.besideRssPerPair.values[name] = beside.rssAddedPerPairBytes / 1000;
     }
@@ -97,10 +97,15 @@ export class PhaseFigures {
     return { line, notes };
   }
 
-  /** Fills the HAProxy column from `figures` measured earlier in the run: the same id without `cluster-`. */
-  borrowHaproxy(figures: Figure[]): void {
+  /**
+   * Fills the HAProxy column from `figures` measured earlier in the run: the
+   * same row of the phase whose ids start with `peerPrefix` (by default this
+   * phase's prefix without `cluster-`).
+   */
+  borrowHaproxy(figures: Figure[], peerPrefix = this.prefix.replace(/^cluster-/, '')): void {
     for (const figure of this.all) {
-      const peer = figures.find((f) => f.id === figure.id.replace(/^cluster-/, ''))?.values.haproxy;
+      const peerId = peerPrefix + figure.id.slice(this.prefix.length);
+      const peer = figures.find((f) => f.id === peerId)?.values.haproxy;
       if (peer != null) figure.values.haproxy = peer;
     }
   }

@@ -2,7 +2,9 @@
 // HAProxy (TCP mode), socat and a direct connection, all on loopback, every
 // figure measured in the same run; then the cluster mode (proxy pod and
 // operator against the test rig's kube-apiserver) beside the same HAProxy
-// figures; then the goals of issue 13, met or not. Writes
+// figures; then the scale-out figures (the forwarded hop between two proxy
+// pods against a same-pod join, and sessions spread over several proxy pods,
+// each pod beside HAProxy); then the goals of issue 13, met or not. Writes
 // bench/results/latest.{json,md}.
 //
 //   --quick              256 MiB transfers, 5,000 round trips, 1,000 sessions for 5 s (cluster too)
@@ -12,20 +14,26 @@
 //   --mib=N              bytes per throughput run, in MiB (default 1024)
 //   --round-trips=N      64-byte round trips (default 20000)
 //   --targets=a,b        a subset of proxy,haproxy,socat,direct
-//   --no-cluster         skip the cluster-mode figures (they need the test rig's binaries)
+//   --no-cluster         skip the single-pod cluster-mode figures (they need the test rig's binaries)
+//   --no-hop             skip the forwarded-hop figures (two proxy pods, no API server; about 30 s)
+//   --spread=PxN         P proxy pods × N sessions each through one operator, against the test rig, each pod
+//                        beside HAProxy's N-session figures (run --sessions=N too); default none: 3x5000 alone
+//                        takes 6–8 minutes on the shared 2-core machine, most of it the 15,000 /on calls
 //   --out=NAME           write bench/results/NAME.{json,md} (default latest)
 import { execFileSync } from 'node:child_process';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { clusterFigures } from './cluster.ts';
 import { type OnLatency, onOffPairsPerSecond, onToListening } from './control-plane.ts';
 import { EVENT_LOOP_DELAY_GAUGE } from './event-loop-delay.ts';
-import { checkGoals } from './goals.ts';
+import { checkGoals, GOALS, spreadGoals } from './goals.ts';
+import { forwardedHop, type HopVariant } from './hop.ts';
 import { BUFFERED_PROBE_RETRY_MS, closePairs, PROXY_PROBE_RETRY_MS } from './join.ts';
 import { MiB, percentile, roundTrips, throughput } from './load.ts';
 import { type ManySessionsResult, manySessions } from './many-sessions.ts';
 import { PhaseFigures } from './phase-figures.ts';
 import { type Figure, markdown, type Results, write } from './report.ts';
+import { spreadFigures } from './spread.ts';
 import { startStandalone, startTarget, TARGETS, type TargetName } from './targets.ts';
 import { ensurePrograms, programVersion } from './tools.ts';
 
@@ -37,6 +45,14 @@ const args = new Map(
 );
 const quick = args.has('quick');
 const counts = (list: string) => (list === 'none' ? [] : list.split(',').map(Number));
+/** `--spread=3x5000`: pods and sessions per pod; undefined for "none". */
+function spread(value: string): { pods: number; perPod: number } | undefined {
+  if (value === 'none') return undefined;
+  const match = /^(\d+)x(\d+)$/.exec(value);
+  if (!match || Number(match[1]) < 2 || Number(match[2]) < 1)
+    throw new Error(`--spread takes PODSxSESSIONS with at least 2 pods (e.g. 3x5000) or none, not "${value}"`);
+  return { pods: Number(match[1]), perPod: Number(match[2]) };
+}
 const opts = {
   mib: Number(args.get('mib') ?? (quick ? 256 : 1024)),
   roundTrips: Number(args.get('round-trips') ?? (quick ? 5000 : 20_000)),
@@ -45,6 +61,8 @@ const opts = {
   seconds: Number(args.get('seconds') ?? (quick ? 5 : 30)),
   targets: (args.get('targets')?.split(',') as TargetName[] | undefined) ?? TARGETS,
   cluster: !args.has('no-cluster'),
+  hop: !args.has('no-hop'),
+  spread: spread(args.get('spread') ?? 'none'),
   onCount: quick ? 200 : 1000,
   pairSeconds: quick ? 5 : 10,
   // Used only when no cluster phase runs: the restart figure otherwise takes the first phase's sessions.
@@ -56,6 +74,8 @@ const log = (line: string) => console.log(`[${new Date().toISOString().slice(11,
 ensurePrograms({ haproxy: 'haproxy', socat: 'socat' });
 
 const started = Date.now();
+// Other work on the machine shows in the load average: a busy machine makes every figure noisier.
+const loadAtStart = loadavg()[0]!;
 const figures: Figure[] = [];
 const notes: string[] = [
   'All load generators are the benchmark\'s own Node process (one event loop) on the same 2 cores as the forwarder under test; the "direct" column is that generator\'s own ceiling.',
@@ -136,6 +156,80 @@ async function eachTarget(
       closePairs([pair!]);
     }
   });
+}
+
+// The forwarded hop: a device on another proxy pod than its session's, against one on the same pod.
+if (opts.hop && opts.targets.includes('proxy')) {
+  log('forwarded hop: two proxy pods, one session each on pod 1');
+  try {
+    const hop = await forwardedHop({ bytes: opts.mib * MiB, roundTrips: opts.roundTrips, log });
+    hopFigures(hop.samePod, hop.forwarded);
+    notes.push(
+      "Forwarded hop: two proxy pod processes of one release (pods 0 and 1 on 127.0.0.10 and .11, the peer port on, sessions put over the admin API, no API server) hold one session each on pod 1. The same-pod pair's device registers on pod 1; the forwarded pair's device registers on pod 0, which hands it to pod 1 over the peer port, so its bytes cross both processes. Both pairs get the one-stream rows' load in the same run, taking turns in 4 rounds (each a quarter of the bytes both ways and of the round trips) so that both see the same load from the rest of the machine; their HAProxy column repeats HAProxy's one-stream figure above.",
+    );
+  } catch (err) {
+    log(`forwarded hop failed: ${(err as Error).message}`);
+    notes.push(`forwarded-hop figures not measured: ${(err as Error).message.split('\n')[0]}`);
+  }
+}
+
+/** The hop's rows: each variant beside HAProxy's one-stream figure of this run, then what the hop adds. */
+function hopFigures(samePod: HopVariant, forwarded: HopVariant): void {
+  const peer = (id: string) => figures.find((f) => f.id === id)?.values.haproxy;
+  const variants = [
+    ['forwarded', 'device on another pod, forwarded', forwarded],
+    ['same-pod', 'device on the session’s pod', samePod],
+  ] as const;
+  for (const [key, label, v] of variants) {
+    for (const [p, value] of [
+      [50, v.rttP50Us],
+      [99, v.rttP99Us],
+    ] as const) {
+      figure({
+        id: `hop-rtt64-p${p}-${key}`,
+        title: `two proxy pods, ${label}: 64-byte round trip p${p} (${opts.roundTrips.toLocaleString('en-US')})`,
+        unit: 'µs',
+        better: 'lower',
+        values: { proxy: value, haproxy: peer(`rtt64-p${p}`) ?? null },
+      });
+    }
+  }
+  for (const p of [50, 99] as const) {
+    const key = p === 50 ? 'rttP50Us' : 'rttP99Us';
+    figure({
+      id: `hop-rtt64-p${p}-added`,
+      title: `two proxy pods: round trip p${p} added by the hop (forwarded − same pod)`,
+      unit: 'µs',
+      better: 'lower',
+      values: { proxy: forwarded[key] - samePod[key] },
+    });
+  }
+  for (const [key, label, v] of variants) {
+    for (const [direction, dir, value] of [
+      ['up', 'client→device', v.up],
+      ['down', 'device→client', v.down],
+    ] as const) {
+      figure({
+        id: `hop-throughput-${direction}-${key}`,
+        title: `two proxy pods, ${label}: throughput ${dir}, ${opts.mib} MiB`,
+        unit: 'MiB/s',
+        better: 'higher',
+        values: { proxy: value / MiB, haproxy: peer(`throughput-${direction}`) ?? null },
+      });
+    }
+  }
+  for (const [direction, dir] of [
+    ['up', 'client→device'],
+    ['down', 'device→client'],
+  ] as const) {
+    figure({
+      id: `hop-throughput-${direction}-ratio`,
+      title: `two proxy pods: throughput ${dir}, forwarded ÷ same pod`,
+      unit: '×',
+      better: 'higher',
+      values: { proxy: forwarded[direction] / samePod[direction] },
+    });
+  }
 }
 
 // 3. Many sessions at once, each exchanging a small message every second.
@@ -267,6 +361,73 @@ if (opts.cluster && opts.targets.includes('proxy')) {
   );
 }
 
+// Sessions spread over several proxy pods, each pod's figures beside HAProxy's phase of as many sessions.
+const spreadPhase = opts.targets.includes('proxy') ? opts.spread : undefined;
+if (spreadPhase) {
+  const { pods, perPod } = spreadPhase;
+  const label = `cluster, ${pods} pods × ${phaseLabel(perPod)}`;
+  log(`spread: ${pods} proxy pods × ${perPod} sessions (test rig)`);
+  if (fdLimit < fdsFor(perPod)) {
+    notes.push(`${label} skipped: the open-file limit is ${fdLimit}, ${fdsFor(perPod)} are needed per process`);
+  } else {
+    try {
+      const r = await spreadFigures({ pods, perPod, seconds: opts.seconds, log });
+      r.byPod.forEach((result, ordinal) => {
+        const phase = new PhaseFigures(`spread-${pods}x${perPod}-pod${ordinal}-`, `${label}, pod ${ordinal}`, 'pod');
+        figures.push(...phase.all);
+        recordPhase(phase, 'proxy', result);
+        phase.borrowHaproxy(figures, `many-${perPod}-`);
+      });
+      const whole = `${label}, all pods`;
+      figure({
+        id: `spread-${pods}x${perPod}-rtt-p99`,
+        title: `${whole}: round trip p99 (HAProxy: its ${perPod.toLocaleString('en-US')} sessions)`,
+        unit: 'µs',
+        better: 'lower',
+        values: { proxy: r.rttP99Us, haproxy: figures.find((f) => f.id === `many-${perPod}-rtt-p99`)?.values.haproxy ?? null },
+      });
+      figure({
+        id: `spread-${pods}x${perPod}-on`,
+        title: `${whole}: /on for all ${(pods * perPod).toLocaleString('en-US')} sessions (16 callers, one operator)`,
+        unit: 's',
+        better: 'lower',
+        values: { proxy: r.onSeconds },
+      });
+      figure({
+        id: `spread-${pods}x${perPod}-operator-cpu`,
+        title: `${whole}: CPU of the operator, steady part`,
+        unit: '% of a core',
+        better: 'lower',
+        values: { proxy: r.operatorCpuPercent },
+      });
+      figure({
+        id: `spread-${pods}x${perPod}-wall`,
+        title: `${whole}: whole phase (rig start to the end of the load)`,
+        unit: 's',
+        better: 'lower',
+        values: { proxy: r.wallSeconds },
+      });
+      log(`  spread: all pods p99 ${r.rttP99Us.toFixed(0)} µs; phase took ${r.wallSeconds.toFixed(0)} s`);
+      // A load generator starved of CPU sends late and reads late: fewer messages, and round trips that include its own delay.
+      const due = perPod * opts.seconds;
+      const behind = r.byPod.filter((p) => p.roundTrips < 0.9 * due);
+      notes.push(
+        `${label}: largest event-loop delay of each pod's load generator during the steady part: ${r.generatorLoopDelayMs.map((ms) => `${ms.toFixed(0)} ms`).join(', ')} (what of the round-trip tail is the generators' own).`,
+      );
+      if (behind.length > 0)
+        notes.push(
+          `${label}: the load generators fell behind (round trips completed per pod: ${r.byPod.map((p) => p.roundTrips.toLocaleString('en-US')).join(', ')} of ${due.toLocaleString('en-US')} due); their round-trip times then include their own event-loop delay as well as the proxy's.`,
+        );
+      notes.push(
+        `${label}: the operator placed ${r.byPod.map((p) => p.pairs.toLocaleString('en-US')).join(', ')} sessions on pods ${r.byPod.map((_, o) => o).join(', ')}. Each pod's "time to open and join" runs from the first of all ${(pods * perPod).toLocaleString('en-US')} /on calls (one operator, 16 callers) to that pod's last joined pair, the pods' joins running at once; its HAProxy figure is HAProxy opening ${perPod.toLocaleString('en-US')} pairs. Devices register on their session's own pod (the hop rows measure the forwarded case). Each pod's pairs are held by a load-generator process of their own (one process cannot hold ${(pods * perPod * 2).toLocaleString('en-US')} sockets under the open-file limit of ${fdLimit}); all pods' round trips together give the "all pods" p99. The proxy pods, the operator, the kube-apiserver, etcd and ${pods} load generators share the machine's ${cpus().length} cores, so these figures are bound by CPU contention.`,
+      );
+    } catch (err) {
+      log(`spread failed: ${(err as Error).message}`);
+      notes.push(`${label}: not measured: ${(err as Error).message.split('\n')[0]}`);
+    }
+  }
+}
+
 const results: Results = {
   startedAt: new Date(started).toISOString(),
   durationSeconds: (Date.now() - started) / 1000,
@@ -278,11 +439,13 @@ const results: Results = {
     haproxy: programVersion('haproxy', ['-v'], /version (\S+)/),
     socat: programVersion('socat', ['-V'], /socat version (\S+)/),
     openFiles: fdLimit,
+    load1mAtStart: loadAtStart.toFixed(1),
+    load1mAtEnd: loadavg()[0]!.toFixed(1),
   },
   options: { ...opts },
   figures,
   notes,
-  goals: checkGoals(figures),
+  goals: checkGoals(figures, [...GOALS, ...(spreadPhase ? spreadGoals(spreadPhase.pods, spreadPhase.perPod) : [])]),
 };
 const dir = fileURLToPath(new URL('./results/', import.meta.url));
 write(results, `${dir}${out}.json`, `${dir}${out}.md`);
