@@ -36,7 +36,7 @@ import {
   toYamlStream,
   valuesFile,
 } from '../helpers/helm.ts';
-import { waitFor } from '../helpers/net.ts';
+import { freePortRange, waitFor } from '../helpers/net.ts';
 import { startNodeProcess } from '../helpers/processes.ts';
 import { type Rig, startRig } from '../kube/rig.ts';
 
@@ -45,13 +45,15 @@ let rig: Rig | undefined;
 let startError: unknown;
 const releases: LocalRelease[] = [];
 
-// Session ranges below Linux's ephemeral ports, offset by pid so parallel runs rarely meet.
-const base = 25_000 + (process.pid % 100) * 60;
+// Session ranges (base + 0-49) found free at start, below Linux's ephemeral ports: a fixed block
+// met another run's thousands of session ports, and every /on there answered 503.
+let base = 0;
 const OLD_TOKEN = 'old-control-token-0123456789';
 const NEW_TOKEN = 'new-control-token-0123456789';
 
 test.before(async () => {
   try {
+    base = (await freePortRange(50)).min;
     await kubeBinDir();
     rig = await startRig();
     await mustKubectl(rig, ['apply', '--server-side', '-f', topLevelCrdFile]);

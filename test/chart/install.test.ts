@@ -19,7 +19,7 @@ import {
   toYamlStream,
   valuesFile,
 } from '../helpers/helm.ts';
-import { connect, connectDevice, Received, waitFor } from '../helpers/net.ts';
+import { connect, connectDevice, freePortRange, Received, waitFor } from '../helpers/net.ts';
 import { type Rig, startRig } from '../kube/rig.ts';
 
 const test = suite('helm chart in a cluster');
@@ -28,15 +28,16 @@ let startError: unknown;
 const releases = new Map<string, Promise<LocalRelease>>();
 const sockets: Array<{ destroy(): void }> = [];
 
-// Session ranges below Linux's ephemeral ports (32768+), where the other free
-// ports of this file come from; offset by pid so parallel runs rarely meet.
-const base = 21_000 + (process.pid % 100) * 100;
-const acme: LocalReleaseOptions = { release: 'acme', namespace: 'acme', portRange: { min: base, max: base + 19 } };
-const globex: LocalReleaseOptions = { release: 'globex', namespace: 'globex', portRange: { min: base + 50, max: base + 69 } };
+// Session ranges found free at start (below Linux's ephemeral ports), set in `before`.
+const acme: LocalReleaseOptions = { release: 'acme', namespace: 'acme', portRange: { min: 0, max: 0 } };
+const globex: LocalReleaseOptions = { release: 'globex', namespace: 'globex', portRange: { min: 0, max: 0 } };
 
 // uvu swallows an error thrown by a before hook; keep it and rethrow it from every test.
 test.before(async () => {
   try {
+    const { min } = await freePortRange(70);
+    acme.portRange = { min, max: min + 19 };
+    globex.portRange = { min: min + 50, max: min + 69 };
     await kubeBinDir();
     rig = await startRig();
   } catch (err) {
