@@ -1,0 +1,67 @@
+// The many-sessions phase alone, the proxy beside HAProxy in the same run,
+// repeated: for chasing the round-trip tail without the rest of the bench.
+// Prints one line per target and run, and each run's ratios to HAProxy.
+//
+//   tsx bench/tail.ts [--sessions=1000] [--seconds=15] [--runs=2] [--targets=proxy,haproxy]
+//                     [--before=DIR] [--proxy-node-options="--max-semi-space-size=16"]
+//
+// --before=DIR adds another checkout's standalone mode (DIR/operator/standalone.ts,
+// its node_modules in place) as the target "before", run right after "proxy".
+// --proxy-node-options goes into NODE_OPTIONS of the standalone mode (both of
+// its processes: the proxy process inherits it), e.g. V8 flags or --import of
+// a profiling preload.
+import { manySessions } from './many-sessions.ts';
+import { startTarget, type TargetName } from './targets.ts';
+
+const args = new Map(
+  process.argv.slice(2).map((a) => {
+    const eq = a.indexOf('=');
+    return eq === -1 ? ([a.replace(/^--/, ''), 'true'] as const) : ([a.slice(2, eq), a.slice(eq + 1)] as const);
+  }),
+);
+const sessions = Number(args.get('sessions') ?? 1000);
+const seconds = Number(args.get('seconds') ?? 15);
+const runs = Number(args.get('runs') ?? 2);
+const before = args.get('before');
+const proxyNodeOptions = args.get('proxy-node-options');
+const targets = (args.get('targets') ?? 'proxy,haproxy').split(',').flatMap((t) => (t === 'proxy' && before ? ['proxy', 'before'] : [t]));
+
+const fmt = (n: number | undefined, digits = 0) => (n === undefined ? '–' : n.toFixed(digits));
+
+for (let run = 1; run <= runs; run++) {
+  const p99 = new Map<string, number>();
+  const cpu = new Map<string, number>();
+  for (const label of targets) {
+    const name: TargetName = label === 'before' ? 'proxy' : (label as TargetName);
+    const saved = process.env.NODE_OPTIONS;
+    if (name === 'proxy' && proxyNodeOptions) process.env.NODE_OPTIONS = `${saved ?? ''} ${proxyNodeOptions}`.trim();
+    const target = await startTarget(name, {
+      maxPairs: sessions,
+      ...(label === 'before' ? { entry: `${before}/operator/standalone.ts` } : {}),
+    });
+    if (saved === undefined) delete process.env.NODE_OPTIONS;
+    else process.env.NODE_OPTIONS = saved;
+    try {
+      const r = await manySessions(target, sessions, seconds);
+      const cost = r.proxyProcess ?? r.cost;
+      p99.set(label, r.rttP99Us);
+      if (cost) cpu.set(label, cost.cpuPercent);
+      console.log(
+        `run ${run} ${label}: p99 ${fmt(r.rttP99Us)} µs (${r.roundTrips} trips, ${r.lost} lost), CPU ${fmt(cost?.cpuPercent, 2)} %` +
+          `, RSS/session ${fmt(cost?.rssAddedPerPairBytes)} B, open ${fmt(r.openSeconds, 2)} s` +
+          `, loop delay steady ${fmt(r.loopDelayMs?.steady, 1)} ms`,
+      );
+    } finally {
+      await target.stop();
+    }
+  }
+  const peer = p99.get('haproxy');
+  const peerCpu = cpu.get('haproxy');
+  if (peer === undefined || peerCpu === undefined) continue;
+  for (const label of targets.filter((t) => t !== 'haproxy')) {
+    const ratio = (p99.get(label) ?? Number.NaN) / peer;
+    const cpuRatio = (cpu.get(label) ?? Number.NaN) / peerCpu;
+    console.log(`run ${run} ${label} ÷ haproxy: p99 ${ratio.toFixed(2)}×, CPU ${cpuRatio.toFixed(2)}×`);
+  }
+}
+process.exit(0);
