@@ -7,6 +7,7 @@ import { chmod, unlink } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { PassThrough } from 'node:stream';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
 import Koa from 'koa';
@@ -32,11 +33,24 @@ import { PortUnavailableError } from './session.ts';
 
 export type AdminListen = { socketPath: string } | { host: string; port: number; token: string };
 
+/**
+ * A change-feed answer as the proxy pod hands it over: everything but the
+ * sessions' states, which the admin API takes and serializes a slice at a
+ * time (see `changeBatchJson`).
+ */
+export interface ChangeListing {
+  batch: Omit<ChangeBatch, 'sessions'>;
+  /** The changed sessions' serials, in change order. */
+  serials: readonly string[];
+  /** A session's current state; undefined once it is gone (its removal is then after the batch's cursor). */
+  state(serial: string): SessionState | undefined;
+}
+
 /** What the admin API needs of the proxy pod. */
 export interface AdminTarget {
   info(): InstanceInfo;
   list(): SessionList;
-  changes(since: number, instance: string | undefined, limit: number): ChangeBatch;
+  changes(since: number, instance: string | undefined, limit: number): ChangeListing;
   lookup(serial: string): SessionLookup;
   device(serial: string): DeviceLookup;
   put(serial: string, spec: SessionSpec): Promise<SessionState>;
@@ -61,6 +75,13 @@ export const MAX_TIMEOUT_SECONDS = 86_400;
 export const MAX_LIMIT_SECONDS = 604_800;
 const MAX_WHITELIST_ENTRIES = 256;
 const HEARTBEAT_MS = 15_000;
+/**
+ * Session states taken and serialized per turn of the event loop in a
+ * change-feed answer. With 1,000 busy sessions a read every 300 ms holds
+ * about 300 changed sessions, 4-6 ms of work in one piece: the data plane's
+ * round-trip p99. A slice of 32 is about 0.2 ms.
+ */
+export const STATES_PER_TURN = 32;
 
 export class AdminApi {
   private readonly server: http.Server;
@@ -124,9 +145,11 @@ export class AdminApi {
     router.get('/v1/sessions', (ctx) => {
       ctx.body = target.list();
     });
-    router.get('/v1/changes', (ctx) => {
+    router.get('/v1/changes', async (ctx) => {
       const { since, instance, limit } = parseChangesQuery(ctx.query);
-      ctx.body = target.changes(since, instance, limit);
+      const listing = target.changes(since, instance, limit);
+      ctx.type = 'application/json';
+      ctx.body = await changeBatchJson(listing);
     });
     router.get('/v1/sessions/:serial', (ctx) => {
       ctx.body = target.lookup(serialParam(ctx.params.serial));
@@ -206,6 +229,32 @@ export class AdminApi {
     ctx.req.socket.setTimeout(0);
     return stream;
   }
+}
+
+/**
+ * The ChangeBatch of `listing` as JSON, its states taken STATES_PER_TURN at a
+ * time with a turn of the event loop between slices, so forwarding goes on
+ * while a large answer is built. A state taken after a yield may be newer
+ * than the batch's cursor; the reader then sees that session again in its
+ * next read, which is harmless. A session gone meanwhile is left out: its
+ * removal comes after the cursor.
+ */
+export async function changeBatchJson(listing: ChangeListing): Promise<string> {
+  const { serials } = listing;
+  const slices: string[] = [];
+  for (let from = 0; from < serials.length; from += STATES_PER_TURN) {
+    if (from > 0) await nextTurn();
+    const states: SessionState[] = [];
+    const to = Math.min(from + STATES_PER_TURN, serials.length);
+    for (let i = from; i < to; i++) {
+      const state = listing.state(serials[i] as string);
+      if (state) states.push(state);
+    }
+    // Each slice's array without its brackets; the slices are joined below.
+    if (states.length > 0) slices.push(JSON.stringify(states).slice(1, -1));
+  }
+  const head = JSON.stringify(listing.batch);
+  return `${head.slice(0, -1)},"sessions":[${slices.join(',')}]}`;
 }
 
 function digest(text: string): Buffer {
