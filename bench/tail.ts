@@ -3,13 +3,14 @@
 // Prints one line per target and run, and each run's ratios to HAProxy.
 //
 //   tsx bench/tail.ts [--sessions=1000] [--seconds=15] [--runs=2] [--targets=proxy,haproxy]
-//                     [--before=DIR] [--proxy-node-options="--max-semi-space-size=16"]
+//                     [--before=DIR] [--proxy-node-options="--max-semi-space-size=16"] [--alt-node-options=...]
 //
 // --before=DIR adds another checkout's standalone mode (DIR/operator/standalone.ts,
 // its node_modules in place) as the target "before", run right after "proxy".
 // --proxy-node-options goes into NODE_OPTIONS of the standalone mode (both of
 // its processes: the proxy process inherits it), e.g. V8 flags or --import of
-// a profiling preload.
+// a profiling preload. --alt-node-options adds the target "alt": this
+// checkout's standalone mode with those options instead, run right after "proxy".
 import { manySessions } from './many-sessions.ts';
 import { startTarget, type TargetName } from './targets.ts';
 
@@ -24,7 +25,10 @@ const seconds = Number(args.get('seconds') ?? 15);
 const runs = Number(args.get('runs') ?? 2);
 const before = args.get('before');
 const proxyNodeOptions = args.get('proxy-node-options');
-const targets = (args.get('targets') ?? 'proxy,haproxy').split(',').flatMap((t) => (t === 'proxy' && before ? ['proxy', 'before'] : [t]));
+const altNodeOptions = args.get('alt-node-options');
+const targets = (args.get('targets') ?? 'proxy,haproxy')
+  .split(',')
+  .flatMap((t) => (t === 'proxy' ? ['proxy', ...(before ? ['before'] : []), ...(altNodeOptions ? ['alt'] : [])] : [t]));
 
 const fmt = (n: number | undefined, digits = 0) => (n === undefined ? '–' : n.toFixed(digits));
 
@@ -32,9 +36,10 @@ for (let run = 1; run <= runs; run++) {
   const p99 = new Map<string, number>();
   const cpu = new Map<string, number>();
   for (const label of targets) {
-    const name: TargetName = label === 'before' ? 'proxy' : (label as TargetName);
+    const name: TargetName = label === 'before' || label === 'alt' ? 'proxy' : (label as TargetName);
     const saved = process.env.NODE_OPTIONS;
-    if (name === 'proxy' && proxyNodeOptions) process.env.NODE_OPTIONS = `${saved ?? ''} ${proxyNodeOptions}`.trim();
+    const options = label === 'alt' ? altNodeOptions : name === 'proxy' ? proxyNodeOptions : undefined;
+    if (options) process.env.NODE_OPTIONS = `${saved ?? ''} ${options}`.trim();
     const target = await startTarget(name, {
       maxPairs: sessions,
       ...(label === 'before' ? { entry: `${before}/operator/standalone.ts` } : {}),

@@ -6,7 +6,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { chmod, unlink } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { PassThrough } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
@@ -145,11 +145,11 @@ export class AdminApi {
     router.get('/v1/sessions', (ctx) => {
       ctx.body = target.list();
     });
-    router.get('/v1/changes', async (ctx) => {
+    router.get('/v1/changes', (ctx) => {
       const { since, instance, limit } = parseChangesQuery(ctx.query);
       const listing = target.changes(since, instance, limit);
       ctx.type = 'application/json';
-      ctx.body = await changeBatchJson(listing);
+      ctx.body = Readable.from(changeBatchJson(listing), { objectMode: false });
     });
     router.get('/v1/sessions/:serial', (ctx) => {
       ctx.body = target.lookup(serialParam(ctx.params.serial));
@@ -232,16 +232,19 @@ export class AdminApi {
 }
 
 /**
- * The ChangeBatch of `listing` as JSON, its states taken STATES_PER_TURN at a
- * time with a turn of the event loop between slices, so forwarding goes on
- * while a large answer is built. A state taken after a yield may be newer
- * than the batch's cursor; the reader then sees that session again in its
- * next read, which is harmless. A session gone meanwhile is left out: its
- * removal comes after the cursor.
+ * The ChangeBatch of `listing` as JSON text in pieces: the head, then the
+ * states STATES_PER_TURN at a time with a turn of the event loop between
+ * slices, so forwarding goes on while a large answer is built; each piece
+ * goes to the socket as it is made, and no copy of the whole answer is held.
+ * A state taken after a yield may be newer than the batch's cursor; the
+ * reader then sees that session again in its next read, which is harmless.
+ * A session gone meanwhile is left out: its removal comes after the cursor.
  */
-export async function changeBatchJson(listing: ChangeListing): Promise<string> {
+export async function* changeBatchJson(listing: ChangeListing): AsyncGenerator<string> {
+  const head = JSON.stringify(listing.batch);
+  yield `${head.slice(0, -1)},"sessions":[`;
   const { serials } = listing;
-  const slices: string[] = [];
+  let first = true;
   for (let from = 0; from < serials.length; from += STATES_PER_TURN) {
     if (from > 0) await nextTurn();
     const states: SessionState[] = [];
@@ -250,11 +253,13 @@ export async function changeBatchJson(listing: ChangeListing): Promise<string> {
       const state = listing.state(serials[i] as string);
       if (state) states.push(state);
     }
-    // Each slice's array without its brackets; the slices are joined below.
-    if (states.length > 0) slices.push(JSON.stringify(states).slice(1, -1));
+    if (states.length === 0) continue;
+    // The slice's array without its brackets, after a comma unless it is the first.
+    const json = JSON.stringify(states);
+    yield first ? json.slice(1, -1) : `,${json.slice(1, -1)}`;
+    first = false;
   }
-  const head = JSON.stringify(listing.batch);
-  return `${head.slice(0, -1)},"sessions":[${slices.join(',')}]}`;
+  yield ']}';
 }
 
 function digest(text: string): Buffer {

@@ -1,6 +1,6 @@
 // A change-feed answer is built a slice of sessions at a time, with turns of
 // the event loop between slices (so forwarding goes on while a large answer
-// is built), and is still the ChangeBatch the protocol promises.
+// is built), and its pieces make the ChangeBatch the protocol promises.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { ChangeBatch, SessionState } from '../../common/admin-protocol.ts';
@@ -26,6 +26,12 @@ function stateOf(serial: string, changeSeq: number): SessionState {
     listeningSince: '2026-01-01T00:00:00.000Z',
     changeSeq,
   };
+}
+
+async function text(pieces: AsyncIterable<string>): Promise<string> {
+  let all = '';
+  for await (const piece of pieces) all += piece;
+  return all;
 }
 
 test('the states of a large answer are taken a slice per turn of the event loop, and it parses to the ChangeBatch', async () => {
@@ -57,7 +63,7 @@ test('the states of a large answer are taken a slice per turn of the event loop,
       return serial === gone ? undefined : stateOf(serial, serials.indexOf(serial) + 1);
     },
   };
-  const json = await changeBatchJson(listing);
+  const json = await text(changeBatchJson(listing));
   ticking = false;
   const batch = JSON.parse(json) as ChangeBatch;
   assert.equal(batch, {
@@ -73,7 +79,7 @@ test('the states of a large answer are taken a slice per turn of the event loop,
 
 test('an answer without sessions is the batch with an empty list', async () => {
   const batch = { instanceId: 'i', startedAt: 's', devicePort: 1, cursor: 0, reset: true, removed: [], more: false };
-  assert.equal(JSON.parse(await changeBatchJson({ batch, serials: [], state: () => undefined })), { ...batch, sessions: [] });
+  assert.equal(JSON.parse(await text(changeBatchJson({ batch, serials: [], state: () => undefined }))), { ...batch, sessions: [] });
 });
 
 test.run();
