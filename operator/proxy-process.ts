@@ -55,8 +55,9 @@ export function proxyExecArgv(parentExecArgv: readonly string[], compiled: boole
  * The proxy process's young generation. Under its steady allocation (the
  * change feed's states, each chunk's Buffer) V8 grows it to two 16 MiB
  * semi-spaces: about 30 MB that, with 1,000 sessions, is 30 kB per session.
- * With 4 MiB the scavenges come more often but stay short (see README,
- * "Benchmarks"). Left alone when the parent's options or NODE_OPTIONS name a size.
+ * With 4 MiB a scavenge comes every ~0.6 s instead of every ~3 s, which
+ * costs a little round-trip p99 (bench/results/tail-13.md). Left alone when
+ * the parent's options or NODE_OPTIONS name a size.
  */
 export const PROXY_SEMI_SPACE_FLAG = '--max-semi-space-size=4';
 
