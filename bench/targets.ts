@@ -137,10 +137,11 @@ async function listening(port: number, what: string, output: () => string): Prom
   });
 }
 
-export async function startTarget(name: TargetName, opts: { maxPairs: number }): Promise<Target> {
+/** `entry`: for the proxy, another checkout's operator/standalone.ts (to compare two versions in one run). */
+export async function startTarget(name: TargetName, opts: { maxPairs: number; entry?: string }): Promise<Target> {
   switch (name) {
     case 'proxy':
-      return startProxyTarget(opts.maxPairs);
+      return startProxyTarget(opts.maxPairs, opts.entry);
     case 'direct': {
       const backend = await Backend.start();
       return { name, pids: () => [], openPairs: (n) => backend.openPairs(backend.port, n), stop: () => backend.close() };
@@ -227,11 +228,12 @@ function adminSocketOf(pid: number): string {
   return entry.slice('CCCP_ADMIN_SOCKET='.length);
 }
 
-async function startProxyTarget(maxPairs: number): Promise<Target> {
+async function startProxyTarget(maxPairs: number, entry?: string): Promise<Target> {
   const healthPort = await freePort();
   const app: RunningStandalone = await startStandalone({
     range: await sessionPortRange(maxPairs + 10),
     env: { CCCP_LOG_LEVEL: 'warn', CCCP_PROXY_HEALTH_PORT: String(healthPort) },
+    ...(entry ? { entry } : {}),
   });
   const root = app.process.child.pid!;
   let attachments: DeviceAttachments;

@@ -310,7 +310,8 @@ export class ProxyView {
   private endListing(listing: Set<string>, instanceId: string): void {
     this.listing = undefined;
     for (const [serial, state] of this.sessions) {
-      if (listing.has(serial)) continue;
+      // A state newer than the listing's cursor came by an event while the listing was on its way.
+      if (listing.has(serial) || state.changeSeq > this.cursor) continue;
       this.sessions.delete(serial);
       this.listener?.sessionChanged(serial, undefined, state);
     }

@@ -6,7 +6,8 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { chmod, unlink } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { PassThrough } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
 import Koa from 'koa';
@@ -35,11 +36,24 @@ import { PortUnavailableError } from './session.ts';
 
 export type AdminListen = { socketPath: string } | { host: string; port: number; token: string };
 
+/**
+ * A change-feed answer as the proxy pod hands it over: everything but the
+ * sessions' states, which the admin API takes and serializes a slice at a
+ * time (see `changeBatchJson`).
+ */
+export interface ChangeListing {
+  batch: Omit<ChangeBatch, 'sessions'>;
+  /** The changed sessions' serials, in change order. */
+  serials: readonly string[];
+  /** A session's current state; undefined once it is gone (its removal is then after the batch's cursor). */
+  state(serial: string): SessionState | undefined;
+}
+
 /** What the admin API needs of the proxy pod. */
 export interface AdminTarget {
   info(): InstanceInfo;
   list(): SessionList;
-  changes(since: number, instance: string | undefined, limit: number): ChangeBatch;
+  changes(since: number, instance: string | undefined, limit: number): ChangeListing;
   lookup(serial: string): SessionLookup;
   device(serial: string): DeviceLookup;
   put(serial: string, spec: SessionSpec): Promise<SessionState>;
@@ -66,6 +80,13 @@ export const MAX_TIMEOUT_SECONDS = 86_400;
 export const MAX_LIMIT_SECONDS = 604_800;
 const MAX_WHITELIST_ENTRIES = 256;
 const HEARTBEAT_MS = 15_000;
+/**
+ * Session states taken and serialized per turn of the event loop in a
+ * change-feed answer. With 1,000 busy sessions a read every 300 ms holds
+ * about 300 changed sessions, 4-6 ms of work in one piece: the data plane's
+ * round-trip p99. A slice of 32 is about 0.2 ms.
+ */
+export const STATES_PER_TURN = 32;
 
 export class AdminApi {
   private readonly server: http.Server;
@@ -131,7 +152,9 @@ export class AdminApi {
     });
     router.get('/v1/changes', (ctx) => {
       const { since, instance, limit } = parseChangesQuery(ctx.query);
-      ctx.body = target.changes(since, instance, limit);
+      const listing = target.changes(since, instance, limit);
+      ctx.type = 'application/json';
+      ctx.body = Readable.from(changeBatchJson(listing), { objectMode: false });
     });
     router.get('/v1/sessions/:serial', (ctx) => {
       ctx.body = target.lookup(serialParam(ctx.params.serial));
@@ -217,6 +240,37 @@ export class AdminApi {
     ctx.req.socket.setTimeout(0);
     return stream;
   }
+}
+
+/**
+ * The ChangeBatch of `listing` as JSON text in pieces: the head, then the
+ * states STATES_PER_TURN at a time with a turn of the event loop between
+ * slices, so forwarding goes on while a large answer is built; each piece
+ * goes to the socket as it is made, and no copy of the whole answer is held.
+ * A state taken after a yield may be newer than the batch's cursor; the
+ * reader then sees that session again in its next read, which is harmless.
+ * A session gone meanwhile is left out: its removal comes after the cursor.
+ */
+export async function* changeBatchJson(listing: ChangeListing): AsyncGenerator<string> {
+  const head = JSON.stringify(listing.batch);
+  yield `${head.slice(0, -1)},"sessions":[`;
+  const { serials } = listing;
+  let first = true;
+  for (let from = 0; from < serials.length; from += STATES_PER_TURN) {
+    if (from > 0) await nextTurn();
+    const states: SessionState[] = [];
+    const to = Math.min(from + STATES_PER_TURN, serials.length);
+    for (let i = from; i < to; i++) {
+      const state = listing.state(serials[i] as string);
+      if (state) states.push(state);
+    }
+    if (states.length === 0) continue;
+    // The slice's array without its brackets, after a comma unless it is the first.
+    const json = JSON.stringify(states);
+    yield first ? json.slice(1, -1) : `,${json.slice(1, -1)}`;
+    first = false;
+  }
+  yield ']}';
 }
 
 function digest(text: string): Buffer {

@@ -4,7 +4,6 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type {
-  ChangeBatch,
   DeviceLookup,
   InstanceInfo,
   PeersSpec,
@@ -20,7 +19,7 @@ import type { HttpLimits } from '../common/http-limits.ts';
 import { createLogger, type Logger } from '../common/log.ts';
 import { LogSummary } from '../common/log-summary.ts';
 import { ActivitySweep } from './activity-sweep.ts';
-import { AdminApi, AdminHttpError, type AdminListen } from './admin-api.ts';
+import { AdminApi, AdminHttpError, type AdminListen, type ChangeListing } from './admin-api.ts';
 import { ChangeFeed } from './change-feed.ts';
 import { DeviceRegistry, type RegisteredDevice } from './device-registry.ts';
 import { type ByteTotals, emptyByteTotals, ProxyMetrics } from './metrics.ts';
@@ -253,14 +252,13 @@ export class ProxyPod {
   }
 
   /** The change feed (see admin-protocol.ts): what changed after `since`, at most `limit` sessions and removals. */
-  changes(since: number, instance: string | undefined, limit: number): ChangeBatch {
+  changes(since: number, instance: string | undefined, limit: number): ChangeListing {
     const page = this.feed.read(since, limit, instance === this.instanceId);
-    const sessions: SessionState[] = [];
-    for (const serial of page.changed) {
-      const session = this.sessions.get(serial);
-      if (session) sessions.push(session.state());
-    }
-    return { ...this.info(), cursor: page.cursor, reset: page.reset, sessions, removed: page.removed, more: page.more };
+    return {
+      batch: { ...this.info(), cursor: page.cursor, reset: page.reset, removed: page.removed, more: page.more },
+      serials: page.changed,
+      state: (serial) => this.sessions.get(serial)?.state(),
+    };
   }
 
   device(serial: string): DeviceLookup {

@@ -17,6 +17,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { operatorConfigFromEnv } from '../../operator/config.ts';
 import { proxyPodsFromEnv } from '../../operator/main.ts';
+import { PROXY_SEMI_SPACE_FLAG } from '../../operator/proxy-process.ts';
 import { proxyOptionsFromEnv } from '../../proxy-pod/config.ts';
 import { suiteFixture } from '../helpers/fixture.ts';
 import {
@@ -137,7 +138,7 @@ test('the proxy is a StatefulSet of 1 pod by default, Parallel, named by the hea
   assert.is(proxy.spec?.podManagementPolicy, 'Parallel');
   assert.is(proxy.spec?.serviceName, 'cust-cccp-proxy-proxy-pods');
   assert.is(proxy.spec?.template.spec?.automountServiceAccountToken, false);
-  assert.equal(proxy.spec?.template.spec?.containers[0]?.args, ['dist/proxy-pod/main.js']);
+  assert.equal(proxy.spec?.template.spec?.containers[0]?.args, [PROXY_SEMI_SPACE_FLAG, 'dist/proxy-pod/main.js']);
   const headless = named<V1Service>(objects, 'Service', 'cust-cccp-proxy-proxy-pods');
   assert.is(headless.spec?.clusterIP, 'None');
   assert.is(headless.spec?.publishNotReadyAddresses, true, 'a restarting pod keeps a name that resolves');

@@ -3,6 +3,7 @@
 // wires them (admin API on TCP with a token, KUBECONFIG for the operator).
 import { fileURLToPath } from 'node:url';
 import type { Test } from 'uvu';
+import { PROXY_SEMI_SPACE_FLAG } from '../../operator/proxy-process.ts';
 import { type Rig, startRig } from '../kube/rig.ts';
 import { suiteFixture } from './fixture.ts';
 import { type Answer, request } from './http.ts';
@@ -92,6 +93,8 @@ export class TestCluster {
         CCCP_ADMIN_BIND_HOST: bind,
         CCCP_ADMIN_TOKEN: ADMIN_TOKEN,
         CCCP_PROXY_HEALTH_PORT: String(this.proxyHealthPort),
+        // The young-generation size the chart gives the proxy container.
+        NODE_OPTIONS: [process.env.NODE_OPTIONS, PROXY_SEMI_SPACE_FLAG].filter(Boolean).join(' '),
         ...(this.opts.proxyPods
           ? {
               CCCP_PUBLIC_HOST: host,

@@ -142,6 +142,28 @@ test('a reset listing (cursor too old) drops what it no longer lists, keeps the 
   assert.equal(heard, ['changed A gone']);
 });
 
+test('a session an event brought while a reset listing was on its way is kept: it is newer than the listing', async () => {
+  const { proxy, view, heard } = setup();
+  await proxy.putSession('A', spec(100));
+  await view.refresh();
+  heard.length = 0;
+  const realChanges = proxy.changes.bind(proxy);
+  let first = true;
+  proxy.changes = async (since, instance, limit) => {
+    if (!first) return realChanges(since, instance, limit);
+    first = false;
+    const listing = await realChanges(-1, instance, limit);
+    // C is put after the listing was taken, and its event arrives before the listing does.
+    await proxy.putSession('C', spec(102));
+    proxy.emit({ type: 'device-connected', serial: 'C', session: { ...proxy.sessions.get('C')! } });
+    return { ...listing, reset: true };
+  };
+  await view.refresh();
+  assert.ok(view.get('A'));
+  assert.is(view.get('C')?.port, 102);
+  assert.equal(heard, ['changed C listening']);
+});
+
 test('the view is reachable while the proxy answers and not after staleAfterMs of failures', async () => {
   const { proxy, view, clock } = setup();
   await view.refresh();

@@ -81,7 +81,11 @@ test('npm start runs the compiled standalone mode and proxy; SIGTERM to npm alon
     assert.is(commandLine(standalone!), 'node dist/operator/standalone.js');
     const proxies = childPids(standalone!).map(commandLine);
     assert.is(proxies.length, 1, proxies.join('\n'));
-    assert.match(proxies[0]!, /^\S*node \S*\/dist\/proxy-pod\/main\.js$/, 'the proxy process runs compiled, with no loader');
+    assert.match(
+      proxies[0]!,
+      /^\S*node --max-semi-space-size=4 \S*\/dist\/proxy-pod\/main\.js$/,
+      'the proxy process runs compiled, with no loader, with its young-generation size',
+    );
     // As `kill -TERM <pid of npm start>` does: npm alone gets the signal, not its process group.
     process.kill(child.pid!, 'SIGTERM');
     const ending = await exited;

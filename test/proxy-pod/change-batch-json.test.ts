@@ -1,0 +1,85 @@
+// A change-feed answer is built a slice of sessions at a time, with turns of
+// the event loop between slices (so forwarding goes on while a large answer
+// is built), and its pieces make the ChangeBatch the protocol promises.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { ChangeBatch, SessionState } from '../../common/admin-protocol.ts';
+import { type ChangeListing, changeBatchJson, STATES_PER_TURN } from '../../proxy-pod/admin-api.ts';
+
+const test = suite('change batch JSON');
+
+function stateOf(serial: string, changeSeq: number): SessionState {
+  return {
+    id: `id-${serial}`,
+    port: 20_000 + changeSeq,
+    persistent: true,
+    ipWhitelist: ['127.0.0.1'],
+    serial,
+    state: 'listening',
+    deviceConnected: true,
+    clientConnected: true,
+    transferredBytes: changeSeq * 32,
+    droppedBytes: 0,
+    device: { forwardedBytes: changeSeq * 16, droppedBytes: 0 },
+    client: { forwardedBytes: changeSeq * 16, droppedBytes: 0 },
+    clientsRefused: 0,
+    listeningSince: '2026-01-01T00:00:00.000Z',
+    changeSeq,
+  };
+}
+
+async function text(pieces: AsyncIterable<string>): Promise<string> {
+  let all = '';
+  for await (const piece of pieces) all += piece;
+  return all;
+}
+
+test('the states of a large answer are taken a slice per turn of the event loop, and it parses to the ChangeBatch', async () => {
+  const count = STATES_PER_TURN * 4 + 5;
+  const serials = Array.from({ length: count }, (_, i) => `SER-${i}`);
+  // One session went away after the feed was read: it is left out.
+  const gone = 'SER-7';
+  let turns = 0;
+  let ticking = true;
+  const tick = () => {
+    turns++;
+    if (ticking) setImmediate(tick);
+  };
+  setImmediate(tick);
+  const takenAt: number[] = [];
+  const listing: ChangeListing = {
+    batch: {
+      instanceId: 'instance-1',
+      startedAt: '2026-01-01T00:00:00.000Z',
+      devicePort: 9000,
+      cursor: 900,
+      reset: false,
+      removed: [],
+      more: true,
+    },
+    serials,
+    state(serial) {
+      takenAt.push(turns);
+      return serial === gone ? undefined : stateOf(serial, serials.indexOf(serial) + 1);
+    },
+  };
+  const json = await text(changeBatchJson(listing));
+  ticking = false;
+  const batch = JSON.parse(json) as ChangeBatch;
+  assert.equal(batch, {
+    ...listing.batch,
+    sessions: serials.filter((s) => s !== gone).map((s) => stateOf(s, serials.indexOf(s) + 1)),
+  });
+  assert.is(takenAt.length, count);
+  const perTurn = new Map<number, number>();
+  for (const turn of takenAt) perTurn.set(turn, (perTurn.get(turn) ?? 0) + 1);
+  assert.is(perTurn.size, Math.ceil(count / STATES_PER_TURN), `states taken in ${perTurn.size} turns: ${[...perTurn.values()]}`);
+  assert.ok(Math.max(...perTurn.values()) <= STATES_PER_TURN, 'no turn takes more than a slice');
+});
+
+test('an answer without sessions is the batch with an empty list', async () => {
+  const batch = { instanceId: 'i', startedAt: 's', devicePort: 1, cursor: 0, reset: true, removed: [], more: false };
+  assert.equal(JSON.parse(await text(changeBatchJson({ batch, serials: [], state: () => undefined }))), { ...batch, sessions: [] });
+});
+
+test.run();
