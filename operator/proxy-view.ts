@@ -18,7 +18,7 @@ export interface ProxyViewListener {
   /** Something the reconciler acts on changed; `current` is undefined when the proxy no longer has the serial. */
   sessionChanged(serial: string, current: SessionState | undefined, previous: SessionState | undefined): void;
   /** Only live telemetry moved (connections, addresses, counters, activity). */
-  telemetry(serial: string, current: SessionState, previous: SessionState): void;
+  telemetry(serial: string, current: SessionState): void;
   /** A new proxy instance has been listed; everything must be programmed again. */
   restarted(instanceId: string): void;
   /** Every event of the proxy, as it came (e.g. to record Kubernetes Events). */
@@ -308,7 +308,7 @@ export class ProxyView {
     if (previous && state.changeSeq !== 0 && state.changeSeq <= previous.changeSeq) return;
     this.sessions.set(serial, state);
     if (!this.listener || !notify) return;
-    if (previous && !reconcilerCares(previous, state)) this.listener.telemetry(serial, state, previous);
+    if (previous && !reconcilerCares(previous, state)) this.listener.telemetry(serial, state);
     else this.listener.sessionChanged(serial, state, previous);
   }
 

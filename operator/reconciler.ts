@@ -214,11 +214,9 @@ export class Reconciler {
         if (current?.state === 'ended' && pod.allocator.ownerOf(current.port) === serial) pod.allocator.release(current.port);
         this.sync(serial);
       },
-      telemetry: (serial, state, previous) => {
+      telemetry: (serial, state) => {
         // In-process stores take it at once; others (and a session not Active yet) get the report step.
         if (this.store.writeTelemetry?.(serial, state.id, state.port, liveStatus(state))) return;
-        // Its counter turn is coming and reads the counters of that moment: moved counters alone need no report now.
-        if (this.counterFlushes.isWaiting(serial) && sameBesidesTraffic(liveStatus(state), liveStatus(previous))) return;
         this.queue.addUnlessDelayed(serial);
       },
       restarted: () => void this.resyncPod(pod).catch((error: unknown) => this.logger.warn({ err: error }, 'resync failed')),

@@ -125,12 +125,14 @@ export const TRAFFIC_FIELDS = [
   'clientLastActivity',
 ] as const satisfies ReadonlyArray<keyof ProxySessionStatus>;
 
-const TRAFFIC = new Set<string>(TRAFFIC_FIELDS);
-const SCALARS_BESIDES_TRAFFIC = STATUS_SCALARS.filter((field) => !TRAFFIC.has(field));
-
-/** True when a and b differ at most in traffic counters (asked per feed change: compares in place, copies nothing). */
+/** True when a and b differ at most in traffic counters. */
 export function sameBesidesTraffic(a: ProxySessionStatus, b: ProxySessionStatus): boolean {
-  return SCALARS_BESIDES_TRAFFIC.every((field) => a[field] === b[field]) && sameConditions(a.conditions, b.conditions);
+  const strip = (s: ProxySessionStatus): ProxySessionStatus => {
+    const copy = { ...s };
+    for (const field of TRAFFIC_FIELDS) delete copy[field];
+    return copy;
+  };
+  return sameStatus(strip(a), strip(b));
 }
 
 /** Where a session is served: the proxy pod, the host clients reach it at, and the port. */
