@@ -6,11 +6,12 @@
 // steady part. With --profile the operator is profiled (profile-on-signal.mjs) and its
 // profile of the steady part is summed per function (bench/cpu-profile.ts).
 //
-//   npx tsx bench/operator-cpu.ts [--sessions=1000] [--seconds=20] [--runs=1] [--profile=DIR]
+//   npx tsx bench/operator-cpu.ts [--sessions=1000] [--seconds=20] [--runs=1] [--profile=DIR] [--flushes=N]
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startRigWithCrd, TestCluster } from '../test/helpers/cluster.ts';
+import { request } from '../test/helpers/http.ts';
 import { summarizeProfile } from './cpu-profile.ts';
 import { closePairs, DeviceAttachments, openProxyPairs } from './join.ts';
 import { steadySessions } from './load.ts';
@@ -27,7 +28,20 @@ const sessions = Number(args.get('sessions') ?? 1000);
 const seconds = Number(args.get('seconds') ?? 20);
 const runs = Number(args.get('runs') ?? 1);
 const profileDir = args.get('profile');
+/** CCCP_COUNTER_FLUSHES_PER_S for the operator; its default when absent. */
+const flushes = args.get('flushes');
 const log = (line: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
+
+/** The operator's status writes and syncs so far, from its /metrics. */
+async function operatorCounts(cluster: TestCluster): Promise<{ writes: number; syncs: number }> {
+  const text = (await request<string>(`${cluster.controlUrl('operator-a')}/metrics`, { timeoutMs: 30_000 })).body;
+  const sum = (name: string) =>
+    text
+      .split('\n')
+      .filter((line) => line.startsWith(name))
+      .reduce((total, line) => total + Number(line.split(' ').at(-1)), 0);
+  return { writes: sum('cccp_operator_status_writes_total'), syncs: sum('cccp_operator_reconciles_total') };
+}
 
 const PRELOAD = fileURLToPath(new URL('./profile-on-signal.mjs', import.meta.url));
 
@@ -42,7 +56,10 @@ for (let run = 1; run <= runs; run++) {
       const dir = profileDir ? join(profileDir, `run-${run}`) : undefined;
       if (dir) mkdirSync(dir, { recursive: true });
       const profileFile = dir ? join(dir, 'operator.cpuprofile') : undefined;
-      await cluster.startOperator('operator-a', profileFile ? { NODE_OPTIONS: `--import=${PRELOAD}`, CCCP_PROFILE_FILE: profileFile } : {});
+      await cluster.startOperator('operator-a', {
+        ...(profileFile ? { NODE_OPTIONS: `--import=${PRELOAD}`, CCCP_PROFILE_FILE: profileFile } : {}),
+        ...(flushes ? { CCCP_COUNTER_FLUSHES_PER_S: flushes } : {}),
+      });
       await cluster.waitForOperatorLeader();
       attachments = await DeviceAttachments.watch(cluster.adminEndpoint);
       const operatorPid = cluster.operators.get('operator-a')!.child.pid!;
@@ -58,10 +75,12 @@ for (let run = 1; run <= runs; run++) {
       // The opening's own status writes settle first.
       await new Promise((r) => setTimeout(r, 3000));
       if (profileFile) process.kill(operatorPid, 'SIGUSR2');
+      const countsBefore = await operatorCounts(cluster);
       const before = { operator: usageOf([operatorPid]), proxy: usageOf([proxyPid]), at: performance.now() };
       const { times, lost } = await steadySessions(opened.pairs, seconds);
       const after = { operator: usageOf([operatorPid]), proxy: usageOf([proxyPid]), at: performance.now() };
       if (profileFile) process.kill(operatorPid, 'SIGUSR2');
+      const countsAfter = await operatorCounts(cluster);
       closePairs(opened.pairs);
       const wall = (after.at - before.at) / 1000;
       const operatorCpu = after.operator.cpuSeconds - before.operator.cpuSeconds;
@@ -70,7 +89,9 @@ for (let run = 1; run <= runs; run++) {
         `run ${run}: ${sessions} sessions, steady ${wall.toFixed(1)} s, ${times.length} round trips (${lost} lost): ` +
           `operator ${operatorCpu.toFixed(2)} CPU s (${((operatorCpu / wall) * 100).toFixed(1)} % of a core), ` +
           `proxy pod ${proxyCpu.toFixed(2)} CPU s (${((proxyCpu / wall) * 100).toFixed(1)} %), ` +
-          `operator ÷ proxy ${(operatorCpu / proxyCpu).toFixed(2)}`,
+          `operator ÷ proxy ${(operatorCpu / proxyCpu).toFixed(2)}; ` +
+          `${((countsAfter.writes - countsBefore.writes) / wall).toFixed(1)} status writes/s, ` +
+          `${((countsAfter.syncs - countsBefore.syncs) / wall).toFixed(1)} syncs/s`,
       );
       attachments.close();
       attachments = undefined;
