@@ -72,8 +72,16 @@ for (let run = 1; run <= runs; run++) {
         devicePort: cluster.devicePort,
         attachments,
       });
-      // The opening's own status writes settle first.
-      await new Promise((r) => setTimeout(r, 3000));
+      // The opening's own status writes (a connect is written at once) drain first: the steady part
+      // starts once a second passes with no more writes than the counter flush rate allows.
+      const flushRate = Number(flushes ?? 50);
+      for (let waited = 0, last = await operatorCounts(cluster); waited < 60; waited++) {
+        await new Promise((r) => setTimeout(r, 1000));
+        const now = await operatorCounts(cluster);
+        const settled = now.writes - last.writes <= flushRate + 2;
+        last = now;
+        if (settled && waited >= 2) break;
+      }
       if (profileFile) process.kill(operatorPid, 'SIGUSR2');
       const countsBefore = await operatorCounts(cluster);
       const before = { operator: usageOf([operatorPid]), proxy: usageOf([proxyPid]), at: performance.now() };
