@@ -18,8 +18,8 @@
 import type { ProxyEvent, SessionState } from '../common/admin-protocol.ts';
 import { type Clock, systemClock } from '../common/clock.ts';
 import type { Logger } from '../common/log.ts';
-import { RateLimiter } from '../common/rate-limiter.ts';
 import { withTimeout } from '../common/timeout.ts';
+import { CounterFlushes } from './counter-flushes.ts';
 import { type ReconcileResult, timedReconcile } from './operator-metrics.ts';
 import type { PortAllocator } from './port-allocator.ts';
 import { AdminApiError, type ProxyAdmin } from './proxy-admin-client.ts';
@@ -121,7 +121,7 @@ export class Reconciler {
   private readonly clock: Clock;
   private readonly now: () => Date;
   private readonly onProxyEvent: ((event: ProxyEvent) => void) | undefined;
-  private readonly counterFlush: RateLimiter;
+  private readonly counterFlushes: CounterFlushes;
   private readonly limitDefaults: SessionLimitDefaults;
   private readonly observeReconcile: ReconcilerOptions['observeReconcile'];
   readonly queue: WorkQueue<string>;
@@ -142,7 +142,6 @@ export class Reconciler {
     this.clock = options.clock ?? systemClock;
     this.onProxyEvent = options.onProxyEvent;
     this.limitDefaults = options.limitDefaults ?? {};
-    this.counterFlush = new RateLimiter(options.counterFlushesPerSecond ?? Number.POSITIVE_INFINITY);
     this.now = options.now ?? (() => new Date(this.clock.now()));
     this.observeReconcile = options.observeReconcile;
     for (const target of options.pods) {
@@ -166,6 +165,12 @@ export class Reconciler {
       clock: this.clock,
       onError: (serial, error, retryInMs) => this.logger.warn({ serial, err: error, retryInMs }, 'reconcile failed; retrying'),
     });
+    // A granted turn is a report like any telemetry; it reads the counters of that moment.
+    this.counterFlushes = new CounterFlushes(
+      options.counterFlushesPerSecond ?? Number.POSITIVE_INFINITY,
+      (serial) => this.queue.addUnlessDelayed(serial),
+      this.clock,
+    );
   }
 
   /** Rebuilds the port tables from the store, then starts watching the store and the proxy pods. */
@@ -224,6 +229,7 @@ export class Reconciler {
     this.stopped = true;
     this.unsubscribe?.();
     if (this.resyncHandle !== undefined) this.clock.clearTimeout(this.resyncHandle);
+    this.counterFlushes.stop();
     await Promise.all(
       [...this.pods.values()].map(async (pod) => {
         if (pod.listener) pod.view.unlisten(pod.listener);
@@ -413,15 +419,12 @@ export class Reconciler {
   /**
    * Step 3: status says what the pod runs. Connects, disconnects and phase
    * changes are written at once; a write that only moves counters waits its
-   * turn under the flush rate.
+   * turn under the flush rate (the session is reported again then).
    */
-  async report(session: ProxySession, pod: Pod, port: number, state: SessionState): Promise<WorkResult | void> {
+  async report(session: ProxySession, pod: Pod, port: number, state: SessionState): Promise<void> {
     const next: ProxySessionStatus = activeStatus(session, this.placement(pod, port), state, this.now());
     if (sameStatus(next, session.status)) return;
-    if (sameBesidesTraffic(next, session.status)) {
-      const waitMs = this.counterFlush.take(this.clock.now());
-      if (waitMs > 0) return { requeueAfterMs: waitMs };
-    }
+    if (sameBesidesTraffic(next, session.status) && !this.counterFlushes.mayWrite(session.serial)) return;
     await this.writeStatus(session, next);
   }
 
@@ -442,6 +445,7 @@ export class Reconciler {
   /** No stored session: no port may stay allocated to the serial. */
   private forgetSerial(serial: string): void {
     for (const pod of this.pods.values()) pod.allocator.releaseOwner(serial);
+    this.counterFlushes.forget(serial);
   }
 
   /** /off or a deleted resource: close the session in its pod, free the port, let the record go. */
@@ -517,6 +521,8 @@ export class Reconciler {
   /** Writes status, remembering that the change it causes is our own. */
   private writeStatus(session: ProxySession, status: ProxySessionStatus): Promise<ProxySession | undefined> {
     this.seen.set(session.serial, fingerprint({ ...session, status }));
+    // Every status write carries the counters of its moment.
+    this.counterFlushes.forget(session.serial);
     return this.store.writeStatus(session.serial, session.uid, status);
   }
 

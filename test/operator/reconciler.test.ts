@@ -7,7 +7,7 @@ import { MemorySessionStore } from '../../operator/memory-session-store.ts';
 import { PortAllocator } from '../../operator/port-allocator.ts';
 import { AdminApiError } from '../../operator/proxy-admin-client.ts';
 import { Reconciler } from '../../operator/reconciler.ts';
-import type { ProxySessionSpec } from '../../operator/session-store.ts';
+import type { ProxySessionSpec, SessionStore } from '../../operator/session-store.ts';
 import { FakeClock } from '../helpers/fake-clock.ts';
 import { FakeProxy } from '../helpers/fake-proxy-admin.ts';
 
@@ -376,14 +376,72 @@ test('report: connects are written at once, counter-only changes wait for the fl
     'the first flush is free',
   );
   current = (await store.get('A'))!;
-  const waited = await reconciler.report(current, reconciler.pod('proxy-0')!, 100, { ...state, transferredBytes: 9 });
-  assert.ok(waited && waited.requeueAfterMs! > 0, 'the second counter write within a second waits');
-  assert.is((await store.get('A'))?.status.transferredBytes, 5);
+  await reconciler.report(current, reconciler.pod('proxy-0')!, 100, { ...state, transferredBytes: 9 });
+  assert.is((await store.get('A'))?.status.transferredBytes, 5, 'the second counter write within a second waits');
   assert.is(
     await reconciler.report(current, reconciler.pod('proxy-0')!, 100, { ...state, transferredBytes: 9, clientConnected: true }),
     undefined,
   );
   assert.is((await store.get('A'))?.status.clientConnected, true, 'a connect is not held back');
+});
+
+test('counter-only writes take turns under the flush rate: every busy session gets one, and waiting costs no reports', async () => {
+  const clock = new FakeClock();
+  const inner = new MemorySessionStore({ now: () => new Date(clock.now()) });
+  let reads = 0;
+  let counterWrites = 0;
+  let syncs = 0;
+  // A store without the in-process telemetry path, as the Kubernetes one.
+  const store: SessionStore = {
+    get: (serial) => {
+      reads++;
+      return inner.get(serial);
+    },
+    list: () => inner.list(),
+    apply: (s) => inner.apply(s),
+    delete: (serial, uid) => inner.delete(serial, uid),
+    setFinalizer: (serial, uid, present) => inner.setFinalizer(serial, uid, present),
+    subscribe: (listener) => inner.subscribe(listener),
+    writeStatus: (serial, uid, status) => {
+      if ((status.transferredBytes ?? 0) > 0) counterWrites++;
+      return inner.writeStatus(serial, uid, status);
+    },
+  };
+  const proxy = new FakeProxy();
+  const reconciler = new Reconciler({
+    store,
+    pods: [{ name: 'proxy-0', admin: proxy, allocator: new PortAllocator({ min: 100, max: 199 }), publicHost: 'h' }],
+    logger: silentLogger(),
+    clock,
+    pollIntervalMs: 300,
+    counterFlushesPerSecond: 2,
+    observeReconcile: () => syncs++,
+  });
+  const serials = Array.from({ length: 20 }, (_, i) => `S${i}`);
+  for (const serial of serials) await store.apply(spec(serial));
+  await reconciler.start();
+  await clock.advance(100);
+  await reconciler.queue.idle();
+  for (const serial of serials) assert.is((await inner.get(serial))?.status.phase, 'Active');
+  reads = 0;
+  syncs = 0;
+  const written = new Set<string>();
+  for (let second = 1; second <= 12; second++) {
+    for (const serial of serials) proxy.update(serial, { transferredBytes: second * 10 });
+    // A periodic resync amid it: a sync refused its counter write waits like a report, it does not sync again.
+    if (second === 6) await reconciler.resyncLive();
+    for (let tick = 0; tick < 10; tick++) {
+      await clock.advance(100);
+      await reconciler.queue.idle();
+      for (const serial of serials) if (((await inner.get(serial))?.status.transferredBytes ?? 0) > 0) written.add(serial);
+    }
+  }
+  assert.ok(counterWrites <= 2 + 2 * 12, `${counterWrites} counter writes in 12 s at 2/s`);
+  assert.is(written.size, serials.length, 'every session had its turn');
+  // One report per feed read that moved a session, and one per turn; not one per session per wait.
+  assert.ok(reads <= 300, `${reads} reports and syncs`);
+  assert.ok(syncs <= 2 * serials.length, `${syncs} syncs: about one per session for the resync, not one per wait`);
+  await reconciler.stop();
 });
 
 test.run();

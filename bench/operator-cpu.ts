@@ -1,0 +1,115 @@
+// The operator's CPU in the cluster mode's many-sessions phase, alone: the
+// test rig's kube-apiserver, one proxy pod and one operator as processes of
+// their own, N pairs opened through the Control API, then every pair
+// exchanges one small message a second. Prints the CPU seconds of the
+// operator and of the proxy pod (the reference in the same run) over the
+// steady part. With --profile the operator is profiled (profile-on-signal.mjs) and its
+// profile of the steady part is summed per function (bench/cpu-profile.ts).
+//
+//   npx tsx bench/operator-cpu.ts [--sessions=1000] [--seconds=20] [--runs=1] [--profile=DIR] [--flushes=N]
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startRigWithCrd, TestCluster } from '../test/helpers/cluster.ts';
+import { request } from '../test/helpers/http.ts';
+import { summarizeProfile } from './cpu-profile.ts';
+import { closePairs, DeviceAttachments, openProxyPairs } from './join.ts';
+import { steadySessions } from './load.ts';
+import { sessionPortRange } from './ports.ts';
+import { usageOf } from './process-usage.ts';
+
+const args = new Map(
+  process.argv.slice(2).map((a) => {
+    const [k, v] = a.replace(/^--/, '').split('=');
+    return [k!, v ?? 'true'] as const;
+  }),
+);
+const sessions = Number(args.get('sessions') ?? 1000);
+const seconds = Number(args.get('seconds') ?? 20);
+const runs = Number(args.get('runs') ?? 1);
+const profileDir = args.get('profile');
+/** CCCP_COUNTER_FLUSHES_PER_S for the operator; its default when absent. */
+const flushes = args.get('flushes');
+const log = (line: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
+
+/** The operator's status writes and syncs so far, from its /metrics. */
+async function operatorCounts(cluster: TestCluster): Promise<{ writes: number; syncs: number }> {
+  const text = (await request<string>(`${cluster.controlUrl('operator-a')}/metrics`, { timeoutMs: 30_000 })).body;
+  const sum = (name: string) =>
+    text
+      .split('\n')
+      .filter((line) => line.startsWith(name))
+      .reduce((total, line) => total + Number(line.split(' ').at(-1)), 0);
+  return { writes: sum('cccp_operator_status_writes_total'), syncs: sum('cccp_operator_reconciles_total') };
+}
+
+const PRELOAD = fileURLToPath(new URL('./profile-on-signal.mjs', import.meta.url));
+
+// A rig of its own for each run, so no run inherits another's sessions.
+for (let run = 1; run <= runs; run++) {
+  const rig = await startRigWithCrd();
+  try {
+    const portRange = await sessionPortRange(sessions + 20);
+    const cluster = await TestCluster.start(rig, { namespace: `cccp-opcpu-${run}`, portRange });
+    let attachments: DeviceAttachments | undefined;
+    try {
+      const dir = profileDir ? join(profileDir, `run-${run}`) : undefined;
+      if (dir) mkdirSync(dir, { recursive: true });
+      const profileFile = dir ? join(dir, 'operator.cpuprofile') : undefined;
+      await cluster.startOperator('operator-a', {
+        ...(profileFile ? { NODE_OPTIONS: `--import=${PRELOAD}`, CCCP_PROFILE_FILE: profileFile } : {}),
+        ...(flushes ? { CCCP_COUNTER_FLUSHES_PER_S: flushes } : {}),
+      });
+      await cluster.waitForOperatorLeader();
+      attachments = await DeviceAttachments.watch(cluster.adminEndpoint);
+      const operatorPid = cluster.operators.get('operator-a')!.child.pid!;
+      const proxyPid = cluster.proxy!.child.pid!;
+      log(`run ${run}: opening ${sessions} pairs`);
+      const opened = await openProxyPairs({
+        count: sessions,
+        prefix: `OPCPU-${run}`,
+        control: (path) => cluster.control(path),
+        devicePort: cluster.devicePort,
+        attachments,
+      });
+      // The opening's own status writes (a connect is written at once) drain first: the steady part
+      // starts once a second passes with no more writes than the counter flush rate allows.
+      const flushRate = Number(flushes ?? 50);
+      for (let waited = 0, last = await operatorCounts(cluster); waited < 60; waited++) {
+        await new Promise((r) => setTimeout(r, 1000));
+        const now = await operatorCounts(cluster);
+        const settled = now.writes - last.writes <= flushRate + 2;
+        last = now;
+        if (settled && waited >= 2) break;
+      }
+      if (profileFile) process.kill(operatorPid, 'SIGUSR2');
+      const countsBefore = await operatorCounts(cluster);
+      const before = { operator: usageOf([operatorPid]), proxy: usageOf([proxyPid]), at: performance.now() };
+      const { times, lost } = await steadySessions(opened.pairs, seconds);
+      const after = { operator: usageOf([operatorPid]), proxy: usageOf([proxyPid]), at: performance.now() };
+      if (profileFile) process.kill(operatorPid, 'SIGUSR2');
+      const countsAfter = await operatorCounts(cluster);
+      closePairs(opened.pairs);
+      const wall = (after.at - before.at) / 1000;
+      const operatorCpu = after.operator.cpuSeconds - before.operator.cpuSeconds;
+      const proxyCpu = after.proxy.cpuSeconds - before.proxy.cpuSeconds;
+      log(
+        `run ${run}: ${sessions} sessions, steady ${wall.toFixed(1)} s, ${times.length} round trips (${lost} lost): ` +
+          `operator ${operatorCpu.toFixed(2)} CPU s (${((operatorCpu / wall) * 100).toFixed(1)} % of a core), ` +
+          `proxy pod ${proxyCpu.toFixed(2)} CPU s (${((proxyCpu / wall) * 100).toFixed(1)} %), ` +
+          `operator ÷ proxy ${(operatorCpu / proxyCpu).toFixed(2)}; ` +
+          `${((countsAfter.writes - countsBefore.writes) / wall).toFixed(1)} status writes/s, ` +
+          `${((countsAfter.syncs - countsBefore.syncs) / wall).toFixed(1)} syncs/s`,
+      );
+      attachments.close();
+      attachments = undefined;
+      await cluster.stop();
+      if (profileFile && existsSync(profileFile)) console.log(summarizeProfile(profileFile, { top: 45 }));
+    } finally {
+      attachments?.close();
+      await cluster.stop();
+    }
+  } finally {
+    await rig.stop();
+  }
+}

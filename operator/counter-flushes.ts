@@ -1,0 +1,83 @@
+// Status writes that only move counters, at most `perSecond` over all
+// sessions, in turn. A session refused a write waits in one FIFO line and is
+// handed a write when the bucket refills (`onGranted`, once, by one timer),
+// instead of each waiting session asking again on a timer of its own: with a
+// thousand busy sessions the retries cost most of a core while 50 of them a
+// second got through.
+import { type Clock, systemClock } from '../common/clock.ts';
+import { RateLimiter } from '../common/rate-limiter.ts';
+
+export class CounterFlushes {
+  private readonly limiter: RateLimiter;
+  /** Serials refused a write, oldest first. */
+  private readonly waiting = new Set<string>();
+  /** Serials handed a write that have not written yet. */
+  private readonly granted = new Set<string>();
+  private timer: unknown;
+  private stopped = false;
+
+  constructor(
+    perSecond: number,
+    private readonly onGranted: (serial: string) => void,
+    private readonly clock: Clock = systemClock,
+  ) {
+    this.limiter = new RateLimiter(perSecond);
+  }
+
+  /**
+   * Whether a counter-only write of `serial` may go now. When not, the serial
+   * waits in line and `onGranted` is called for it once its turn comes.
+   */
+  mayWrite(serial: string): boolean {
+    if (this.granted.delete(serial)) return true;
+    if (this.waiting.has(serial)) return false;
+    // Nobody waiting: the bucket decides; else the line goes first.
+    if (this.waiting.size === 0 && this.limiter.take(this.clock.now()) === 0) return true;
+    this.waiting.add(serial);
+    this.schedule(0);
+    return false;
+  }
+
+  /** Whether `serial` waits for its turn (its counters will be read and written then). */
+  isWaiting(serial: string): boolean {
+    return this.waiting.has(serial);
+  }
+
+  /** A status write of `serial` went out (it carried the counters), or the session is gone: it leaves the line. */
+  forget(serial: string): void {
+    this.waiting.delete(serial);
+    this.granted.delete(serial);
+  }
+
+  get waitingCount(): number {
+    return this.waiting.size;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.timer !== undefined || this.stopped) return;
+    this.timer = this.clock.setTimeout(() => {
+      this.timer = undefined;
+      this.grant();
+    }, delayMs);
+  }
+
+  /** Hands out what the bucket holds, oldest first, and sleeps until the next token. */
+  private grant(): void {
+    for (const serial of this.waiting) {
+      const waitMs = this.limiter.take(this.clock.now());
+      if (waitMs > 0) {
+        this.schedule(waitMs);
+        return;
+      }
+      this.waiting.delete(serial);
+      this.granted.add(serial);
+      this.onGranted(serial);
+    }
+  }
+}

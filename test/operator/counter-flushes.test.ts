@@ -1,0 +1,51 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { CounterFlushes } from '../../operator/counter-flushes.ts';
+import { FakeClock } from '../helpers/fake-clock.ts';
+
+function setup(perSecond: number) {
+  const clock = new FakeClock();
+  const granted: string[] = [];
+  const flushes = new CounterFlushes(perSecond, (serial) => granted.push(`${clock.now()} ${serial}`), clock);
+  return { clock, granted, flushes };
+}
+
+test('writes go at once while the bucket holds; then the refused wait in line and get their turn in order, one timer for all', async () => {
+  const { clock, granted, flushes } = setup(2);
+  assert.ok(flushes.mayWrite('A'));
+  assert.ok(flushes.mayWrite('B'));
+  for (const serial of ['C', 'D', 'E']) assert.not.ok(flushes.mayWrite(serial));
+  assert.not.ok(flushes.mayWrite('C'), 'asking again does not jump the line');
+  assert.ok(flushes.isWaiting('D'));
+  assert.is(clock.pending, 1, 'one timer, however many wait');
+  await clock.advance(1500);
+  assert.equal(granted, ['500 C', '1000 D', '1500 E']);
+  assert.is(flushes.waitingCount, 0);
+  assert.ok(flushes.mayWrite('D'), 'a granted turn is a write');
+  assert.not.ok(flushes.mayWrite('D'), 'once');
+});
+
+test('a newcomer queues behind those already waiting, even when a token is back', async () => {
+  const { clock, granted, flushes } = setup(1);
+  assert.ok(flushes.mayWrite('A'));
+  assert.not.ok(flushes.mayWrite('B'));
+  await clock.advance(999);
+  assert.not.ok(flushes.mayWrite('C'));
+  await clock.advance(1001);
+  assert.equal(granted, ['1000 B', '2000 C']);
+});
+
+test('a session that wrote anyway (a connect) or is gone leaves the line, and stop ends the timer', async () => {
+  const { clock, granted, flushes } = setup(1);
+  flushes.mayWrite('A');
+  flushes.mayWrite('B');
+  flushes.mayWrite('C');
+  flushes.forget('B');
+  await clock.advance(1000);
+  assert.equal(granted, ['1000 C']);
+  flushes.mayWrite('D');
+  flushes.stop();
+  assert.is(clock.pending, 0);
+});
+
+test.run();
