@@ -5,7 +5,7 @@
 import type net from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { clusterFixture, podAddress, type TestCluster } from '../helpers/cluster.ts';
+import { clusterFixture, type PlacedSession, podAddress, type TestCluster } from '../helpers/cluster.ts';
 import { connect, Received, refuses, sleep, waitFor } from '../helpers/net.ts';
 
 const test = suite('several proxy pods');
@@ -18,22 +18,8 @@ test.after.each(() => {
   for (const s of sockets.splice(0)) s.destroy();
 });
 
-interface Placed {
-  serial: string;
-  host: string;
-  port: number;
-  proxy: string;
-}
-
-async function on(c: TestCluster, serial: string): Promise<Placed> {
-  const answer = await c.control<{ host: string; port: number }>(`/on?serial=${serial}&persistent=true`);
-  assert.is(answer.status, 200, JSON.stringify(answer.body));
-  const proxy = (await c.session(serial))?.status?.proxy ?? '';
-  return { serial, ...answer.body, proxy };
-}
-
 /** A device on its session's own pod and a client, joined; proves bytes flow both ways. */
-async function join(c: TestCluster, placed: Placed): Promise<{ device: Received; client: Received }> {
+async function join(c: TestCluster, placed: PlacedSession): Promise<{ device: Received; client: Received }> {
   const device = new Received(await connect(c.devicePort, { host: placed.host }));
   device.socket.write(`${placed.serial}\r`);
   const client = new Received(await connect(placed.port, { host: placed.host }));
@@ -48,8 +34,8 @@ async function join(c: TestCluster, placed: Placed): Promise<{ device: Received;
 
 test('sessions spread over the three pods; each listens on its own pod at the host /on answers; kubectl shows the pod', async () => {
   const c = theCluster();
-  const placed: Placed[] = [];
-  for (let i = 0; i < 6; i++) placed.push(await on(c, `SPREAD-${i}`));
+  const placed: PlacedSession[] = [];
+  for (let i = 0; i < 6; i++) placed.push(await c.place(`SPREAD-${i}`));
   const perPod = new Map<string, number>();
   for (const p of placed) {
     const ordinal = Number(p.proxy.split('-')[1]);
@@ -69,13 +55,13 @@ test('sessions spread over the three pods; each listens on its own pod at the ho
 test('a session whose device already waits on a pod is placed on that pod', async () => {
   const c = theCluster();
   // The pods hold one session each, so without the device the next would go to proxy-0.
-  const placed: Placed[] = [];
-  for (let i = 0; i < 3; i++) placed.push(await on(c, `FILL-${i}`));
+  const placed: PlacedSession[] = [];
+  for (let i = 0; i < 3; i++) placed.push(await c.place(`FILL-${i}`));
   const device = new Received(await connect(c.devicePort, { host: podAddress(2) }));
   sockets.push(device.socket);
   device.socket.write('EARLY-BIRD\r');
   await sleep(300);
-  const early = await on(c, 'EARLY-BIRD');
+  const early = await c.place('EARLY-BIRD');
   assert.is(early.proxy, 'proxy-2');
   const client = new Received(await connect(early.port, { host: early.host }));
   sockets.push(client.socket);
@@ -87,7 +73,7 @@ test('a session whose device already waits on a pod is placed on that pod', asyn
 
 test('a device that lands on another pod is forwarded to its session’s pod: 8 MiB each way byte-exact, transferredBytes exact', async () => {
   const c = theCluster();
-  const placed = await on(c, 'HOP-1');
+  const placed = await c.place('HOP-1');
   const ordinal = Number(placed.proxy.split('-')[1]);
   const landing = podAddress((ordinal + 1) % PODS);
   const device = new Received(await connect(c.devicePort, { host: landing }));
@@ -117,8 +103,8 @@ test('a device that lands on another pod is forwarded to its session’s pod: 8 
 
 test('kill -9 of one pod: the other pods’ sessions and transfers go on untouched; its own listen again on the same ports', async () => {
   const c = theCluster();
-  const placed: Placed[] = [];
-  for (let i = 0; i < 6; i++) placed.push(await on(c, `KILL-${i}`));
+  const placed: PlacedSession[] = [];
+  for (let i = 0; i < 6; i++) placed.push(await c.place(`KILL-${i}`));
   const victim = placed[0]!.proxy;
   const ordinal = Number(victim.split('-')[1]);
   const others = placed.filter((p) => p.proxy !== victim);
@@ -170,8 +156,8 @@ test('two operator replicas: one leads, and the other takes over programming the
   await c.operators.get('operator-a')!.stop();
   c.operators.delete('operator-a');
   await waitFor(async () => (await c.waitForOperatorLeader()) === 'operator-b', 30_000, 'operator-b to lead');
-  const placed: Placed[] = [];
-  for (let i = 0; i < 3; i++) placed.push(await on(c, `TAKEOVER-${i}`));
+  const placed: PlacedSession[] = [];
+  for (let i = 0; i < 3; i++) placed.push(await c.place(`TAKEOVER-${i}`));
   assert.equal(placed.map((p) => p.proxy).sort(), ['proxy-0', 'proxy-1', 'proxy-2']);
   await join(c, placed[1]!);
 });

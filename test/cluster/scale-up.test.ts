@@ -9,7 +9,7 @@ import type net from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { PeersState } from '../../common/admin-protocol.ts';
-import { clusterFixture, podAddress, type TestCluster } from '../helpers/cluster.ts';
+import { clusterFixture, type PlacedSession, podAddress, type TestCluster } from '../helpers/cluster.ts';
 import { connect, Received, sleep, waitFor } from '../helpers/net.ts';
 import { AdminCaller } from '../helpers/proxy.ts';
 
@@ -28,23 +28,8 @@ test.after(() => {
   for (const s of sockets.splice(0)) s.destroy();
 });
 
-interface Placed {
-  serial: string;
-  host: string;
-  port: number;
-  proxy: string;
-  ordinal: number;
-}
-
-async function on(c: TestCluster, serial: string): Promise<Placed> {
-  const answer = await c.control<{ host: string; port: number }>(`/on?serial=${serial}&persistent=true`);
-  assert.is(answer.status, 200, JSON.stringify(answer.body));
-  const proxy = (await c.session(serial))?.status?.proxy ?? '';
-  return { serial, ...answer.body, proxy, ordinal: Number(proxy.split('-')[1]) };
-}
-
 /** The device lands on pod `landing`, the client on the session's own pod; both directions are proved. */
-async function pair(c: TestCluster, placed: Placed, landing: number): Promise<{ device: Received; client: Received }> {
+async function pair(c: TestCluster, placed: PlacedSession, landing: number): Promise<{ device: Received; client: Received }> {
   const device = new Received(await connect(c.devicePort, { host: podAddress(landing) }));
   device.socket.write(`${placed.serial}\r`);
   const client = new Received(await connect(placed.port, { host: placed.host }));
@@ -75,7 +60,7 @@ test('pods started without a pod count learn it from the operator: a device on o
   await waitFor(async () => (await peersOf(c, 0)).replicas === 2 && (await peersOf(c, 1)).replicas === 2, 10_000, 'both pods told');
   assert.equal((await peersOf(c, 0)).peers, [1]);
   assert.equal((await peersOf(c, 1)).peers, [0]);
-  const placed = [await on(c, 'TOLD-0'), await on(c, 'TOLD-1')];
+  const placed = [await c.place('TOLD-0'), await c.place('TOLD-1')];
   assert.equal(placed.map((p) => p.proxy).sort(), ['proxy-0', 'proxy-1']);
   // Each device lands on the pod its session is not on: forwarded both ways round.
   for (const p of placed) await pair(c, p, 1 - p.ordinal);
@@ -84,12 +69,12 @@ test('pods started without a pod count learn it from the operator: a device on o
 
 test('2 → 3 pods: live pairs keep their connections; new sessions land on the new pod; devices cross to and from it', async () => {
   const c = theCluster();
-  const live = [await on(c, 'LIVE-0'), await on(c, 'LIVE-1')];
+  const live = [await c.place('LIVE-0'), await c.place('LIVE-1')];
   assert.equal(live.map((p) => p.proxy).sort(), ['proxy-0', 'proxy-1']);
   // One pair relayed between the pods, one on its own pod.
   const pairs = await Promise.all(live.map((p, i) => pair(c, p, i === 0 ? 1 - p.ordinal : p.ordinal)));
   // A session on pod 0 whose device comes later, through the new pod.
-  const older = await on(c, 'OLDER');
+  const older = await c.place('OLDER');
   const bytesBefore = await Promise.all(live.map(async (p) => (await c.session(p.serial))?.status?.transferredBytes ?? 0));
 
   let rounds = 0;
@@ -123,7 +108,7 @@ test('2 → 3 pods: live pairs keep their connections; new sessions land on the 
   );
   assert.equal((await peersOf(c, 2)).peers, [0, 1]);
 
-  const fresh = [await on(c, 'FRESH-0'), await on(c, 'FRESH-1')];
+  const fresh = [await c.place('FRESH-0'), await c.place('FRESH-1')];
   assert.is(fresh[0]!.proxy, 'proxy-2', 'the next session goes to the new, empty pod');
   // Pod 2 never heard from pod 0: only the operator told it where the session lives.
   await pair(c, older, 2);

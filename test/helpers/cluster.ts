@@ -191,6 +191,14 @@ export class TestCluster {
     return (await this.sessions()).find((s) => s.spec.serial === serial);
   }
 
+  /** A persistent `/on` that must answer 200, and the pod the operator placed it on (`status.proxy`). */
+  async place(serial: string): Promise<PlacedSession> {
+    const answer = await this.control<{ host: string; port: number }>(`/on?serial=${serial}&persistent=true`);
+    if (answer.status !== 200) throw new Error(`/on?serial=${serial} answered ${answer.status}: ${JSON.stringify(answer.body)}`);
+    const proxy = (await this.session(serial))?.status?.proxy ?? '';
+    return { serial, ...answer.body, proxy, ordinal: Number(/-(\d+)$/.exec(proxy)?.[1] ?? Number.NaN) };
+  }
+
   async waitForOperatorLeader(): Promise<string> {
     let holder = '';
     await waitFor(
@@ -209,6 +217,15 @@ export class TestCluster {
     await Promise.all([...this.operators.values()].map((o) => o.stop()));
     await Promise.all(this.proxies.map((proxy) => proxy?.stop()));
   }
+}
+
+export interface PlacedSession {
+  serial: string;
+  host: string;
+  port: number;
+  /** The proxy pod's name, and its ordinal. */
+  proxy: string;
+  ordinal: number;
 }
 
 export interface ProxySessionJson {
