@@ -6,6 +6,7 @@ import type net from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { clusterFixture, type PlacedSession, podAddress, type TestCluster } from '../helpers/cluster.ts';
+import { keepTraffic } from '../helpers/live-pair.ts';
 import { connect, Received, refuses, sleep, waitFor } from '../helpers/net.ts';
 
 const test = suite('several proxy pods');
@@ -106,25 +107,11 @@ test('kill -9 of one pod: the other pods’ sessions and transfers go on untouch
   const placed: PlacedSession[] = [];
   for (let i = 0; i < 6; i++) placed.push(await c.place(`KILL-${i}`));
   const victim = placed[0]!.proxy;
-  const ordinal = Number(victim.split('-')[1]);
+  const ordinal = placed[0]!.ordinal;
   const others = placed.filter((p) => p.proxy !== victim);
   const pairs = await Promise.all(others.map((p) => join(c, p)));
   // Traffic on the other pods all through the outage.
-  let rounds = 0;
-  let stop = false;
-  const traffic = (async () => {
-    while (!stop) {
-      rounds++;
-      await Promise.all(
-        pairs.map(async ({ device, client }) => {
-          const before = device.bytes().length;
-          client.socket.write('x');
-          await device.untilLength(before + 1, 3000);
-        }),
-      );
-      await sleep(20);
-    }
-  })();
+  const traffic = keepTraffic(pairs, { bothWays: false, timeoutMs: 3000 });
   await c.proxies[ordinal]!.kill9();
   await sleep(1500);
   await c.startProxy(ordinal);
@@ -134,8 +121,7 @@ test('kill -9 of one pod: the other pods’ sessions and transfers go on untouch
     15_000,
     'the pod’s sessions to listen again',
   );
-  stop = true;
-  await traffic;
+  const rounds = await traffic.stop();
   assert.ok(rounds > 10, `${rounds} rounds of traffic on the other pods`);
   for (const p of others) {
     const stored = (await c.session(p.serial))!.status!;

@@ -10,7 +10,8 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { PeersState } from '../../common/admin-protocol.ts';
 import { clusterFixture, type PlacedSession, podAddress, type TestCluster } from '../helpers/cluster.ts';
-import { connect, Received, sleep, waitFor } from '../helpers/net.ts';
+import { keepTraffic } from '../helpers/live-pair.ts';
+import { connect, Received, waitFor } from '../helpers/net.ts';
 import { AdminCaller } from '../helpers/proxy.ts';
 
 const test = suite('scaling the proxy up');
@@ -77,22 +78,7 @@ test('2 → 3 pods: live pairs keep their connections; new sessions land on the 
   const older = await c.place('OLDER');
   const bytesBefore = await Promise.all(live.map(async (p) => (await c.session(p.serial))?.status?.transferredBytes ?? 0));
 
-  let rounds = 0;
-  let stop = false;
-  const traffic = (async () => {
-    while (!stop) {
-      rounds++;
-      await Promise.all(
-        pairs.map(async ({ device, client }) => {
-          const [toDevice, toClient] = [device.length, client.length];
-          client.socket.write('d');
-          device.socket.write('c');
-          await Promise.all([device.untilLength(toDevice + 1, 5000), client.untilLength(toClient + 1, 5000)]);
-        }),
-      );
-      await sleep(20);
-    }
-  })();
+  const traffic = keepTraffic(pairs, { bothWays: true, timeoutMs: 5000 });
 
   // What `helm upgrade --set proxy.replicas=3` does: pod 2 starts; the operator's Deployment (its env changed) rolls.
   await c.startProxy(2);
@@ -115,8 +101,7 @@ test('2 → 3 pods: live pairs keep their connections; new sessions land on the 
   // And the other way: a device on an old pod for a session on the new one.
   await pair(c, fresh[0]!, 0);
 
-  stop = true;
-  await traffic;
+  const rounds = await traffic.stop();
   assert.ok(rounds > 10, `${rounds} rounds of traffic through the scale-up`);
   for (const [i, { device, client }] of pairs.entries()) {
     assert.not.ok(device.closed || client.closed, `${live[i]!.serial}: the same two connections, never closed`);

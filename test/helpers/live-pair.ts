@@ -3,7 +3,7 @@
 // and the device echoing them. Round-trip times are collected in windows, so
 // a test or a benchmark can take the p99 of "at rest" and "during the storm".
 import { readdirSync, readFileSync } from 'node:fs';
-import { connect, connectDevice, waitFor } from './net.ts';
+import { connect, connectDevice, type Received, sleep, waitFor } from './net.ts';
 
 export interface LivePair {
   /** Starts a new window of round-trip times and returns the previous one (ms, sorted). */
@@ -94,4 +94,45 @@ export function childPids(pid: number): number[] {
     if (text) found.push(...text.split(/\s+/).map(Number));
   }
   return found;
+}
+
+/** A joined device and client, each read through a Received. */
+export interface JoinedPair {
+  device: Received;
+  client: Received;
+}
+
+/**
+ * Keeps one byte crossing every pair per round (client to device, and with
+ * `bothWays` device to client too) until `stop()`, which resolves the number
+ * of rounds. A byte that does not arrive within `timeoutMs` fails the traffic,
+ * and so `stop()`.
+ */
+export function keepTraffic(pairs: JoinedPair[], opts: { bothWays: boolean; timeoutMs: number }): { stop(): Promise<number> } {
+  let rounds = 0;
+  let stopped = false;
+  const traffic = (async () => {
+    while (!stopped) {
+      rounds++;
+      await Promise.all(
+        pairs.map(async ({ device, client }) => {
+          const [toDevice, toClient] = [device.length, client.length];
+          client.socket.write('d');
+          if (opts.bothWays) device.socket.write('c');
+          await Promise.all([
+            device.untilLength(toDevice + 1, opts.timeoutMs),
+            ...(opts.bothWays ? [client.untilLength(toClient + 1, opts.timeoutMs)] : []),
+          ]);
+        }),
+      );
+      await sleep(20);
+    }
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      await traffic;
+      return rounds;
+    },
+  };
 }
