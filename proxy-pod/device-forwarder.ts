@@ -17,7 +17,7 @@ import { peerAddress } from '../common/sockets.ts';
 import type { RegisteredDevice } from './device-registry.ts';
 import { PeerAvailability } from './peer-availability.ts';
 import type { PeerMetrics } from './peer-metrics.ts';
-import { ACCEPTED, DECLINED, encodeRequest, LineReader, type PeerEndpoint } from './peer-protocol.ts';
+import { ACCEPTED, DECLINED, encodeRequest, LineReader, type PeerContactOptions, type PeerEndpoint } from './peer-protocol.ts';
 
 /** Offers on the wire at once from this pod; peers admit far more waiting requests (see peer-port.ts). */
 const MAX_OFFERS_IN_FLIGHT = 32;
@@ -26,14 +26,8 @@ const MAX_HINTS = 10_000;
 /** A peer that did not answer is skipped for this long, then probed. */
 const PEER_PAUSE_MS = 5_000;
 
-export interface DeviceForwarderOptions {
-  ordinal: number;
-  /** The other pods' ordinals, in the order new devices are offered to them (the caller may add to it). */
-  peers: number[];
-  endpoint(ordinal: number): PeerEndpoint | undefined;
-  token: string;
-  connectTimeoutMs: number;
-  answerTimeoutMs: number;
+/** `peers` is also the order new devices are offered in. */
+export interface DeviceForwarderOptions extends PeerContactOptions {
   keepaliveIdleMs: number;
   lingerMs: number;
   /** A device that takes none of the bytes waiting for it for this long is disconnected; 0 turns it off. */

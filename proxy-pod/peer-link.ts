@@ -20,7 +20,7 @@ import type { RegisteredDevice } from './device-registry.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import { PeerMetrics } from './peer-metrics.ts';
 import { PeerPort } from './peer-port.ts';
-import { type PeerEndpoint, peerEndpoint } from './peer-protocol.ts';
+import { type PeerContactOptions, type PeerEndpoint, peerEndpoint } from './peer-protocol.ts';
 import { PeerRoster } from './peer-roster.ts';
 import { WantedAnnouncer } from './wanted-announcer.ts';
 
@@ -100,17 +100,17 @@ export class PeerLink {
       if (!endpoints.has(ordinal)) endpoints.set(ordinal, peerEndpoint(settings.addressPattern, ordinal));
       return endpoints.get(ordinal);
     };
-    const timeouts = {
+    const contact: PeerContactOptions = {
+      ordinal: settings.ordinal,
+      peers,
+      endpoint,
+      token: settings.token,
       connectTimeoutMs: settings.connectTimeoutMs ?? DEFAULT_PEER_CONNECT_TIMEOUT_MS,
       answerTimeoutMs: settings.answerTimeoutMs ?? DEFAULT_PEER_ANSWER_TIMEOUT_MS,
     };
     this.forwarder = new DeviceForwarder(
       {
-        ordinal: settings.ordinal,
-        peers,
-        endpoint,
-        token: settings.token,
-        ...timeouts,
+        ...contact,
         keepaliveIdleMs: ctx.keepaliveIdleMs,
         lingerMs: ctx.lingerMs,
         sendTimeoutMs: ctx.sendTimeoutMs,
@@ -123,11 +123,7 @@ export class PeerLink {
       hooks,
     );
     this.announcer = new WantedAnnouncer({
-      ordinal: settings.ordinal,
-      peers,
-      endpoint,
-      token: settings.token,
-      ...timeouts,
+      ...contact,
       metrics: this.metrics,
       logger: ctx.logger,
       onResult: (ordinal, delivered) => (delivered ? this.forwarder.peerAlive(ordinal) : this.forwarder.peerFailed(ordinal)),

@@ -118,6 +118,18 @@ export class LineReader {
   }
 }
 
+/** What a part that contacts the other pods (the forwarder, the announcer) is given. */
+export interface PeerContactOptions {
+  /** This pod's ordinal. */
+  ordinal: number;
+  /** The other pods' ordinals, shared and kept up to date by the peer link. */
+  peers: number[];
+  endpoint(ordinal: number): PeerEndpoint | undefined;
+  token: string;
+  connectTimeoutMs: number;
+  answerTimeoutMs: number;
+}
+
 export interface PeerEndpoint {
   host: string;
   port: number;

@@ -5,16 +5,10 @@
 import net from 'node:net';
 import type { Logger } from '../common/log.ts';
 import type { PeerMetrics } from './peer-metrics.ts';
-import { encodeRequest, type PeerEndpoint } from './peer-protocol.ts';
+import { encodeRequest, type PeerContactOptions } from './peer-protocol.ts';
 
-export interface WantedAnnouncerOptions {
-  ordinal: number;
-  peers: number[];
-  endpoint(ordinal: number): PeerEndpoint | undefined;
-  token: string;
-  connectTimeoutMs: number;
-  /** Time for a batch to be written and the peer to close after it. */
-  answerTimeoutMs: number;
+/** `answerTimeoutMs` here: time for a batch to be written and the peer to close after it. */
+export interface WantedAnnouncerOptions extends PeerContactOptions {
   metrics: PeerMetrics;
   logger: Logger;
   /** Whether the peer took the batch: a sign of whether it is up. */
