@@ -13,33 +13,22 @@ import type { V1Service, V1StatefulSet } from '@kubernetes/client-node';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { mustKubectl } from '../helpers/cluster.ts';
+import { suiteFixture } from '../helpers/fixture.ts';
 import { chartDir, type HelmResult, kubeBinDir, requiredValues, runHelm, slicedRange, valuesFile } from '../helpers/helm.ts';
-import { type Rig, startRig } from '../kube/rig.ts';
+import { startRig } from '../kube/rig.ts';
 
 const test = suite('helm chart, several proxy pods, in a cluster');
-let rig: Rig | undefined;
-let startError: unknown;
-
 // The last chart with the proxy as a Deployment (before proxy.replicas).
 const DEPLOYMENT_CHART_COMMIT = 'f946504';
 
-test.before(async () => {
-  try {
+const theRig = suiteFixture(
+  test,
+  async () => {
     await kubeBinDir();
-    rig = await startRig();
-  } catch (err) {
-    startError = err;
-  }
-});
-
-test.after(async () => {
-  await rig?.stop();
-});
-
-function theRig(): Rig {
-  if (!rig || startError) throw startError ?? new Error('rig not started');
-  return rig;
-}
+    return startRig();
+  },
+  (rig) => rig.stop(),
+);
 
 function helm(args: string[], chart = chartDir): Promise<HelmResult> {
   const r = theRig();
