@@ -19,6 +19,8 @@
 //   --spread=PxN         P proxy pods × N sessions each through one operator, against the test rig, each pod
 //                        beside HAProxy's N-session figures (run --sessions=N too); default none: 3x5000 alone
 //                        takes 6–8 minutes on the shared 2-core machine, most of it the 15,000 /on calls
+//   --sources            run the project's processes from the TypeScript sources through tsx instead of
+//                        the compiled JavaScript in dist/ (built first, as `npm start` does)
 //   --out=NAME           write bench/results/NAME.{json,md} (default latest)
 import { execFileSync } from 'node:child_process';
 import { cpus, loadavg, totalmem } from 'node:os';
@@ -35,7 +37,7 @@ import { PhaseFigures } from './phase-figures.ts';
 import { type Figure, markdown, type Results, write } from './report.ts';
 import { spreadFigures } from './spread.ts';
 import { startStandalone, startTarget, TARGETS, type TargetName } from './targets.ts';
-import { ensurePrograms, programVersion } from './tools.ts';
+import { ensurePrograms, programVersion, useCompiledBuild } from './tools.ts';
 
 const args = new Map(
   process.argv.slice(2).map((a) => {
@@ -67,11 +69,13 @@ const opts = {
   pairSeconds: quick ? 5 : 10,
   // Used only when no cluster phase runs: the restart figure otherwise takes the first phase's sessions.
   restartSessions: 1000,
+  compiled: !args.has('sources'),
 };
 const out = args.get('out') ?? 'latest';
 const log = (line: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
 
 ensurePrograms({ haproxy: 'haproxy', socat: 'socat' });
+if (opts.compiled) useCompiledBuild();
 
 const started = Date.now();
 // Other work on the machine shows in the load average: a busy machine makes every figure noisier.
@@ -81,7 +85,7 @@ const notes: string[] = [
   'All load generators are the benchmark\'s own Node process (one event loop) on the same 2 cores as the forwarder under test; the "direct" column is that generator\'s own ceiling.',
   'HAProxy runs with nbthread 1 (the proxy is one event loop); socat forks one process per connection and is measured with all its children.',
   "CPU % is CPU time of the forwarding process(es) over the wall time of the phase's steady part (100 % = one core). RSS and PSS are summed over those processes at the end of the phase; PSS splits shared pages, so it is the fair memory figure for socat's forked children. RSS added per joined session is the RSS at the end of the phase minus the RSS of the idle forwarder before the pairs opened, over the pairs (kB = 1,000 bytes).",
-  "The proxy's CPU and memory are those of the standalone mode's two node processes (the Control API with the reconciler, and the proxy process); tsx's esbuild helper processes are left out (production runs compiled JavaScript). The proxy process alone has rows of its own. In cluster mode the figures are the proxy pod process's, with the operator's CPU beside it in a row of its own; the HAProxy column of the cluster rows repeats HAProxy's figure of the same phase size measured above.",
+  `The proxy's CPU and memory are those of the standalone mode's two node processes (the Control API with the reconciler, and the proxy process); ${opts.compiled ? 'every process of the project runs the compiled JavaScript in dist/ (built at the start with npm run build), as npm start and the image run it' : 'they run from the TypeScript sources through tsx (--sources), whose esbuild helper processes are left out'}. The proxy process alone has rows of its own. In cluster mode the figures are the proxy pod process's, with the operator's CPU beside it in a row of its own; the HAProxy column of the cluster rows repeats HAProxy's figure of the same phase size measured above.`,
   `Fair join probe: HAProxy, socat and a direct connection buffer the client's first byte until the far end is connected, so one 'p' from the client, answered by the device, proves a pair joined (a retry every ${BUFFERED_PROBE_RETRY_MS} ms stays, and is counted). The proxy drops bytes while a party is missing, so for it the device connects and registers first, the benchmark waits for the proxy's own device-connected event on its admin event stream (GET /v1/events), then connects the client and sends one probe; a retry every ${PROXY_PROBE_RETRY_MS} ms remains only as a safety net. The 'join probes retried' rows count every retry. Open and join time runs, for every target, from the first /on or connect to the last joined pair.`,
   `The proxy process's largest event-loop delay comes from its own gauge ${EVENT_LOOP_DELAY_GAUGE} (the largest delay since the previous scrape), scraped before the pairs open, after they joined, and after the steady part; "not reported" when the proxy has no such gauge.`,
 ];

@@ -1,6 +1,7 @@
 // The programs the benchmark compares against (Debian's haproxy and socat):
 // found on PATH, or installed with apt-get when missing and running as root.
 import { spawnSync } from 'node:child_process';
+import { RUN_COMPILED_ENV } from '../test/helpers/processes.ts';
 
 export function ensurePrograms(packages: Record<string, string>): void {
   const missing = Object.entries(packages).filter(([program]) => spawnSync('sh', ['-c', `command -v ${program}`]).status !== 0);
@@ -21,4 +22,16 @@ export function ensurePrograms(packages: Record<string, string>): void {
 export function programVersion(command: string, args: string[], pattern: RegExp): string {
   const result = spawnSync(command, args, { encoding: 'utf8' });
   return pattern.exec(`${result.stdout}${result.stderr}`)?.[1] ?? 'unknown';
+}
+
+/**
+ * Builds dist/ (`npm run build`, as `npm start` and the image do) and has the
+ * project's processes started from here on run it instead of the sources
+ * through tsx: production runs compiled JavaScript, and tsx's loader changes
+ * both the idle memory and what each session adds to it.
+ */
+export function useCompiledBuild(): void {
+  const result = spawnSync('npm', ['run', '--silent', 'build'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  if (result.status !== 0) throw new Error('npm run build failed: the benchmark runs the compiled JavaScript');
+  process.env[RUN_COMPILED_ENV] = '1';
 }

@@ -157,9 +157,21 @@ export async function startProcess(command: string, args: string[], options: Sta
 }
 
 /**
- * Runs a TypeScript entry point of the project with tsx; resolves once `ready`
- * matches its output. `prefix` wraps the command (e.g. `ip netns exec NS`); it
- * must exec, so the child's pid stays the program's.
+ * Set (to "1") by the benchmark once it has built `dist/`: the project's
+ * entry points then run as the compiled JavaScript production runs, without
+ * tsx, so their CPU and memory are the product's.
+ */
+export const RUN_COMPILED_ENV = 'CCCP_RUN_COMPILED';
+
+/** The product's source directories, whose entry points have a compiled twin in dist/. */
+const COMPILED_SOURCES = /^(common|operator|proxy-pod)\/.+\.ts$/;
+
+/**
+ * Runs an entry point of the project (a path relative to the project root, or
+ * another checkout's file) with tsx, or its compiled twin in dist/ without
+ * tsx when RUN_COMPILED_ENV is set; resolves once `ready` matches its output.
+ * `prefix` wraps the command (e.g. `ip netns exec NS`); it must exec, so the
+ * child's pid stays the program's.
  */
 export function startNodeProcess(
   entry: string,
@@ -169,6 +181,8 @@ export function startNodeProcess(
   fdLimit?: number,
   prefix: string[] = [],
 ): Promise<Started> {
-  const [command, ...args] = [...prefix, process.execPath, '--import', 'tsx', entry];
+  const compiled = process.env[RUN_COMPILED_ENV] === '1' && COMPILED_SOURCES.test(entry);
+  const run = compiled ? [`dist/${entry.replace(/\.ts$/, '.js')}`] : ['--import', 'tsx', entry];
+  const [command, ...args] = [...prefix, process.execPath, ...run];
   return startProcess(command as string, args, { env, ready, timeoutMs, ...(fdLimit ? { fdLimit } : {}) });
 }
