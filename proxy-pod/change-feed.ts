@@ -35,9 +35,9 @@ interface Entry {
 export interface FeedPage {
   /** The cursor was another instance's, too old, or unknown: this page starts a full listing. */
   reset: boolean;
-  /** Serials changed after the cursor, each once, in change order. */
+  /** Serials changed after the cursor, each once, in change order (but those in `counters`). */
   changed: string[];
-  /** Of those, asked for apart: the ones whose latest full change is at or below the cursor (not in `changed`). */
+  /** When asked for: the changed serials whose latest full change is at or below the cursor, in change order. */
   counters: string[];
   removed: SessionRemoval[];
   cursor: number;
@@ -131,13 +131,13 @@ export class ChangeFeed {
     const reset = !sameInstance || since < this.floorSeq || since > this.seq;
     const from = reset ? 0 : since;
     const changed: string[] = [];
-    const countersOnly: string[] = [];
+    const counterSerials: string[] = [];
     const removed: SessionRemoval[] = [];
     let i = firstAfter(this.log, from, entrySeq);
     // A full listing forgets everything unlisted, so its removals are not news.
     let r = reset ? this.removals.length : firstAfter(this.removals, from, removalSeq);
     let cursor = from;
-    while (changed.length + countersOnly.length + removed.length < limit) {
+    while (changed.length + counterSerials.length + removed.length < limit) {
       const change = this.log[i];
       const removal = this.removals[r];
       if (!change && !removal) break;
@@ -145,7 +145,7 @@ export class ChangeFeed {
         i++;
         if (this.latest.get(change.serial) !== change.seq) continue;
         // A reset reads from 0, below every full change: all in full.
-        if (counters && this.fullSeqOf(change.serial) <= from) countersOnly.push(change.serial);
+        if (counters && this.fullSeqOf(change.serial) <= from) counterSerials.push(change.serial);
         else changed.push(change.serial);
         cursor = change.seq;
       } else if (removal) {
@@ -158,7 +158,7 @@ export class ChangeFeed {
     const more = this.nextLive(i, r);
     // Nothing left: skipped superseded entries and an empty answer still move the cursor to now.
     if (!more) cursor = this.seq;
-    return { reset, changed, counters: countersOnly, removed, cursor, more };
+    return { reset, changed, counters: counterSerials, removed, cursor, more };
   }
 
   /** True when a live change or removal remains at or after the given positions. */
