@@ -57,21 +57,23 @@
 // but moved counters: a put that changed it, a connect, a disconnect, a
 // refusal, an end) is at or below N, a SessionCounters in `counters` instead
 // of its state in `sessions`: what the sweep moves, and the changeSeq. Why
-// that is enough: after an answer with `more: false` and cursor C, a reader
-// has been given, for every session, a state at least as new as the
-// session's latest change at or below C; so a session whose latest full
-// change is at or below C differs from the state the reader holds in
-// counters alone. An answer with `more: true` promises less (a session whose
-// latest change lies past its cursor was skipped, whatever its earlier
-// changes), so a reader sends `counters=1` only with the cursor of an answer
-// with `more: false`; without it every session comes in full, as before. A
-// reset answer is in full. A session restamped when the floor rises keeps its
-// latest full change, which is below the floor: a cursor at or above the
-// floor has seen it, one below gets a reset. A session that has a full change
-// while its answer is being written is left out of it (its change is after
-// the cursor, so the next answer has it in full). A reader applies an entry
-// to the state it holds of that serial and id, if older; holding none, it
-// asks for the session (GET /v1/sessions/{serial}).
+// that is enough: an answer with `more: false` has the instance's latest seq
+// as its cursor C, so by then every session changed at or below C has been
+// listed to the reader (where its latest change is), in full or as an entry
+// on a state it held; a session whose latest full change is at or below C
+// has so been given a state at least that new, which differs from its
+// current one in counters alone. An answer with `more: true` promises less:
+// its cursor is its last item's seq, and a session whose latest change lies
+// past it was skipped, whatever its earlier changes. So a reader sends
+// `counters=1` only with the cursor of an answer with `more: false`; without
+// it every session comes in full, as before. A reset answer is in full. A
+// session restamped when the floor rises keeps its latest full change, which
+// is below the floor: a cursor at or above the floor has seen it, one below
+// gets a reset. A session that has a full change while its answer is being
+// written is left out of it: that change is after the cursor, so the next
+// answer lists it in full. A reader applies an entry to the state it holds
+// of that serial and id, if older; holding none, it asks for the session
+// (GET /v1/sessions/{serial}).
 
 export interface SessionSpec {
   /** Opaque identity of this incarnation of the session (e.g. the resource uid). */

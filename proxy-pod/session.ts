@@ -112,28 +112,21 @@ class SideRecord {
   }
 
   state(clock: Clock): SideState {
-    const state: SideState = { forwardedBytes: this.forwarded, droppedBytes: this.dropped };
+    const state: SideState = this.counters(clock);
     if (this.connectedSince !== undefined) state.connectedSince = this.connectedSince;
-    const activity = this.lastActivity(clock);
-    if (activity !== undefined) state.lastActivity = activity;
     return state;
   }
 
   counters(clock: Clock): SideCounters {
     const counters: SideCounters = { forwardedBytes: this.forwarded, droppedBytes: this.dropped };
-    const activity = this.lastActivity(clock);
-    if (activity !== undefined) counters.lastActivity = activity;
-    return counters;
-  }
-
-  private lastActivity(clock: Clock): string | undefined {
     // Never bytes without their activity time, and that time does not move without new bytes.
     this.look(clock);
     if (this.lastActivityMs !== this.formattedMs) {
       this.formattedMs = this.lastActivityMs;
       this.formatted = new Date(this.lastActivityMs).toISOString();
     }
-    return this.formatted;
+    if (this.formatted !== undefined) counters.lastActivity = this.formatted;
+    return counters;
   }
 }
 
