@@ -3,7 +3,7 @@
 //
 //   GET    /v1/info                  -> InstanceInfo
 //   GET    /v1/sessions              -> SessionList (live counters)
-//   GET    /v1/changes?since=N&instance=I&limit=L -> ChangeBatch (the change feed)
+//   GET    /v1/changes?since=N&instance=I&limit=L&counters=1 -> ChangeBatch (the change feed)
 //   GET    /v1/sessions/{serial}     -> SessionLookup (one session, or none)
 //   GET    /v1/devices/{serial}      -> DeviceLookup (whether a device waits here for its session)
 //   PUT    /v1/sessions/{serial}     SessionSpec -> SessionState (200), 400, 409
@@ -51,6 +51,29 @@
 // moved counter shows in the feed within about that long. Every event on
 // /v1/events carries the session's state after it (with its changeSeq), so a
 // reader need not ask after a connect.
+//
+// Counter entries. Most changes are the sweep's moved counters. A reader that
+// adds `counters=1` gets, for a session whose latest full change (any change
+// but moved counters: a put that changed it, a connect, a disconnect, a
+// refusal, an end) is at or below N, a SessionCounters in `counters` instead
+// of its state in `sessions`: what the sweep moves, and the changeSeq. Why
+// that is enough: an answer with `more: false` has the instance's latest seq
+// as its cursor C, so by then every session changed at or below C has been
+// listed to the reader (where its latest change is), in full or as an entry
+// on a state it held; a session whose latest full change is at or below C
+// has so been given a state at least that new, which differs from its
+// current one in counters alone. An answer with `more: true` promises less:
+// its cursor is its last item's seq, and a session whose latest change lies
+// past it was skipped, whatever its earlier changes. So a reader sends
+// `counters=1` only with the cursor of an answer with `more: false`; without
+// it every session comes in full, as before. A reset answer is in full. A
+// session restamped when the floor rises keeps its latest full change, which
+// is below the floor: a cursor at or above the floor has seen it, one below
+// gets a reset. A session that has a full change while its answer is being
+// written is left out of it: that change is after the cursor, so the next
+// answer lists it in full. A reader applies an entry to the state it holds
+// of that serial and id, if older; holding none, it asks for the session
+// (GET /v1/sessions/{serial}).
 
 export interface SessionSpec {
   /** Opaque identity of this incarnation of the session (e.g. the resource uid). */
@@ -134,6 +157,15 @@ export interface SessionRemoval {
   changeSeq: number;
 }
 
+/** What the activity sweep moves on one side of a session. */
+export type SideCounters = Pick<SideState, 'forwardedBytes' | 'droppedBytes' | 'lastActivity'>;
+
+/** A change-feed entry for a session whose other fields the reader already holds (see the change feed above). */
+export interface SessionCounters extends Pick<SessionState, 'serial' | 'id' | 'changeSeq' | 'transferredBytes' | 'droppedBytes'> {
+  device: SideCounters;
+  client: SideCounters;
+}
+
 /** One answer of the change feed. */
 export interface ChangeBatch extends InstanceInfo {
   /** Pass as `since` next time (with this instanceId as `instance`). */
@@ -142,6 +174,8 @@ export interface ChangeBatch extends InstanceInfo {
   reset: boolean;
   /** Sessions changed after `since`, each once, with its current state, in change order. */
   sessions: SessionState[];
+  /** With `counters=1` (see above): sessions whose only changes after `since` are moved counters, each once, in change order. */
+  counters?: SessionCounters[];
   /** Sessions removed after `since` and not put again since. */
   removed: SessionRemoval[];
   /** More changes are waiting: ask again at once with `cursor`. */

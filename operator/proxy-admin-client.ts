@@ -12,11 +12,13 @@ import {
   type PeersState,
   PROXY_EVENT_TYPES,
   type ProxyEvent,
+  type SessionCounters,
   type SessionList,
   type SessionLookup,
   type SessionRemoval,
   type SessionSpec,
   type SessionState,
+  type SideCounters,
   type SideState,
 } from '../common/admin-protocol.ts';
 import { type Clock, systemClock } from '../common/clock.ts';
@@ -50,8 +52,8 @@ export interface EventStream {
 export interface ProxyAdmin {
   info(): Promise<InstanceInfo>;
   listSessions(): Promise<SessionList>;
-  /** The change feed: what changed after `since` (see admin-protocol.ts). */
-  changes(since: number, instance: string | undefined, limit?: number): Promise<ChangeBatch>;
+  /** The change feed: what changed after `since` (see admin-protocol.ts); `counters` asks for counter entries. */
+  changes(since: number, instance: string | undefined, limit?: number, counters?: boolean): Promise<ChangeBatch>;
   /** Whether a device of this serial waits on the proxy for its session. */
   devicePending(serial: string): Promise<boolean>;
   /** One session by serial, with the instance that answered. */
@@ -207,6 +209,41 @@ function toSessionRemoval(value: unknown): SessionRemoval {
   return { serial: value.serial, id: value.id, changeSeq: value.changeSeq };
 }
 
+function isCount(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 0;
+}
+
+/** One side of a counter entry: unlike a state's, every count must be there (no older proxy sends entries). */
+function toSideCounters(value: unknown): SideCounters {
+  if (!isObject(value) || !isCount(value.forwardedBytes) || !isCount(value.droppedBytes)) fail('counter entry');
+  const side: SideCounters = { forwardedBytes: value.forwardedBytes, droppedBytes: value.droppedBytes };
+  const activity = optionalString(value.lastActivity, 'counter entry');
+  if (activity !== undefined) side.lastActivity = activity;
+  return side;
+}
+
+export function toSessionCounters(value: unknown): SessionCounters {
+  if (
+    !isObject(value) ||
+    typeof value.serial !== 'string' ||
+    typeof value.id !== 'string' ||
+    !isCount(value.changeSeq) ||
+    !isCount(value.transferredBytes) ||
+    !isCount(value.droppedBytes)
+  ) {
+    fail('counter entry');
+  }
+  return {
+    serial: value.serial,
+    id: value.id,
+    changeSeq: value.changeSeq,
+    transferredBytes: value.transferredBytes,
+    droppedBytes: value.droppedBytes,
+    device: toSideCounters(value.device),
+    client: toSideCounters(value.client),
+  };
+}
+
 export function toChangeBatch(value: unknown): ChangeBatch {
   const info = toInstanceInfo(value);
   if (
@@ -215,11 +252,12 @@ export function toChangeBatch(value: unknown): ChangeBatch {
     typeof value.reset !== 'boolean' ||
     typeof value.more !== 'boolean' ||
     !Array.isArray(value.sessions) ||
-    !Array.isArray(value.removed)
+    !Array.isArray(value.removed) ||
+    (value.counters !== undefined && !Array.isArray(value.counters))
   ) {
     fail('change batch');
   }
-  return {
+  const batch: ChangeBatch = {
     ...info,
     cursor: value.cursor,
     reset: value.reset,
@@ -227,6 +265,8 @@ export function toChangeBatch(value: unknown): ChangeBatch {
     removed: value.removed.map(toSessionRemoval),
     more: value.more,
   };
+  if (Array.isArray(value.counters)) batch.counters = value.counters.map(toSessionCounters);
+  return batch;
 }
 
 export function toProxyEvent(value: unknown): ProxyEvent {
@@ -293,11 +333,17 @@ export class ProxyAdminClient implements ProxyAdmin {
     return toSessionList(await this.requestJson('GET', '/v1/sessions'));
   }
 
-  /** The change feed: what changed after `since` (a cursor of `instance`; none for a full listing), at most `limit` items. */
-  async changes(since: number, instance: string | undefined, limit?: number): Promise<ChangeBatch> {
+  /**
+   * The change feed: what changed after `since` (a cursor of `instance`; none
+   * for a full listing), at most `limit` items; with `counters`, counter
+   * entries for the sessions that need no more (only with the cursor of an
+   * answer with `more: false`, see admin-protocol.ts).
+   */
+  async changes(since: number, instance: string | undefined, limit?: number, counters?: boolean): Promise<ChangeBatch> {
     const query = new URLSearchParams({ since: String(since) });
     if (instance !== undefined) query.set('instance', instance);
     if (limit !== undefined) query.set('limit', String(limit));
+    if (counters) query.set('counters', '1');
     return toChangeBatch(await this.requestJson('GET', `/v1/changes?${query}`));
   }
 

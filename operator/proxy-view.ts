@@ -15,7 +15,16 @@
 // so nothing is programmed on a pod that does not know its peers yet: a
 // pod added by scaling up, or restarted, learns them from the operator, and
 // no pod template carries the count.
-import { type ChangeBatch, DEFAULT_CHANGE_BATCH, type ProxyEvent, type SessionSpec, type SessionState } from '../common/admin-protocol.ts';
+import {
+  type ChangeBatch,
+  DEFAULT_CHANGE_BATCH,
+  type ProxyEvent,
+  type SessionCounters,
+  type SessionSpec,
+  type SessionState,
+  type SideCounters,
+  type SideState,
+} from '../common/admin-protocol.ts';
 import { type Clock, systemClock } from '../common/clock.ts';
 import type { Logger } from '../common/log.ts';
 import { AdminApiError, type EventStream, type ProxyAdmin } from './proxy-admin-client.ts';
@@ -65,6 +74,10 @@ export class ProxyView {
   private instance: string | undefined;
   private reportedHost: string | undefined;
   private cursor = 0;
+  /** The cursor is that of an answer with `more: false`: counter entries may be asked for (see admin-protocol.ts). */
+  private cursorComplete = false;
+  /** The instance that refused `counters=1` (older than counter entries): it is read in full states. */
+  private countersRefusedBy: string | undefined;
   /** Serials listed so far in a reset listing; the rest are dropped when it ends. */
   private listing: Set<string> | undefined;
   /** True once a listing of the current instance has completed. */
@@ -229,7 +242,7 @@ export class ProxyView {
   private async readFeed(): Promise<void> {
     try {
       while (!this.stopped) {
-        const batch = await this.admin.changes(this.cursor, this.instance, this.batchLimit);
+        const batch = await this.readChanges();
         if (this.stopped) return;
         this.lastContact = this.clock.now();
         if (this.replicas !== undefined && batch.instanceId !== this.peersToldTo) {
@@ -238,6 +251,8 @@ export class ProxyView {
           await this.tellPeers(batch.instanceId, this.replicas);
           if (this.stopped) return;
         }
+        await this.lookUpUnheld(batch);
+        if (this.stopped) return;
         this.apply(batch);
         if (!batch.more) break;
       }
@@ -249,6 +264,34 @@ export class ProxyView {
       this.failing = true;
     }
     this.forgetOldRemovals();
+  }
+
+  /** One read of the feed; with counter entries when the cursor allows them and the proxy takes them. */
+  private async readChanges(): Promise<ChangeBatch> {
+    const counters = this.cursorComplete && this.countersRefusedBy !== this.instance;
+    try {
+      return await this.admin.changes(this.cursor, this.instance, this.batchLimit, counters);
+    } catch (error) {
+      // A proxy older than counter entries refuses the parameter: it is asked without until it restarts.
+      if (!counters || !(error instanceof AdminApiError) || error.status !== 400) throw error;
+      this.countersRefusedBy = this.instance;
+      this.logger.info({ instanceId: this.instance, err: error }, 'the proxy takes no counters=1: its feed is read in full states');
+      return this.admin.changes(this.cursor, this.instance, this.batchLimit, false);
+    }
+  }
+
+  /**
+   * A counter entry adds to a state the view holds; for one it holds no
+   * state of (or of another id), the session is asked for instead, before the
+   * batch moves the cursor, so a failed request loses nothing.
+   */
+  private async lookUpUnheld(batch: ChangeBatch): Promise<void> {
+    for (const entry of batch.counters ?? []) {
+      if (this.sessions.get(entry.serial)?.id === entry.id) continue;
+      const found = await this.admin.getSession(entry.serial);
+      if (this.stopped) return;
+      if (found.session && found.instanceId === this.instance) this.take(found.session, true);
+    }
   }
 
   /**
@@ -279,6 +322,9 @@ export class ProxyView {
       listing?.add(state.serial);
       this.take(state, true);
     }
+    for (const entry of batch.counters ?? []) {
+      if (this.takeCounters(entry)) listing?.add(entry.serial);
+    }
     for (const removal of batch.removed) {
       listing?.delete(removal.serial);
       const known = this.sessions.get(removal.serial);
@@ -288,6 +334,7 @@ export class ProxyView {
       }
     }
     this.cursor = batch.cursor;
+    this.cursorComplete = !batch.more;
     if (listing && !batch.more) this.endListing(listing, batch.instanceId);
   }
 
@@ -351,12 +398,37 @@ export class ProxyView {
     else this.listener.sessionChanged(serial, state, previous);
   }
 
+  /** Adds a counter entry to the state held of its serial and id, if that is older; false when none is held (nothing is made up). */
+  private takeCounters(entry: SessionCounters): boolean {
+    const held = this.sessions.get(entry.serial);
+    if (held?.id !== entry.id) return false;
+    if (entry.changeSeq <= held.changeSeq) return true;
+    const state: SessionState = {
+      ...held,
+      transferredBytes: entry.transferredBytes,
+      droppedBytes: entry.droppedBytes,
+      device: withCounters(held.device, entry.device),
+      client: withCounters(held.client, entry.client),
+      changeSeq: entry.changeSeq,
+    };
+    this.sessions.set(entry.serial, state);
+    this.listener?.telemetry(entry.serial, state);
+    return true;
+  }
+
   private forgetOldRemovals(): void {
     const before = this.clock.now() - REMOVAL_MEMORY_MS;
     for (const [serial, removal] of this.removals) {
       if (removal.at < before && removal.changeSeq <= this.cursor) this.removals.delete(serial);
     }
   }
+}
+
+function withCounters(side: SideState, counters: SideCounters): SideState {
+  const next: SideState = { forwardedBytes: counters.forwardedBytes, droppedBytes: counters.droppedBytes };
+  if (side.connectedSince !== undefined) next.connectedSince = side.connectedSince;
+  if (counters.lastActivity !== undefined) next.lastActivity = counters.lastActivity;
+  return next;
 }
 
 /** True when a and b differ in what the reconciler acts on: identity, port, spec or whether it ended. */

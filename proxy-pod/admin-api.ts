@@ -22,6 +22,7 @@ import {
   type PeersSpec,
   type PeersState,
   type ProxyEvent,
+  type SessionCounters,
   type SessionList,
   type SessionLookup,
   type SessionSpec,
@@ -38,22 +39,31 @@ export type AdminListen = { socketPath: string } | { host: string; port: number;
 
 /**
  * A change-feed answer as the proxy pod hands it over: everything but the
- * sessions' states, which the admin API takes and serializes a slice at a
- * time (see `changeBatchJson`).
+ * sessions' states and counter entries, which the admin API takes and
+ * serializes a slice at a time (see `changeBatchJson`).
  */
 export interface ChangeListing {
-  batch: Omit<ChangeBatch, 'sessions'>;
+  batch: Omit<ChangeBatch, 'sessions' | 'counters'>;
   /** The changed sessions' serials, in change order. */
   serials: readonly string[];
   /** A session's current state; undefined once it is gone (its removal is then after the batch's cursor). */
   state(serial: string): SessionState | undefined;
+  /** Asked for with `counters=1`: the sessions that get counter entries. */
+  counters?: CounterListing;
+}
+
+export interface CounterListing {
+  /** Their serials, in change order. */
+  serials: readonly string[];
+  /** A session's counter entry; undefined once it is gone or had a full change (either is after the batch's cursor). */
+  entry(serial: string): SessionCounters | undefined;
 }
 
 /** What the admin API needs of the proxy pod. */
 export interface AdminTarget {
   info(): InstanceInfo;
   list(): SessionList;
-  changes(since: number, instance: string | undefined, limit: number): ChangeListing;
+  changes(since: number, instance: string | undefined, limit: number, counters: boolean): ChangeListing;
   lookup(serial: string): SessionLookup;
   device(serial: string): DeviceLookup;
   put(serial: string, spec: SessionSpec): Promise<SessionState>;
@@ -81,8 +91,8 @@ export const MAX_LIMIT_SECONDS = 604_800;
 const MAX_WHITELIST_ENTRIES = 256;
 const HEARTBEAT_MS = 15_000;
 /**
- * Session states taken and serialized per turn of the event loop in a
- * change-feed answer. With 1,000 busy sessions a read every 300 ms holds
+ * Session states (or counter entries) taken and serialized per turn of the
+ * event loop in a change-feed answer. With 1,000 busy sessions a read every 300 ms holds
  * about 300 changed sessions, 4-6 ms of work in one piece: the data plane's
  * round-trip p99. A slice of 32 is about 0.2 ms.
  */
@@ -151,8 +161,8 @@ export class AdminApi {
       ctx.body = target.list();
     });
     router.get('/v1/changes', (ctx) => {
-      const { since, instance, limit } = parseChangesQuery(ctx.query);
-      const listing = target.changes(since, instance, limit);
+      const { since, instance, limit, counters } = parseChangesQuery(ctx.query);
+      const listing = target.changes(since, instance, limit, counters);
       ctx.type = 'application/json';
       ctx.body = Readable.from(changeBatchJson(listing), { objectMode: false });
     });
@@ -244,33 +254,47 @@ export class AdminApi {
 
 /**
  * The ChangeBatch of `listing` as JSON text in pieces: the head, then the
- * states STATES_PER_TURN at a time with a turn of the event loop between
- * slices, so forwarding goes on while a large answer is built; each piece
- * goes to the socket as it is made, and no copy of the whole answer is held.
- * A state taken after a yield may be newer than the batch's cursor; the
- * reader then sees that session again in its next read, which is harmless.
- * A session gone meanwhile is left out: its removal comes after the cursor.
+ * states (and the counter entries, if asked) STATES_PER_TURN at a time with
+ * a turn of the event loop between slices, so forwarding goes on while a
+ * large answer is built; each piece goes to the socket as it is made, and no
+ * copy of the whole answer is held. A state taken after a yield may be newer
+ * than the batch's cursor; the reader then sees that session again in its
+ * next read, which is harmless. A session gone meanwhile is left out: its
+ * removal comes after the cursor.
  */
 export async function* changeBatchJson(listing: ChangeListing): AsyncGenerator<string> {
   const head = JSON.stringify(listing.batch);
   yield `${head.slice(0, -1)},"sessions":[`;
-  const { serials } = listing;
+  yield* jsonItems(listing.serials, (serial) => listing.state(serial), false);
+  const { counters } = listing;
+  if (counters) {
+    yield '],"counters":[';
+    yield* jsonItems(counters.serials, (serial) => counters.entry(serial), listing.serials.length > 0);
+  }
+  yield ']}';
+}
+
+/** The items of `serials` that `take` still finds, a slice per turn (the first after a turn too with `turnFirst`), without brackets. */
+async function* jsonItems<T>(
+  serials: readonly string[],
+  take: (serial: string) => T | undefined,
+  turnFirst: boolean,
+): AsyncGenerator<string> {
   let first = true;
   for (let from = 0; from < serials.length; from += STATES_PER_TURN) {
-    if (from > 0) await nextTurn();
-    const states: SessionState[] = [];
+    if (from > 0 || turnFirst) await nextTurn();
+    const items: T[] = [];
     const to = Math.min(from + STATES_PER_TURN, serials.length);
     for (let i = from; i < to; i++) {
-      const state = listing.state(serials[i] as string);
-      if (state) states.push(state);
+      const item = take(serials[i] as string);
+      if (item) items.push(item);
     }
-    if (states.length === 0) continue;
+    if (items.length === 0) continue;
     // The slice's array without its brackets, after a comma unless it is the first.
-    const json = JSON.stringify(states);
+    const json = JSON.stringify(items);
     yield first ? json.slice(1, -1) : `,${json.slice(1, -1)}`;
     first = false;
   }
-  yield ']}';
 }
 
 function digest(text: string): Buffer {
@@ -291,11 +315,16 @@ function serialParam(raw: string | undefined): string {
   return raw;
 }
 
-/** The change feed's query: `since` (default 0), `instance` (absent: a full listing), `limit`; anything else is refused. */
+/**
+ * The change feed's query: `since` (default 0), `instance` (absent: a full
+ * listing), `limit`, `counters` (1: counter entries, see admin-protocol.ts;
+ * 0 or absent: none); anything else is refused.
+ */
 export function parseChangesQuery(query: Record<string, string | string[] | undefined>): {
   since: number;
   instance: string | undefined;
   limit: number;
+  counters: boolean;
 } {
   const bad = (message: string) => new AdminHttpError(400, 'bad_request', message);
   const single = (name: string): string | undefined => {
@@ -304,7 +333,8 @@ export function parseChangesQuery(query: Record<string, string | string[] | unde
     return value;
   };
   for (const key of Object.keys(query)) {
-    if (key !== 'since' && key !== 'instance' && key !== 'limit') throw bad(`unknown query parameter "${key}" (since, instance, limit)`);
+    if (key !== 'since' && key !== 'instance' && key !== 'limit' && key !== 'counters')
+      throw bad(`unknown query parameter "${key}" (since, instance, limit, counters)`);
   }
   const wholeNumber = (text: string | undefined, fallback: number): number => {
     if (text === undefined) return fallback;
@@ -321,7 +351,10 @@ export function parseChangesQuery(query: Record<string, string | string[] | unde
   const instance = single('instance');
   if (instance !== undefined && (instance.length < 1 || instance.length > 128))
     throw bad('instance must be the instanceId of an earlier answer (1-128 characters)');
-  return { since, instance, limit };
+  const countersText = single('counters');
+  if (countersText !== undefined && countersText !== '0' && countersText !== '1')
+    throw bad(`counters must be 1 (counter entries) or 0, not "${countersText.slice(0, 40)}"`);
+  return { since, instance, limit, counters: countersText === '1' };
 }
 
 /** Validates a PUT body field by field; unknown fields are refused so typos do not pass silently. */

@@ -15,6 +15,12 @@
 // Sessions whose latest change is below the floor are given a new seq then,
 // so that a full listing, which pages by seq, never hands out a cursor below
 // the floor (it would start over at every page).
+//
+// Full changes: each serial's latest change that was not counters-only. A
+// reader that asks gets the serials whose full change is at or below its
+// cursor apart (`counters`): it needs their counters only (see
+// admin-protocol.ts). A restamp is counters-only: the full change it leaves
+// is below the floor, and a cursor below the floor gets a reset.
 
 import type { SessionRemoval } from '../common/admin-protocol.ts';
 
@@ -29,8 +35,10 @@ interface Entry {
 export interface FeedPage {
   /** The cursor was another instance's, too old, or unknown: this page starts a full listing. */
   reset: boolean;
-  /** Serials changed after the cursor, each once, in change order. */
+  /** Serials changed after the cursor, each once, in change order (but those in `counters`). */
   changed: string[];
+  /** When asked for: the changed serials whose latest full change is at or below the cursor, in change order. */
+  counters: string[];
   removed: SessionRemoval[];
   cursor: number;
   more: boolean;
@@ -39,6 +47,8 @@ export interface FeedPage {
 export class ChangeFeed {
   private seq = 0;
   private readonly latest = new Map<string, number>();
+  /** Seq of each serial's latest change that was not counters-only. */
+  private readonly fullChanges = new Map<string, number>();
   private log: Entry[] = [];
   private removals: SessionRemoval[] = [];
   /** Seq of each serial's latest removal, while it is not put again. */
@@ -74,9 +84,14 @@ export class ChangeFeed {
     return this.log.length;
   }
 
-  /** Records a change of the serial's session; returns its new changeSeq. */
-  change(serial: string): number {
+  /**
+   * Records a change of the serial's session; returns its new changeSeq.
+   * `countersOnly`: only its counters and activity times moved (a serial the
+   * feed does not know has no state to add them to: its change is full).
+   */
+  change(serial: string, countersOnly = false): number {
     const seq = ++this.seq;
+    if (!countersOnly || !this.latest.has(serial)) this.fullChanges.set(serial, seq);
     this.latest.set(serial, seq);
     this.removedAt.delete(serial);
     this.log.push({ seq, serial });
@@ -88,6 +103,7 @@ export class ChangeFeed {
   remove(serial: string, id: string): number {
     const seq = ++this.seq;
     this.latest.delete(serial);
+    this.fullChanges.delete(serial);
     this.removedAt.set(serial, seq);
     this.removals.push({ serial, id, changeSeq: seq });
     if (this.removals.length > this.maxRemovals + Math.ceil(this.maxRemovals / 4)) this.dropOldRemovals();
@@ -99,28 +115,38 @@ export class ChangeFeed {
     return this.latest.get(serial) ?? 0;
   }
 
+  /** The serial's latest full (not counters-only) changeSeq, 0 when the feed does not know it. */
+  fullSeqOf(serial: string): number {
+    return this.fullChanges.get(serial) ?? 0;
+  }
+
   /**
-   * What changed after `since`, at most `limit` items (changes and removals
-   * together). `sameInstance` is false when the cursor came from another
-   * instance (or none): the answer is then a full listing.
+   * What changed after `since`, at most `limit` items (changes, counters and
+   * removals together). `sameInstance` is false when the cursor came from
+   * another instance (or none): the answer is then a full listing.
+   * `counters`: serials whose latest full change is at or below `since` go
+   * to `counters` instead of `changed`.
    */
-  read(since: number, limit: number, sameInstance: boolean): FeedPage {
+  read(since: number, limit: number, sameInstance: boolean, counters = false): FeedPage {
     const reset = !sameInstance || since < this.floorSeq || since > this.seq;
     const from = reset ? 0 : since;
     const changed: string[] = [];
+    const counterSerials: string[] = [];
     const removed: SessionRemoval[] = [];
     let i = firstAfter(this.log, from, entrySeq);
     // A full listing forgets everything unlisted, so its removals are not news.
     let r = reset ? this.removals.length : firstAfter(this.removals, from, removalSeq);
     let cursor = from;
-    while (changed.length + removed.length < limit) {
+    while (changed.length + counterSerials.length + removed.length < limit) {
       const change = this.log[i];
       const removal = this.removals[r];
       if (!change && !removal) break;
       if (change && (!removal || change.seq < removal.changeSeq)) {
         i++;
         if (this.latest.get(change.serial) !== change.seq) continue;
-        changed.push(change.serial);
+        // A reset reads from 0, below every full change: all in full.
+        if (counters && this.fullSeqOf(change.serial) <= from) counterSerials.push(change.serial);
+        else changed.push(change.serial);
         cursor = change.seq;
       } else if (removal) {
         r++;
@@ -132,7 +158,7 @@ export class ChangeFeed {
     const more = this.nextLive(i, r);
     // Nothing left: skipped superseded entries and an empty answer still move the cursor to now.
     if (!more) cursor = this.seq;
-    return { reset, changed, removed, cursor, more };
+    return { reset, changed, counters: counterSerials, removed, cursor, more };
   }
 
   /** True when a live change or removal remains at or after the given positions. */
@@ -161,7 +187,7 @@ export class ChangeFeed {
     // Sessions unchanged since before the floor move up to a fresh seq (see the header).
     const stale = this.log.splice(0, firstAfter(this.log, this.floorSeq, entrySeq));
     for (const entry of stale) {
-      if (this.latest.get(entry.serial) === entry.seq) this.restamped(entry.serial, this.change(entry.serial));
+      if (this.latest.get(entry.serial) === entry.seq) this.restamped(entry.serial, this.change(entry.serial, true));
     }
   }
 }

@@ -103,7 +103,7 @@ export class ProxyPod {
     this.sweep = new ActivitySweep<Session>({
       clock: this.clock,
       ...(opts.sweepIntervalMs !== undefined ? { intervalMs: opts.sweepIntervalMs } : {}),
-      moved: (session) => this.changed(session),
+      moved: (session) => this.changed(session, true),
     });
     this.summary = new LogSummary(this.logger, opts.logSummaryMs ?? 10_000);
     this.events.setMaxListeners(0);
@@ -251,14 +251,26 @@ export class ProxyPod {
     return { ...this.info(), sessions: [...this.sessions.values()].map((s) => s.state()) };
   }
 
-  /** The change feed (see admin-protocol.ts): what changed after `since`, at most `limit` sessions and removals. */
-  changes(since: number, instance: string | undefined, limit: number): ChangeListing {
-    const page = this.feed.read(since, limit, instance === this.instanceId);
-    return {
+  /**
+   * The change feed (see admin-protocol.ts): what changed after `since`, at
+   * most `limit` sessions and removals; with `counters`, counter entries for
+   * the sessions whose latest full change is at or below `since`.
+   */
+  changes(since: number, instance: string | undefined, limit: number, counters: boolean): ChangeListing {
+    const page = this.feed.read(since, limit, instance === this.instanceId, counters);
+    const listing: ChangeListing = {
       batch: { ...this.info(), cursor: page.cursor, reset: page.reset, removed: page.removed, more: page.more },
       serials: page.changed,
       state: (serial) => this.sessions.get(serial)?.state(),
     };
+    if (counters) {
+      listing.counters = {
+        serials: page.counters,
+        // A full change since the read (the answer is written a slice at a time) is after the cursor: the next answer has it in full.
+        entry: (serial) => (this.feed.fullSeqOf(serial) <= since ? this.sessions.get(serial)?.counters() : undefined),
+      };
+    }
+    return listing;
   }
 
   device(serial: string): DeviceLookup {
@@ -361,9 +373,9 @@ export class ProxyPod {
     );
   }
 
-  /** Gives the session the feed's next seq, if it is still the one listed under its serial. */
-  private changed(session: Session): void {
-    if (this.sessions.get(session.serial) === session) session.changeSeq = this.feed.change(session.serial);
+  /** Gives the session the feed's next seq, if it is still the one listed under its serial; `countersOnly` for the sweep's. */
+  private changed(session: Session, countersOnly = false): void {
+    if (this.sessions.get(session.serial) === session) session.changeSeq = this.feed.change(session.serial, countersOnly);
   }
 
   /** Removes the session from the list and the feed; its counts go on in the byte totals. */

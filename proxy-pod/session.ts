@@ -11,7 +11,7 @@
 // use", the change feed's seq, the Prometheus byte counters) is derived later
 // from the counts, by the proxy pod's activity sweep and at scrape time.
 import net from 'node:net';
-import type { EndedReason, SessionSpec, SessionState, SideState } from '../common/admin-protocol.ts';
+import type { EndedReason, SessionCounters, SessionSpec, SessionState, SideCounters, SideState } from '../common/admin-protocol.ts';
 import type { Clock } from '../common/clock.ts';
 import type { Logger } from '../common/log.ts';
 import type { LogSummary } from '../common/log-summary.ts';
@@ -112,16 +112,21 @@ class SideRecord {
   }
 
   state(clock: Clock): SideState {
-    const state: SideState = { forwardedBytes: this.forwarded, droppedBytes: this.dropped };
+    const state: SideState = this.counters(clock);
     if (this.connectedSince !== undefined) state.connectedSince = this.connectedSince;
-    // A state never shows bytes without their activity time, and that time does not move without new bytes.
+    return state;
+  }
+
+  counters(clock: Clock): SideCounters {
+    const counters: SideCounters = { forwardedBytes: this.forwarded, droppedBytes: this.dropped };
+    // Never bytes without their activity time, and that time does not move without new bytes.
     this.look(clock);
     if (this.lastActivityMs !== this.formattedMs) {
       this.formattedMs = this.lastActivityMs;
       this.formatted = new Date(this.lastActivityMs).toISOString();
     }
-    if (this.formatted !== undefined) state.lastActivity = this.formatted;
-    return state;
+    if (this.formatted !== undefined) counters.lastActivity = this.formatted;
+    return counters;
   }
 }
 
@@ -247,6 +252,11 @@ export class Session {
     return this.deviceRecord.forwarded + this.clientRecord.forwarded;
   }
 
+  /** Payload bytes discarded, both directions together. */
+  private get dropped(): number {
+    return this.deviceRecord.dropped + this.clientRecord.dropped;
+  }
+
   /** Adds this session's byte counts to `totals` (for the Prometheus counters, computed at scrape). */
   addBytesTo(totals: ByteTotals): void {
     totals.device.forwarded += this.deviceRecord.forwarded;
@@ -284,8 +294,8 @@ export class Session {
       state: this.endedReason === undefined ? 'listening' : 'ended',
       deviceConnected: device !== undefined,
       clientConnected: client !== undefined,
-      transferredBytes: deviceRecord.forwarded + clientRecord.forwarded,
-      droppedBytes: deviceRecord.dropped + clientRecord.dropped,
+      transferredBytes: this.transferred,
+      droppedBytes: this.dropped,
       device: deviceRecord.state(this.ctx.clock),
       client: clientRecord.state(this.ctx.clock),
       clientsRefused: this.clientsRefused,
@@ -300,6 +310,19 @@ export class Session {
     if (client !== undefined) state.clientAddress = client.address;
     if (this.endedAt !== undefined) state.endedAt = this.endedAt;
     return state;
+  }
+
+  /** What the activity sweep moves, for a reader that holds the rest (the change feed's counter entries). */
+  counters(): SessionCounters {
+    return {
+      serial: this.serial,
+      id: this.spec.id,
+      changeSeq: this.changeSeq,
+      transferredBytes: this.transferred,
+      droppedBytes: this.dropped,
+      device: this.deviceRecord.counters(this.ctx.clock),
+      client: this.clientRecord.counters(this.ctx.clock),
+    };
   }
 
   private armTimeout(): void {

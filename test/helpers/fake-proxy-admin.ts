@@ -34,7 +34,8 @@ export class FakeProxy implements ProxyAdmin {
   async listSessions(): Promise<SessionList> {
     return { ...(await this.info()), sessions: [...this.sessions.values()].map((s) => ({ ...s })) };
   }
-  async changes(since: number, instance: string | undefined, limit: number): Promise<ChangeBatch> {
+  /** Every changed session in full: `counters` (the fourth argument) is not served. */
+  async changes(since: number, instance: string | undefined, limit: number, _counters?: boolean): Promise<ChangeBatch> {
     this.feedReads += 1;
     const failure = this.failNextRead;
     this.failNextRead = undefined;

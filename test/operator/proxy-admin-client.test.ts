@@ -147,13 +147,25 @@ test('the change feed answers a checked ChangeBatch: a full listing first, then 
   }
 });
 
-test('a malformed change batch or event session is a bad_response, not a crash', () => {
+test('a malformed change batch, counter entry or event session is a bad_response, not a crash', () => {
   const info = { instanceId: 'i', startedAt: 'now', devicePort: 1 };
+  const side = { forwardedBytes: 64, droppedBytes: 0, lastActivity: '2026-01-01T00:00:00.000Z' };
+  const entry = { serial: 'A', id: 'a', changeSeq: 4, transferredBytes: 64, droppedBytes: 0, device: side, client: side };
+  const batch = { ...info, cursor: 4, reset: false, sessions: [], counters: [entry], removed: [], more: false };
+  assert.equal(toChangeBatch(batch), batch, 'a well-formed counter entry');
   const malformed = [
     { ...info, cursor: '3', reset: false, sessions: [], removed: [], more: false },
     { ...info, cursor: 3, reset: false, sessions: [{}], removed: [], more: false },
     { ...info, cursor: 3, reset: false, sessions: [], removed: [{ serial: 'A' }], more: false },
     { ...info, cursor: 3, reset: false, sessions: [], removed: [] },
+    { ...batch, counters: {} },
+    { ...batch, counters: [{ ...entry, client: undefined }] },
+    { ...batch, counters: [{ ...entry, id: undefined }] },
+    { ...batch, counters: [{ ...entry, transferredBytes: -1 }] },
+    { ...batch, counters: [{ ...entry, changeSeq: 1.5 }] },
+    { ...batch, counters: [{ ...entry, device: { ...side, forwardedBytes: '64' } }] },
+    { ...batch, counters: [{ ...entry, device: { droppedBytes: 0 } }] },
+    { ...batch, counters: [{ ...entry, client: { ...side, lastActivity: 5 } }] },
   ];
   for (const value of malformed) {
     const error = (() => {

@@ -1,9 +1,10 @@
 // The ProxyView against an in-memory proxy admin API with a change feed: what
 // it takes from the feed and from events, what it tells its listener, and
-// what it does after a restart, a lost cursor or a failed read.
+// what it does after a restart, a lost cursor or a failed read; when it asks
+// for counter entries, and what it does with one it cannot apply.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { SessionSpec, SessionState } from '../../common/admin-protocol.ts';
+import type { SessionCounters, SessionSpec, SessionState } from '../../common/admin-protocol.ts';
 import { silentLogger } from '../../common/log.ts';
 import { AdminApiError } from '../../operator/proxy-admin-client.ts';
 import { ProxyView } from '../../operator/proxy-view.ts';
@@ -233,6 +234,106 @@ test('a proxy that cannot be reached for the count is not synced until it is tol
   );
   await view.stop();
   await second.view.stop();
+});
+
+test('counter entries are asked for only with the cursor of an answer with more: false', async () => {
+  const running = new FakeProxy();
+  for (let i = 0; i < 5; i++) await running.putSession(`S${i}`, spec(100 + i));
+  const asked: boolean[] = [];
+  const read = running.changes.bind(running);
+  running.changes = (since, instance, limit, counters) => {
+    asked.push(counters === true);
+    return read(since, instance, limit);
+  };
+  const { view } = setup(2, running);
+  await view.refresh();
+  assert.equal(asked, [false, false, false, true], 'the first listing in pages of 2, 2 and 1; then a read from its end');
+  running.failNextRead = new Error('connection reset');
+  await view.refresh();
+  await view.refresh();
+  assert.equal(asked.slice(4), [true, true], 'a failed read keeps the cursor, and what it allows');
+  await view.stop();
+});
+
+/** A proxy that sends every changed session as a counter entry, whether or not the reader holds it. */
+function sendingCounters(proxy: FakeProxy): void {
+  const read = proxy.changes.bind(proxy);
+  const entry = (s: SessionState): SessionCounters => ({
+    serial: s.serial,
+    id: s.id,
+    changeSeq: s.changeSeq,
+    transferredBytes: s.transferredBytes,
+    droppedBytes: s.droppedBytes,
+    device: s.device,
+    client: s.client,
+  });
+  proxy.changes = async (since, instance, limit) => {
+    const batch = await read(since, instance, limit);
+    return { ...batch, sessions: [], counters: batch.sessions.map(entry) };
+  };
+}
+
+test('a counter entry for a session the view holds no state of, or another id of, is not applied: the session is asked for', async () => {
+  const { proxy, view, heard } = setup();
+  await proxy.putSession('A', spec(100));
+  await view.refresh();
+  heard.length = 0;
+  await proxy.putSession('A', spec(100, 'another'));
+  await proxy.putSession('B', spec(101));
+  proxy.update('B', { transferredBytes: 7 });
+  sendingCounters(proxy);
+  const lookups: string[] = [];
+  const lookup = proxy.getSession.bind(proxy);
+  let down = true;
+  proxy.getSession = async (serial) => {
+    lookups.push(serial);
+    if (down) throw new AdminApiError(undefined, 'unreachable', `GET /v1/sessions/${serial}: connection refused`);
+    return lookup(serial);
+  };
+  await view.refresh();
+  assert.is(view.get('A')?.id, 'id-100', 'nothing applied to the state of another id');
+  assert.is(view.get('B'), undefined, 'no state made up from counters');
+  down = false;
+  await view.refresh();
+  assert.equal(lookups, ['A', 'A', 'B'], 'the failed lookup kept the cursor: the entries came again');
+  assert.is(view.get('A')?.id, 'another');
+  assert.is(view.get('B')?.transferredBytes, 7);
+  assert.equal(heard, ['changed A listening', 'changed B listening']);
+  proxy.update('B', { transferredBytes: 9 });
+  await view.refresh();
+  assert.equal(lookups.length, 3, 'a held state takes the entry without a lookup');
+  assert.is(view.get('B')?.transferredBytes, 9);
+  assert.equal(heard.at(-1), 'telemetry B 9');
+  await view.stop();
+});
+
+test('a proxy that refuses counters=1 (older than counter entries) is read in full states, and asked again once it restarts', async () => {
+  const { proxy, view } = setup();
+  const read = proxy.changes.bind(proxy);
+  let refusals = 0;
+  proxy.changes = async (since, instance, limit, counters) => {
+    if (counters) {
+      refusals += 1;
+      throw new AdminApiError(400, 'bad_request', 'unknown query parameter "counters" (since, instance, limit)');
+    }
+    return read(since, instance, limit);
+  };
+  await proxy.putSession('A', spec(100));
+  await view.refresh();
+  proxy.update('A', { transferredBytes: 3 });
+  await view.refresh();
+  await view.refresh();
+  assert.is(view.get('A')?.transferredBytes, 3, 'the feed is read all the same');
+  assert.ok(view.reachable());
+  assert.is(refusals, 1, 'asked once');
+  proxy.restart();
+  await proxy.putSession('A', spec(100));
+  await view.refresh();
+  await view.refresh();
+  await view.refresh();
+  assert.is(view.get('A')?.changeSeq, 1);
+  assert.is(refusals, 2, 'a new instance may be a newer proxy: asked once more');
+  await view.stop();
 });
 
 test('without a pod count nothing is told', async () => {

@@ -1,9 +1,10 @@
 // A change-feed answer is built a slice of sessions at a time, with turns of
 // the event loop between slices (so forwarding goes on while a large answer
-// is built), and its pieces make the ChangeBatch the protocol promises.
+// is built), counter entries likewise after the states, and its pieces make
+// the ChangeBatch the protocol promises.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { ChangeBatch, SessionState } from '../../common/admin-protocol.ts';
+import type { ChangeBatch, SessionCounters, SessionState } from '../../common/admin-protocol.ts';
 import { type ChangeListing, changeBatchJson, STATES_PER_TURN } from '../../proxy-pod/admin-api.ts';
 
 const test = suite('change batch JSON');
@@ -77,9 +78,67 @@ test('the states of a large answer are taken a slice per turn of the event loop,
   assert.ok(Math.max(...perTurn.values()) <= STATES_PER_TURN, 'no turn takes more than a slice');
 });
 
+test('counter entries, when asked for, follow the states, a slice per turn too; one gone or fully changed meanwhile is left out', async () => {
+  const states = Array.from({ length: STATES_PER_TURN + 3 }, (_, i) => `FULL-${i}`);
+  const counted = Array.from({ length: STATES_PER_TURN * 2 }, (_, i) => `CNT-${i}`);
+  const left = 'CNT-3';
+  const entryOf = (serial: string): SessionCounters => ({
+    serial,
+    id: `id-${serial}`,
+    changeSeq: 7,
+    transferredBytes: 64,
+    droppedBytes: 0,
+    device: { forwardedBytes: 64, droppedBytes: 0, lastActivity: '2026-01-01T00:00:01.000Z' },
+    client: { forwardedBytes: 0, droppedBytes: 0 },
+  });
+  let turns = 0;
+  let ticking = true;
+  const tick = () => {
+    turns++;
+    if (ticking) setImmediate(tick);
+  };
+  setImmediate(tick);
+  const takenAt: number[] = [];
+  const listing: ChangeListing = {
+    batch: { instanceId: 'i', startedAt: 's', devicePort: 1, cursor: 9, reset: false, removed: [], more: false },
+    serials: states,
+    state(serial) {
+      takenAt.push(turns);
+      return stateOf(serial, 5);
+    },
+    counters: {
+      serials: counted,
+      entry(serial) {
+        takenAt.push(turns);
+        return serial === left ? undefined : entryOf(serial);
+      },
+    },
+  };
+  const batch = JSON.parse(await text(changeBatchJson(listing))) as ChangeBatch;
+  ticking = false;
+  assert.equal(batch, {
+    ...listing.batch,
+    sessions: states.map((s) => stateOf(s, 5)),
+    counters: counted.filter((s) => s !== left).map(entryOf),
+  });
+  const perTurn = new Map<number, number>();
+  for (const turn of takenAt) perTurn.set(turn, (perTurn.get(turn) ?? 0) + 1);
+  assert.equal(
+    [...perTurn.values()],
+    [STATES_PER_TURN, 3, STATES_PER_TURN, STATES_PER_TURN],
+    'states, then entries, never two slices in one turn',
+  );
+});
+
 test('an answer without sessions is the batch with an empty list', async () => {
   const batch = { instanceId: 'i', startedAt: 's', devicePort: 1, cursor: 0, reset: true, removed: [], more: false };
   assert.equal(JSON.parse(await text(changeBatchJson({ batch, serials: [], state: () => undefined }))), { ...batch, sessions: [] });
+  const asked = { batch, serials: [], state: () => undefined, counters: { serials: [], entry: () => undefined } };
+  assert.equal(
+    JSON.parse(await text(changeBatchJson(asked))),
+    { ...batch, sessions: [], counters: [] },
+    'asked for: an empty list of entries',
+  );
 });
 
 test.run();

@@ -1,6 +1,7 @@
 // GET /v1/changes over real HTTP: strict query validation, what each kind of
 // change puts in the feed (puts, connects, moved counters, removals), paging,
-// a cursor of another instance, and events carrying the session's state.
+// a cursor of another instance, counter entries for a reader that asks for
+// them, and events carrying the session's state.
 import http from 'node:http';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -52,6 +53,8 @@ test('bad queries get 400 bad_request naming the parameter', async () => {
     ['?limit=ten', /limit/],
     ['?cursor=3', /unknown query parameter "cursor"/],
     ['?instance=', /instance/],
+    ['?counters=yes', /counters must be 1.*or 0/],
+    ['?counters=1&counters=1', /counters/],
   ];
   for (const [query, message] of cases) {
     const answer = await proxy.admin.request<AdminError>('GET', `/v1/changes${query}`);
@@ -169,6 +172,60 @@ test('answers hold at most `limit` items; `more` and `cursor` page through every
   for (let i = 0; i < ports.length; i++) assert.ok(listed.includes(`CF-PAGE-${i}`));
   assert.is(new Set(listed).size, listed.length, 'each session once');
   for (let i = 0; i < ports.length; i++) await proxy.admin.delete(`CF-PAGE-${i}`);
+});
+
+test('asked with counters=1, moved counters come as a counter entry; unasked, after a full change, or in a reset, in full', async () => {
+  const [port] = (await freePorts(1)) as [number];
+  const pair = await joinPair(proxy.admin, proxy.pod.devicePort, 'CF-CNT', { port, persistent: true, ipWhitelist: ['127.0.0.1'] });
+  cleanup.push(
+    () => pair.device.destroy(),
+    () => pair.client.destroy(),
+  );
+  const { instanceId, cursor: listed } = await changes('');
+  const { cursor } = await readOn(listed, instanceId);
+  const received = new Received(pair.client);
+  pair.device.write(Buffer.alloc(64, 0x61));
+  await received.untilLength(64, 2000);
+  const asked = `?since=${cursor}&instance=${instanceId}&counters=1`;
+  await waitFor(async () => ((await changes(asked)).counters ?? []).length > 0, 2000, 'the moved counters in the feed');
+
+  const compact = await changes(asked);
+  assert.equal(compact.sessions, [], 'no full state for a counter-only change');
+  const entry = compact.counters?.[0];
+  assert.ok(entry && entry.changeSeq > cursor);
+  assert.type(entry.device.lastActivity, 'string', 'the sweep stamped its activity');
+  assert.equal(entry, {
+    serial: 'CF-CNT',
+    id: 'id-CF-CNT',
+    changeSeq: entry.changeSeq,
+    transferredBytes: 64,
+    droppedBytes: 0,
+    device: { forwardedBytes: 64, droppedBytes: 0, lastActivity: entry.device.lastActivity },
+    client: { forwardedBytes: 0, droppedBytes: 0 },
+  });
+
+  const full = await changes(`?since=${cursor}&instance=${instanceId}`);
+  assert.not.ok('counters' in full, 'a reader that does not ask gets the answer it always got');
+  const state = full.sessions[0];
+  assert.equal(
+    [state?.serial, state?.changeSeq, state?.transferredBytes, state?.device.lastActivity, state?.clientConnected],
+    ['CF-CNT', entry.changeSeq, 64, entry.device.lastActivity, true],
+  );
+
+  pair.client.destroy();
+  await waitFor(async () => (await proxy.admin.session('CF-CNT'))?.clientConnected === false, 2000, 'the client gone');
+  const afterDisconnect = await changes(`?since=${compact.cursor}&instance=${instanceId}&counters=1`);
+  assert.equal(afterDisconnect.counters, [], 'a full change after the cursor: in full');
+  assert.equal(
+    afterDisconnect.sessions.map((s) => [s.serial, s.clientConnected]),
+    [['CF-CNT', false]],
+  );
+
+  const reset = await changes('?counters=1');
+  assert.ok(reset.reset);
+  assert.equal(reset.counters, [], 'a reset lists every session in full');
+  assert.ok(reset.sessions.some((s) => s.serial === 'CF-CNT'));
+  await proxy.admin.delete('CF-CNT');
 });
 
 test("every event carries the session's state after it, with its changeSeq as the feed lists it", async () => {

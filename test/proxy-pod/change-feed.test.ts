@@ -1,6 +1,7 @@
 // The change feed's bookkeeping on its own: order, each session once, paging,
-// removals, the floor and the full listing it forces, re-put serials and the
-// compaction of the log.
+// removals, the floor and the full listing it forces, re-put serials, the
+// compaction of the log, and which sessions a reader that asks gets as
+// counter entries.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ChangeFeed } from '../../proxy-pod/change-feed.ts';
@@ -168,6 +169,98 @@ test('the log is compacted once superseded entries outnumber the live ones, and 
     Array.from({ length: 15 }, (_, k) => `S${k * 7}`),
     'the most recently changed last',
   );
+});
+
+test('asked for, sessions whose latest full change is at or below the cursor come apart as counters; the rest in full', () => {
+  const feed = new ChangeFeed();
+  feed.change('A');
+  feed.change('B');
+  feed.change('C');
+  const cursor = feed.read(0, 100, true, true).cursor;
+  feed.change('A', true);
+  feed.change('B', true);
+  feed.change('B');
+  feed.change('C', true);
+  feed.change('D', true);
+  feed.change('D', true);
+  assert.is(feed.fullSeqOf('A'), 1, 'moved counters leave the full change where it was');
+  assert.is(feed.fullSeqOf('B'), feed.seqOf('B'));
+  assert.is(feed.fullSeqOf('D'), cursor + 5, "a serial's first change is full, counters-only or not");
+  const page = feed.read(cursor, 100, true, true);
+  assert.equal(page.counters, ['A', 'C'], 'counters only since the cursor, in change order');
+  assert.equal(page.changed, ['B', 'D'], 'a full change after the cursor, or a session new since it, comes in full');
+  const unasked = feed.read(cursor, 100, true);
+  assert.equal(unasked.changed, ['A', 'B', 'C', 'D'], 'a reader that does not ask gets every session in full');
+  assert.equal(unasked.counters, []);
+  const older = feed.read(0, 100, true, true);
+  assert.equal(older.counters, [], 'a cursor below every full change: all in full');
+});
+
+test('counter entries count toward `limit` and page in change order with the states and removals', () => {
+  const feed = new ChangeFeed();
+  for (let i = 0; i < 6; i++) feed.change(`S${i}`);
+  const cursor = feed.current;
+  for (let i = 0; i < 6; i++) feed.change(`S${i}`, i % 2 === 0);
+  feed.remove('S5', 'id-5');
+  const pages = [];
+  let since = cursor;
+  for (let guard = 0; guard < 10; guard++) {
+    const page = feed.read(since, 2, true, true);
+    pages.push([page.counters, page.changed, page.removed.map((r) => r.serial)]);
+    since = page.cursor;
+    if (!page.more) break;
+  }
+  assert.equal(pages, [
+    [['S0'], ['S1'], []],
+    [['S2'], ['S3'], []],
+    [['S4'], [], ['S5']],
+  ]);
+});
+
+test('a reset is in full even when counters are asked for: another instance, a cursor from the future, one below the floor', () => {
+  const feed = new ChangeFeed(undefined, 8);
+  feed.change('A');
+  const cursor = feed.current;
+  feed.change('A', true);
+  assert.equal(feed.read(cursor, 100, true, true).counters, ['A'], 'the same cursor of this instance: counters');
+  for (const page of [feed.read(cursor, 100, false, true), feed.read(feed.current + 1, 100, true, true)]) {
+    assert.ok(page.reset);
+    assert.equal([page.changed, page.counters], [['A'], []]);
+  }
+  for (let i = 0; i < 11; i++) {
+    feed.change(`GONE${i}`);
+    feed.remove(`GONE${i}`, `id${i}`);
+  }
+  assert.ok(feed.floor > cursor);
+  const below = feed.read(cursor, 100, true, true);
+  assert.ok(below.reset, 'the cursor is below the floor');
+  assert.equal([below.changed, below.counters], [['A'], []]);
+});
+
+test('a session restamped when the floor rises keeps its full change: counters at or above the floor, in full below it', () => {
+  const restamped: string[] = [];
+  const feed = new ChangeFeed((serial) => restamped.push(serial), 8);
+  feed.change('OLD');
+  feed.change('OLD', true);
+  feed.change('BUSY');
+  const beforeFloor = feed.current;
+  for (let i = 0; i < 11; i++) {
+    feed.change(`GONE${i}`);
+    feed.remove(`GONE${i}`, `id${i}`);
+    // A session that changes in full all along is never below the floor.
+    feed.change('BUSY');
+  }
+  assert.equal(restamped, ['OLD'], 'only the session whose latest change fell below the floor');
+  assert.ok(feed.seqOf('OLD') > feed.floor);
+  assert.is(feed.fullSeqOf('OLD'), 1, 'the restamp is no full change');
+  // A reader at the floor has seen every change below it, the old session's included.
+  const atFloor = feed.read(feed.floor, 100, true, true);
+  assert.not.ok(atFloor.reset);
+  assert.equal([atFloor.counters, atFloor.changed], [['OLD'], ['BUSY']]);
+  // One below may not have: a reset, every session in full.
+  const listing = readAll(feed, beforeFloor, 1);
+  assert.ok(listing.pages[0]?.reset);
+  assert.equal(listing.changed.sort(), ['BUSY', 'OLD']);
 });
 
 test.run();

@@ -1,0 +1,92 @@
+// The ProxyView against a real proxy pod over its admin API: counters that
+// moved without any other change come as counter entries, land in the state
+// the view holds and are told as telemetry, never as a change to act on.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { ChangeBatch } from '../../common/admin-protocol.ts';
+import { silentLogger } from '../../common/log.ts';
+import { ProxyAdminClient } from '../../operator/proxy-admin-client.ts';
+import { ProxyView } from '../../operator/proxy-view.ts';
+import { freePorts, Received, waitFor } from '../helpers/net.ts';
+import { joinPair, startProxy, type TestProxy } from '../helpers/proxy.ts';
+
+const test = suite('proxy view: counter entries');
+let proxy: TestProxy;
+const cleanup: Array<() => unknown> = [];
+
+/** The real client, keeping every feed answer it returned. */
+class RecordingClient extends ProxyAdminClient {
+  readonly batches: ChangeBatch[] = [];
+
+  override async changes(since: number, instance: string | undefined, limit?: number, counters?: boolean): Promise<ChangeBatch> {
+    const batch = await super.changes(since, instance, limit, counters);
+    this.batches.push(batch);
+    return batch;
+  }
+}
+
+test.before(async () => {
+  proxy = await startProxy({ sweepIntervalMs: 50 });
+});
+
+test.after(async () => {
+  for (const fn of cleanup.splice(0).reverse()) await fn();
+  await proxy.stop();
+});
+
+test('moved counters come as counter entries: they land in get(), keep the rest of the state, and are telemetry', async () => {
+  const client = new RecordingClient({ endpoint: { socketPath: proxy.pod.adminAddress } });
+  cleanup.push(() => client.close());
+  const view = new ProxyView({ admin: client, logger: silentLogger(), pollIntervalMs: 60_000 });
+  const heard: string[] = [];
+  view.start({
+    sessionChanged: (serial, current) => heard.push(`changed ${serial} ${current?.state ?? 'gone'}`),
+    telemetry: (serial, current) => heard.push(`telemetry ${serial} ${current.transferredBytes}`),
+    restarted: () => undefined,
+  });
+  cleanup.push(() => view.stop());
+  assert.ok(await view.whenSynced(5000));
+  const [port] = (await freePorts(1)) as [number];
+  const pair = await joinPair(proxy.admin, proxy.pod.devicePort, 'PV-CNT', { port, persistent: true, ipWhitelist: ['127.0.0.1'] });
+  cleanup.push(
+    () => pair.device.destroy(),
+    () => pair.client.destroy(),
+  );
+  await view.refresh();
+  const joined = view.get('PV-CNT');
+  assert.equal([joined?.deviceConnected, joined?.clientConnected, joined?.transferredBytes], [true, true, 0]);
+
+  heard.length = 0;
+  const received = new Received(pair.client);
+  pair.device.write(Buffer.alloc(64, 0x61));
+  await received.untilLength(64, 2000);
+  await waitFor(
+    async () => {
+      await view.refresh();
+      return view.get('PV-CNT')?.transferredBytes === 64;
+    },
+    3000,
+    'the counters in the view',
+  );
+  const entries = client.batches.flatMap((b) => b.counters ?? []).filter((e) => e.serial === 'PV-CNT');
+  assert.ok(entries.length > 0, 'they came as counter entries');
+  assert.not.ok(
+    client.batches.some((b) => b.sessions.some((s) => s.serial === 'PV-CNT' && s.transferredBytes === 64)),
+    'and not as a full state',
+  );
+  const state = view.get('PV-CNT');
+  assert.equal(
+    [state?.device.forwardedBytes, state?.client.forwardedBytes, state?.droppedBytes, state?.changeSeq],
+    [64, 0, 0, entries.at(-1)?.changeSeq],
+  );
+  assert.type(state?.device.lastActivity, 'string');
+  assert.equal(
+    [state?.deviceConnected, state?.clientConnected, state?.device.connectedSince, state?.clientAddress],
+    [true, true, joined?.device.connectedSince, joined?.clientAddress],
+    'what the entry does not carry is kept',
+  );
+  assert.equal(heard, ['telemetry PV-CNT 64']);
+  assert.equal(state, await proxy.admin.session('PV-CNT'), 'the same state the proxy lists');
+});
+
+test.run();
