@@ -4,7 +4,10 @@
 //
 //   tsx bench/tail.ts [--sessions=1000] [--seconds=15] [--runs=2] [--targets=proxy,haproxy]
 //                     [--before=DIR] [--proxy-node-options="--max-semi-space-size=16"] [--alt-node-options=...]
+//                     [--compiled]
 //
+// --compiled builds dist/ here (and in DIR) and runs the compiled JavaScript,
+// as npm run bench does; without it the standalone modes run through tsx.
 // --before=DIR adds another checkout's standalone mode (DIR/operator/standalone.ts,
 // its node_modules in place) as the target "before", run right after "proxy".
 // --proxy-node-options goes into NODE_OPTIONS of the standalone mode (both of
@@ -19,6 +22,7 @@ import { percentile, steadySessions } from './load.ts';
 import { manySessions } from './many-sessions.ts';
 import { usageOf } from './process-usage.ts';
 import { startTarget, type Target, type TargetName } from './targets.ts';
+import { build, useCompiledBuild } from './tools.ts';
 
 const args = new Map(
   process.argv.slice(2).map((a) => {
@@ -32,6 +36,12 @@ const runs = Number(args.get('runs') ?? 2);
 const before = args.get('before');
 const proxyNodeOptions = args.get('proxy-node-options');
 const altNodeOptions = args.get('alt-node-options');
+const compiled = args.has('compiled');
+if (compiled) {
+  useCompiledBuild();
+  if (before) build(before);
+}
+const beforeEntry = `${before}/${compiled ? 'dist/operator/standalone.js' : 'operator/standalone.ts'}`;
 const targets = (args.get('targets') ?? 'proxy,haproxy')
   .split(',')
   .flatMap((t) => (t === 'proxy' ? ['proxy', ...(before ? ['before'] : []), ...(altNodeOptions ? ['alt'] : [])] : [t]));
@@ -44,7 +54,7 @@ async function startLabelled(label: string): Promise<Target> {
   const options = label === 'alt' ? altNodeOptions : name === 'proxy' ? proxyNodeOptions : undefined;
   if (options) process.env.NODE_OPTIONS = `${saved ?? ''} ${options}`.trim();
   try {
-    return await startTarget(name, { maxPairs: sessions, ...(label === 'before' ? { entry: `${before}/operator/standalone.ts` } : {}) });
+    return await startTarget(name, { maxPairs: sessions, ...(label === 'before' ? { entry: beforeEntry } : {}) });
   } finally {
     if (saved === undefined) delete process.env.NODE_OPTIONS;
     else process.env.NODE_OPTIONS = saved;
@@ -106,7 +116,10 @@ for (let run = 1; run <= runs; run++) {
       console.log(
         `run ${run} ${label}: p99 ${fmt(r.rttP99Us)} µs (${r.roundTrips} trips, ${r.lost} lost), CPU ${fmt(cost?.cpuPercent, 2)} %` +
           `, RSS/session ${fmt(cost?.rssAddedPerPairBytes)} B, open ${fmt(r.openSeconds, 2)} s` +
-          `, loop delay steady ${fmt(r.loopDelayMs?.steady, 1)} ms`,
+          `, loop delay steady ${fmt(r.loopDelayMs?.steady, 1)} ms` +
+          (r.proxyProcess
+            ? `; both processes: CPU ${fmt(r.cost?.cpuPercent, 2)} %, RSS/session ${fmt(r.cost?.rssAddedPerPairBytes)} B`
+            : ''),
       );
     } finally {
       await target.stop();

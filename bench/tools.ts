@@ -31,7 +31,12 @@ export function programVersion(command: string, args: string[], pattern: RegExp)
  * both the idle memory and what each session adds to it.
  */
 export function useCompiledBuild(): void {
-  const result = spawnSync('npm', ['run', '--silent', 'build'], { stdio: ['ignore', 'ignore', 'inherit'] });
-  if (result.status !== 0) throw new Error('npm run build failed: the benchmark runs the compiled JavaScript');
+  build('.');
   process.env[RUN_COMPILED_ENV] = '1';
+}
+
+/** `npm run build` in a checkout (this one, or another compared with it). */
+export function build(checkout: string): void {
+  const result = spawnSync('npm', ['run', '--silent', 'build'], { cwd: checkout, stdio: ['ignore', 'ignore', 'inherit'] });
+  if (result.status !== 0) throw new Error(`npm run build failed in ${checkout}: the benchmark runs the compiled JavaScript`);
 }

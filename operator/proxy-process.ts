@@ -57,7 +57,10 @@ export function proxyExecArgv(parentExecArgv: readonly string[], compiled: boole
  * semi-spaces: about 30 MB that, with 1,000 sessions, is 30 kB per session.
  * With 4 MiB a scavenge comes every ~0.6 s instead of every ~3 s, which
  * costs a little round-trip p99 (bench/results/tail-13.md). Left alone when
- * the parent's options or NODE_OPTIONS name a size.
+ * the parent's options or NODE_OPTIONS name a size. `npm start` gives the
+ * standalone mode's own process the same size (its Control API and
+ * ProxyView replace every session's state as counters move, and grew the
+ * same way); the proxy process then inherits it with the parent's options.
  */
 export const PROXY_SEMI_SPACE_FLAG = '--max-semi-space-size=4';
 

@@ -169,7 +169,8 @@ const COMPILED_SOURCES = /^(common|operator|proxy-pod)\/.+\.ts$/;
 /**
  * Runs an entry point of the project (a path relative to the project root, or
  * another checkout's file) with tsx, or its compiled twin in dist/ without
- * tsx when RUN_COMPILED_ENV is set; resolves once `ready` matches its output.
+ * tsx when RUN_COMPILED_ENV is set (a .js entry always runs as it is);
+ * resolves once `ready` matches its output.
  * `prefix` wraps the command (e.g. `ip netns exec NS`); it must exec, so the
  * child's pid stays the program's.
  */
@@ -181,8 +182,9 @@ export function startNodeProcess(
   fdLimit?: number,
   prefix: string[] = [],
 ): Promise<Started> {
-  const compiled = process.env[RUN_COMPILED_ENV] === '1' && COMPILED_SOURCES.test(entry);
-  const run = compiled ? [`dist/${entry.replace(/\.ts$/, '.js')}`] : ['--import', 'tsx', entry];
+  const script = process.env[RUN_COMPILED_ENV] === '1' && COMPILED_SOURCES.test(entry) ? `dist/${entry.replace(/\.ts$/, '.js')}` : entry;
+  // JavaScript (compiled, or another checkout's dist/) needs no loader.
+  const run = script.endsWith('.js') ? [script] : ['--import', 'tsx', script];
   const [command, ...args] = [...prefix, process.execPath, ...run];
   return startProcess(command as string, args, { env, ready, timeoutMs, ...(fdLimit ? { fdLimit } : {}) });
 }

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { PROXY_SEMI_SPACE_FLAG } from '../../operator/proxy-process.ts';
 import { childPids } from '../helpers/live-pair.ts';
 import { freePort, freePortRange, waitFor } from '../helpers/net.ts';
 
@@ -78,7 +79,8 @@ test('npm start runs the compiled standalone mode and proxy; SIGTERM to npm alon
     // npm's child is the standalone process itself (the script execs node), and its child the compiled proxy.
     const [standalone, ...others] = childPids(child.pid!);
     assert.equal(others, [], 'npm has one child');
-    assert.is(commandLine(standalone!), 'node dist/operator/standalone.js');
+    // With the young-generation size the proxy process gets too (its Control API holds every session's state).
+    assert.is(commandLine(standalone!), `node ${PROXY_SEMI_SPACE_FLAG} dist/operator/standalone.js`);
     const proxies = childPids(standalone!).map(commandLine);
     assert.is(proxies.length, 1, proxies.join('\n'));
     assert.match(
