@@ -114,8 +114,10 @@ export class OperatorMetrics {
   countStatusWrites(store: SessionStore): SessionStore {
     const statusWrites = this.statusWrites;
     const telemetry = store.writeTelemetry?.bind(store);
+    const duplicatesOf = store.duplicatesOf?.bind(store);
     return {
       ...(telemetry ? { writeTelemetry: telemetry } : {}),
+      ...(duplicatesOf ? { duplicatesOf } : {}),
       get: (serial) => store.get(serial),
       list: () => store.list(),
       apply: (spec) => store.apply(spec),

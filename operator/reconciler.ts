@@ -37,6 +37,7 @@ import {
   sameStatus,
 } from './session-status.ts';
 import {
+  type Duplicate,
   isLive,
   isTerminal,
   type ProxySession,
@@ -194,7 +195,8 @@ export class Reconciler {
         return;
       }
       const print = fingerprint(change.session);
-      if (this.seen.get(change.session.serial) === print) return;
+      // A resource made by hand for a serial another holds changes nothing of the session: it is marked.
+      if (this.seen.get(change.session.serial) === print && !this.unsettledDuplicates(change.session.serial).length) return;
       this.seen.set(change.session.serial, print);
       this.sync(change.session.serial);
     });
@@ -305,6 +307,7 @@ export class Reconciler {
 
   /** One session's sync: decide what the stored session and its pod's state call for. */
   async reconcile(serial: string): Promise<WorkResult | void> {
+    await this.markDuplicates(serial);
     const session = await this.store.get(serial);
     const pod = session ? this.podOf(session) : undefined;
     // What another pod runs under this serial is left over (a moved or lost session): it goes.
@@ -429,6 +432,36 @@ export class Reconciler {
   }
 
   // ---- endings ---------------------------------------------------------------
+
+  /**
+   * Resources made with kubectl for a serial an older resource holds run
+   * nothing: they show Failed (DuplicateSerial) and name the holder, so
+   * `kubectl get pxs` says why. One edited while still a duplicate is marked
+   * again (its generation moved); one that outlives the holder stays Failed.
+   * The finalizer of a deleting one (it held the serial once) is removed.
+   */
+  private async markDuplicates(serial: string): Promise<void> {
+    // Not this.writeStatus or this.setFinalizer: the serial's own session (its seen print, its counters) is not touched.
+    for (const { session, heldBy } of this.unsettledDuplicates(serial)) {
+      if (session.deleting) {
+        // One that held the serial before (it carries the finalizer) runs nothing now: its deletion is not held up.
+        await this.store.setFinalizer(serial, session.uid, false);
+        continue;
+      }
+      const message = `Serial ${serial} is already held by ProxySession ${heldBy}, created before this one; delete this resource`;
+      await this.store.writeStatus(serial, session.uid, failedStatus(session, 'DuplicateSerial', message, this.now()));
+      this.logger.warn({ serial, uid: session.uid, heldBy }, 'a second ProxySession for one serial is marked Failed');
+    }
+  }
+
+  /** Duplicates not yet marked for their generation, and deleting ones our finalizer still holds. */
+  private unsettledDuplicates(serial: string): Duplicate[] {
+    return (this.store.duplicatesOf?.(serial) ?? []).filter(({ session }) =>
+      session.deleting
+        ? session.hasFinalizer
+        : !(session.status.endedReason === 'DuplicateSerial' && (session.status.observedGeneration ?? 0) >= session.generation),
+    );
+  }
 
   /** Removes the serial from every pod but `keep` (a session nobody wants there). */
   private async removeStrays(serial: string, keep: Pod | undefined): Promise<void> {

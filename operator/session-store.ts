@@ -38,7 +38,7 @@ export const SESSION_PHASES = ['Pending', 'Active', 'Ended', 'Failed'] as const;
 export type SessionPhase = (typeof SESSION_PHASES)[number];
 
 /** Why a session is Ended (from the proxy) or Failed (from the reconciler). */
-export const SESSION_END_REASONS = [...ENDED_REASONS, 'NoAvailablePorts', 'ProxyLost'] as const;
+export const SESSION_END_REASONS = [...ENDED_REASONS, 'NoAvailablePorts', 'ProxyLost', 'DuplicateSerial'] as const;
 export type SessionEndReason = (typeof SESSION_END_REASONS)[number];
 
 export interface SessionCondition {
@@ -144,6 +144,12 @@ export type ApplyResult =
 
 export type DeleteResult = 'deleted' | 'deleting' | 'not-found';
 
+/** A session whose serial an older one holds, and the name of the resource that holds it. */
+export interface Duplicate {
+  session: ProxySession;
+  heldBy: string;
+}
+
 export type SessionChange = { type: 'upserted'; session: ProxySession } | { type: 'removed'; serial: string; uid: string };
 
 export interface SessionStore {
@@ -173,6 +179,12 @@ export interface SessionStore {
    * offers it.
    */
   writeTelemetry?(serial: string, uid: string, port: number, live: ProxySessionStatus): boolean;
+  /**
+   * Sessions that carry the serial besides its session, in a store where they
+   * can exist (resources made with kubectl under other names), each with the
+   * name of the resource that holds the serial. They run nothing.
+   */
+  duplicatesOf?(serial: string): Duplicate[];
   /** Calls the listener after every change; returns the unsubscribe function. */
   subscribe(listener: (change: SessionChange) => void): () => void;
 }

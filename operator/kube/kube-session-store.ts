@@ -3,7 +3,8 @@
 // server and are observed into the cache at once, so a caller reads its own
 // writes. A resource made with kubectl under any name is a session like one
 // made by /on; if two resources carry one serial, the older one is the
-// session and the newer is marked Failed (DuplicateSerial).
+// session and the newer are duplicates (the reconciler marks them Failed,
+// DuplicateSerial).
 import type { Logger } from '../../common/log.ts';
 import { ChangeListeners } from '../change-listeners.ts';
 import {
@@ -11,6 +12,7 @@ import {
   copySpec,
   copyStatus,
   type DeleteResult,
+  type Duplicate,
   type ProxySession,
   type ProxySessionSpec,
   type ProxySessionStatus,
@@ -60,15 +62,13 @@ export class KubeSessionStore implements SessionStore {
     return sessions;
   }
 
-  /** Resources whose serial another, older resource already holds. */
-  duplicates(): ProxySessionResource[] {
-    const duplicates: ProxySessionResource[] = [];
-    for (const serial of this.informer.serials()) {
-      const named = this.informer.withSerial(serial);
-      if (named.size < 2) continue;
-      const holder = this.resourceFor(serial);
-      for (const r of named.values()) if (r !== holder) duplicates.push(r);
-    }
+  /** The resources carrying the serial that are not its session (an older one holds it). */
+  duplicatesOf(serial: string): Duplicate[] {
+    const named = this.informer.withSerial(serial);
+    if (named.size < 2) return [];
+    const holder = this.resourceFor(serial);
+    const duplicates: Duplicate[] = [];
+    for (const r of named.values()) if (holder && r !== holder) duplicates.push({ session: toSession(r), heldBy: holder.metadata.name });
     return duplicates;
   }
 
@@ -138,8 +138,8 @@ export class KubeSessionStore implements SessionStore {
     return this.writeResourceStatus(resource, status);
   }
 
-  /** Writes status to a resource by name, e.g. to mark a duplicate Failed. */
-  async writeResourceStatus(resource: ProxySessionResource, status: ProxySessionStatus): Promise<ProxySession | undefined> {
+  /** Writes status to that incarnation of a resource. */
+  private async writeResourceStatus(resource: ProxySessionResource, status: ProxySessionStatus): Promise<ProxySession | undefined> {
     try {
       const updated = await this.client.replaceStatus(resource.metadata.name, resource.metadata.uid, status);
       this.informer.observe(updated);
@@ -202,8 +202,16 @@ export class KubeSessionStore implements SessionStore {
   }
 }
 
+/**
+ * Whether a holds the serial before b: the older; within one second (the
+ * timestamps' resolution) the one already given a port, so a resource
+ * applied in the same second as a running session does not displace it;
+ * then the name.
+ */
 function older(a: ProxySessionResource, b: ProxySessionResource): boolean {
   if (a.metadata.creationTimestamp !== b.metadata.creationTimestamp) return a.metadata.creationTimestamp < b.metadata.creationTimestamp;
+  const placed = (r: ProxySessionResource) => r.status.port !== undefined;
+  if (placed(a) !== placed(b)) return placed(a);
   return a.metadata.name < b.metadata.name;
 }
 

@@ -3,7 +3,7 @@
 import type net from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { clusterFixture, type TestCluster } from '../helpers/cluster.ts';
+import { clusterFixture, type ProxySessionJson, type TestCluster } from '../helpers/cluster.ts';
 import { connect, connectDevice, Received, refuses, sleep, waitFor } from '../helpers/net.ts';
 
 const test = suite('operator in cluster mode');
@@ -150,6 +150,66 @@ test('a ProxySession made with kubectl apply gets a port and carries traffic; ku
   assert.is(deleted.code, 0, deleted.stderr);
   await device.untilClosed(5000);
   assert.ok(await refuses(port));
+});
+
+test('a second ProxySession for a serial shows Failed (DuplicateSerial) naming the holder, runs nothing, and goes after the holder', async () => {
+  const c = theCluster();
+  const on = await c.control<{ port: number }>('/on?serial=E2E-dup&persistent=true');
+  assert.is(on.status, 200, JSON.stringify(on.body));
+  const holder = await c.session('E2E-dup');
+  const manifest = (persistent: boolean) =>
+    JSON.stringify({
+      apiVersion: 'cccp.tcxn.net/v1alpha1',
+      kind: 'ProxySession',
+      metadata: { name: 'dup-by-hand' },
+      spec: { serial: 'E2E-dup', persistent },
+    });
+  // Creation times have a resolution of one second: a later second makes the hand-made one the newer.
+  await sleep(1100);
+  const applied = await c.kubectl(['apply', '-f', '-'], manifest(true));
+  assert.is(applied.code, 0, applied.stderr);
+  const markedAt = async (generation: number) => {
+    let seen: ProxySessionJson | undefined;
+    await waitFor(
+      async () => {
+        seen = await c.named('dup-by-hand');
+        return seen?.status?.endedReason === 'DuplicateSerial' && seen.status.observedGeneration === generation;
+      },
+      10_000,
+      `the duplicate to be marked at generation ${generation}: ${JSON.stringify(seen?.status)}`,
+    );
+    return seen!;
+  };
+  const duplicate = await markedAt(1);
+  assert.is(duplicate.status?.phase, 'Failed');
+  assert.is(duplicate.status?.port, undefined, 'a duplicate holds no port');
+  const ready = duplicate.status?.conditions?.find((cond) => cond.type === 'Ready');
+  assert.is(ready?.status, 'False');
+  assert.match(ready?.message ?? '', `held by ProxySession ${holder?.metadata.name}`);
+  assert.equal(duplicate.metadata.finalizers ?? [], [], 'nothing holds a duplicate back from kubectl delete');
+  const table = await c.kubectl(['get', 'pxs', 'dup-by-hand']);
+  assert.match(table.stdout, /Failed/);
+
+  // The holder runs on, on its port, and /status answers for it.
+  const status = await c.control<{ port: number }>('/status?serial=E2E-dup');
+  assert.is(status.status, 200);
+  assert.is(status.body.port, on.body.port);
+  const stillHolding = await c.named(holder?.metadata.name ?? '');
+  assert.is(stillHolding?.status?.phase, 'Active', JSON.stringify(stillHolding?.status));
+  assert.is(stillHolding?.status?.port, on.body.port);
+  await exchange(on.body.port, 'E2E-dup');
+
+  // Edited while still a duplicate: marked again for the new generation.
+  const edited = await c.kubectl(['apply', '-f', '-'], manifest(false));
+  assert.is(edited.code, 0, edited.stderr);
+  await markedAt(2);
+
+  // The holder goes; the duplicate does not start but stays Failed, and goes after the retention time.
+  assert.is((await c.control('/off?serial=E2E-dup')).status, 200);
+  assert.ok(await refuses(on.body.port), 'the holder’s port is closed');
+  const after = await c.named('dup-by-hand');
+  assert.is(after?.status?.phase, 'Failed', JSON.stringify(after?.status));
+  await waitFor(async () => (await c.named('dup-by-hand')) === undefined, (RETENTION_S + 10) * 1000, 'the failed duplicate to be deleted');
 });
 
 test('200 sessions created at once get 200 distinct ports; exhaustion gives 503 and leaves nothing behind', async () => {

@@ -191,6 +191,11 @@ export class TestCluster {
     return (await this.sessions()).find((s) => s.spec.serial === serial);
   }
 
+  /** One ProxySession by its resource name. */
+  async named(name: string): Promise<ProxySessionJson | undefined> {
+    return (await this.sessions()).find((s) => s.metadata.name === name);
+  }
+
   /** A persistent `/on` that must answer 200, and the pod the operator placed it on (`status.proxy`). */
   async place(serial: string): Promise<PlacedSession> {
     const answer = await this.control<{ host: string; port: number }>(`/on?serial=${serial}&persistent=true`);
@@ -247,6 +252,7 @@ export interface ProxySessionJson {
     transferredBytes?: number;
     endedReason?: string;
     observedGeneration?: number;
+    conditions?: Array<{ type: string; status: string; reason?: string; message?: string }>;
   };
 }
 

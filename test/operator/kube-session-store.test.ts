@@ -48,9 +48,29 @@ test('the serial is the oldest resource carrying it; list has one session per se
   assert.is(await store.get('C'), undefined);
   assert.equal((await store.list()).map((s) => `${s.serial} ${s.uid}`).sort(), ['A u2', 'B u3']);
   assert.equal(
-    store.duplicates().map((r) => r.metadata.uid),
-    ['u1'],
+    store.duplicatesOf('A').map((d) => `${d.session.uid} held by ${d.heldBy}`),
+    ['u1 held by by-hand'],
   );
+  assert.equal(store.duplicatesOf('B'), []);
+  assert.equal(store.duplicatesOf('C'), []);
+});
+
+test('within one second the resource already on a port holds the serial, else the first name', async () => {
+  const { informer, store } = setup();
+  const second = '2026-01-01T00:00:05Z';
+  const running = { ...resource('pxs-a', 'u1', '10', 'A', second), status: { phase: 'Active' as const, port: 20001 } };
+  informer.observe(running);
+  // Applied by hand in the same second, with a name that sorts first: the running session keeps the serial.
+  informer.observe(resource('a-by-hand', 'u2', '11', 'A', second));
+  assert.is((await store.get('A'))?.uid, 'u1');
+  assert.equal(
+    store.duplicatesOf('A').map((d) => `${d.session.uid} held by ${d.heldBy}`),
+    ['u2 held by pxs-a'],
+  );
+  // Neither on a port: the name decides.
+  informer.observe(resource('b-first', 'u3', '12', 'B', second));
+  informer.observe(resource('b-second', 'u4', '13', 'B', second));
+  assert.is((await store.get('B'))?.uid, 'u3');
 });
 
 test('a deletion or a new incarnation changes what the serial finds at once', async () => {
