@@ -29,6 +29,25 @@ function stateOf(serial: string, changeSeq: number): SessionState {
   };
 }
 
+/** Counts the turns of the event loop from now until stop(). */
+function turnCounter(): { readonly turns: number; stop(): void } {
+  let turns = 0;
+  let ticking = true;
+  const tick = () => {
+    turns++;
+    if (ticking) setImmediate(tick);
+  };
+  setImmediate(tick);
+  return {
+    get turns() {
+      return turns;
+    },
+    stop: () => {
+      ticking = false;
+    },
+  };
+}
+
 async function text(pieces: AsyncIterable<string>): Promise<string> {
   let all = '';
   for await (const piece of pieces) all += piece;
@@ -40,13 +59,7 @@ test('the states of a large answer are taken a slice per turn of the event loop,
   const serials = Array.from({ length: count }, (_, i) => `SER-${i}`);
   // One session went away after the feed was read: it is left out.
   const gone = 'SER-7';
-  let turns = 0;
-  let ticking = true;
-  const tick = () => {
-    turns++;
-    if (ticking) setImmediate(tick);
-  };
-  setImmediate(tick);
+  const loop = turnCounter();
   const takenAt: number[] = [];
   const listing: ChangeListing = {
     batch: {
@@ -60,12 +73,12 @@ test('the states of a large answer are taken a slice per turn of the event loop,
     },
     serials,
     state(serial) {
-      takenAt.push(turns);
+      takenAt.push(loop.turns);
       return serial === gone ? undefined : stateOf(serial, serials.indexOf(serial) + 1);
     },
   };
   const json = await text(changeBatchJson(listing));
-  ticking = false;
+  loop.stop();
   const batch = JSON.parse(json) as ChangeBatch;
   assert.equal(batch, {
     ...listing.batch,
@@ -91,31 +104,25 @@ test('counter entries, when asked for, follow the states, a slice per turn too; 
     device: { forwardedBytes: 64, droppedBytes: 0, lastActivity: '2026-01-01T00:00:01.000Z' },
     client: { forwardedBytes: 0, droppedBytes: 0 },
   });
-  let turns = 0;
-  let ticking = true;
-  const tick = () => {
-    turns++;
-    if (ticking) setImmediate(tick);
-  };
-  setImmediate(tick);
+  const loop = turnCounter();
   const takenAt: number[] = [];
   const listing: ChangeListing = {
     batch: { instanceId: 'i', startedAt: 's', devicePort: 1, cursor: 9, reset: false, removed: [], more: false },
     serials: states,
     state(serial) {
-      takenAt.push(turns);
+      takenAt.push(loop.turns);
       return stateOf(serial, 5);
     },
     counters: {
       serials: counted,
       entry(serial) {
-        takenAt.push(turns);
+        takenAt.push(loop.turns);
         return serial === left ? undefined : entryOf(serial);
       },
     },
   };
   const batch = JSON.parse(await text(changeBatchJson(listing))) as ChangeBatch;
-  ticking = false;
+  loop.stop();
   assert.equal(batch, {
     ...listing.batch,
     sessions: states.map((s) => stateOf(s, 5)),
