@@ -38,19 +38,10 @@ export class CounterFlushes {
     return false;
   }
 
-  /** Whether `serial` waits for its turn (its counters will be read and written then). */
-  isWaiting(serial: string): boolean {
-    return this.waiting.has(serial);
-  }
-
   /** A status write of `serial` went out (it carried the counters), or the session is gone: it leaves the line. */
   forget(serial: string): void {
     this.waiting.delete(serial);
     this.granted.delete(serial);
-  }
-
-  get waitingCount(): number {
-    return this.waiting.size;
   }
 
   stop(): void {
