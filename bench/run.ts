@@ -30,6 +30,7 @@ import { type OnLatency, onOffPairsPerSecond, onToListening } from './control-pl
 import { EVENT_LOOP_DELAY_GAUGE } from './event-loop-delay.ts';
 import { checkGoals, GOALS, spreadGoals } from './goals.ts';
 import { forwardedHop, type HopVariant } from './hop.ts';
+import { bareHttpRoundTrips } from './http-floor.ts';
 import { BUFFERED_PROBE_RETRY_MS, closePairs, PROXY_PROBE_RETRY_MS } from './join.ts';
 import { MiB, percentile, roundTrips, throughput } from './load.ts';
 import { type ManySessionsResult, manySessions } from './many-sessions.ts';
@@ -87,6 +88,7 @@ const notes: string[] = [
   "CPU % is CPU time of the forwarding process(es) over the wall time of the phase's steady part (100 % = one core). RSS and PSS are summed over those processes at the end of the phase; PSS splits shared pages, so it is the fair memory figure for socat's forked children. RSS added per joined session is the RSS at the end of the phase minus the RSS of the idle forwarder before the pairs opened, over the pairs (kB = 1,000 bytes).",
   `The proxy's CPU and memory are those of the standalone mode's two node processes (the Control API with the reconciler, and the proxy process); ${opts.compiled ? 'every process of the project runs the compiled JavaScript in dist/ (built at the start with npm run build), as npm start and the image run it' : 'they run from the TypeScript sources through tsx (--sources), whose esbuild helper processes are left out'}. The proxy process alone has rows of its own. In cluster mode the figures are the proxy pod process's, with the operator's CPU beside it in a row of its own; the HAProxy column of the cluster rows repeats HAProxy's figure of the same phase size measured above.`,
   `Fair join probe: HAProxy, socat and a direct connection buffer the client's first byte until the far end is connected, so one 'p' from the client, answered by the device, proves a pair joined (a retry every ${BUFFERED_PROBE_RETRY_MS} ms stays, and is counted). The proxy drops bytes while a party is missing, so for it the device connects and registers first, the benchmark waits for the proxy's own device-connected event on its admin event stream (GET /v1/events), then connects the client and sends one probe; a retry every ${PROXY_PROBE_RETRY_MS} ms remains only as a safety net. The 'join probes retried' rows count every retry. Open and join time runs, for every target, from the first /on or connect to the last joined pair.`,
+  "The floor under /on: a bare HTTP request and answer (a small PUT, one kept-alive connection) between the benchmark and a plain Node child process over a Unix socket, timed like /on. A standalone /on crosses three such hops (the caller, the Control API, the proxy process), so the tails of three such hops add up in its tail; the machine's wake-ups set them.",
   `The proxy process's largest event-loop delay comes from its own gauge ${EVENT_LOOP_DELAY_GAUGE} (the largest delay since the previous scrape), scraped before the pairs open, after they joined, and after the steady part; "not reported" when the proxy has no such gauge.`,
 ];
 
@@ -298,7 +300,23 @@ if (opts.targets.includes('proxy')) {
     onLatencyFigures('standalone', on);
     const rate = await onOffPairsPerSecond(call, opts.pairSeconds, 'CP-PAIR');
     onOffRateFigure('standalone', rate);
-    log(`  /on p50 ${on.p50Ms.toFixed(1)} ms p99 ${on.p99Ms.toFixed(1)} ms; ${rate.toFixed(0)} /on+/off pairs/s`);
+    const floor = await bareHttpRoundTrips(opts.onCount * 3);
+    for (const [p, value] of [
+      [50, floor.p50Ms],
+      [99, floor.p99Ms],
+    ] as const) {
+      figure({
+        id: `http-floor-p${p}`,
+        title: `floor under /on: a bare HTTP request between two Node processes (Unix socket), p${p} (${floor.count} calls)`,
+        unit: 'ms',
+        better: 'lower',
+        values: { proxy: value },
+      });
+    }
+    log(
+      `  /on p50 ${on.p50Ms.toFixed(1)} ms p99 ${on.p99Ms.toFixed(1)} ms; ${rate.toFixed(0)} /on+/off pairs/s;` +
+        ` bare HTTP between two processes p50 ${floor.p50Ms.toFixed(2)} ms p99 ${floor.p99Ms.toFixed(2)} ms`,
+    );
   } finally {
     await app.stop();
   }
