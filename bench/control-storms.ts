@@ -13,13 +13,9 @@ import { fileURLToPath } from 'node:url';
 import { percentile, startLivePair } from '../test/helpers/live-pair.ts';
 import { sleep } from '../test/helpers/net.ts';
 import { startStandalone } from '../test/helpers/standalone.ts';
+import { benchArgs } from './tools.ts';
 
-const args = new Map(
-  process.argv.slice(2).map((a) => {
-    const [k, v] = a.replace(/^--/, '').split('=');
-    return [k!, v ?? 'true'] as const;
-  }),
-);
+const args = benchArgs();
 const count = Number(args.get('count') ?? 3000);
 const rounds = Number(args.get('rounds') ?? 1);
 const restSeconds = Number(args.get('rest-seconds') ?? 10);

@@ -17,13 +17,9 @@ import { closePairs, DeviceAttachments, openProxyPairs } from './join.ts';
 import { steadySessions } from './load.ts';
 import { sessionPortRange } from './ports.ts';
 import { usageOf } from './process-usage.ts';
+import { benchArgs } from './tools.ts';
 
-const args = new Map(
-  process.argv.slice(2).map((a) => {
-    const [k, v] = a.replace(/^--/, '').split('=');
-    return [k!, v ?? 'true'] as const;
-  }),
-);
+const args = benchArgs();
 const sessions = Number(args.get('sessions') ?? 1000);
 const seconds = Number(args.get('seconds') ?? 20);
 const runs = Number(args.get('runs') ?? 1);

@@ -38,14 +38,9 @@ import { PhaseFigures } from './phase-figures.ts';
 import { type Figure, markdown, type Results, write } from './report.ts';
 import { spreadFigures } from './spread.ts';
 import { startStandalone, startTarget, TARGETS, type TargetName } from './targets.ts';
-import { ensurePrograms, programVersion, useCompiledBuild } from './tools.ts';
+import { benchArgs, ensurePrograms, programVersion, useCompiledBuild } from './tools.ts';
 
-const args = new Map(
-  process.argv.slice(2).map((a) => {
-    const [k, v] = a.replace(/^--/, '').split('=');
-    return [k!, v ?? 'true'] as const;
-  }),
-);
+const args = benchArgs();
 const quick = args.has('quick');
 const counts = (list: string) => (list === 'none' ? [] : list.split(',').map(Number));
 /** `--spread=3x5000`: pods and sessions per pod; undefined for "none". */

@@ -22,14 +22,9 @@ import { percentile, steadySessions } from './load.ts';
 import { manySessions } from './many-sessions.ts';
 import { usageOf } from './process-usage.ts';
 import { startTarget, type Target, type TargetName } from './targets.ts';
-import { build, useCompiledBuild } from './tools.ts';
+import { benchArgs, build, useCompiledBuild } from './tools.ts';
 
-const args = new Map(
-  process.argv.slice(2).map((a) => {
-    const eq = a.indexOf('=');
-    return eq === -1 ? ([a.replace(/^--/, ''), 'true'] as const) : ([a.slice(2, eq), a.slice(eq + 1)] as const);
-  }),
-);
+const args = benchArgs();
 const sessions = Number(args.get('sessions') ?? 1000);
 const seconds = Number(args.get('seconds') ?? 15);
 const runs = Number(args.get('runs') ?? 2);

@@ -1,7 +1,22 @@
-// The programs the benchmark compares against (Debian's haproxy and socat):
-// found on PATH, or installed with apt-get when missing and running as root.
+// What the benchmarks share: their command-line flags, the programs they
+// compare against (Debian's haproxy and socat: found on PATH, or installed
+// with apt-get when missing and running as root), and the compiled build.
 import { spawnSync } from 'node:child_process';
 import { RUN_COMPILED_ENV } from '../test/helpers/processes.ts';
+
+/**
+ * The command line's `--name=value` flags (a value may hold '=', e.g. Node
+ * options) and bare `--name` flags (value "true"), by name.
+ */
+export function benchArgs(argv: readonly string[] = process.argv.slice(2)): Map<string, string> {
+  return new Map(
+    argv.map((arg) => {
+      const flag = arg.replace(/^--/, '');
+      const eq = flag.indexOf('=');
+      return eq === -1 ? [flag, 'true'] : [flag.slice(0, eq), flag.slice(eq + 1)];
+    }),
+  );
+}
 
 export function ensurePrograms(packages: Record<string, string>): void {
   const missing = Object.entries(packages).filter(([program]) => spawnSync('sh', ['-c', `command -v ${program}`]).status !== 0);
