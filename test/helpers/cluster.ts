@@ -3,12 +3,11 @@
 // wires them (admin API on TCP with a token, KUBECONFIG for the operator).
 import { fileURLToPath } from 'node:url';
 import type { Test } from 'uvu';
-import { PROXY_SEMI_SPACE_FLAG } from '../../operator/proxy-process.ts';
 import { type Rig, startRig } from '../kube/rig.ts';
 import { suiteFixture } from './fixture.ts';
 import { type Answer, request } from './http.ts';
 import { freePort, freePortRange, freePorts, waitFor } from './net.ts';
-import { type Started, startNodeProcess } from './processes.ts';
+import { type Started, startNodeProcess, withProxyYoungGeneration } from './processes.ts';
 
 const crdFile = fileURLToPath(new URL('../../crds/proxysession.yaml', import.meta.url));
 const ADMIN_TOKEN = 'cluster-test-admin-token-0123456789';
@@ -94,7 +93,7 @@ export class TestCluster {
         CCCP_ADMIN_TOKEN: ADMIN_TOKEN,
         CCCP_PROXY_HEALTH_PORT: String(this.proxyHealthPort),
         // The young-generation size the chart gives the proxy container.
-        NODE_OPTIONS: [process.env.NODE_OPTIONS, PROXY_SEMI_SPACE_FLAG].filter(Boolean).join(' '),
+        NODE_OPTIONS: withProxyYoungGeneration(),
         ...(this.opts.proxyPods
           ? {
               CCCP_PUBLIC_HOST: host,

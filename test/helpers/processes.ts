@@ -4,6 +4,7 @@
 // `startProcess` starts a long-running one and waits until it is ready.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { proxyV8Flags } from '../../operator/proxy-process.ts';
 import { waitFor } from './net.ts';
 
 const running = new Set<ChildProcess>();
@@ -154,6 +155,15 @@ export async function startProcess(command: string, args: string[], options: Sta
     if (done) throw new Error(`${command} exited before it was ready; output:\n${output.slice(-2000)}`);
   }
   return started;
+}
+
+/**
+ * NODE_OPTIONS for a project process started as the chart and `npm start`
+ * start it: with the proxy's young-generation size, unless `nodeOptions`
+ * (the caller's, e.g. a bench comparing sizes) already names one.
+ */
+export function withProxyYoungGeneration(nodeOptions: string | undefined = process.env.NODE_OPTIONS): string {
+  return [nodeOptions, ...proxyV8Flags([], nodeOptions)].filter(Boolean).join(' ');
 }
 
 /**

@@ -1,7 +1,6 @@
-import { proxyV8Flags } from '../../operator/proxy-process.ts';
 import { type Answer, request } from './http.ts';
 import { freePort, freePortRange, type PortRange, waitFor } from './net.ts';
-import { type Started, startNodeProcess } from './processes.ts';
+import { type Started, startNodeProcess, withProxyYoungGeneration } from './processes.ts';
 
 export type { Answer };
 
@@ -33,9 +32,8 @@ export async function startStandalone(
       CCCP_PUBLIC_HOST: '127.0.0.1',
       CCCP_PORT_RANGE: `${range.min}-${range.max}`,
       CCCP_LOG_LEVEL: process.env.CCCP_TEST_LOG_LEVEL ?? 'warn',
-      // The young-generation size `npm start` gives the standalone process (its proxy process inherits
-      // it), unless the caller's NODE_OPTIONS name one (a bench comparing sizes).
-      NODE_OPTIONS: [process.env.NODE_OPTIONS, ...proxyV8Flags([], process.env.NODE_OPTIONS)].filter(Boolean).join(' '),
+      // As `npm start` runs the standalone process (its proxy process inherits the size).
+      NODE_OPTIONS: withProxyYoungGeneration(),
       ...options.env,
     },
     /Session ports /,
