@@ -9,6 +9,7 @@ import { listen, peerAddress, peerHost } from '../common/sockets.ts';
 import { AddressMatcher } from './address-matcher.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import type { ProxyProtocolGate } from './proxy-protocol.ts';
+import { adoptReads } from './read-buffers.ts';
 import { RegistrationParser } from './registration.ts';
 
 export interface DeviceRegistryOptions {
@@ -95,10 +96,8 @@ export class DeviceRegistry {
     this.allowlist = new AddressMatcher(opts.allowlist);
     // keepAlive without a delay would leave the kernel's 2 h default in place (TCP_KEEPIDLE 0 is refused).
     const onConnection = (socket: net.Socket) => this.onConnection(socket);
-    this.server = net.createServer(
-      { allowHalfOpen: true, noDelay: true },
-      opts.proxyProtocol?.accepting('device', onConnection) ?? onConnection,
-    );
+    const accepted = opts.proxyProtocol?.accepting('device', onConnection) ?? onConnection;
+    this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => accepted(adoptReads(socket)));
     // Accept errors (EMFILE and the like) must not take the process down.
     this.server.on('error', (err) => opts.logger.error({ err }, 'device port error'));
   }

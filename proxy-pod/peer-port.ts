@@ -10,6 +10,7 @@ import { listen, peerAddress, setProxiedPeer } from '../common/sockets.ts';
 import type { RegisteredDevice } from './device-registry.ts';
 import type { PeerMetrics } from './peer-metrics.ts';
 import { ACCEPTED, DECLINED, type DeviceOffer, LineReader, type PeerRefusal, parseRequest, tokenDigest } from './peer-protocol.ts';
+import { adoptReads } from './read-buffers.ts';
 import { isValidSerial } from './registration.ts';
 
 /** Time from connect to the end of the request line. */
@@ -55,7 +56,7 @@ export class PeerPort {
     private readonly hooks: PeerPortHooks,
   ) {
     this.expectedToken = tokenDigest(opts.token);
-    this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.onConnection(socket));
+    this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.onConnection(adoptReads(socket)));
     this.server.on('error', (err) => opts.logger.error({ err }, 'peer port error'));
   }
 

@@ -19,6 +19,7 @@ import { listen, peerAddress, peerHost } from '../common/sockets.ts';
 import { AddressMatcher } from './address-matcher.ts';
 import type { ByteTotals, ProxyMetrics } from './metrics.ts';
 import type { ProxyProtocolGate } from './proxy-protocol.ts';
+import { adoptReads, type ReadSink, setReadSink } from './read-buffers.ts';
 
 export type Side = 'device' | 'client';
 
@@ -166,7 +167,8 @@ export class Session {
     this.listeningSince = new Date(this.lastUseMs).toISOString();
     // keepAlive is set per socket with its idle time (without one the kernel's 2 h default stays).
     const onClient = (socket: net.Socket) => this.onClient(socket);
-    this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, ctx.proxyProtocol?.accepting('session', onClient) ?? onClient);
+    const accepted = ctx.proxyProtocol?.accepting('session', onClient) ?? onClient;
+    this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => accepted(adoptReads(socket)));
     this.server.on('error', (err) => this.ctx.logger.error({ serial, err }, 'session listener error'));
   }
 
@@ -222,9 +224,8 @@ export class Session {
   }
 
   attachDevice(socket: net.Socket, payload: Buffer, endedWithCr: boolean): void {
-    const device = this.attach('device', socket);
+    const device = this.attach('device', socket, payload);
     device.awaitingLf = endedWithCr;
-    if (payload.length > 0) this.forward(device, payload);
   }
 
   /** Ends the session: stops listening, flushes what each party was sent, then closes it. */
@@ -405,7 +406,8 @@ export class Session {
     this.attach('client', socket);
   }
 
-  private attach(side: Side, socket: net.Socket): Party {
+  /** `first`: bytes read before the party joined (after a device's serial), forwarded ahead of the rest. */
+  private attach(side: Side, socket: net.Socket, first?: Buffer): Party {
     socket.setKeepAlive(true, this.ctx.keepaliveIdleMs);
     socket.setNoDelay(true);
     const previous = this[side];
@@ -433,6 +435,12 @@ export class Session {
     this.ctx.metrics.connected.inc({ side });
     this.ctx.summary.info({ serial: this.serial, side, peer: party.address }, `${side} connected`);
     this.ctx.emit({ type: `${side}-connected`, serial: this.serial, id: this.spec.id, address: party.address });
+    // Bytes that waited in the socket's readable side (after a PROXY header,
+    // or read while the device was routed) go before any the sink takes.
+    const waiting = socket.readableLength > 0 ? (socket.read() as Buffer | null) : null;
+    setReadSink(socket, Session.onRead);
+    if (first && first.length > 0) this.forward(party, first);
+    if (waiting) this.forward(party, waiting);
     // A sender that was waiting for the previous party's 'drain' goes on; its
     // bytes now reach the new party.
     this.releaseBlockedSender(previous);
@@ -441,9 +449,15 @@ export class Session {
   }
 
   // The listeners of every party's socket, shared: `this` is the socket, which knows its party.
+  // 'data' comes only from a socket that does not read into the proxy's own buffers (read-buffers.ts).
   private static readonly onData = function (this: PartySocket, chunk: Buffer): void {
     const party = this[PARTY];
     if (party) party.session.forward(party, chunk);
+  };
+
+  private static readonly onRead: ReadSink = (chunk, socket) => {
+    const party = (socket as PartySocket)[PARTY];
+    return party ? party.session.forward(party, chunk) : false;
   };
 
   private static readonly onEnd = function (this: PartySocket): void {
@@ -474,19 +488,20 @@ export class Session {
     return side === 'device' ? this.deviceRecord : this.clientRecord;
   }
 
-  private forward(from: Party, chunk: Buffer): void {
+  /** True when the receiver's socket still holds `chunk` (its write did not finish at once). */
+  private forward(from: Party, chunk: Buffer): boolean {
     const device = from.side === 'device';
-    if ((device ? this.device : this.client) !== from) return;
+    if ((device ? this.device : this.client) !== from) return false;
     const to = device ? this.client : this.device;
     if (from.awaitingLf) {
       from.awaitingLf = false;
       if (chunk[0] === LF) chunk = chunk.subarray(1);
-      if (chunk.length === 0) return;
+      if (chunk.length === 0) return false;
     }
     const record = device ? this.deviceRecord : this.clientRecord;
     if (!to) {
       record.dropped += chunk.length;
-      return;
+      return false;
     }
     to.awaitingLf = false;
     record.forwarded += chunk.length;
@@ -495,6 +510,7 @@ export class Session {
       to.blockedSender = from;
       this.armSendTimer(to);
     }
+    return to.socket.writableLength > 0;
   }
 
   /**
@@ -555,6 +571,7 @@ export class Session {
       .off('error', Session.onError)
       .off('drain', Session.onDrain);
     socket[PARTY] = undefined;
+    setReadSink(socket, undefined);
     // A late error on a socket we let go must not become an uncaught exception.
     socket.on('error', ignore);
     this.ctx.metrics.connected.dec({ side: party.side });
