@@ -66,51 +66,40 @@ function copyOf(buffer: Uint8Array, length: number): Buffer {
   return copy;
 }
 
-const READS = Symbol('reads');
-type AdoptedSocket = net.Socket & { [READS]?: SocketReads };
+/** The sink of an adopted socket: present (maybe undefined) on every adopted socket, and only on those. */
+const SINK = Symbol('readSink');
+/** An adopted socket's own buffer, while it is in a bulk transfer; never one a write still holds. */
+const OWN = Symbol('ownBuffer');
+type AdoptedSocket = net.Socket & { [SINK]?: ReadSink | undefined; [OWN]?: Buffer | undefined };
 
-class SocketReads {
-  sink: ReadSink | undefined;
-  /** The socket's own buffer, while it is in a bulk transfer; never one a write still holds. */
-  own: Buffer | undefined;
-
-  constructor(readonly socket: AdoptedSocket) {}
-
-  /** Node's onread callback: `buffer` holds `length` new bytes. */
-  read(length: number, buffer: Uint8Array): boolean {
-    const sink = this.sink;
-    if (buffer !== this.own || !sink) {
-      const copy = copyOf(buffer, length);
-      this.useOwn(sink !== undefined && length >= OWN_FROM);
-      if (sink) {
-        sink(copy, this.socket);
-        return true;
-      }
-      // Backpressure as on any socket: reading resumes when the readable side is read.
-      return this.socket.push(copy);
-    }
-    const kept = sink((buffer as Buffer).subarray(0, length), this.socket);
-    if (kept) this.own = undefined;
-    this.useOwn(length >= OWN_FROM);
-    return true;
+/** Chooses the buffer of the socket's next read. A socket that closes with its own leaves it to the garbage collector. */
+function useOwn(socket: AdoptedSocket, bulk: boolean): void {
+  const own = socket[OWN];
+  if (bulk) {
+    next = own ?? takeOwn();
+    socket[OWN] = next;
+    return;
   }
+  if (own) releaseOwn(own);
+  socket[OWN] = undefined;
+}
 
-  /** Chooses the buffer of the socket's next read. */
-  private useOwn(bulk: boolean): void {
-    if (bulk) {
-      this.own ??= takeOwn();
-      next = this.own;
-      return;
+/** Node's onread callback for `socket`: `buffer` holds `length` new bytes. */
+function onRead(socket: AdoptedSocket, length: number, buffer: Uint8Array): boolean {
+  const sink = socket[SINK];
+  if (buffer !== socket[OWN] || !sink) {
+    const copy = copyOf(buffer, length);
+    useOwn(socket, sink !== undefined && length >= OWN_FROM);
+    if (sink) {
+      sink(copy, socket);
+      return true;
     }
-    if (this.own) releaseOwn(this.own);
-    this.own = undefined;
+    // Backpressure as on any socket: reading resumes when the readable side is read.
+    return socket.push(copy);
   }
-
-  static readonly onClose = function (this: AdoptedSocket): void {
-    const reads = this[READS];
-    if (reads?.own) releaseOwn(reads.own);
-    if (reads) reads.own = undefined;
-  };
+  if (sink((buffer as Buffer).subarray(0, length), socket)) socket[OWN] = undefined;
+  useOwn(socket, length >= OWN_FROM);
+  return true;
 }
 
 /** `_handle` is Node's own field; it is read only here, once per accepted socket. */
@@ -134,17 +123,16 @@ export function adoptReads(socket: net.Socket): net.Socket {
     allowHalfOpen: socket.allowHalfOpen,
     readable: true,
     writable: true,
-    onread: { buffer: nextBuffer, callback: (length: number, buffer: Uint8Array) => reads.read(length, buffer) },
+    onread: { buffer: nextBuffer, callback: (length: number, buffer: Uint8Array) => onRead(adopted, length, buffer) },
   } as net.SocketConstructorOpts);
-  const reads = new SocketReads(adopted);
-  adopted[READS] = reads;
-  adopted.once('close', SocketReads.onClose);
+  adopted[SINK] = undefined;
+  adopted[OWN] = undefined;
   return adopted;
 }
 
 /** Whether `socket` reads into the buffers above. */
 export function readsIntoOwnBuffers(socket: net.Socket): boolean {
-  return (socket as AdoptedSocket)[READS] !== undefined;
+  return SINK in socket;
 }
 
 /**
@@ -154,8 +142,7 @@ export function readsIntoOwnBuffers(socket: net.Socket): boolean {
  * that was not adopted.
  */
 export function setReadSink(socket: net.Socket, sink: ReadSink | undefined): void {
-  const reads = (socket as AdoptedSocket)[READS];
-  if (reads) reads.sink = sink;
+  if (SINK in socket) (socket as AdoptedSocket)[SINK] = sink;
 }
 
 /** Own buffers waiting in the pool (for tests). */
