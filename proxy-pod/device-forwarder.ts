@@ -9,7 +9,7 @@
 // offer and an announcement that cross, one always sees the other: the offer
 // finds the session, or the announcement finds the device held (the peer is
 // asked again after its answer) or pending (it is offered at once).
-import net from 'node:net';
+import type net from 'node:net';
 import type { Clock } from '../common/clock.ts';
 import type { Logger } from '../common/log.ts';
 import type { LogSummary } from '../common/log-summary.ts';
@@ -18,6 +18,7 @@ import type { RegisteredDevice } from './device-registry.ts';
 import { PeerAvailability } from './peer-availability.ts';
 import type { PeerMetrics } from './peer-metrics.ts';
 import { ACCEPTED, DECLINED, encodeRequest, LineReader, type PeerContactOptions, type PeerEndpoint } from './peer-protocol.ts';
+import { connectReading, setReadSink } from './read-buffers.ts';
 
 /** Offers on the wire at once from this pod; peers admit far more waiting requests (see peer-port.ts). */
 const MAX_OFFERS_IN_FLIGHT = 32;
@@ -250,7 +251,7 @@ export class DeviceForwarder {
       awaitingLf: device.endedWithCr,
     });
     return new Promise((resolve) => {
-      const link = net.connect({ host: endpoint.host, port: endpoint.port, allowHalfOpen: true, noDelay: true });
+      const link = connectReading({ host: endpoint.host, port: endpoint.port, allowHalfOpen: true, noDelay: true });
       this.track(link);
       link.on('error', () => {});
       const reader = new LineReader(64);
@@ -321,19 +322,28 @@ export class DeviceForwarder {
    */
   private pass(from: net.Socket, to: net.Socket, guarded: boolean): void {
     let stalled: NodeJS.Timeout | undefined;
-    from.on('data', (chunk: Buffer) => {
-      if (to.write(chunk)) return;
-      from.pause();
-      if (guarded && this.opts.sendTimeoutMs > 0)
-        stalled = setTimeout(() => {
-          from.destroy();
-          to.destroy();
-        }, this.opts.sendTimeoutMs);
-      to.once('drain', () => {
-        clearTimeout(stalled);
-        from.resume();
-      });
-    });
+    /** True when `to` still holds the chunk (its write did not finish at once): see read-buffers.ts. */
+    const forward = (chunk: Buffer): boolean => {
+      if (!to.write(chunk)) {
+        from.pause();
+        if (guarded && this.opts.sendTimeoutMs > 0)
+          stalled = setTimeout(() => {
+            from.destroy();
+            to.destroy();
+          }, this.opts.sendTimeoutMs);
+        to.once('drain', () => {
+          clearTimeout(stalled);
+          from.resume();
+        });
+      }
+      return to.writableLength > 0;
+    };
+    // Bytes already waiting in `from` go before any its sink takes.
+    const waiting = from.readableLength > 0 ? (from.read() as Buffer | null) : null;
+    if (waiting) forward(waiting);
+    setReadSink(from, forward);
+    // 'data' comes only from a socket that does not read into the proxy's buffers.
+    from.on('data', forward);
     from.on('end', () => to.end());
     from.resume();
   }

@@ -105,6 +105,17 @@ function onRead(socket: AdoptedSocket, length: number, buffer: Uint8Array): bool
 /** `_handle` is Node's own field; it is read only here, once per accepted socket. */
 type WithHandle = net.Socket & { _handle?: unknown };
 
+/** A socket that reads into the buffers above. */
+function readingSocket(options: net.SocketConstructorOpts & { handle?: unknown }): AdoptedSocket {
+  const socket: AdoptedSocket = new net.Socket({
+    ...options,
+    onread: { buffer: nextBuffer, callback: (length: number, buffer: Uint8Array) => onRead(socket, length, buffer) },
+  } as net.SocketConstructorOpts);
+  socket[SINK] = undefined;
+  socket[OWN] = undefined;
+  return socket;
+}
+
 /**
  * Moves a socket a server just accepted (nothing read from it yet) into one
  * that reads into the buffers above, and returns that one; returns `socket`
@@ -118,16 +129,12 @@ export function adoptReads(socket: net.Socket): net.Socket {
   accepted._handle = null;
   // Without a handle, destroy() only settles the server's count of its connections.
   socket.destroy();
-  const adopted: AdoptedSocket = new net.Socket({
-    handle,
-    allowHalfOpen: socket.allowHalfOpen,
-    readable: true,
-    writable: true,
-    onread: { buffer: nextBuffer, callback: (length: number, buffer: Uint8Array) => onRead(adopted, length, buffer) },
-  } as net.SocketConstructorOpts);
-  adopted[SINK] = undefined;
-  adopted[OWN] = undefined;
-  return adopted;
+  return readingSocket({ handle, allowHalfOpen: socket.allowHalfOpen, readable: true, writable: true });
+}
+
+/** `net.connect` for a socket that reads into the buffers above (Node's own option, no handle moved). */
+export function connectReading(options: net.TcpNetConnectOpts): net.Socket {
+  return readingSocket({ allowHalfOpen: options.allowHalfOpen ?? false }).connect(options);
 }
 
 /** Whether `socket` reads into the buffers above. */

@@ -53,7 +53,7 @@ async function device(onOrdinal: number, serial: string, opts: { payload?: strin
   return socket;
 }
 
-test('a device on pod 0 for a session on pod 1 exchanges 8 MiB each way byte-exact, and pod 1 counts transferredBytes exactly', async () => {
+test('a device on pod 0 for a session on pod 1 exchanges 8 MiB each way byte-exact, both receivers slow, and pod 1 counts transferredBytes exactly', async () => {
   const serial = 'FWD-8MiB';
   const port = await session(1, serial);
   const clientSocket = await client(1, serial, port);
@@ -66,11 +66,13 @@ test('a device on pod 0 for a session on pod 1 exchanges 8 MiB each way byte-exa
   clientSocket.removeAllListeners('data');
 
   const eachWay = 8 * MiB;
+  // Slow receivers make both pods' writes wait: a buffer a write still holds must not be read into again.
+  const slow = { bytesPerSecond: 3 * MiB };
   const [sentByDevice, sentByClient, receivedByClient, receivedByDevice] = await Promise.all([
     sendHashed(deviceSocket, eachWay),
     sendHashed(clientSocket, eachWay),
-    receiveHashed(clientSocket, eachWay),
-    receiveHashed(deviceSocket, eachWay),
+    receiveHashed(clientSocket, eachWay, slow),
+    receiveHashed(deviceSocket, eachWay, slow),
   ]);
   assert.is(receivedByClient, sentByDevice, 'device to client');
   assert.is(receivedByDevice, sentByClient, 'client to device');
