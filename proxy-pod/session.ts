@@ -224,8 +224,7 @@ export class Session {
   }
 
   attachDevice(socket: net.Socket, payload: Buffer, endedWithCr: boolean): void {
-    const device = this.attach('device', socket, payload);
-    device.awaitingLf = endedWithCr;
+    this.attach('device', socket, payload, endedWithCr);
   }
 
   /** Ends the session: stops listening, flushes what each party was sent, then closes it. */
@@ -406,8 +405,12 @@ export class Session {
     this.attach('client', socket);
   }
 
-  /** `first`: bytes read before the party joined (after a device's serial), forwarded ahead of the rest. */
-  private attach(side: Side, socket: net.Socket, first?: Buffer): Party {
+  /**
+   * `first`: bytes read before the party joined (after a device's serial),
+   * forwarded ahead of the rest; `awaitingLf`: the serial's line ended with a
+   * CR at the end of a read (see Party).
+   */
+  private attach(side: Side, socket: net.Socket, first?: Buffer, awaitingLf = false): Party {
     socket.setKeepAlive(true, this.ctx.keepaliveIdleMs);
     socket.setNoDelay(true);
     const previous = this[side];
@@ -417,6 +420,7 @@ export class Session {
       previous.socket.destroy();
     }
     const party = new Party(this, side, socket, peerAddress(socket));
+    party.awaitingLf = awaitingLf;
     this[side] = party;
     const now = this.ctx.clock.now();
     // Bytes forwarded before this connect belong to the time before it.
