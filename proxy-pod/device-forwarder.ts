@@ -18,7 +18,7 @@ import type { RegisteredDevice } from './device-registry.ts';
 import { PeerAvailability } from './peer-availability.ts';
 import type { PeerMetrics } from './peer-metrics.ts';
 import { ACCEPTED, DECLINED, encodeRequest, LineReader, type PeerContactOptions, type PeerEndpoint } from './peer-protocol.ts';
-import { connectReading, setReadSink } from './read-buffers.ts';
+import { connectReading, takeReads } from './read-buffers.ts';
 
 /** Offers on the wire at once from this pod; peers admit far more waiting requests (see peer-port.ts). */
 const MAX_OFFERS_IN_FLIGHT = 32;
@@ -338,10 +338,8 @@ export class DeviceForwarder {
       }
       return to.writableLength > 0;
     };
-    // Bytes already waiting in `from` go before any its sink takes.
-    const waiting = from.readableLength > 0 ? (from.read() as Buffer | null) : null;
+    const waiting = takeReads(from, forward);
     if (waiting) forward(waiting);
-    setReadSink(from, forward);
     // 'data' comes only from a socket that does not read into the proxy's buffers.
     from.on('data', forward);
     from.on('end', () => to.end());

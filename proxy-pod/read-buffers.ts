@@ -4,7 +4,7 @@
 // transfer makes ~16,000 of them per GiB; V8 counts them as external memory
 // and answers with a mark-compact every few tens of MB, which cost the proxy
 // process more CPU than moving the bytes (1.1–1.4 CPU-s per GiB forwarded,
-// HAProxy 0.4; with the reads below 0.4–0.5, bench/results/latest.md).
+// HAProxy 0.4; with the reads below 0.4–0.5: the README's Benchmarks).
 //
 // Node's `onread` option reads into buffers the caller hands it instead, but
 // Node offers it only on sockets it makes itself, not on those a server
@@ -87,17 +87,14 @@ function useOwn(socket: AdoptedSocket, bulk: boolean): void {
 /** Node's onread callback for `socket`: `buffer` holds `length` new bytes. */
 function onRead(socket: AdoptedSocket, length: number, buffer: Uint8Array): boolean {
   const sink = socket[SINK];
-  if (buffer !== socket[OWN] || !sink) {
-    const copy = copyOf(buffer, length);
-    useOwn(socket, sink !== undefined && length >= OWN_FROM);
-    if (sink) {
-      sink(copy, socket);
-      return true;
-    }
+  if (!sink) {
+    useOwn(socket, false);
     // Backpressure as on any socket: reading resumes when the readable side is read.
-    return socket.push(copy);
+    return socket.push(copyOf(buffer, length));
   }
-  if (sink((buffer as Buffer).subarray(0, length), socket)) socket[OWN] = undefined;
+  if (buffer !== socket[OWN]) sink(copyOf(buffer, length), socket);
+  else if (sink((buffer as Buffer).subarray(0, length), socket)) socket[OWN] = undefined;
+  // Chosen only once the sink is done, so nothing it does can take this socket's next buffer.
   useOwn(socket, length >= OWN_FROM);
   return true;
 }
@@ -134,7 +131,8 @@ export function adoptReads(socket: net.Socket): net.Socket {
 
 /** `net.connect` for a socket that reads into the buffers above (Node's own option, no handle moved). */
 export function connectReading(options: net.TcpNetConnectOpts): net.Socket {
-  return readingSocket({ allowHalfOpen: options.allowHalfOpen ?? false }).connect(options);
+  // As net.connect does: the options go to the socket (allowHalfOpen, noDelay) and to connect().
+  return readingSocket(options).connect(options);
 }
 
 /** Whether `socket` reads into the buffers above. */
@@ -145,14 +143,22 @@ export function readsIntoOwnBuffers(socket: net.Socket): boolean {
 /**
  * Has `sink` take the socket's bytes from its next read on, instead of its
  * readable side; `undefined` gives them back to the readable side. Bytes
- * already waiting there stay there: read them first. No effect on a socket
- * that was not adopted.
+ * already waiting there stay there (`takeReads` hands them over). No effect
+ * on a socket that was not adopted.
  */
 export function setReadSink(socket: net.Socket, sink: ReadSink | undefined): void {
   if (SINK in socket) (socket as AdoptedSocket)[SINK] = sink;
 }
 
-/** Own buffers waiting in the pool (for tests). */
-export function pooledBuffers(): number {
-  return pool.length;
+/**
+ * Has `sink` take the socket's bytes from its next read on, and returns the
+ * bytes that already waited in its readable side (a PROXY header's rest,
+ * bytes read while a device was routed), or null: the caller passes them on
+ * before anything the sink gets. A socket that was not adopted goes on
+ * emitting 'data' after them.
+ */
+export function takeReads(socket: net.Socket, sink: ReadSink): Buffer | null {
+  const waiting = socket.readableLength > 0 ? (socket.read() as Buffer | null) : null;
+  setReadSink(socket, sink);
+  return waiting;
 }

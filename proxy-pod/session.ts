@@ -19,7 +19,7 @@ import { listen, peerAddress, peerHost } from '../common/sockets.ts';
 import { AddressMatcher } from './address-matcher.ts';
 import type { ByteTotals, ProxyMetrics } from './metrics.ts';
 import type { ProxyProtocolGate } from './proxy-protocol.ts';
-import { adoptReads, type ReadSink, setReadSink } from './read-buffers.ts';
+import { adoptReads, type ReadSink, setReadSink, takeReads } from './read-buffers.ts';
 
 export type Side = 'device' | 'client';
 
@@ -439,10 +439,7 @@ export class Session {
     this.ctx.metrics.connected.inc({ side });
     this.ctx.summary.info({ serial: this.serial, side, peer: party.address }, `${side} connected`);
     this.ctx.emit({ type: `${side}-connected`, serial: this.serial, id: this.spec.id, address: party.address });
-    // Bytes that waited in the socket's readable side (after a PROXY header,
-    // or read while the device was routed) go before any the sink takes.
-    const waiting = socket.readableLength > 0 ? (socket.read() as Buffer | null) : null;
-    setReadSink(socket, Session.onRead);
+    const waiting = takeReads(socket, Session.onRead);
     if (first && first.length > 0) this.forward(party, first);
     if (waiting) this.forward(party, waiting);
     // A sender that was waiting for the previous party's 'drain' goes on; its
