@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import type http from 'node:http';
 import type net from 'node:net';
+import ipaddr from 'ipaddr.js';
 import { envInteger } from './env.ts';
 
 export interface HttpLimits {
@@ -52,6 +53,8 @@ export interface ConnectionCounts {
 }
 
 interface Connection {
+  /** Where it comes from (see `sourceOf`). */
+  source: string;
   /** Requests received and not yet answered. */
   inFlight: number;
   /** Requests answered on this connection. */
@@ -60,14 +63,53 @@ interface Connection {
 }
 
 /**
+ * The source a connection is counted under: its IPv4 address, or the /64 of
+ * an IPv6 one (a single host usually holds a whole /64).
+ */
+export function sourceOf(address: string | undefined): string {
+  if (!address) return '';
+  if (!address.includes(':')) return address;
+  if (address.startsWith('::ffff:') && address.includes('.')) return address.slice(7);
+  try {
+    return `${ipaddr.IPv6.parse(address)
+      .parts.slice(0, 4)
+      .map((part) => part.toString(16))
+      .join(':')}::/64`;
+  } catch {
+    return address;
+  }
+}
+
+/** Idle connections, oldest first (a Set keeps insertion order): those that never sent a request, then those kept alive after an answer. */
+class IdleSets {
+  readonly fresh = new Set<net.Socket>();
+  readonly kept = new Set<net.Socket>();
+
+  get size(): number {
+    return this.fresh.size + this.kept.size;
+  }
+
+  oldest(): net.Socket | undefined {
+    for (const set of [this.fresh, this.kept]) {
+      const oldest = set.values().next();
+      if (!oldest.done) return oldest.value;
+    }
+    return undefined;
+  }
+}
+
+/**
  * Applies `limits` to `server`. A connection without a request in progress
- * is *idle*. When the cap is reached, the oldest idle connection that never
- * sent a request goes first, then the oldest kept alive between requests, so
- * a flood of silent connections cannot lock out clients that send their
- * request at once, nor break their kept-alive connections while silent ones
- * remain. When every slot holds a request in progress, the newcomer is
- * closed. The count is kept here, not by Node's maxConnections, whose count
- * lags behind closes and would turn a legitimate client away during a churn.
+ * is *idle*. When the cap is reached, a newcomer makes room by closing an
+ * idle connection from its own source (its address, or its /64 in IPv6) if
+ * that source holds one, and otherwise from anyone: in either case the
+ * oldest that never sent a request goes first, then the oldest kept alive
+ * between requests. So a flood from one source, even one that reconnects as
+ * fast as it is closed, only ever closes its own connections and cannot lock
+ * out clients elsewhere; and silent connections go before kept-alive ones.
+ * When every slot holds a request in progress, the newcomer is closed. The
+ * count is kept here, not by Node's maxConnections, whose count lags behind
+ * closes and would turn a legitimate client away during a churn.
  */
 export function limitConnections(
   server: http.Server,
@@ -76,10 +118,8 @@ export function limitConnections(
 ): ConnectionCounts {
   const counts: ConnectionCounts = { open: 0, refused: 0, evicted: 0, timedOut: 0 };
   const connections = new Map<net.Socket, Connection>();
-  // Idle connections, oldest first (a Set keeps insertion order): those that
-  // never sent a request, and those kept alive after an answer.
-  const fresh = new Set<net.Socket>();
-  const kept = new Set<net.Socket>();
+  const idle = new IdleSets();
+  const idleBySource = new Map<string, IdleSets>();
 
   server.headersTimeout = limits.headerTimeoutMs;
   server.requestTimeout = Math.max(limits.headerTimeoutMs, 30_000);
@@ -95,44 +135,51 @@ export function limitConnections(
 
   const makeIdle = (socket: net.Socket, connection: Connection, timeoutMs: number) => {
     clearTimeout(connection.timer);
-    (connection.answered === 0 ? fresh : kept).add(socket);
+    let own = idleBySource.get(connection.source);
+    if (!own) {
+      own = new IdleSets();
+      idleBySource.set(connection.source, own);
+    }
+    for (const sets of [idle, own]) (connection.answered === 0 ? sets.fresh : sets.kept).add(socket);
     connection.timer = setTimeout(() => close(socket, 'timed-out'), timeoutMs);
     connection.timer.unref();
   };
 
+  const notIdle = (socket: net.Socket, connection: Connection) => {
+    idle.fresh.delete(socket);
+    idle.kept.delete(socket);
+    const own = idleBySource.get(connection.source);
+    if (!own) return;
+    own.fresh.delete(socket);
+    own.kept.delete(socket);
+    if (own.size === 0) idleBySource.delete(connection.source);
+  };
+
   server.on('connection', (socket: net.Socket) => {
+    const source = sourceOf(socket.remoteAddress);
     if (connections.size >= limits.maxConnections) {
-      const oldest = evictable();
-      if (!oldest) return close(socket, 'refused');
-      forget(oldest);
-      close(oldest, 'evicted');
+      // In a burst beyond the cap the oldest may have its request already
+      // waiting in the kernel (Node accepts before it reads); taking from the
+      // newcomer's own source first keeps a churning flood from closing
+      // another source's connection before its request is read.
+      const evicted = idleBySource.get(source)?.oldest() ?? idle.oldest();
+      if (!evicted) return close(socket, 'refused');
+      forget(evicted);
+      close(evicted, 'evicted');
     }
-    const connection: Connection = { inFlight: 0, answered: 0, timer: undefined };
+    const connection: Connection = { source, inFlight: 0, answered: 0, timer: undefined };
     connections.set(socket, connection);
     counts.open = connections.size;
     makeIdle(socket, connection, limits.headerTimeoutMs);
     socket.once('close', () => forget(socket));
   });
 
-  // In a burst beyond the cap the oldest may have its request already waiting
-  // in the kernel (Node accepts before it reads); either way each connection
-  // beyond the cap costs one, and preferring the oldest keeps a churning
-  // flood from locking out clients that send their request at once.
-  const evictable = (): net.Socket | undefined => {
-    for (const set of [fresh, kept]) {
-      const oldest = set.values().next();
-      if (!oldest.done) return oldest.value;
-    }
-    return undefined;
-  };
-
   const forget = (socket: net.Socket) => {
     const connection = connections.get(socket);
     if (!connection) return;
     clearTimeout(connection.timer);
     connections.delete(socket);
-    fresh.delete(socket);
-    kept.delete(socket);
+    notIdle(socket, connection);
     counts.open = connections.size;
   };
 
@@ -143,8 +190,7 @@ export function limitConnections(
     connection.inFlight++;
     clearTimeout(connection.timer);
     connection.timer = undefined;
-    fresh.delete(socket);
-    kept.delete(socket);
+    notIdle(socket, connection);
     let done = false;
     const answered = () => {
       if (done) return;

@@ -8,7 +8,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { defaultMaxConnections, type HttpLimits, httpLimitsFromEnv, limitConnections } from '../../common/http-limits.ts';
+import { defaultMaxConnections, type HttpLimits, httpLimitsFromEnv, limitConnections, sourceOf } from '../../common/http-limits.ts';
 import { LogSummary } from '../../common/log-summary.ts';
 import { connect, Received, sleep } from '../helpers/net.ts';
 
@@ -36,8 +36,8 @@ async function serve(limits: HttpLimits) {
   const counts = limitConnections(server, limits);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
-  const open = async () => {
-    const socket = await connect(port);
+  const open = async (localAddress?: string) => {
+    const socket = await connect(port, { localAddress });
     sockets.push(socket);
     return { socket, received: new Received(socket) };
   };
@@ -95,6 +95,37 @@ test('at the cap, the oldest connection that never sent a request makes room; a 
   assert.not.ok(silentNew.received.closedByPeer, 'the younger silent connection stays');
   assert.not.ok(kept.received.closedByPeer, 'the kept-alive connection stays while silent ones remain');
   assert.is(counts.evicted, 1);
+});
+
+test('at the cap, a newcomer takes room from its own source first: a flood from one address that reconnects as fast as it is closed never closes a silent connection from another', async () => {
+  const { open, counts } = await serve({ maxConnections: 10, headerTimeoutMs: 10_000, idleTimeoutMs: 10_000 });
+  const silent = await open('127.0.0.1');
+  for (let i = 0; i < 9; i++) await open('127.0.0.2');
+  // 100 more from the flooding address, in bursts of 20: each closes one of its own.
+  for (let burst = 0; burst < 5; burst++) await Promise.all(Array.from({ length: 20 }, () => open('127.0.0.2')));
+  await sleep(100);
+  assert.is(counts.evicted, 100);
+  assert.not.ok(silent.received.closedByPeer, 'the other address keeps its silent connection');
+  silent.socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+  await silent.received.untilLength(10);
+  assert.match(silent.received.text(), /HTTP\/1\.1 200/);
+  // A newcomer from an address without idle connections takes the oldest
+  // silent one overall (the flood's), not the kept-alive one.
+  const third = await open('127.0.0.3');
+  third.socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+  await third.received.untilLength(10);
+  assert.is(counts.evicted, 101);
+  assert.not.ok(silent.received.closedByPeer, 'the kept-alive connection stays while silent ones remain');
+});
+
+test('sources: an IPv4 address as it is, an IPv4-mapped one as IPv4, IPv6 by its /64', () => {
+  assert.is(sourceOf('192.0.2.7'), '192.0.2.7');
+  assert.is(sourceOf('::ffff:192.0.2.7'), '192.0.2.7');
+  assert.is(sourceOf('2001:db8:1:2:aaaa::1'), '2001:db8:1:2::/64');
+  assert.is(sourceOf('2001:db8:1:2:bbbb::9'), '2001:db8:1:2::/64');
+  assert.is.not(sourceOf('2001:db8:1:3::1'), sourceOf('2001:db8:1:2::1'));
+  assert.is(sourceOf('::1'), '0:0:0:0::/64');
+  assert.is(sourceOf(undefined), '');
 });
 
 test('when every slot holds a request in progress, a newcomer is closed at once and the requests complete', async () => {

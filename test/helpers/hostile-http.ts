@@ -10,6 +10,8 @@ import net from 'node:net';
 export interface HostileHttpPlan {
   port: number;
   host?: string;
+  /** The address the attack comes from (any of 127.0.0.0/8 on loopback). */
+  localAddress?: string;
   idle: number;
   trickle: number;
   seconds: number;
@@ -37,7 +39,7 @@ async function attack(plan: HostileHttpPlan): Promise<HostileHttpReport> {
 
   const start = (trickle: boolean) => {
     if (stopping || Date.now() >= until) return;
-    const socket = net.connect({ port: plan.port, host });
+    const socket = net.connect({ port: plan.port, host, localAddress: plan.localAddress });
     const openedAt = Date.now();
     report.opened++;
     socket.on('error', () => {});
