@@ -4,7 +4,8 @@
 //   PROFILE_START_MS=8000 PROFILE_MS=8000 tsx bench/tail.ts --runs=1 --targets=proxy \
 //     --proxy-node-options="--import $PWD/bench/profile-preload.mjs"
 //
-// In the process whose arguments name proxy-pod/main (the other processes
+// In the process whose arguments name proxy-pod/main, or PROFILE_PROCESS if
+// set (operator/standalone: the Control API's process; the other processes
 // ignore it), after PROFILE_START_MS it records for PROFILE_MS, then writes
 // to PROFILE_DIR (default the system's temp directory) <pid>.cpuprofile (a
 // CPU profile, PROFILE_INTERVAL_US sampling, open it in Chrome's DevTools)
@@ -17,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PerformanceObserver } from 'node:perf_hooks';
 
-if (process.argv.some((arg) => arg.includes('proxy-pod/main'))) {
+if (process.argv.some((arg) => arg.includes(process.env.PROFILE_PROCESS ?? 'proxy-pod/main'))) {
   const env = process.env;
   const startMs = Number(env.PROFILE_START_MS ?? 8000);
   const windowMs = Number(env.PROFILE_MS ?? 8000);

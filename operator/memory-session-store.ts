@@ -3,12 +3,11 @@
 // callers (e.g. fifty /on for one serial) see one consistent session.
 import { randomUUID } from 'node:crypto';
 import { ChangeListeners } from './change-listeners.ts';
-import { setLiveFields } from './session-status.ts';
+import { withLiveFields } from './session-status.ts';
 import {
   type ApplyResult,
   copySession,
   copySpec,
-  copyStatus,
   type DeleteResult,
   type ProxySession,
   type ProxySessionSpec,
@@ -17,6 +16,7 @@ import {
   type SessionChange,
   type SessionStore,
   sameSpec,
+  statusToKeep,
 } from './session-store.ts';
 
 export interface MemorySessionStoreOptions {
@@ -103,7 +103,7 @@ export class MemorySessionStore implements SessionStore {
   async writeStatus(serial: string, uid: string, status: ProxySessionStatus): Promise<ProxySession | undefined> {
     const session = this.sessions.get(serial);
     if (!session || session.uid !== uid) return undefined;
-    session.status = copyStatus(status);
+    session.status = statusToKeep(status);
     this.listeners.emit({ type: 'upserted', session: copySession(session) });
     return copySession(session);
   }
@@ -113,7 +113,7 @@ export class MemorySessionStore implements SessionStore {
     if (!session || session.uid !== uid || session.deleting || session.status.phase !== 'Active' || session.status.port !== port) {
       return false;
     }
-    setLiveFields(session.status, live);
+    session.status = withLiveFields(session.status, live);
     return true;
   }
 

@@ -100,18 +100,29 @@ export function liveStatus(state: SessionState | undefined): ProxySessionStatus 
 
 /** A copy of status with its live fields (LIVE_FIELDS) taken from the proxy's state. */
 export function withLiveStatus(status: ProxySessionStatus, state: SessionState): ProxySessionStatus {
-  const next: ProxySessionStatus = { ...status };
-  setLiveFields(next, liveStatus(state));
-  return next;
+  return withLiveFields({ ...status }, liveStatus(state));
 }
 
-/** Sets status's live fields (LIVE_FIELDS) in place to those of `live`; one absent there is removed. */
-export function setLiveFields(status: ProxySessionStatus, live: ProxySessionStatus): void {
-  for (const field of LIVE_FIELDS) {
-    const value = live[field];
-    if (value === undefined) delete status[field];
-    else (status as Record<string, unknown>)[field] = value;
+const LIVE_FIELD_SET: ReadonlySet<string> = new Set(LIVE_FIELDS);
+
+/**
+ * Status with its live fields (LIVE_FIELDS) those of `live`; one absent there
+ * is absent in the result. When status has the same live fields as `live`
+ * (the usual case: counters moved), their values are set in place and status
+ * is returned. Otherwise a new object is returned, built by `fromEntries`.
+ * Adding and deleting fields one by one turns a stored status into a
+ * dictionary-mode object in V8, and spreads give each copy a shape of its
+ * own; either costs about 0.8 kB per session where statuses are kept.
+ */
+export function withLiveFields(status: ProxySessionStatus, live: ProxySessionStatus): ProxySessionStatus {
+  const target = status as Record<string, unknown>;
+  if (LIVE_FIELDS.every((field) => (live[field] === undefined) === (target[field] === undefined))) {
+    for (const field of LIVE_FIELDS) if (live[field] !== undefined) target[field] = live[field];
+    return status;
   }
+  const entries = Object.entries(status).filter(([key]) => !LIVE_FIELD_SET.has(key));
+  for (const field of LIVE_FIELDS) if (live[field] !== undefined) entries.push([field, live[field]]);
+  return Object.fromEntries(entries) as ProxySessionStatus;
 }
 
 /** Status fields that move with traffic alone; writes that change only these are rate-limited. */
@@ -201,7 +212,7 @@ export function endedStatus(
 ): ProxySessionStatus {
   // The last counters stay readable during the retention time; connections are over.
   const last: ProxySessionStatus = state ? liveStatus(state) : { ...session.status };
-  const status: ProxySessionStatus = {
+  const built: ProxySessionStatus = {
     ...session.status,
     phase: 'Ended',
     ...liveStatus(undefined),
@@ -227,10 +238,8 @@ export function endedStatus(
       now,
     ),
   };
-  delete status.deviceAddress;
-  delete status.clientAddress;
-  delete status.deviceConnectedSince;
-  delete status.clientConnectedSince;
+  // Taken out by a rest pattern, not deleted: a deleted field makes the kept status a slower, larger object in V8.
+  const { deviceAddress: _d, clientAddress: _c, deviceConnectedSince: _ds, clientConnectedSince: _cs, ...status } = built;
   return status;
 }
 

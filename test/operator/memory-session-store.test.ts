@@ -1,9 +1,13 @@
 // The in-memory SessionStore: generations, deletion with a finalizer, change
 // notifications, and one session for concurrent creates.
+
+import v8 from 'node:v8';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import type { SessionState } from '../../common/admin-protocol.ts';
 import { MemorySessionStore } from '../../operator/memory-session-store.ts';
-import type { SessionChange } from '../../operator/session-store.ts';
+import { endedStatus, liveStatus } from '../../operator/session-status.ts';
+import type { ProxySession, SessionChange } from '../../operator/session-store.ts';
 
 const spec = { serial: 'S', persistent: false, ipWhitelist: [] as string[] };
 
@@ -71,7 +75,7 @@ test('subscribers hear every change, and returned sessions are copies', async ()
   assert.equal(changes, ['upserted g1', 'upserted g2', 'upserted g2', 'removed S']);
 });
 
-test('telemetry sets the live fields of an Active session on its port in place, clears absent ones, and tells no subscriber', async () => {
+test('telemetry sets the live fields of an Active session on its port, clears absent ones, and tells no subscriber', async () => {
   const store = new MemorySessionStore();
   const { session } = await store.apply(spec);
   assert.not.ok(store.writeTelemetry('S', session.uid, 100, { transferredBytes: 1 }), 'not Active yet');
@@ -87,6 +91,85 @@ test('telemetry sets the live fields of an Active session on its port in place, 
     ['Active', 100, 7, false, true, undefined],
   );
   assert.equal(changes, []);
+});
+
+// V8's own answer, through its natives syntax (enabled for this process only).
+v8.setFlagsFromString('--allow-natives-syntax');
+const hasFastProperties = new Function('o', 'return %HasFastProperties(o)') as (o: object) => boolean;
+const haveSameMap = new Function('a', 'b', 'return %HaveSameMap(a, b)') as (a: object, b: object) => boolean;
+
+function proxyState(device: boolean, client: boolean, bytes: number): SessionState {
+  const side = (connected: boolean) => ({
+    forwardedBytes: bytes,
+    droppedBytes: 0,
+    ...(connected ? { connectedSince: '2026-11-26T10:00:00.000Z', lastActivity: `2026-11-26T10:00:0${bytes % 10}.000Z` } : {}),
+  });
+  return {
+    serial: 'S',
+    id: 'uid-1',
+    port: 100,
+    persistent: true,
+    ipWhitelist: [],
+    state: 'listening',
+    deviceConnected: device,
+    clientConnected: client,
+    ...(device ? { deviceAddress: '10.0.0.1:1' } : {}),
+    ...(client ? { clientAddress: '10.0.0.2:2' } : {}),
+    transferredBytes: bytes,
+    droppedBytes: 0,
+    device: side(device),
+    client: side(client),
+    clientsRefused: 0,
+    listeningSince: '2026-11-26T10:00:00.000Z',
+    changeSeq: bytes,
+  };
+}
+
+test('kept statuses are fast-properties objects sharing one shape across sessions; counters are set in place', async () => {
+  const store = new MemorySessionStore();
+  // The objects the store keeps (get() returns copies): their shape is what a session costs.
+  const kept = (serial: string) => (store as unknown as { sessions: Map<string, ProxySession> }).sessions.get(serial)!;
+  const steps: Array<[boolean, boolean, number]> = [
+    [true, false, 1],
+    [true, true, 2],
+    [true, true, 3],
+    [false, true, 4],
+    [true, true, 5],
+  ];
+  const serials = Array.from({ length: 50 }, (_, i) => `S${i}`);
+  for (const serial of serials) {
+    const { session } = await store.apply({ ...spec, serial });
+    await store.writeStatus(serial, session.uid, {
+      phase: 'Active',
+      proxy: 'standalone',
+      host: '127.0.0.1',
+      port: 100,
+      observedGeneration: 1,
+      ...liveStatus(undefined),
+      conditions: [
+        { type: 'Ready', status: 'True', reason: 'Listening', message: 'listening', lastTransitionTime: '2026-11-26T10:00:00.000Z' },
+      ],
+    });
+    for (const [device, client, bytes] of steps) {
+      const before = kept(serial).status;
+      assert.ok(store.writeTelemetry(serial, session.uid, 100, liveStatus(proxyState(device, client, bytes))));
+      const status = kept(serial).status;
+      assert.ok(hasFastProperties(status), `fast after device ${device}, client ${client}`);
+      assert.is(status.transferredBytes, bytes);
+      assert.is('deviceAddress' in status, device, 'an absent live field is absent, not undefined');
+      assert.is(status.conditions?.length, 1);
+      if (bytes === 3) assert.is(status, before, 'only counters moved: set in place');
+    }
+  }
+  const shared = serials.filter((serial) => haveSameMap(kept(serial).status, kept('S0').status)).length;
+  assert.is(shared, serials.length, 'sessions with the same fields share a shape');
+  const ended = serials.map((serial) =>
+    endedStatus(kept(serial), 'Deleted', proxyState(true, true, 6), new Date('2026-11-26T11:00:00.000Z')),
+  );
+  assert.ok(hasFastProperties(ended[0]!), 'an ended status, kept for the retention time, is fast too');
+  assert.is(ended.filter((status) => haveSameMap(status, ended[0]!)).length, serials.length);
+  assert.not.ok('deviceAddress' in ended[0]!);
+  assert.is(ended[0]!.transferredBytes, 6);
 });
 
 test.run();
