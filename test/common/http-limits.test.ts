@@ -10,7 +10,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { defaultMaxConnections, type HttpLimits, httpLimitsFromEnv, limitConnections, sourceOf } from '../../common/http-limits.ts';
 import { LogSummary } from '../../common/log-summary.ts';
-import { connect, Received, sleep } from '../helpers/net.ts';
+import { connect, Received, sleep, waitFor } from '../helpers/net.ts';
 
 const test = suite('HTTP connection limits');
 
@@ -103,7 +103,8 @@ test('at the cap, a newcomer takes room from its own source first: a flood from 
   for (let i = 0; i < 9; i++) await open('127.0.0.2');
   // 100 more from the flooding address, in bursts of 20: each closes one of its own.
   for (let burst = 0; burst < 5; burst++) await Promise.all(Array.from({ length: 20 }, () => open('127.0.0.2')));
-  await sleep(100);
+  await waitFor(async () => counts.evicted >= 100, 5000, 'the server to accept the flood');
+  await sleep(50);
   assert.is(counts.evicted, 100);
   assert.not.ok(silent.received.closedByPeer, 'the other address keeps its silent connection');
   silent.socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
