@@ -89,25 +89,26 @@ class IdleSets {
     return this.fresh.size + this.kept.size;
   }
 
-  oldest(): net.Socket | undefined {
-    for (const set of [this.fresh, this.kept]) {
-      const oldest = set.values().next();
-      if (!oldest.done) return oldest.value;
-    }
-    return undefined;
+  oldestFresh(): net.Socket | undefined {
+    return this.fresh.values().next().value;
+  }
+
+  oldestKept(): net.Socket | undefined {
+    return this.kept.values().next().value;
   }
 }
 
 /**
  * Applies `limits` to `server`. A connection without a request in progress
- * is *idle*. When the cap is reached, a newcomer makes room by closing an
- * idle connection from its own source (its address, or its /64 in IPv6) if
- * that source holds one, and otherwise from anyone: in either case the
- * oldest that never sent a request goes first, then the oldest kept alive
- * between requests. So a flood from one source, even one that reconnects as
- * fast as it is closed, only ever closes its own connections and cannot lock
- * out clients elsewhere; and silent connections go before kept-alive ones.
- * When every slot holds a request in progress, the newcomer is closed. The
+ * is *idle*. When the cap is reached, a newcomer makes room by closing a
+ * connection that never sent a request: the oldest of its own source (its
+ * address, or its /64 in IPv6) if that source holds one, else the oldest of
+ * any source. Only when there is none does a kept-alive connection go, in
+ * the same order. So a flood from one source, even one that reconnects as
+ * fast as it is closed, only ever closes its own silent connections and
+ * cannot lock out clients elsewhere, and a client's kept-alive connections
+ * outlast silent ones wherever they come from. When every slot holds a
+ * request in progress, the newcomer is closed. The
  * count is kept here, not by Node's maxConnections, whose count lags behind
  * closes and would turn a legitimate client away during a churn.
  */
@@ -162,7 +163,8 @@ export function limitConnections(
       // waiting in the kernel (Node accepts before it reads); taking from the
       // newcomer's own source first keeps a churning flood from closing
       // another source's connection before its request is read.
-      const evicted = idleBySource.get(source)?.oldest() ?? idle.oldest();
+      const own = idleBySource.get(source);
+      const evicted = own?.oldestFresh() ?? idle.oldestFresh() ?? own?.oldestKept() ?? idle.oldestKept();
       if (!evicted) return close(socket, 'refused');
       forget(evicted);
       close(evicted, 'evicted');
