@@ -108,9 +108,9 @@ class IdleSets {
  * fast as it is closed, only ever closes its own silent connections and
  * cannot lock out clients elsewhere, and a client's kept-alive connections
  * outlast silent ones wherever they come from. When every slot holds a
- * request in progress, the newcomer is closed. The
- * count is kept here, not by Node's maxConnections, whose count lags behind
- * closes and would turn a legitimate client away during a churn.
+ * request in progress, the newcomer is closed. The count is kept here, not
+ * by Node's maxConnections, whose count lags behind closes and would turn a
+ * legitimate client away during a churn.
  */
 export function limitConnections(
   server: http.Server,
