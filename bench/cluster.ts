@@ -29,6 +29,8 @@ export interface ClusterReport {
 export async function clusterFigures(
   opts: {
     onCount: number;
+    /** Unmeasured /on calls before the measured ones (the fresh operator's JIT warm-up). */
+    onWarmup: number;
     pairSeconds: number;
     /** Pair counts of the many-sessions phases. */
     sessions: number[];
@@ -51,6 +53,8 @@ export async function clusterFigures(
     const c = cluster;
     const call = (path: string) => c.control(path);
 
+    const cold = await onToListening(call, opts.onWarmup, 'CL-WARM');
+    opts.log(`cluster: first ${cold.count} /on of a fresh operator: p50 ${cold.p50Ms.toFixed(1)} ms p99 ${cold.p99Ms.toFixed(1)} ms`);
     opts.log(`cluster: /on latency over ${opts.onCount} calls`);
     report.onLatency(await onToListening(call, opts.onCount, 'CL-ON'));
     opts.log(`cluster: /on + /off pairs for ${opts.pairSeconds} s`);

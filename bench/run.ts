@@ -62,6 +62,8 @@ const opts = {
   hop: !args.has('no-hop'),
   spread: spread(args.get('spread') ?? 'none'),
   onCount: quick ? 200 : 1000,
+  // /on calls of a fresh process before the measured ones (its JIT warm-up), reported apart.
+  onWarmup: quick ? 100 : 500,
   pairSeconds: quick ? 5 : 10,
   // Used only when no cluster phase runs: the restart figure otherwise takes the first phase's sessions.
   restartSessions: 1000,
@@ -83,6 +85,7 @@ const notes: string[] = [
   "CPU % is CPU time of the forwarding process(es) over the wall time of the phase's steady part (100 % = one core). RSS and PSS are summed over those processes at the end of the phase; PSS splits shared pages, so it is the fair memory figure for socat's forked children. RSS added per joined session is the RSS at the end of the phase minus the RSS of the idle forwarder before the pairs opened, over the pairs (kB = 1,000 bytes).",
   `The proxy's CPU and memory are those of the standalone mode's two node processes (the Control API with the reconciler, and the proxy process); ${opts.compiled ? 'every process of the project runs the compiled JavaScript in dist/ (built at the start with npm run build), as npm start and the image run it' : 'they run from the TypeScript sources through tsx (--sources), whose esbuild helper processes are left out'}. The proxy process alone has rows of its own. In cluster mode the figures are the proxy pod process's, with the operator's CPU beside it in a row of its own; the HAProxy column of the cluster rows repeats HAProxy's figure of the same phase size measured above.`,
   `Fair join probe: HAProxy, socat and a direct connection buffer the client's first byte until the far end is connected, so one 'p' from the client, answered by the device, proves a pair joined (a retry every ${BUFFERED_PROBE_RETRY_MS} ms stays, and is counted). The proxy drops bytes while a party is missing, so for it the device connects and registers first, the benchmark waits for the proxy's own device-connected event on its admin event stream (GET /v1/events), then connects the client and sends one probe; a retry every ${PROXY_PROBE_RETRY_MS} ms remains only as a safety net. The 'join probes retried' rows count every retry. Open and join time runs, for every target, from the first /on or connect to the last joined pair.`,
+  `/on until the port accepts is measured after ${opts.onWarmup} /on + /off calls (${Math.min(opts.onWarmup, 100)} in cluster mode) to the fresh process, which warm up its JIT: a Control API runs for days, and its first calls are slower (the standalone rows for those first calls show by how much).`,
   "The floor under /on: a bare HTTP request and answer (a small PUT, one kept-alive connection) between the benchmark and a plain Node child process over a Unix socket, timed like /on. A standalone /on crosses three such hops (the caller, the Control API, the proxy process), so the tails of three such hops add up in its tail; the machine's wake-ups set them.",
   `The proxy process's largest event-loop delay comes from its own gauge ${EVENT_LOOP_DELAY_GAUGE} (the largest delay since the previous scrape), scraped before the pairs open, after they joined, and after the steady part; "not reported" when the proxy has no such gauge.`,
 ];
@@ -291,6 +294,19 @@ if (opts.targets.includes('proxy')) {
   const app = await startStandalone({ rangeSize: 50, env: { CCCP_LOG_LEVEL: 'warn' } });
   try {
     const call = (path: string) => app.call(path);
+    const cold = await onToListening(call, opts.onWarmup, 'CP-WARM');
+    for (const [p, value] of [
+      [50, cold.p50Ms],
+      [99, cold.p99Ms],
+    ] as const) {
+      figure({
+        id: `standalone-on-cold-p${p}`,
+        title: `standalone: /on until the port accepts, the first ${cold.count} calls of a fresh process, p${p}`,
+        unit: 'ms',
+        better: 'lower',
+        values: { proxy: value },
+      });
+    }
     const on = await onToListening(call, opts.onCount, 'CP-ON');
     onLatencyFigures('standalone', on);
     const rate = await onOffPairsPerSecond(call, opts.pairSeconds, 'CP-PAIR');
@@ -309,7 +325,7 @@ if (opts.targets.includes('proxy')) {
       });
     }
     log(
-      `  /on p50 ${on.p50Ms.toFixed(1)} ms p99 ${on.p99Ms.toFixed(1)} ms; ${rate.toFixed(0)} /on+/off pairs/s;` +
+      `  /on p50 ${on.p50Ms.toFixed(1)} ms p99 ${on.p99Ms.toFixed(1)} ms (first ${cold.count} calls: p99 ${cold.p99Ms.toFixed(1)} ms); ${rate.toFixed(0)} /on+/off pairs/s;` +
         ` bare HTTP between two processes p50 ${floor.p50Ms.toFixed(2)} ms p99 ${floor.p99Ms.toFixed(2)} ms`,
     );
   } finally {
@@ -326,6 +342,7 @@ if (opts.cluster && opts.targets.includes('proxy')) {
     await clusterFigures(
       {
         onCount: Math.min(opts.onCount, 300),
+        onWarmup: Math.min(opts.onWarmup, 100),
         pairSeconds: opts.pairSeconds,
         sessions: opts.clusterSessions.filter((count) => fdLimit >= fdsFor(count)),
         seconds: opts.seconds,
