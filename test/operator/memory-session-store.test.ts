@@ -6,8 +6,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { SessionState } from '../../common/admin-protocol.ts';
 import { MemorySessionStore } from '../../operator/memory-session-store.ts';
-import { endedStatus, liveStatus } from '../../operator/session-status.ts';
-import type { ProxySession, SessionChange } from '../../operator/session-store.ts';
+import { endedStatus, liveStatus, sameBesidesTraffic, TRAFFIC_FIELDS } from '../../operator/session-status.ts';
+import { type ProxySession, type ProxySessionStatus, type SessionChange, STATUS_SCALARS } from '../../operator/session-store.ts';
 
 const spec = { serial: 'S', persistent: false, ipWhitelist: [] as string[] };
 
@@ -170,6 +170,27 @@ test('kept statuses are fast-properties objects sharing one shape across session
   assert.is(ended.filter((status) => haveSameMap(status, ended[0]!)).length, serials.length);
   assert.not.ok('deviceAddress' in ended[0]!);
   assert.is(ended[0]!.transferredBytes, 6);
+});
+
+test('sameBesidesTraffic: statuses that differ only in traffic fields are the same; any other field or a condition makes them differ', () => {
+  const base: ProxySessionStatus = {
+    ...liveStatus(proxyState(true, true, 1)),
+    phase: 'Active',
+    port: 100,
+    conditions: [{ type: 'Ready', status: 'True', reason: 'Listening', message: 'listening', lastTransitionTime: 't0' }],
+  };
+  const moved = { ...liveStatus(proxyState(true, true, 9)), phase: 'Active', port: 100, conditions: base.conditions };
+  assert.ok(sameBesidesTraffic(base, moved as ProxySessionStatus), 'counters and activity times moved');
+  const traffic = new Set<string>(TRAFFIC_FIELDS);
+  for (const field of STATUS_SCALARS.filter((f) => !traffic.has(f))) {
+    const changed = { ...base, [field]: 'something else' } as ProxySessionStatus;
+    assert.not.ok(sameBesidesTraffic(base, changed), field);
+  }
+  const { deviceAddress: _gone, ...withoutAddress } = base;
+  assert.not.ok(sameBesidesTraffic(base, withoutAddress), 'a field that went');
+  const otherCondition = { ...base, conditions: [{ ...base.conditions![0]!, status: 'False' as const }] };
+  assert.not.ok(sameBesidesTraffic(base, otherCondition), 'a condition');
+  assert.not.ok(sameBesidesTraffic(base, { ...base, conditions: undefined }), 'conditions that went');
 });
 
 test.run();
