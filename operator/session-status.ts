@@ -138,11 +138,9 @@ export const TRAFFIC_FIELDS = [
 
 const TRAFFIC_FIELD_SET: ReadonlySet<string> = new Set(TRAFFIC_FIELDS);
 
-/** True when a and b differ at most in traffic counters (compared in place: no copies). */
+/** True when a and b differ at most in traffic counters. */
 export function sameBesidesTraffic(a: ProxySessionStatus, b: ProxySessionStatus): boolean {
-  return (
-    STATUS_SCALARS.every((field) => TRAFFIC_FIELD_SET.has(field) || a[field] === b[field]) && sameConditions(a.conditions, b.conditions)
-  );
+  return sameStatus(a, b, TRAFFIC_FIELD_SET);
 }
 
 /** Where a session is served: the proxy pod, the host clients reach it at, and the port. */
@@ -265,9 +263,14 @@ export function failedStatus(session: ProxySession, reason: SessionEndReason, me
   };
 }
 
-/** Structural equality of statuses, so unchanged counters cause no write (absent and undefined are equal). */
-export function sameStatus(a: ProxySessionStatus, b: ProxySessionStatus): boolean {
-  return STATUS_SCALARS.every((field) => a[field] === b[field]) && sameConditions(a.conditions, b.conditions);
+const NOTHING: ReadonlySet<string> = new Set();
+
+/**
+ * Structural equality of statuses, so unchanged counters cause no write
+ * (absent and undefined are equal); fields in `ignoring` are not compared.
+ */
+export function sameStatus(a: ProxySessionStatus, b: ProxySessionStatus, ignoring: ReadonlySet<string> = NOTHING): boolean {
+  return STATUS_SCALARS.every((field) => ignoring.has(field) || a[field] === b[field]) && sameConditions(a.conditions, b.conditions);
 }
 
 function sameConditions(a: SessionCondition[] | undefined, b: SessionCondition[] | undefined): boolean {

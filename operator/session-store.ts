@@ -235,9 +235,7 @@ export function copyStatus(status: ProxySessionStatus): ProxySessionStatus {
  * about 0.8 kB each).
  */
 export function statusToKeep(status: ProxySessionStatus): ProxySessionStatus {
-  return Object.fromEntries(
-    Object.entries(status).map(([key, value]) => [key, key === 'conditions' ? status.conditions?.map((c) => ({ ...c })) : value]),
-  ) as ProxySessionStatus;
+  return Object.fromEntries(Object.entries(copyStatus(status))) as ProxySessionStatus;
 }
 
 export function copySession(session: ProxySession): ProxySession {
