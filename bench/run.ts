@@ -261,20 +261,19 @@ for (const count of opts.sessions) {
   });
 }
 
+/** A latency's p50 and p99 as figures `${id}-p50` and `-p99` of the proxy, titled by `title(p)`. */
+function latencyFigures(id: string, title: (p: 50 | 99) => string, latency: OnLatency): void {
+  for (const [p, value] of [
+    [50, latency.p50Ms],
+    [99, latency.p99Ms],
+  ] as const) {
+    figure({ id: `${id}-p${p}`, title: title(p), unit: 'ms', better: 'lower', values: { proxy: value } });
+  }
+}
+
 /** /on until the port accepts, p50 and p99, in one mode. */
 function onLatencyFigures(mode: 'standalone' | 'cluster', on: OnLatency): void {
-  for (const [p, value] of [
-    [50, on.p50Ms],
-    [99, on.p99Ms],
-  ] as const) {
-    figure({
-      id: `${mode}-on-p${p}`,
-      title: `${mode}: /on until the port accepts, p${p} (${on.count} calls)`,
-      unit: 'ms',
-      better: 'lower',
-      values: { proxy: value },
-    });
-  }
+  latencyFigures(`${mode}-on`, (p) => `${mode}: /on until the port accepts, p${p} (${on.count} calls)`, on);
 }
 
 /** /on + /off pairs a second from one caller, in one mode. */
@@ -295,35 +294,21 @@ if (opts.targets.includes('proxy')) {
   try {
     const call = (path: string) => app.call(path);
     const cold = await onToListening(call, opts.onWarmup, 'CP-WARM');
-    for (const [p, value] of [
-      [50, cold.p50Ms],
-      [99, cold.p99Ms],
-    ] as const) {
-      figure({
-        id: `standalone-on-cold-p${p}`,
-        title: `standalone: /on until the port accepts, the first ${cold.count} calls of a fresh process, p${p}`,
-        unit: 'ms',
-        better: 'lower',
-        values: { proxy: value },
-      });
-    }
+    latencyFigures(
+      'standalone-on-cold',
+      (p) => `standalone: /on until the port accepts, the first ${cold.count} calls of a fresh process, p${p}`,
+      cold,
+    );
     const on = await onToListening(call, opts.onCount, 'CP-ON');
     onLatencyFigures('standalone', on);
     const rate = await onOffPairsPerSecond(call, opts.pairSeconds, 'CP-PAIR');
     onOffRateFigure('standalone', rate);
     const floor = await bareHttpRoundTrips(opts.onCount * 3);
-    for (const [p, value] of [
-      [50, floor.p50Ms],
-      [99, floor.p99Ms],
-    ] as const) {
-      figure({
-        id: `http-floor-p${p}`,
-        title: `floor under /on: a bare HTTP request between two Node processes (Unix socket), p${p} (${floor.count} calls)`,
-        unit: 'ms',
-        better: 'lower',
-        values: { proxy: value },
-      });
-    }
+    latencyFigures(
+      'http-floor',
+      (p) => `floor under /on: a bare HTTP request between two Node processes (Unix socket), p${p} (${floor.count} calls)`,
+      floor,
+    );
     log(
       `  /on p50 ${on.p50Ms.toFixed(1)} ms p99 ${on.p99Ms.toFixed(1)} ms (first ${cold.count} calls: p99 ${cold.p99Ms.toFixed(1)} ms); ${rate.toFixed(0)} /on+/off pairs/s;` +
         ` bare HTTP between two processes p50 ${floor.p50Ms.toFixed(2)} ms p99 ${floor.p99Ms.toFixed(2)} ms`,
