@@ -110,20 +110,21 @@ test('at the cap, a newcomer takes room from its own source first: a flood from 
   silent.socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
   await silent.received.untilLength(10);
   assert.match(silent.received.text(), /HTTP\/1\.1 200/);
+  /** A newcomer from `address` that sends its request and is answered; then a moment for any close to arrive. */
+  const answeredNewcomer = async (address: string) => {
+    const newcomer = await open(address);
+    newcomer.socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    await newcomer.received.untilLength(10);
+    await sleep(50);
+  };
   // A newcomer from the address that now holds a kept-alive connection
   // takes a silent one of the flood's, not its own kept-alive one.
-  const again = await open('127.0.0.1');
-  again.socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
-  await again.received.untilLength(10);
-  await sleep(50);
+  await answeredNewcomer('127.0.0.1');
   assert.is(counts.evicted, 101);
   assert.not.ok(silent.received.closedByPeer, 'its own kept-alive connection stays while silent ones remain');
   // A newcomer from an address without idle connections takes the oldest
   // silent one overall (the flood's), not a kept-alive one.
-  const third = await open('127.0.0.3');
-  third.socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
-  await third.received.untilLength(10);
-  await sleep(50);
+  await answeredNewcomer('127.0.0.3');
   assert.is(counts.evicted, 102);
   assert.not.ok(silent.received.closedByPeer, 'the kept-alive connection stays while silent ones remain');
 });
