@@ -38,6 +38,11 @@ export class CounterFlushes {
     return false;
   }
 
+  /** True when a counter write of `serial` is to come: it waits in line, or its turn was handed out and not yet taken. */
+  due(serial: string): boolean {
+    return this.waiting.has(serial) || this.granted.has(serial);
+  }
+
   /** A status write of `serial` went out (it carried the counters), or the session is gone: it leaves the line. */
   forget(serial: string): void {
     this.waiting.delete(serial);

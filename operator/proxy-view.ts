@@ -32,8 +32,11 @@ import { AdminApiError, type EventStream, type ProxyAdmin } from './proxy-admin-
 export interface ProxyViewListener {
   /** Something the reconciler acts on changed; `current` is undefined when the proxy no longer has the serial. */
   sessionChanged(serial: string, current: SessionState | undefined, previous: SessionState | undefined): void;
-  /** Only live telemetry moved (connections, addresses, counters, activity). */
-  telemetry(serial: string, current: SessionState): void;
+  /**
+   * Only live telemetry moved (connections, addresses, counters, activity);
+   * `countersOnly` when nothing but the byte counters and activity times did.
+   */
+  telemetry(serial: string, current: SessionState, countersOnly: boolean): void;
   /** A new proxy instance has been listed; everything must be programmed again. */
   restarted(instanceId: string): void;
   /** Every event of the proxy, as it came (e.g. to record Kubernetes Events). */
@@ -394,7 +397,7 @@ export class ProxyView {
     if (previous && state.changeSeq !== 0 && state.changeSeq <= previous.changeSeq) return;
     this.sessions.set(serial, state);
     if (!this.listener || !notify) return;
-    if (previous && !reconcilerCares(previous, state)) this.listener.telemetry(serial, state);
+    if (previous && !reconcilerCares(previous, state)) this.listener.telemetry(serial, state, onlyCountersMoved(previous, state));
     else this.listener.sessionChanged(serial, state, previous);
   }
 
@@ -412,7 +415,7 @@ export class ProxyView {
       changeSeq: entry.changeSeq,
     };
     this.sessions.set(entry.serial, state);
-    this.listener?.telemetry(entry.serial, state);
+    this.listener?.telemetry(entry.serial, state, true);
     return true;
   }
 
@@ -429,6 +432,40 @@ function withCounters(side: SideState, counters: SideCounters): SideState {
   if (side.connectedSince !== undefined) next.connectedSince = side.connectedSince;
   if (counters.lastActivity !== undefined) next.lastActivity = counters.lastActivity;
   return next;
+}
+
+/** What a counter entry moves (see admin-protocol.ts), and `ipWhitelist`, which `reconcilerCares` compares. */
+const COUNTER_OR_SPEC_KEYS: ReadonlySet<string> = new Set([
+  'transferredBytes',
+  'droppedBytes',
+  'changeSeq',
+  'device',
+  'client',
+  'ipWhitelist',
+] satisfies ReadonlyArray<keyof SessionState>);
+const SIDE_COUNTER_KEYS: ReadonlySet<string> = new Set(['forwardedBytes', 'droppedBytes', 'lastActivity'] satisfies ReadonlyArray<
+  keyof SideCounters
+>);
+
+/**
+ * Of two states the reconciler does not tell apart (`reconcilerCares` false):
+ * true when nothing but byte counters and activity times differ, as with a
+ * counter entry; false when a connection, an address or anything else moved.
+ */
+export function onlyCountersMoved(a: SessionState, b: SessionState): boolean {
+  return (
+    sameBesides(a, b, COUNTER_OR_SPEC_KEYS) &&
+    sameBesides(a.device, b.device, SIDE_COUNTER_KEYS) &&
+    sameBesides(a.client, b.client, SIDE_COUNTER_KEYS)
+  );
+}
+
+function sameBesides<T extends object>(a: T, b: T, ignored: ReadonlySet<string>): boolean {
+  const x = a as Record<string, unknown>;
+  const y = b as Record<string, unknown>;
+  for (const key in x) if (!ignored.has(key) && x[key] !== y[key]) return false;
+  for (const key in y) if (!ignored.has(key) && x[key] !== y[key]) return false;
+  return true;
 }
 
 /** True when a and b differ in what the reconciler acts on: identity, port, spec or whether it ended. */

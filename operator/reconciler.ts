@@ -77,7 +77,7 @@ export interface ReconcilerOptions {
   logger: Logger;
   /** How often the proxy's change feed is read (counters reach status about this late). */
   pollIntervalMs?: number;
-  /** How often every live session is synced regardless of triggers. */
+  /** How often every live session is synced regardless of triggers (spread over the interval, see `resyncStep`). */
   resyncIntervalMs?: number;
   /** How long Ended and Failed sessions stay visible before they are deleted. */
   endedRetentionMs?: number;
@@ -102,6 +102,8 @@ export interface ReconcilerOptions {
 
 /** How long placement waits for the pods to say where the device is before it places without knowing. */
 const DEVICE_LOOKUP_MS = 250;
+/** The periodic resync syncs a slice of its round this often. */
+const RESYNC_STEP_MS = 1_000;
 
 /** How long a sync waits for the first listing of the proxy before it fails (and is retried with backoff). */
 const SYNC_WAIT_FOR_PROXY_MS = 5_000;
@@ -133,6 +135,9 @@ export class Reconciler {
   private synced = false;
   private stopped = false;
   private resyncHandle: unknown;
+  /** The periodic resync's round: the serials it syncs, and how many it has synced so far. */
+  private resyncRound: string[] = [];
+  private resyncDone = 0;
   private unsubscribe: (() => void) | undefined;
 
   constructor(options: ReconcilerOptions) {
@@ -206,7 +211,7 @@ export class Reconciler {
     // A shared view may have been listed before we listened: what the pods run is looked at too.
     for (const pod of this.pods.values()) for (const serial of pod.view.serials()) this.sync(serial);
     this.synced = true;
-    this.scheduleResync();
+    this.scheduleResync(this.resyncIntervalMs);
   }
 
   private watch(pod: Pod): void {
@@ -216,9 +221,11 @@ export class Reconciler {
         if (current?.state === 'ended' && pod.allocator.ownerOf(current.port) === serial) pod.allocator.release(current.port);
         this.sync(serial);
       },
-      telemetry: (serial, state) => {
+      telemetry: (serial, state, countersOnly) => {
         // In-process stores take it at once; others (and a session not Active yet) get the report step.
         if (this.store.writeTelemetry?.(serial, state.id, state.port, liveStatus(state))) return;
+        // Moved counters of a session whose counter write is already to come add nothing: that write reads them.
+        if (countersOnly && this.counterFlushes.due(serial)) return;
         this.queue.addUnlessDelayed(serial);
       },
       restarted: () => void this.resyncPod(pod).catch((error: unknown) => this.logger.warn({ err: error }, 'resync failed')),
@@ -276,8 +283,34 @@ export class Reconciler {
 
   /** Queues a sync of every live stored session and of every session a pod runs. */
   async resyncLive(): Promise<void> {
-    for (const session of await this.store.list()) if (isLive(session) || session.deleting) this.sync(session.serial);
-    for (const pod of this.pods.values()) for (const serial of pod.view.serials()) this.sync(serial);
+    for (const serial of await this.resyncSerials()) this.sync(serial);
+  }
+
+  /** Every live or deleting stored session, and every session a pod runs, once each. */
+  private async resyncSerials(): Promise<string[]> {
+    const serials = new Set<string>();
+    for (const session of await this.store.list()) if (isLive(session) || session.deleting) serials.add(session.serial);
+    for (const pod of this.pods.values()) for (const serial of pod.view.serials()) serials.add(serial);
+    return [...serials];
+  }
+
+  /**
+   * One step of the periodic resync: the next slice of the round, sized so
+   * the round takes about `resyncIntervalMs`; a new round is listed when one
+   * ends. With 5,000 sessions a burst of all their syncs at once kept the
+   * operator busy for a second or more, beside the proxy on the same cores;
+   * spread, it is ~170 syncs a second at most.
+   */
+  private async resyncStep(): Promise<void> {
+    if (this.resyncDone >= this.resyncRound.length) {
+      this.resyncRound = await this.resyncSerials();
+      this.resyncDone = 0;
+    }
+    const steps = Math.max(1, Math.floor(this.resyncIntervalMs / RESYNC_STEP_MS));
+    const slice = Math.ceil(this.resyncRound.length / steps);
+    const end = Math.min(this.resyncRound.length, this.resyncDone + slice);
+    for (let i = this.resyncDone; i < end; i++) this.sync(this.resyncRound[i] as string);
+    this.resyncDone = end;
   }
 
   /** A pod restarted: its own sessions (and what it runs now) are synced; the other pods' are not touched. */
@@ -582,12 +615,13 @@ export class Reconciler {
     return session.generation > (session.status.observedGeneration ?? 0);
   }
 
-  private scheduleResync(): void {
+  /** The first round starts an interval after `start` synced everything; its steps follow each other. */
+  private scheduleResync(delayMs = Math.min(RESYNC_STEP_MS, this.resyncIntervalMs)): void {
     if (this.stopped) return;
     this.resyncHandle = this.clock.setTimeout(() => {
-      void this.resyncLive()
+      void this.resyncStep()
         .catch((error: unknown) => this.logger.warn({ err: error }, 'resync failed'))
         .finally(() => this.scheduleResync());
-    }, this.resyncIntervalMs);
+    }, delayMs);
   }
 }

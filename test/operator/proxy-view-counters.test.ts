@@ -41,7 +41,8 @@ test('moved counters come as counter entries: they land in get(), keep the rest 
   const heard: string[] = [];
   view.start({
     sessionChanged: (serial, current) => heard.push(`changed ${serial} ${current?.state ?? 'gone'}`),
-    telemetry: (serial, current) => heard.push(`telemetry ${serial} ${current.transferredBytes}`),
+    telemetry: (serial, current, countersOnly) =>
+      heard.push(`telemetry ${serial} ${current.transferredBytes} ${countersOnly ? 'counters only' : 'more'}`),
     restarted: () => undefined,
   });
   cleanup.push(() => view.stop());
@@ -85,7 +86,7 @@ test('moved counters come as counter entries: they land in get(), keep the rest 
     [true, true, joined?.device.connectedSince, joined?.clientAddress],
     'what the entry does not carry is kept',
   );
-  assert.equal(heard, ['telemetry PV-CNT 64']);
+  assert.equal(heard, ['telemetry PV-CNT 64 counters only']);
   assert.equal(state, await proxy.admin.session('PV-CNT'), 'the same state the proxy lists');
 });
 

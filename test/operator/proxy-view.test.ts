@@ -60,6 +60,32 @@ test('counters and connects are telemetry; an end, a new id or another port is a
   assert.equal(heard, ['telemetry A 10', 'changed A ended', 'changed A listening']);
 });
 
+test('telemetry says whether only counters and activity times moved', async () => {
+  const { proxy, view } = setup();
+  const heard: string[] = [];
+  view.listen({
+    sessionChanged: () => undefined,
+    telemetry: (serial, _current, countersOnly) => heard.push(`${serial} ${countersOnly}`),
+    restarted: () => undefined,
+  });
+  await proxy.putSession('A', spec(100));
+  await view.refresh();
+  const side = proxy.sessions.get('A')!.device;
+  const moves: Array<Partial<SessionState>> = [
+    { transferredBytes: 10, droppedBytes: 2 },
+    { device: { ...side, forwardedBytes: 10, lastActivity: '2026-11-27T00:00:00.000Z' } },
+    { deviceConnected: true },
+    { deviceAddress: '127.0.0.1:4000' },
+    { device: { ...side, connectedSince: '2026-11-27T00:00:01.000Z' } },
+    { clientsRefused: 1 },
+  ];
+  for (const move of moves) {
+    proxy.update('A', move);
+    await view.refresh();
+  }
+  assert.equal(heard, ['A true', 'A true', 'A false', 'A false', 'A false', 'A false']);
+});
+
 test('a removal in the feed drops the session; a read that fails loses nothing', async () => {
   const { proxy, view, heard } = setup();
   await proxy.putSession('A', spec(100));

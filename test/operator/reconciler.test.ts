@@ -7,7 +7,7 @@ import { MemorySessionStore } from '../../operator/memory-session-store.ts';
 import { PortAllocator } from '../../operator/port-allocator.ts';
 import { AdminApiError } from '../../operator/proxy-admin-client.ts';
 import { Reconciler } from '../../operator/reconciler.ts';
-import type { ProxySessionSpec, SessionStore } from '../../operator/session-store.ts';
+import type { ProxySessionSpec, ProxySessionStatus, SessionStore } from '../../operator/session-store.ts';
 import { FakeClock } from '../helpers/fake-clock.ts';
 import { FakeProxy } from '../helpers/fake-proxy-admin.ts';
 
@@ -391,22 +391,12 @@ test('counter-only writes take turns under the flush rate: every busy session ge
   let reads = 0;
   let counterWrites = 0;
   let syncs = 0;
-  // A store without the in-process telemetry path, as the Kubernetes one.
-  const store: SessionStore = {
-    get: (serial) => {
-      reads++;
-      return inner.get(serial);
-    },
-    list: () => inner.list(),
-    apply: (s) => inner.apply(s),
-    delete: (serial, uid) => inner.delete(serial, uid),
-    setFinalizer: (serial, uid, present) => inner.setFinalizer(serial, uid, present),
-    subscribe: (listener) => inner.subscribe(listener),
-    writeStatus: (serial, uid, status) => {
+  const store = withoutTelemetryPath(inner, {
+    onGet: () => reads++,
+    onWrite: (status) => {
       if ((status.transferredBytes ?? 0) > 0) counterWrites++;
-      return inner.writeStatus(serial, uid, status);
     },
-  };
+  });
   const proxy = new FakeProxy();
   const reconciler = new Reconciler({
     store,
@@ -438,9 +428,108 @@ test('counter-only writes take turns under the flush rate: every busy session ge
   }
   assert.ok(counterWrites <= 2 + 2 * 12, `${counterWrites} counter writes in 12 s at 2/s`);
   assert.is(written.size, serials.length, 'every session had its turn');
-  // One report per feed read that moved a session, and one per turn; not one per session per wait.
-  assert.ok(reads <= 300, `${reads} reports and syncs`);
+  // A report when a session's counters move after its write (it joins the line), one per turn, one per
+  // resync; none for counters that move while it waits (287 reads when each moved counter was reported).
+  assert.ok(reads <= 120, `${reads} reports and syncs`);
   assert.ok(syncs <= 2 * serials.length, `${syncs} syncs: about one per session for the resync, not one per wait`);
+  await reconciler.stop();
+});
+
+/** `inner` without the in-process telemetry path, as the Kubernetes store: telemetry goes through the report step. */
+function withoutTelemetryPath(
+  inner: MemorySessionStore,
+  hooks: { onGet?: () => void; onWrite?: (status: ProxySessionStatus) => void } = {},
+): SessionStore {
+  return {
+    get: (serial) => {
+      hooks.onGet?.();
+      return inner.get(serial);
+    },
+    list: () => inner.list(),
+    apply: (s) => inner.apply(s),
+    delete: (serial, uid) => inner.delete(serial, uid),
+    setFinalizer: (serial, uid, present) => inner.setFinalizer(serial, uid, present),
+    subscribe: (listener) => inner.subscribe(listener),
+    writeStatus: (serial, uid, status) => {
+      hooks.onWrite?.(status);
+      return inner.writeStatus(serial, uid, status);
+    },
+  };
+}
+
+test('a session waiting for its counter write still has a connect written at once, and its turn writes the counters of then', async () => {
+  const clock = new FakeClock();
+  const inner = new MemorySessionStore({ now: () => new Date(clock.now()) });
+  const proxy = new FakeProxy();
+  const reconciler = new Reconciler({
+    store: withoutTelemetryPath(inner),
+    pods: [{ name: 'proxy-0', admin: proxy, allocator: new PortAllocator({ min: 100, max: 101 }), publicHost: 'h' }],
+    logger: silentLogger(),
+    clock,
+    pollIntervalMs: 100,
+    counterFlushesPerSecond: 1,
+  });
+  await inner.apply(spec('A'));
+  await reconciler.start();
+  const settle = async (ms: number) => {
+    for (let t = 0; t < ms; t += 100) {
+      await clock.advance(100);
+      await reconciler.queue.idle();
+    }
+  };
+  await settle(200);
+  const status = async () => (await inner.get('A'))!.status;
+  proxy.update('A', { transferredBytes: 10 });
+  await settle(200);
+  assert.is((await status()).transferredBytes, 10, 'the first counter write is free');
+  proxy.update('A', { transferredBytes: 20 });
+  await settle(200);
+  assert.is((await status()).transferredBytes, 10, 'the second waits for its turn');
+  proxy.update('A', { transferredBytes: 30, deviceConnected: true, deviceAddress: '127.0.0.1:4000' });
+  await settle(200);
+  assert.is((await status()).deviceConnected, true, 'a connect does not wait for the turn');
+  assert.is((await status()).transferredBytes, 30);
+  proxy.update('A', { transferredBytes: 40 });
+  await settle(200);
+  assert.is((await status()).transferredBytes, 30);
+  proxy.update('A', { transferredBytes: 50 });
+  await settle(1500);
+  assert.is((await status()).transferredBytes, 50, 'the turn wrote the counters of its moment');
+  await reconciler.stop();
+});
+
+test('the periodic resync syncs every live session once per interval, a slice a second, not all at once', async () => {
+  const clock = new FakeClock();
+  const store = new MemorySessionStore({ now: () => new Date(clock.now()) });
+  const proxy = new FakeProxy();
+  let syncs = 0;
+  const reconciler = new Reconciler({
+    store,
+    pods: [{ name: 'proxy-0', admin: proxy, allocator: new PortAllocator({ min: 100, max: 199 }), publicHost: 'h' }],
+    logger: silentLogger(),
+    clock,
+    resyncIntervalMs: 10_000,
+    observeReconcile: () => syncs++,
+  });
+  for (let i = 0; i < 50; i++) await store.apply(spec(`S${i}`));
+  await reconciler.start();
+  await clock.advance(100);
+  await reconciler.queue.idle();
+  const perSecond: number[] = [];
+  for (let second = 0; second < 30; second++) {
+    syncs = 0;
+    await clock.advance(1000);
+    await reconciler.queue.idle();
+    perSecond.push(syncs);
+  }
+  // Nothing in the first interval (start synced everything), then 5 a second: 50 per 10 s.
+  assert.equal(perSecond.slice(0, 9), [0, 0, 0, 0, 0, 0, 0, 0, 0]);
+  assert.ok(Math.max(...perSecond) <= 5, `at most 5 syncs a second: ${perSecond.join(' ')}`);
+  assert.is(
+    perSecond.slice(9, 29).reduce((a, b) => a + b, 0),
+    100,
+    'every session twice in two intervals',
+  );
   await reconciler.stop();
 });
 
