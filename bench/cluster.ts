@@ -10,7 +10,9 @@ import type { Rig } from '../test/kube/rig.ts';
 import { type OnLatency, onOffPairsPerSecond, onToListening } from './control-plane.ts';
 import { DeviceAttachments, inBatches, openProxyPairs } from './join.ts';
 import { type ManySessionsResult, manySessions } from './many-sessions.ts';
+import { operatorCaughtUp } from './operator-drain.ts';
 import { sessionPortRange } from './ports.ts';
+import { processesRunFrom } from './process-usage.ts';
 
 export interface Restart {
   sessions: number;
@@ -51,6 +53,7 @@ export async function clusterFigures(
     await cluster.startOperator('operator-a');
     await cluster.waitForOperatorLeader();
     const c = cluster;
+    const binDir = rig.binDir;
     const call = (path: string) => c.control(path);
 
     const cold = await onToListening(call, opts.onWarmup, 'CL-WARM');
@@ -78,12 +81,15 @@ export async function clusterFigures(
           // The proxy pod and the operator: the cluster's counterpart of the standalone mode's two processes.
           pids: () => [c.proxy!.child.pid!, ...[...c.operators.values()].map((o) => o.child.pid!)],
           proxyPid: () => c.proxy!.child.pid,
+          restPids: () => processesRunFrom(binDir),
           metricsUrl: `http://127.0.0.1:${c.proxyHealthPort}/metrics`,
           openPairs: async (n) => {
             const opened = await openProxyPairs({ count: n, prefix, control: call, devicePort: c.devicePort, attachments: signals });
             ports = opened.ports;
             return opened;
           },
+          // Each connect is written to status at once: the steady part starts once those writes are done.
+          settle: () => operatorCaughtUp(c),
         },
         count,
         opts.seconds,

@@ -13,9 +13,13 @@ export interface SessionsUnderTest {
   pids(): number[];
   /** The proxy process alone, when the forwarder has a control plane beside it. */
   proxyPid?(): number | undefined;
+  /** Processes measured beside the forwarder, not counted in its figures (the test rig's API server and etcd). */
+  restPids?(): number[];
   /** The proxy process's Prometheus metrics, for its event-loop delay. */
   metricsUrl?: string;
   openPairs(count: number): Promise<OpenedPairs>;
+  /** Waits until the control plane has caught up with the opening (its status writes done); returns the seconds waited. */
+  settle?(): Promise<number>;
 }
 
 export interface ProcessCost {
@@ -44,6 +48,10 @@ export interface ManySessionsResult {
   /** Undefined when nothing is measured (a direct connection). */
   cost: ProcessCost | undefined;
   proxyProcess: ProcessCost | undefined;
+  /** CPU of `restPids` over the steady part, in % of one core; undefined without them. */
+  restCpuPercent: number | undefined;
+  /** Seconds between the last joined pair and the steady part, waiting for the control plane to catch up (`settle`). */
+  settleSeconds: number | undefined;
   /** Largest event-loop delay of the proxy process; undefined when it does not report one. */
   loopDelayMs: { opening: number | undefined; steady: number | undefined } | undefined;
 }
@@ -71,6 +79,7 @@ export async function manySessions(target: SessionsUnderTest, count: number, sec
   };
   const idle = all();
   const idleProxy = proxy();
+  const rest = () => usageOf(target.restPids?.() ?? []);
   const metricsUrl = target.metricsUrl;
   if (metricsUrl) await scrapeEventLoopDelayMs(metricsUrl);
 
@@ -79,10 +88,13 @@ export async function manySessions(target: SessionsUnderTest, count: number, sec
   const openSeconds = (performance.now() - opening) / 1000;
   try {
     const openingDelay = metricsUrl ? await scrapeEventLoopDelayMs(metricsUrl) : undefined;
-    const before = [all(), proxy()] as const;
+    const settleSeconds = await target.settle?.();
+    // What the proxy's loop met while the control plane caught up is neither the opening's nor the steady part's.
+    if (metricsUrl && settleSeconds !== undefined) await scrapeEventLoopDelayMs(metricsUrl);
+    const before = [all(), proxy(), rest()] as const;
     const steadyStarted = performance.now();
     const { times, lost } = await steadySessions(opened.pairs, seconds);
-    const after = [all(), proxy()] as const;
+    const after = [all(), proxy(), rest()] as const;
     const wall = (performance.now() - steadyStarted) / 1000;
     const steadyDelay = metricsUrl ? await scrapeEventLoopDelayMs(metricsUrl) : undefined;
     return {
@@ -92,11 +104,13 @@ export async function manySessions(target: SessionsUnderTest, count: number, sec
       signalsMissed: opened.signalsMissed,
       onSeconds: opened.onSeconds,
       onRetries: opened.onRetries ?? 0,
+      settleSeconds,
       rttP99Us: percentile(times, 99),
       roundTrips: times.length,
       lost,
       cost: costOf(idle, before[0], after[0], wall, count),
       proxyProcess: costOf(idleProxy, before[1], after[1], wall, count),
+      restCpuPercent: after[2].processes === 0 ? undefined : ((after[2].cpuSeconds - before[2].cpuSeconds) / wall) * 100,
       loopDelayMs: metricsUrl ? { opening: openingDelay, steady: steadyDelay } : undefined,
     };
   } finally {

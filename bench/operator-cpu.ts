@@ -11,10 +11,10 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startRigWithCrd, TestCluster } from '../test/helpers/cluster.ts';
-import { request } from '../test/helpers/http.ts';
 import { summarizeProfile } from './cpu-profile.ts';
 import { closePairs, DeviceAttachments, openProxyPairs } from './join.ts';
 import { steadySessions } from './load.ts';
+import { operatorCaughtUp, operatorCounts } from './operator-drain.ts';
 import { sessionPortRange } from './ports.ts';
 import { usageOf } from './process-usage.ts';
 import { benchArgs } from './tools.ts';
@@ -27,17 +27,6 @@ const profileDir = args.get('profile');
 /** CCCP_COUNTER_FLUSHES_PER_S for the operator; its default when absent. */
 const flushes = args.get('flushes');
 const log = (line: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
-
-/** The operator's status writes and syncs so far, from its /metrics. */
-async function operatorCounts(cluster: TestCluster): Promise<{ writes: number; syncs: number }> {
-  const text = (await request<string>(`${cluster.controlUrl('operator-a')}/metrics`, { timeoutMs: 30_000 })).body;
-  const sum = (name: string) =>
-    text
-      .split('\n')
-      .filter((line) => line.startsWith(name))
-      .reduce((total, line) => total + Number(line.split(' ').at(-1)), 0);
-  return { writes: sum('cccp_operator_status_writes_total'), syncs: sum('cccp_operator_reconciles_total') };
-}
 
 const PRELOAD = fileURLToPath(new URL('./profile-on-signal.mjs', import.meta.url));
 
@@ -68,16 +57,9 @@ for (let run = 1; run <= runs; run++) {
         devicePort: cluster.devicePort,
         attachments,
       });
-      // The opening's own status writes (a connect is written at once) drain first: the steady part
-      // starts once a second passes with no more writes than the counter flush rate allows.
-      const flushRate = Number(flushes ?? 50);
-      for (let waited = 0, last = await operatorCounts(cluster); waited < 60; waited++) {
-        await new Promise((r) => setTimeout(r, 1000));
-        const now = await operatorCounts(cluster);
-        const settled = now.writes - last.writes <= flushRate + 2;
-        last = now;
-        if (settled && waited >= 2) break;
-      }
+      // The opening's own status writes (a connect is written at once) drain first.
+      const waited = await operatorCaughtUp(cluster, Number(flushes ?? 50), 60);
+      log(`run ${run}: the operator caught up with the opening in ${waited.toFixed(0)} s`);
       if (profileFile) process.kill(operatorPid, 'SIGUSR2');
       const countsBefore = await operatorCounts(cluster);
       const before = { operator: usageOf([operatorPid]), proxy: usageOf([proxyPid]), at: performance.now() };

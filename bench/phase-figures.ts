@@ -19,6 +19,7 @@ export class PhaseFigures {
   private readonly rssPerPair: Figure;
   private readonly besideCpu: Figure | undefined;
   private readonly besideRssPerPair: Figure | undefined;
+  private readonly restCpu: Figure | undefined;
   private readonly setup: Figure;
   private readonly retries: Figure;
   private readonly loopDelay: Figure;
@@ -43,6 +44,7 @@ export class PhaseFigures {
     this.rssPerPair = row('rss-per-pair', `RSS added per joined session (${whose})`, 'kB');
     if (mode === 'cluster') {
       this.besideCpu = row('cpu-with-operator', 'CPU (proxy pod and operator)', '% of a core');
+      this.restCpu = row('cpu-api-server', "CPU (the test rig's API server and etcd)", '% of a core');
     } else if (mode === 'standalone') {
       this.besideCpu = row('proxy-cpu', 'CPU (proxy process alone)', '% of a core');
       this.besideRssPerPair = row('proxy-rss-per-pair', 'RSS added per joined session (proxy process alone)', 'kB');
@@ -72,6 +74,7 @@ export class PhaseFigures {
       this.besideCpu.values[name] = beside.cpuPercent;
       if (this.besideRssPerPair) this.besideRssPerPair.values[name] = beside.rssAddedPerPairBytes / 1000;
     }
+    if (this.restCpu && r.restCpuPercent !== undefined) this.restCpu.values[name] = r.restCpuPercent;
     const notes: string[] = [];
     if (r.loopDelayMs) {
       this.loopDelay.values[name] = r.loopDelayMs.steady ?? null;
@@ -87,6 +90,7 @@ export class PhaseFigures {
     const kB = (c: ProcessCost) => `+${(c.rssAddedPerPairBytes / 1000).toFixed(1)} kB/pair`;
     const line = [
       `${name}: open+join ${r.openSeconds.toFixed(2)} s${r.onSeconds === undefined ? '' : ` (/on ${r.onSeconds.toFixed(2)} s, ${r.onRetries} asked again)`}, ${r.probeRetries} probes retried`,
+      ...(r.settleSeconds === undefined ? [] : [`the operator caught up ${r.settleSeconds.toFixed(0)} s later`]),
       `${r.roundTrips} round trips, p99 ${r.rttP99Us.toFixed(0)} µs`,
       ...(main ? [`CPU ${main.cpuPercent.toFixed(1)} %, RSS ${(main.rssBytes / MiB).toFixed(0)} MiB (${kB(main)})`] : []),
       ...(beside && beside !== main

@@ -21,6 +21,18 @@ function read(path: string): string | undefined {
   }
 }
 
+/** Processes whose executable (their first argument) lies in `dir`, e.g. the test rig's etcd and kube-apiserver. */
+export function processesRunFrom(dir: string): number[] {
+  const prefix = dir.endsWith('/') ? dir : `${dir}/`;
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const argv0 = read(`/proc/${entry}/cmdline`)?.split('\0')[0];
+    if (argv0?.startsWith(prefix)) pids.push(Number(entry));
+  }
+  return pids;
+}
+
 /** The pid and all its descendants. */
 export function processTree(root: number): number[] {
   const found = [root];

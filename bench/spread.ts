@@ -15,6 +15,7 @@ import { scrapeEventLoopDelayMs } from './event-loop-delay.ts';
 import { openSessions } from './join.ts';
 import { percentile } from './load.ts';
 import { costOf, type ManySessionsResult } from './many-sessions.ts';
+import { operatorCaughtUp } from './operator-drain.ts';
 import { sessionPortRange } from './ports.ts';
 import { usageOf } from './process-usage.ts';
 import type { FromLoad, ToLoad } from './spread-load.ts';
@@ -143,6 +144,10 @@ export async function spreadFigures(opts: {
     );
     opts.log(`spread: joined, per pod ${joined.map((j) => `${j.openSeconds.toFixed(1)} s`).join(', ')} from the first /on`);
     const openingDelay = await Promise.all(ordinals.map((o) => scrapeEventLoopDelayMs(metricsUrl(o))));
+    // Each connect is written to status at once: the steady part starts once those writes are done.
+    const settleSeconds = await operatorCaughtUp(c);
+    opts.log(`spread: the operator caught up with the opening ${settleSeconds.toFixed(0)} s later`);
+    await Promise.all(ordinals.map((o) => scrapeEventLoopDelayMs(metricsUrl(o))));
 
     const before = ordinals.map((o) => usageOf([podPid(o)]));
     const operatorBefore = usageOf([operatorPid()]);
@@ -165,11 +170,13 @@ export async function spreadFigures(opts: {
         signalsMissed: joined[o]!.signalsMissed,
         onSeconds,
         onRetries,
+        settleSeconds,
         rttP99Us: percentile(times, 99),
         roundTrips: times.length,
         lost: steady[o]!.lost,
         cost,
         proxyProcess: cost,
+        restCpuPercent: undefined,
         loopDelayMs: { opening: openingDelay[o], steady: steadyDelay[o] },
       };
     });
