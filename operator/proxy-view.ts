@@ -77,10 +77,15 @@ export class ProxyView {
   private instance: string | undefined;
   private reportedHost: string | undefined;
   private cursor = 0;
-  /** The cursor is that of an answer with `more: false`: counter entries may be asked for (see admin-protocol.ts). */
-  private cursorComplete = false;
+  /**
+   * The cursor of the instance's last answer with `more: false` (none since a
+   * reset): counter entries may be asked for up to it (see admin-protocol.ts).
+   */
+  private completeCursor: number | undefined;
   /** The instance that refused `counters=1` (older than counter entries): it is read in full states. */
   private countersRefusedBy: string | undefined;
+  /** The instance that refused `complete` (older than it): pages after a read's first come in full states. */
+  private completeRefusedBy: string | undefined;
   /** Serials listed so far in a reset listing; the rest are dropped when it ends. */
   private listing: Set<string> | undefined;
   /** True once a listing of the current instance has completed. */
@@ -269,14 +274,31 @@ export class ProxyView {
     this.forgetOldRemovals();
   }
 
-  /** One read of the feed; with counter entries when the cursor allows them and the proxy takes them. */
+  /**
+   * One read of the feed; with counter entries when a complete cursor allows
+   * them and the proxy takes them. Past a read's first page the cursor is a
+   * page's (`more: true`), so the complete one goes along as `complete`:
+   * with 5,000 busy sessions a read spans several pages, and without it all
+   * but the first came as full states.
+   */
   private async readChanges(): Promise<ChangeBatch> {
-    const counters = this.cursorComplete && this.countersRefusedBy !== this.instance;
+    const complete = this.countersRefusedBy === this.instance ? undefined : this.completeCursor;
+    const midway = complete !== undefined && complete !== this.cursor;
+    const counters = complete !== undefined && (!midway || this.completeRefusedBy !== this.instance);
     try {
-      return await this.admin.changes(this.cursor, this.instance, this.batchLimit, counters);
+      return await this.admin.changes(this.cursor, this.instance, this.batchLimit, counters, counters && midway ? complete : undefined);
     } catch (error) {
-      // A proxy older than counter entries refuses the parameter: it is asked without until it restarts.
       if (!counters || !(error instanceof AdminApiError) || error.status !== 400) throw error;
+      if (midway) {
+        // A proxy older than `complete` refuses it: past a read's first page it is read in full states.
+        this.completeRefusedBy = this.instance;
+        this.logger.info(
+          { instanceId: this.instance, err: error },
+          'the proxy takes no complete=: later pages of a read come in full states',
+        );
+        return this.admin.changes(this.cursor, this.instance, this.batchLimit, false);
+      }
+      // A proxy older than counter entries refuses the parameter: it is asked without until it restarts.
       this.countersRefusedBy = this.instance;
       this.logger.info({ instanceId: this.instance, err: error }, 'the proxy takes no counters=1: its feed is read in full states');
       return this.admin.changes(this.cursor, this.instance, this.batchLimit, false);
@@ -337,7 +359,7 @@ export class ProxyView {
       }
     }
     this.cursor = batch.cursor;
-    this.cursorComplete = !batch.more;
+    if (!batch.more) this.completeCursor = batch.cursor;
     if (listing && !batch.more) this.endListing(listing, batch.instanceId);
   }
 
@@ -355,6 +377,7 @@ export class ProxyView {
       for (const state of gone) this.listener?.sessionChanged(state.serial, undefined, state);
     }
     this.listing = new Set();
+    this.completeCursor = undefined;
   }
 
   private endListing(listing: Set<string>, instanceId: string): void {

@@ -48,7 +48,7 @@ export interface ChangeListing {
   serials: readonly string[];
   /** A session's current state; undefined once it is gone (its removal is then after the batch's cursor). */
   state(serial: string): SessionState | undefined;
-  /** Asked for with `counters=1`: the sessions that get counter entries. */
+  /** Asked for with `counters=1` (and `complete`): the sessions that get counter entries. */
   counters?: CounterListing;
 }
 
@@ -63,7 +63,8 @@ export interface CounterListing {
 export interface AdminTarget {
   info(): InstanceInfo;
   list(): SessionList;
-  changes(since: number, instance: string | undefined, limit: number, counters: boolean): ChangeListing;
+  /** `countersUpTo`: counter entries for sessions whose latest full change is at or below it (see admin-protocol.ts). */
+  changes(since: number, instance: string | undefined, limit: number, countersUpTo: number | undefined): ChangeListing;
   lookup(serial: string): SessionLookup;
   device(serial: string): DeviceLookup;
   put(serial: string, spec: SessionSpec): Promise<SessionState>;
@@ -161,8 +162,8 @@ export class AdminApi {
       ctx.body = target.list();
     });
     router.get('/v1/changes', (ctx) => {
-      const { since, instance, limit, counters } = parseChangesQuery(ctx.query);
-      const listing = target.changes(since, instance, limit, counters);
+      const { since, instance, limit, countersUpTo } = parseChangesQuery(ctx.query);
+      const listing = target.changes(since, instance, limit, countersUpTo);
       ctx.type = 'application/json';
       ctx.body = Readable.from(changeBatchJson(listing), { objectMode: false });
     });
@@ -315,16 +316,21 @@ function serialParam(raw: string | undefined): string {
   return raw;
 }
 
+const CHANGES_QUERY_KEYS: ReadonlySet<string> = new Set(['since', 'instance', 'limit', 'counters', 'complete']);
+
 /**
  * The change feed's query: `since` (default 0), `instance` (absent: a full
  * listing), `limit`, `counters` (1: counter entries, see admin-protocol.ts;
- * 0 or absent: none); anything else is refused.
+ * 0 or absent: none), `complete` (with counters=1, the cursor of the reader's
+ * last answer with `more: false`, at most `since`; absent: `since` is one);
+ * anything else is refused. `countersUpTo`: counter entries for sessions
+ * whose latest full change is at or below it; undefined: none.
  */
 export function parseChangesQuery(query: Record<string, string | string[] | undefined>): {
   since: number;
   instance: string | undefined;
   limit: number;
-  counters: boolean;
+  countersUpTo: number | undefined;
 } {
   const bad = (message: string) => new AdminHttpError(400, 'bad_request', message);
   const single = (name: string): string | undefined => {
@@ -333,8 +339,7 @@ export function parseChangesQuery(query: Record<string, string | string[] | unde
     return value;
   };
   for (const key of Object.keys(query)) {
-    if (key !== 'since' && key !== 'instance' && key !== 'limit' && key !== 'counters')
-      throw bad(`unknown query parameter "${key}" (since, instance, limit, counters)`);
+    if (!CHANGES_QUERY_KEYS.has(key)) throw bad(`unknown query parameter "${key}" (${[...CHANGES_QUERY_KEYS].join(', ')})`);
   }
   const wholeNumber = (text: string | undefined, fallback: number): number => {
     if (text === undefined) return fallback;
@@ -354,7 +359,15 @@ export function parseChangesQuery(query: Record<string, string | string[] | unde
   const countersText = single('counters');
   if (countersText !== undefined && countersText !== '0' && countersText !== '1')
     throw bad(`counters must be 1 (counter entries) or 0, not "${countersText.slice(0, 40)}"`);
-  return { since, instance, limit, counters: countersText === '1' };
+  const completeText = single('complete');
+  if (completeText === undefined) return { since, instance, limit, countersUpTo: countersText === '1' ? since : undefined };
+  const complete = wholeNumber(completeText, 0);
+  if (countersText !== '1') throw bad('complete goes with counters=1 only');
+  if (!(complete <= since))
+    throw bad(
+      `complete must be a whole number no greater than since (a cursor of an answer with more: false), not "${completeText.slice(0, 40)}"`,
+    );
+  return { since, instance, limit, countersUpTo: complete };
 }
 
 /** Validates a PUT body field by field; unknown fields are refused so typos do not pass silently. */

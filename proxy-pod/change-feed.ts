@@ -17,9 +17,9 @@
 // the floor (it would start over at every page).
 //
 // Full changes: each serial's latest change that was not counters-only. A
-// reader that asks gets the serials whose full change is at or below its
-// cursor apart (`counters`): it needs their counters only (see
-// admin-protocol.ts). A restamp is counters-only: the full change it leaves
+// reader that asks gets the serials whose full change is at or below the
+// cursor of its last complete read apart (`counters`): it needs their
+// counters only (see admin-protocol.ts). A restamp is counters-only: the full change it leaves
 // is below the floor, and a cursor below the floor gets a reset.
 
 import type { SessionRemoval } from '../common/admin-protocol.ts';
@@ -37,7 +37,7 @@ export interface FeedPage {
   reset: boolean;
   /** Serials changed after the cursor, each once, in change order (but those in `counters`). */
   changed: string[];
-  /** When asked for: the changed serials whose latest full change is at or below the cursor, in change order. */
+  /** When asked for: the changed serials whose latest full change is at or below `countersUpTo`, in change order. */
   counters: string[];
   removed: SessionRemoval[];
   cursor: number;
@@ -124,10 +124,10 @@ export class ChangeFeed {
    * What changed after `since`, at most `limit` items (changes, counters and
    * removals together). `sameInstance` is false when the cursor came from
    * another instance (or none): the answer is then a full listing.
-   * `counters`: serials whose latest full change is at or below `since` go
-   * to `counters` instead of `changed`.
+   * `countersUpTo` (at most `since`): serials whose latest full change is at
+   * or below it go to `counters` instead of `changed` (not in a reset).
    */
-  read(since: number, limit: number, sameInstance: boolean, counters = false): FeedPage {
+  read(since: number, limit: number, sameInstance: boolean, countersUpTo?: number): FeedPage {
     const reset = !sameInstance || since < this.floorSeq || since > this.seq;
     const from = reset ? 0 : since;
     const changed: string[] = [];
@@ -144,8 +144,8 @@ export class ChangeFeed {
       if (change && (!removal || change.seq < removal.changeSeq)) {
         i++;
         if (this.latest.get(change.serial) !== change.seq) continue;
-        // A reset reads from 0, below every full change: all in full.
-        if (counters && this.fullSeqOf(change.serial) <= from) counterSerials.push(change.serial);
+        // A reset is in full.
+        if (!reset && countersUpTo !== undefined && this.fullSeqOf(change.serial) <= countersUpTo) counterSerials.push(change.serial);
         else changed.push(change.serial);
         cursor = change.seq;
       } else if (removal) {

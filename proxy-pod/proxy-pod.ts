@@ -253,21 +253,21 @@ export class ProxyPod {
 
   /**
    * The change feed (see admin-protocol.ts): what changed after `since`, at
-   * most `limit` sessions and removals; with `counters`, counter entries for
-   * the sessions whose latest full change is at or below `since`.
+   * most `limit` sessions and removals; with `countersUpTo`, counter entries
+   * for the sessions whose latest full change is at or below it.
    */
-  changes(since: number, instance: string | undefined, limit: number, counters: boolean): ChangeListing {
-    const page = this.feed.read(since, limit, instance === this.instanceId, counters);
+  changes(since: number, instance: string | undefined, limit: number, countersUpTo: number | undefined): ChangeListing {
+    const page = this.feed.read(since, limit, instance === this.instanceId, countersUpTo);
     const listing: ChangeListing = {
       batch: { ...this.info(), cursor: page.cursor, reset: page.reset, removed: page.removed, more: page.more },
       serials: page.changed,
       state: (serial) => this.sessions.get(serial)?.state(),
     };
-    if (counters) {
+    if (countersUpTo !== undefined) {
       listing.counters = {
         serials: page.counters,
         // A full change since the read (the answer is written a slice at a time) is after the cursor: the next answer has it in full.
-        entry: (serial) => (this.feed.fullSeqOf(serial) <= since ? this.sessions.get(serial)?.counters() : undefined),
+        entry: (serial) => (this.feed.fullSeqOf(serial) <= countersUpTo ? this.sessions.get(serial)?.counters() : undefined),
       };
     }
     return listing;

@@ -34,8 +34,8 @@ export class FakeProxy implements ProxyAdmin {
   async listSessions(): Promise<SessionList> {
     return { ...(await this.info()), sessions: [...this.sessions.values()].map((s) => ({ ...s })) };
   }
-  /** Every changed session in full: `counters` (the fourth argument) is not served. */
-  async changes(since: number, instance: string | undefined, limit: number, _counters?: boolean): Promise<ChangeBatch> {
+  /** Every changed session in full: `counters` and `complete` (the fourth and fifth arguments) are not served. */
+  async changes(since: number, instance: string | undefined, limit: number, _counters?: boolean, _complete?: number): Promise<ChangeBatch> {
     this.feedReads += 1;
     const failure = this.failNextRead;
     this.failNextRead = undefined;

@@ -14,13 +14,21 @@ const test = suite('proxy view: counter entries');
 let proxy: TestProxy;
 const cleanup: Array<() => unknown> = [];
 
-/** The real client, keeping every feed answer it returned. */
+/** The real client, keeping every feed answer it returned and the `complete` it was asked with. */
 class RecordingClient extends ProxyAdminClient {
   readonly batches: ChangeBatch[] = [];
+  readonly completes: Array<number | undefined> = [];
 
-  override async changes(since: number, instance: string | undefined, limit?: number, counters?: boolean): Promise<ChangeBatch> {
-    const batch = await super.changes(since, instance, limit, counters);
+  override async changes(
+    since: number,
+    instance: string | undefined,
+    limit?: number,
+    counters?: boolean,
+    complete?: number,
+  ): Promise<ChangeBatch> {
+    const batch = await super.changes(since, instance, limit, counters, complete);
     this.batches.push(batch);
+    this.completes.push(complete);
     return batch;
   }
 }
@@ -88,6 +96,60 @@ test('moved counters come as counter entries: they land in get(), keep the rest 
   );
   assert.equal(heard, ['telemetry PV-CNT 64 counters only']);
   assert.equal(state, await proxy.admin.session('PV-CNT'), 'the same state the proxy lists');
+});
+
+test('a read of several pages has counter entries on every page: past the first, it names the last complete cursor', async () => {
+  const client = new RecordingClient({ endpoint: { socketPath: proxy.pod.adminAddress } });
+  cleanup.push(() => client.close());
+  const view = new ProxyView({ admin: client, logger: silentLogger(), pollIntervalMs: 60_000, batchLimit: 2 });
+  view.start();
+  cleanup.push(() => view.stop());
+  assert.ok(await view.whenSynced(5000));
+  const serials = ['PV-PAGE-0', 'PV-PAGE-1', 'PV-PAGE-2', 'PV-PAGE-3', 'PV-PAGE-4'];
+  const ports = await freePorts(serials.length);
+  const pairs = [];
+  for (const [i, serial] of serials.entries()) {
+    const pair = await joinPair(proxy.admin, proxy.pod.devicePort, serial, { port: ports[i]!, persistent: true, ipWhitelist: [] });
+    cleanup.push(
+      () => pair.device.destroy(),
+      () => pair.client.destroy(),
+    );
+    pairs.push(pair);
+  }
+  await view.refresh();
+  assert.ok(
+    serials.every((serial) => view.get(serial)?.clientConnected),
+    'every pair joined in the view',
+  );
+
+  const received = pairs.map((pair) => new Received(pair.client));
+  for (const pair of pairs) pair.device.write(Buffer.alloc(8, 0x62));
+  for (const r of received) await r.untilLength(8, 2000);
+  // The proxy's sweep (every 50 ms here) has put every moved counter in the feed.
+  await waitFor(
+    async () => (await Promise.all(serials.map((serial) => proxy.admin.session(serial)))).every((s) => s?.transferredBytes === 8),
+    3000,
+    'the proxy to count the bytes',
+  );
+  await new Promise((resolve) => setTimeout(resolve, 150));
+  client.batches.length = 0;
+  client.completes.length = 0;
+  await view.refresh();
+
+  assert.ok(client.batches.length >= 3, `one read of pages of 2: ${client.batches.length} pages`);
+  const later = client.batches.slice(1).filter((batch) => (batch.counters ?? []).length > 0);
+  assert.ok(later.length >= 2, 'pages past the first carry counter entries too');
+  const [first, ...rest] = client.completes;
+  assert.is(first, undefined, "the first page's cursor is complete itself");
+  assert.ok(
+    rest.every((complete) => complete !== undefined && complete === rest[0]),
+    `every page past the first names the one complete cursor: ${rest.join(', ')}`,
+  );
+  assert.not.ok(
+    client.batches.some((batch) => batch.sessions.some((state) => serials.includes(state.serial))),
+    'no moved session came as a full state',
+  );
+  for (const serial of serials) assert.equal(view.get(serial), await proxy.admin.session(serial), `${serial}: the state the proxy lists`);
 });
 
 test.run();

@@ -362,6 +362,34 @@ test('a proxy that refuses counters=1 (older than counter entries) is read in fu
   await view.stop();
 });
 
+test('a proxy that takes counters=1 but refuses complete= reads later pages of a read in full states, and still counters on first pages', async () => {
+  const { proxy, view } = setup(1);
+  const read = proxy.changes.bind(proxy);
+  const asked: string[] = [];
+  proxy.changes = async (since, instance, limit, counters, complete) => {
+    asked.push(`${counters ? 'counters' : 'full'}${complete === undefined ? '' : ' complete'}`);
+    if (complete !== undefined)
+      throw new AdminApiError(400, 'bad_request', 'unknown query parameter "complete" (since, instance, limit, counters)');
+    return read(since, instance, limit, counters);
+  };
+  await proxy.putSession('A', spec(100));
+  await proxy.putSession('B', spec(101));
+  await view.refresh();
+  assert.equal(asked, ['counters', 'counters complete', 'full'], 'the second page asks with complete=, is refused, and is read in full');
+  assert.ok(view.get('B'), 'nothing is lost');
+  asked.length = 0;
+  proxy.update('A', { transferredBytes: 3 });
+  proxy.update('B', { transferredBytes: 4 });
+  await view.refresh();
+  assert.equal([view.get('A')?.transferredBytes, view.get('B')?.transferredBytes], [3, 4]);
+  assert.equal(asked, ['counters', 'full'], 'refused once: later pages in full without asking again');
+  asked.length = 0;
+  proxy.update('A', { transferredBytes: 5 });
+  await view.refresh();
+  assert.equal(asked, ['counters'], 'a first page still asks for counters');
+  await view.stop();
+});
+
 test('without a pod count nothing is told', async () => {
   const { proxy, view } = setup();
   await view.refresh();

@@ -55,6 +55,10 @@ test('bad queries get 400 bad_request naming the parameter', async () => {
     ['?instance=', /instance/],
     ['?counters=yes', /counters must be 1.*or 0/],
     ['?counters=1&counters=1', /counters/],
+    ['?since=5&complete=3', /complete goes with counters=1 only/],
+    ['?since=2&counters=1&complete=3', /complete must be a whole number no greater than since/],
+    ['?since=2&counters=1&complete=x', /complete must be/],
+    ['?since=2&counters=1&complete=1&complete=1', /complete must be given once/],
   ];
   for (const [query, message] of cases) {
     const answer = await proxy.admin.request<AdminError>('GET', `/v1/changes${query}`);

@@ -176,7 +176,7 @@ test('asked for, sessions whose latest full change is at or below the cursor com
   feed.change('A');
   feed.change('B');
   feed.change('C');
-  const cursor = feed.read(0, 100, true, true).cursor;
+  const cursor = feed.read(0, 100, true, 0).cursor;
   feed.change('A', true);
   feed.change('B', true);
   feed.change('B');
@@ -186,13 +186,13 @@ test('asked for, sessions whose latest full change is at or below the cursor com
   assert.is(feed.fullSeqOf('A'), 1, 'moved counters leave the full change where it was');
   assert.is(feed.fullSeqOf('B'), feed.seqOf('B'));
   assert.is(feed.fullSeqOf('D'), cursor + 5, "a serial's first change is full, counters-only or not");
-  const page = feed.read(cursor, 100, true, true);
+  const page = feed.read(cursor, 100, true, cursor);
   assert.equal(page.counters, ['A', 'C'], 'counters only since the cursor, in change order');
   assert.equal(page.changed, ['B', 'D'], 'a full change after the cursor, or a session new since it, comes in full');
   const unasked = feed.read(cursor, 100, true);
   assert.equal(unasked.changed, ['A', 'B', 'C', 'D'], 'a reader that does not ask gets every session in full');
   assert.equal(unasked.counters, []);
-  const older = feed.read(0, 100, true, true);
+  const older = feed.read(0, 100, true, 0);
   assert.equal(older.counters, [], 'a cursor below every full change: all in full');
 });
 
@@ -205,7 +205,7 @@ test('counter entries count toward `limit` and page in change order with the sta
   const pages = [];
   let since = cursor;
   for (let guard = 0; guard < 10; guard++) {
-    const page = feed.read(since, 2, true, true);
+    const page = feed.read(since, 2, true, cursor);
     pages.push([page.counters, page.changed, page.removed.map((r) => r.serial)]);
     since = page.cursor;
     if (!page.more) break;
@@ -217,13 +217,32 @@ test('counter entries count toward `limit` and page in change order with the sta
   ]);
 });
 
+test('counters up to the last complete cursor: a session whose full change came between it and a later page cursor is in full', () => {
+  const feed = new ChangeFeed();
+  feed.change('A');
+  feed.change('B');
+  const complete = feed.read(0, 100, true).cursor;
+  // After the complete read: B connects (a full change), then both move counters. B's full change is
+  // superseded by its counters in the log, so a page cursor past it never listed it to the reader.
+  feed.change('B');
+  feed.change('X');
+  feed.change('A', true);
+  feed.change('B', true);
+  const first = feed.read(complete, 1, true, complete);
+  assert.equal([first.changed, first.counters, first.more], [['X'], [], true]);
+  const second = feed.read(first.cursor, 100, true, complete);
+  assert.equal([second.counters, second.changed], [['A'], ['B']], "B's full change is above the complete cursor: in full");
+  const unsafe = feed.read(first.cursor, 100, true, first.cursor);
+  assert.equal(unsafe.counters, ['A', 'B'], 'counters up to the page cursor would have given B as an entry (what the rule is for)');
+});
+
 test('a reset is in full even when counters are asked for: another instance, a cursor from the future, one below the floor', () => {
   const feed = new ChangeFeed(undefined, 8);
   feed.change('A');
   const cursor = feed.current;
   feed.change('A', true);
-  assert.equal(feed.read(cursor, 100, true, true).counters, ['A'], 'the same cursor of this instance: counters');
-  for (const page of [feed.read(cursor, 100, false, true), feed.read(feed.current + 1, 100, true, true)]) {
+  assert.equal(feed.read(cursor, 100, true, cursor).counters, ['A'], 'the same cursor of this instance: counters');
+  for (const page of [feed.read(cursor, 100, false, cursor), feed.read(feed.current + 1, 100, true, feed.current + 1)]) {
     assert.ok(page.reset);
     assert.equal([page.changed, page.counters], [['A'], []]);
   }
@@ -232,7 +251,7 @@ test('a reset is in full even when counters are asked for: another instance, a c
     feed.remove(`GONE${i}`, `id${i}`);
   }
   assert.ok(feed.floor > cursor);
-  const below = feed.read(cursor, 100, true, true);
+  const below = feed.read(cursor, 100, true, cursor);
   assert.ok(below.reset, 'the cursor is below the floor');
   assert.equal([below.changed, below.counters], [['A'], []]);
 });
@@ -254,7 +273,7 @@ test('a session restamped when the floor rises keeps its full change: counters a
   assert.ok(feed.seqOf('OLD') > feed.floor);
   assert.is(feed.fullSeqOf('OLD'), 1, 'the restamp is no full change');
   // A reader at the floor has seen every change below it, the old session's included.
-  const atFloor = feed.read(feed.floor, 100, true, true);
+  const atFloor = feed.read(feed.floor, 100, true, feed.floor);
   assert.not.ok(atFloor.reset);
   assert.equal([atFloor.counters, atFloor.changed], [['OLD'], ['BUSY']]);
   // One below may not have: a reset, every session in full.
