@@ -3,8 +3,9 @@
 // their own, N pairs opened through the Control API, then every pair
 // exchanges one small message a second. Prints the CPU seconds of the
 // operator and of the proxy pod (the reference in the same run) over the
-// steady part. With --profile the operator is profiled (profile-on-signal.mjs) and its
-// profile of the steady part is summed per function (bench/cpu-profile.ts).
+// steady part, and the test rig's API server and etcd's CPU. With --profile
+// the operator is profiled (profile-on-signal.mjs) and its profile of the
+// steady part is summed per function (bench/cpu-profile.ts).
 //
 //   npx tsx bench/operator-cpu.ts [--sessions=1000] [--seconds=20] [--runs=1] [--profile=DIR] [--flushes=N]
 import { existsSync, mkdirSync } from 'node:fs';
@@ -16,7 +17,7 @@ import { closePairs, DeviceAttachments, openProxyPairs } from './join.ts';
 import { steadySessions } from './load.ts';
 import { operatorCaughtUp, operatorCounts } from './operator-drain.ts';
 import { sessionPortRange } from './ports.ts';
-import { usageOf } from './process-usage.ts';
+import { processesRunFrom, usageOf } from './process-usage.ts';
 import { benchArgs } from './tools.ts';
 
 const args = benchArgs();
@@ -62,20 +63,23 @@ for (let run = 1; run <= runs; run++) {
       log(`run ${run}: the operator caught up with the opening in ${waited.toFixed(0)} s`);
       if (profileFile) process.kill(operatorPid, 'SIGUSR2');
       const countsBefore = await operatorCounts(cluster);
-      const before = { operator: usageOf([operatorPid]), proxy: usageOf([proxyPid]), at: performance.now() };
+      const rigPids = processesRunFrom(rig.binDir);
+      const before = { operator: usageOf([operatorPid]), proxy: usageOf([proxyPid]), rig: usageOf(rigPids), at: performance.now() };
       const { times, lost } = await steadySessions(opened.pairs, seconds);
-      const after = { operator: usageOf([operatorPid]), proxy: usageOf([proxyPid]), at: performance.now() };
+      const after = { operator: usageOf([operatorPid]), proxy: usageOf([proxyPid]), rig: usageOf(rigPids), at: performance.now() };
       if (profileFile) process.kill(operatorPid, 'SIGUSR2');
       const countsAfter = await operatorCounts(cluster);
       closePairs(opened.pairs);
       const wall = (after.at - before.at) / 1000;
       const operatorCpu = after.operator.cpuSeconds - before.operator.cpuSeconds;
       const proxyCpu = after.proxy.cpuSeconds - before.proxy.cpuSeconds;
+      const rigCpu = after.rig.cpuSeconds - before.rig.cpuSeconds;
       log(
         `run ${run}: ${sessions} sessions, steady ${wall.toFixed(1)} s, ${times.length} round trips (${lost} lost): ` +
           `operator ${operatorCpu.toFixed(2)} CPU s (${((operatorCpu / wall) * 100).toFixed(1)} % of a core), ` +
           `proxy pod ${proxyCpu.toFixed(2)} CPU s (${((proxyCpu / wall) * 100).toFixed(1)} %), ` +
           `operator ÷ proxy ${(operatorCpu / proxyCpu).toFixed(2)}; ` +
+          `API server and etcd ${((rigCpu / wall) * 100).toFixed(1)} %; ` +
           `${((countsAfter.writes - countsBefore.writes) / wall).toFixed(1)} status writes/s, ` +
           `${((countsAfter.syncs - countsBefore.syncs) / wall).toFixed(1)} syncs/s`,
       );
