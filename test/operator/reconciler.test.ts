@@ -6,19 +6,32 @@ import { silentLogger } from '../../common/log.ts';
 import { MemorySessionStore } from '../../operator/memory-session-store.ts';
 import { PortAllocator } from '../../operator/port-allocator.ts';
 import { AdminApiError } from '../../operator/proxy-admin-client.ts';
-import { Reconciler } from '../../operator/reconciler.ts';
+import { Reconciler, type ReconcilerOptions } from '../../operator/reconciler.ts';
 import type { ProxySessionSpec, ProxySessionStatus, SessionStore } from '../../operator/session-store.ts';
 import { FakeClock } from '../helpers/fake-clock.ts';
 import { FakeProxy } from '../helpers/fake-proxy-admin.ts';
 
-function setup(range = { min: 100, max: 102 }, options: { endedRetentionMs?: number; store?: MemorySessionStore } = {}) {
+/**
+ * A reconciler with one fake proxy pod on a fake clock. `wrapStore` puts
+ * another store in front of the memory store the reconciler is given (the
+ * memory store itself is returned); `reconciler` overrides its options.
+ */
+function setup(
+  range = { min: 100, max: 102 },
+  options: {
+    endedRetentionMs?: number;
+    store?: MemorySessionStore;
+    wrapStore?: (store: MemorySessionStore) => SessionStore;
+    reconciler?: Partial<ReconcilerOptions>;
+  } = {},
+) {
   const clock = new FakeClock();
   const store = options.store ?? new MemorySessionStore({ now: () => new Date(clock.now()) });
   const proxy = new FakeProxy();
   const syncs: string[] = [];
   const allocator = new PortAllocator({ ...range, now: () => clock.now() });
   const reconciler = new Reconciler({
-    store,
+    store: options.wrapStore?.(store) ?? store,
     pods: [{ name: 'proxy-0', admin: proxy, allocator, publicHost: 'proxy.example' }],
     logger: silentLogger(),
     clock,
@@ -26,6 +39,7 @@ function setup(range = { min: 100, max: 102 }, options: { endedRetentionMs?: num
     resyncIntervalMs: 30_000,
     endedRetentionMs: options.endedRetentionMs ?? 60_000,
     observeReconcile: (_seconds, result) => syncs.push(result),
+    ...options.reconciler,
   });
   /** For tests that call reconcile() themselves: the view reads the proxy, but nothing is queued. */
   const viewOnly = async () => {
@@ -356,15 +370,7 @@ test('program: nothing is put when the proxy already runs the spec; a moved port
 });
 
 test('report: connects are written at once, counter-only changes wait for the flush rate', async () => {
-  const clock = new FakeClock();
-  const store = new MemorySessionStore({ now: () => new Date(clock.now()) });
-  const reconciler = new Reconciler({
-    store,
-    pods: [{ name: 'proxy-0', admin: new FakeProxy(), allocator: new PortAllocator({ min: 100, max: 101 }), publicHost: 'h' }],
-    logger: silentLogger(),
-    clock,
-    counterFlushesPerSecond: 1,
-  });
+  const { store, reconciler } = setup({ min: 100, max: 101 }, { reconciler: { counterFlushesPerSecond: 1 } });
   const { session } = await store.apply(spec('A'));
   const state = await new FakeProxy().putSession('A', { id: session.uid, port: 100, persistent: false, ipWhitelist: [] });
   assert.is(await reconciler.report(session, reconciler.pod('proxy-0')!, 100, state), undefined);
@@ -386,35 +392,35 @@ test('report: connects are written at once, counter-only changes wait for the fl
 });
 
 test('counter-only writes take turns under the flush rate: every busy session gets one, and waiting costs no reports', async () => {
-  const clock = new FakeClock();
-  const inner = new MemorySessionStore({ now: () => new Date(clock.now()) });
   let reads = 0;
   let counterWrites = 0;
-  let syncs = 0;
-  const store = withoutTelemetryPath(inner, {
-    onGet: () => reads++,
-    onWrite: (status) => {
-      if ((status.transferredBytes ?? 0) > 0) counterWrites++;
-    },
-  });
-  const proxy = new FakeProxy();
-  const reconciler = new Reconciler({
-    store,
-    pods: [{ name: 'proxy-0', admin: proxy, allocator: new PortAllocator({ min: 100, max: 199 }), publicHost: 'h' }],
-    logger: silentLogger(),
+  const {
     clock,
-    pollIntervalMs: 300,
-    counterFlushesPerSecond: 2,
-    observeReconcile: () => syncs++,
-  });
+    store: inner,
+    proxy,
+    reconciler,
+    syncs,
+  } = setup(
+    { min: 100, max: 199 },
+    {
+      wrapStore: (store) =>
+        withoutTelemetryPath(store, {
+          onGet: () => reads++,
+          onWrite: (status) => {
+            if ((status.transferredBytes ?? 0) > 0) counterWrites++;
+          },
+        }),
+      reconciler: { counterFlushesPerSecond: 2 },
+    },
+  );
   const serials = Array.from({ length: 20 }, (_, i) => `S${i}`);
-  for (const serial of serials) await store.apply(spec(serial));
+  for (const serial of serials) await inner.apply(spec(serial));
   await reconciler.start();
   await clock.advance(100);
   await reconciler.queue.idle();
   for (const serial of serials) assert.is((await inner.get(serial))?.status.phase, 'Active');
   reads = 0;
-  syncs = 0;
+  syncs.length = 0;
   const written = new Set<string>();
   for (let second = 1; second <= 12; second++) {
     for (const serial of serials) proxy.update(serial, { transferredBytes: second * 10 });
@@ -431,7 +437,7 @@ test('counter-only writes take turns under the flush rate: every busy session ge
   // A report when a session's counters move after its write (it joins the line), one per turn, one per
   // resync; none for counters that move while it waits (287 reads when each moved counter was reported).
   assert.ok(reads <= 120, `${reads} reports and syncs`);
-  assert.ok(syncs <= 2 * serials.length, `${syncs} syncs: about one per session for the resync, not one per wait`);
+  assert.ok(syncs.length <= 2 * serials.length, `${syncs.length} syncs: about one per session for the resync, not one per wait`);
   await reconciler.stop();
 });
 
@@ -458,17 +464,15 @@ function withoutTelemetryPath(
 }
 
 test('a session waiting for its counter write still has a connect written at once, and its turn writes the counters of then', async () => {
-  const clock = new FakeClock();
-  const inner = new MemorySessionStore({ now: () => new Date(clock.now()) });
-  const proxy = new FakeProxy();
-  const reconciler = new Reconciler({
-    store: withoutTelemetryPath(inner),
-    pods: [{ name: 'proxy-0', admin: proxy, allocator: new PortAllocator({ min: 100, max: 101 }), publicHost: 'h' }],
-    logger: silentLogger(),
+  const {
     clock,
-    pollIntervalMs: 100,
-    counterFlushesPerSecond: 1,
-  });
+    store: inner,
+    proxy,
+    reconciler,
+  } = setup(
+    { min: 100, max: 101 },
+    { wrapStore: (store) => withoutTelemetryPath(store), reconciler: { pollIntervalMs: 100, counterFlushesPerSecond: 1 } },
+  );
   await inner.apply(spec('A'));
   await reconciler.start();
   const settle = async (ms: number) => {
@@ -499,28 +503,17 @@ test('a session waiting for its counter write still has a connect written at onc
 });
 
 test('the periodic resync syncs every live session once per interval, a slice a second, not all at once', async () => {
-  const clock = new FakeClock();
-  const store = new MemorySessionStore({ now: () => new Date(clock.now()) });
-  const proxy = new FakeProxy();
-  let syncs = 0;
-  const reconciler = new Reconciler({
-    store,
-    pods: [{ name: 'proxy-0', admin: proxy, allocator: new PortAllocator({ min: 100, max: 199 }), publicHost: 'h' }],
-    logger: silentLogger(),
-    clock,
-    resyncIntervalMs: 10_000,
-    observeReconcile: () => syncs++,
-  });
+  const { clock, store, reconciler, syncs } = setup({ min: 100, max: 199 }, { reconciler: { resyncIntervalMs: 10_000 } });
   for (let i = 0; i < 50; i++) await store.apply(spec(`S${i}`));
   await reconciler.start();
   await clock.advance(100);
   await reconciler.queue.idle();
   const perSecond: number[] = [];
   for (let second = 0; second < 30; second++) {
-    syncs = 0;
+    syncs.length = 0;
     await clock.advance(1000);
     await reconciler.queue.idle();
-    perSecond.push(syncs);
+    perSecond.push(syncs.length);
   }
   // Nothing in the first interval (start synced everything), then 5 a second: 50 per 10 s.
   assert.equal(perSecond.slice(0, 9), [0, 0, 0, 0, 0, 0, 0, 0, 0]);
