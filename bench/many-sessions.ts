@@ -58,11 +58,17 @@ export interface ManySessionsResult {
 
 type Usage = ReturnType<typeof usageOf>;
 
+/** CPU time between `before` and `after` over `wallSeconds`, in % of one core; undefined when no process was measured. */
+function cpuPercentOf(before: Usage, after: Usage, wallSeconds: number): number | undefined {
+  return after.processes === 0 ? undefined : ((after.cpuSeconds - before.cpuSeconds) / wallSeconds) * 100;
+}
+
 /** What the pairs cost the processes: `idle` before they opened, `before` and `after` the steady part. */
 export function costOf(idle: Usage, before: Usage, after: Usage, wallSeconds: number, pairs: number): ProcessCost | undefined {
-  if (after.processes === 0) return undefined;
+  const cpuPercent = cpuPercentOf(before, after, wallSeconds);
+  if (cpuPercent === undefined) return undefined;
   return {
-    cpuPercent: ((after.cpuSeconds - before.cpuSeconds) / wallSeconds) * 100,
+    cpuPercent,
     rssBytes: after.rssBytes,
     pssBytes: after.pssBytes,
     processes: after.processes,
@@ -110,7 +116,7 @@ export async function manySessions(target: SessionsUnderTest, count: number, sec
       lost,
       cost: costOf(idle, before[0], after[0], wall, count),
       proxyProcess: costOf(idleProxy, before[1], after[1], wall, count),
-      restCpuPercent: after[2].processes === 0 ? undefined : ((after[2].cpuSeconds - before[2].cpuSeconds) / wall) * 100,
+      restCpuPercent: cpuPercentOf(before[2], after[2], wall),
       loopDelayMs: metricsUrl ? { opening: openingDelay, steady: steadyDelay } : undefined,
     };
   } finally {

@@ -19,8 +19,9 @@
 // Full changes: each serial's latest change that was not counters-only. A
 // reader that asks gets the serials whose full change is at or below the
 // cursor of its last complete read apart (`counters`): it needs their
-// counters only (see admin-protocol.ts). A restamp is counters-only: the full change it leaves
-// is below the floor, and a cursor below the floor gets a reset.
+// counters only (see admin-protocol.ts). A restamp is counters-only: the
+// full change it leaves is below the floor, and a cursor below the floor
+// gets a reset.
 
 import type { SessionRemoval } from '../common/admin-protocol.ts';
 
