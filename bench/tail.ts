@@ -4,7 +4,7 @@
 //
 //   tsx bench/tail.ts [--sessions=1000] [--seconds=15] [--runs=2] [--targets=proxy,haproxy]
 //                     [--before=DIR] [--proxy-node-options="--max-semi-space-size=16"] [--alt-node-options=...]
-//                     [--compiled]
+//                     [--alt-env="CCCP_STATUS_POLL_MS=1000 ..."] [--compiled]
 //
 // --compiled builds dist/ here (and in DIR) and runs the compiled JavaScript,
 // as npm run bench does; without it the standalone modes run through tsx.
@@ -14,6 +14,8 @@
 // its processes: the proxy process inherits it), e.g. V8 flags or --import of
 // a profiling preload. --alt-node-options adds the target "alt": this
 // checkout's standalone mode with those options instead, run right after "proxy".
+// --alt-env does the same for environment variables of the standalone mode
+// (space-separated NAME=value), alone or with --alt-node-options.
 // --together opens every target's pairs first and then runs all their steady
 // parts at once, in one window: on a shared, noisy machine each target's
 // p99 then meets the same scheduler (the generator carries all the pairs).
@@ -31,6 +33,13 @@ const runs = Number(args.get('runs') ?? 2);
 const before = args.get('before');
 const proxyNodeOptions = args.get('proxy-node-options');
 const altNodeOptions = args.get('alt-node-options');
+const altEnv = Object.fromEntries(
+  (args.get('alt-env') ?? '')
+    .split(' ')
+    .filter((pair) => pair.includes('='))
+    .map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]),
+);
+const hasAlt = altNodeOptions !== undefined || Object.keys(altEnv).length > 0;
 const compiled = args.has('compiled');
 if (compiled) {
   useCompiledBuild();
@@ -39,7 +48,7 @@ if (compiled) {
 const beforeEntry = `${before}/${compiled ? 'dist/operator/standalone.js' : 'operator/standalone.ts'}`;
 const targets = (args.get('targets') ?? 'proxy,haproxy')
   .split(',')
-  .flatMap((t) => (t === 'proxy' ? ['proxy', ...(before ? ['before'] : []), ...(altNodeOptions ? ['alt'] : [])] : [t]));
+  .flatMap((t) => (t === 'proxy' ? ['proxy', ...(before ? ['before'] : []), ...(hasAlt ? ['alt'] : [])] : [t]));
 
 const fmt = (n: number | undefined, digits = 0) => (n === undefined ? '–' : n.toFixed(digits));
 
@@ -49,7 +58,11 @@ async function startLabelled(label: string): Promise<Target> {
   const options = label === 'alt' ? altNodeOptions : name === 'proxy' ? proxyNodeOptions : undefined;
   if (options) process.env.NODE_OPTIONS = `${saved ?? ''} ${options}`.trim();
   try {
-    return await startTarget(name, { maxPairs: sessions, ...(label === 'before' ? { entry: beforeEntry } : {}) });
+    return await startTarget(name, {
+      maxPairs: sessions,
+      ...(label === 'before' ? { entry: beforeEntry } : {}),
+      ...(label === 'alt' ? { env: altEnv } : {}),
+    });
   } finally {
     if (saved === undefined) delete process.env.NODE_OPTIONS;
     else process.env.NODE_OPTIONS = saved;

@@ -1,6 +1,8 @@
-// The four ways a client can reach a device in the benchmark, behind one
+// The ways a client can reach a device in the benchmark, behind one
 // interface: the proxy (standalone mode, one session per pair), HAProxy in TCP
-// mode, socat (one forked process per connection), and a direct connection.
+// mode, socat (one forked process per connection), a direct connection, and
+// "node": the least a Node process can do to forward TCP (bench/node-forwarder.mjs),
+// a floor under the proxy's figures.
 // A "pair" is the client's socket and the device's socket, joined end to end.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -24,7 +26,7 @@ import type { SessionsUnderTest } from './many-sessions.ts';
 import { sessionPortRange } from './ports.ts';
 import { processTree } from './process-usage.ts';
 
-export type TargetName = 'proxy' | 'haproxy' | 'socat' | 'direct';
+export type TargetName = 'proxy' | 'haproxy' | 'socat' | 'direct' | 'node';
 export const TARGETS: TargetName[] = ['proxy', 'haproxy', 'socat', 'direct'];
 
 export type { Pair };
@@ -137,20 +139,33 @@ async function listening(port: number, what: string, output: () => string): Prom
   });
 }
 
-/** `entry`: for the proxy, another checkout's operator/standalone.ts (to compare two versions in one run). */
-export async function startTarget(name: TargetName, opts: { maxPairs: number; entry?: string }): Promise<Target> {
+/**
+ * `entry`: for the proxy, another checkout's operator/standalone.ts (to
+ * compare two versions in one run); `env`: for the proxy, environment
+ * variables of its standalone mode.
+ */
+export async function startTarget(
+  name: TargetName,
+  opts: { maxPairs: number; entry?: string; env?: Record<string, string> },
+): Promise<Target> {
   switch (name) {
     case 'proxy':
-      return startProxyTarget(opts.maxPairs, opts.entry);
+      return startProxyTarget(opts.maxPairs, opts.entry, opts.env);
     case 'direct': {
       const backend = await Backend.start();
       return { name, pids: () => [], openPairs: (n) => backend.openPairs(backend.port, n), stop: () => backend.close() };
     }
     case 'haproxy':
-    case 'socat': {
+    case 'socat':
+    case 'node': {
       const backend = await Backend.start();
       const front = await freePort();
-      const started = name === 'haproxy' ? startHaproxy(front, backend.port, opts.maxPairs) : startSocat(front, backend.port);
+      const started =
+        name === 'haproxy'
+          ? startHaproxy(front, backend.port, opts.maxPairs)
+          : name === 'socat'
+            ? startSocat(front, backend.port)
+            : startNodeForwarder(front, backend.port);
       await listening(front, `${name} to listen`, started.output);
       // Discard the probe's forwarded connection(s).
       await new Promise((r) => setTimeout(r, 200));
@@ -207,6 +222,12 @@ function startSocat(front: number, backendPort: number) {
   return { ...started, cleanup: undefined as undefined | (() => void) };
 }
 
+function startNodeForwarder(front: number, backendPort: number) {
+  const script = new URL('./node-forwarder.mjs', import.meta.url).pathname;
+  const started = startDetached(process.execPath, [script, String(front), String(backendPort)]);
+  return { ...started, cleanup: undefined as undefined | (() => void) };
+}
+
 /** The node processes of the standalone mode (itself and its proxy process), without tsx's esbuild helpers. */
 function standaloneProcesses(root: number): { all: number[]; proxy: number | undefined } {
   const commands = new Map<number, string>();
@@ -228,11 +249,11 @@ function adminSocketOf(pid: number): string {
   return entry.slice('CCCP_ADMIN_SOCKET='.length);
 }
 
-async function startProxyTarget(maxPairs: number, entry?: string): Promise<Target> {
+async function startProxyTarget(maxPairs: number, entry?: string, env: Record<string, string> = {}): Promise<Target> {
   const healthPort = await freePort();
   const app: RunningStandalone = await startStandalone({
     range: await sessionPortRange(maxPairs + 10),
-    env: { CCCP_LOG_LEVEL: 'warn', CCCP_PROXY_HEALTH_PORT: String(healthPort) },
+    env: { CCCP_LOG_LEVEL: 'warn', CCCP_PROXY_HEALTH_PORT: String(healthPort), ...env },
     ...(entry ? { entry } : {}),
   });
   const root = app.process.child.pid!;
