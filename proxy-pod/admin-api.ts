@@ -6,7 +6,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { chmod, unlink } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { PassThrough, Readable } from 'node:stream';
+import { PassThrough } from 'node:stream';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
@@ -164,8 +164,10 @@ export class AdminApi {
     router.get('/v1/changes', (ctx) => {
       const { since, instance, limit, countersUpTo } = parseChangesQuery(ctx.query);
       const listing = target.changes(since, instance, limit, countersUpTo);
-      ctx.type = 'application/json';
-      ctx.body = Readable.from(changeBatchJson(listing), { objectMode: false });
+      ctx.respond = false;
+      void writeChanges(ctx.res, changeBatchJson(listing)).catch((err: unknown) =>
+        this.logger.error({ err, path: ctx.path }, 'admin request failed'),
+      );
     });
     router.get('/v1/sessions/:serial', (ctx) => {
       ctx.body = target.lookup(serialParam(ctx.params.serial));
@@ -273,6 +275,22 @@ export async function* changeBatchJson(listing: ChangeListing): AsyncGenerator<s
     yield* jsonItems(counters.serials, (serial) => counters.entry(serial), listing.serials.length > 0);
   }
   yield ']}';
+}
+
+/**
+ * Writes a change-feed answer's pieces to `res` as they are made, straight
+ * from the strings (a stream in between converted each piece to a Buffer of
+ * its own and added a few turns of stream bookkeeping per piece). A reader
+ * that goes away ends the answer.
+ */
+async function writeChanges(res: http.ServerResponse, pieces: AsyncGenerator<string>): Promise<void> {
+  res.writeHead(200, { 'content-type': 'application/json; charset=utf-8' });
+  for await (const piece of pieces) {
+    if (res.destroyed) return;
+    // A reader slower than the answer is made: wait for it (or for it to go).
+    if (!res.write(piece)) await new Promise((resolve) => res.once('drain', resolve).once('close', resolve));
+  }
+  res.end();
 }
 
 /** The items of `serials` that `take` still finds, a slice per turn (the first after a turn too with `turnFirst`), without brackets. */
