@@ -33,7 +33,7 @@ export interface Results {
   goals: GoalCheck[];
 }
 
-const COLUMNS: TargetName[] = ['proxy', 'haproxy', 'socat', 'direct'];
+const COLUMNS: TargetName[] = ['proxy', 'haproxy', 'node', 'socat', 'direct'];
 
 function ratio(value: number | null | undefined, reference: number | null | undefined): number | null {
   if (value == null || reference == null || reference === 0 || !Number.isFinite(value) || !Number.isFinite(reference)) return null;
@@ -61,7 +61,7 @@ export function withRatios(
 
 export function markdown(results: Results): string {
   const lines = [
-    `# Benchmark: proxy vs HAProxy vs socat vs direct (loopback)`,
+    `# Benchmark: proxy vs HAProxy vs a bare Node forwarder vs socat vs direct (loopback)`,
     '',
     `Run ${results.startedAt}, ${Math.round(results.durationSeconds)} s. Machine: ${Object.entries(results.machine)
       .map(([k, v]) => `${k} ${v}`)
@@ -71,13 +71,13 @@ export function markdown(results: Results): string {
       .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
       .join(', ')}.`,
     '',
-    '| figure | unit | better | proxy | haproxy | socat | direct | proxy ÷ haproxy | socat ÷ haproxy |',
-    '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| figure | unit | better | proxy | haproxy | node | socat | direct | proxy ÷ haproxy | node ÷ haproxy | socat ÷ haproxy |',
+    '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const f of results.figures) {
     const cells = COLUMNS.map((t) => format(f.values[t]));
     lines.push(
-      `| ${f.title}${f.note ? ` (${f.note})` : ''} | ${f.unit} | ${f.better} | ${cells.join(' | ')} | ${format(ratio(f.values.proxy, f.values.haproxy))} | ${format(ratio(f.values.socat, f.values.haproxy))} |`,
+      `| ${f.title}${f.note ? ` (${f.note})` : ''} | ${f.unit} | ${f.better} | ${cells.join(' | ')} | ${format(ratio(f.values.proxy, f.values.haproxy))} | ${format(ratio(f.values.node, f.values.haproxy))} | ${format(ratio(f.values.socat, f.values.haproxy))} |`,
     );
   }
   if (results.notes.length > 0) lines.push('', ...results.notes.map((n) => `- ${n}`));

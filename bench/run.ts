@@ -1,5 +1,5 @@
 // `npm run bench`: the proxy (standalone mode, one session per pair) against
-// HAProxy (TCP mode), socat and a direct connection, all on loopback, every
+// HAProxy (TCP mode), a bare Node forwarder, socat and a direct connection, all on loopback, every
 // figure measured in the same run; then the cluster mode (proxy pod and
 // operator against the test rig's kube-apiserver) beside the same HAProxy
 // figures; then the scale-out figures (the forwarded hop between two proxy
@@ -13,7 +13,7 @@
 //   --cluster-sessions=A pair counts for the cluster mode's phase (default as --sessions; "none" skips it)
 //   --mib=N              bytes per throughput run, in MiB (default 1024)
 //   --round-trips=N      64-byte round trips (default 20000)
-//   --targets=a,b        a subset of proxy,haproxy,socat,direct
+//   --targets=a,b        a subset of proxy,haproxy,node,socat,direct
 //   --no-cluster         skip the single-pod cluster-mode figures (they need the test rig's binaries)
 //   --no-hop             skip the forwarded-hop figures (two proxy pods, no API server; about 30 s)
 //   --spread=PxN         P proxy pods × N sessions each through one operator, against the test rig, each pod
@@ -82,6 +82,8 @@ const figures: Figure[] = [];
 const notes: string[] = [
   'All load generators are the benchmark\'s own Node process (one event loop) on the same 2 cores as the forwarder under test; the "direct" column is that generator\'s own ceiling.',
   'HAProxy runs with nbthread 1 (the proxy is one event loop); socat forks one process per connection and is measured with all its children.',
+  'The "node" column is the least a Node process can do to forward TCP (bench/node-forwarder.mjs: one listener, a connection to the device per client, the two piped both ways; no sessions, counters, telemetry or control plane), on this machine\'s Node: a floor under what the proxy can reach in Node.',
+  "The many-sessions load follows one schedule: pair i sends at i/n of every second, and a 1 ms tick sends whatever has come due. (Until this was so, a timer per pair let the pairs whose first timer fired late stay together: with 5,000 pairs, the 10 ms after the 20th of every second carried 2.5 times their share of the sends in one burst, and most round trips over 2 ms, for every target, were that burst's.)",
   "CPU % is CPU time of the forwarding process(es) over the wall time of the phase's steady part (100 % = one core). RSS and PSS are summed over those processes at the end of the phase; PSS splits shared pages, so it is the fair memory figure for socat's forked children. RSS added per joined session is the RSS at the end of the phase minus the RSS of the idle forwarder before the pairs opened, over the pairs (kB = 1,000 bytes).",
   `The proxy's CPU and memory are those of the standalone mode's two node processes (the Control API with the reconciler, and the proxy process); ${opts.compiled ? 'every process of the project runs the compiled JavaScript in dist/ (built at the start with npm run build), as npm start and the image run it' : 'they run from the TypeScript sources through tsx (--sources), whose esbuild helper processes are left out'}. The proxy process alone has rows of its own. In cluster mode the figures are the proxy pod process's, with the operator's CPU beside it in a row of its own; the HAProxy column of the cluster rows repeats HAProxy's figure of the same phase size measured above.`,
   `In cluster mode the steady part starts once the operator has caught up with the opening: each connect of a pair is written to its session's status at once, so opening thousands of pairs leaves a backlog of status writes that the test rig's API server takes at about 130 a second; the phase waits until a second passes with no more writes than the counter flush rate (50 a second), and the log gives the wait. Measured meanwhile, the steady part was the backlog's (the operator at 21 % of a core with 5,000 sessions, 8–9 % once caught up), and the API server, etcd and the operator took the cores the proxy pod and the load shared.`,

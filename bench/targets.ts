@@ -27,7 +27,7 @@ import { sessionPortRange } from './ports.ts';
 import { processTree } from './process-usage.ts';
 
 export type TargetName = 'proxy' | 'haproxy' | 'socat' | 'direct' | 'node';
-export const TARGETS: TargetName[] = ['proxy', 'haproxy', 'socat', 'direct'];
+export const TARGETS: TargetName[] = ['proxy', 'haproxy', 'node', 'socat', 'direct'];
 
 export type { Pair };
 
