@@ -283,14 +283,24 @@ export async function* changeBatchJson(listing: ChangeListing): AsyncGenerator<s
  * its own and added a few turns of stream bookkeeping per piece). A reader
  * that goes away ends the answer.
  */
-async function writeChanges(res: http.ServerResponse, pieces: AsyncGenerator<string>): Promise<void> {
+export async function writeChanges(res: http.ServerResponse, pieces: AsyncGenerator<string>): Promise<void> {
   res.writeHead(200, { 'content-type': 'application/json; charset=utf-8' });
   for await (const piece of pieces) {
     if (res.destroyed) return;
     // A reader slower than the answer is made: wait for it (or for it to go).
-    if (!res.write(piece)) await new Promise((resolve) => res.once('drain', resolve).once('close', resolve));
+    if (!res.write(piece)) await drainedOrClosed(res);
   }
   res.end();
+}
+
+function drainedOrClosed(res: http.ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done).off('close', done);
+      resolve();
+    };
+    res.on('drain', done).on('close', done);
+  });
 }
 
 /** The items of `serials` that `take` still finds, a slice per turn (the first after a turn too with `turnFirst`), without brackets. */

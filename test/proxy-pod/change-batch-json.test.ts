@@ -1,11 +1,14 @@
 // A change-feed answer is built a slice of sessions at a time, with turns of
 // the event loop between slices (so forwarding goes on while a large answer
 // is built), counter entries likewise after the states, and its pieces make
-// the ChangeBatch the protocol promises.
+// the ChangeBatch the protocol promises. Written to a real HTTP response, it
+// waits for a slow reader and stops for one that goes away.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { ChangeBatch, SessionCounters, SessionState } from '../../common/admin-protocol.ts';
-import { type ChangeListing, changeBatchJson, STATES_PER_TURN } from '../../proxy-pod/admin-api.ts';
+import { type ChangeListing, changeBatchJson, STATES_PER_TURN, writeChanges } from '../../proxy-pod/admin-api.ts';
 
 const test = suite('change batch JSON');
 
@@ -146,6 +149,61 @@ test('an answer without sessions is the batch with an empty list', async () => {
     { ...batch, sessions: [], counters: [] },
     'asked for: an empty list of entries',
   );
+});
+
+/** An HTTP server answering every request with writeChanges of `pieces` 8 kB pieces (24 MB outlasts loopback's socket buffers); counts the pieces made and the answers closed early. */
+async function pieceServer(pieces: number) {
+  const made = { pieces: 0, stopped: 0 };
+  async function* answer(): AsyncGenerator<string> {
+    try {
+      for (let i = 0; i < pieces; i++) {
+        made.pieces++;
+        yield 'x'.repeat(8192);
+      }
+    } finally {
+      if (made.pieces < pieces) made.stopped++;
+    }
+  }
+  const server = http.createServer((_req, res) => void writeChanges(res, answer()));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return { made, port, close: () => new Promise((resolve) => server.close(resolve)) };
+}
+
+test('written to HTTP: a reader that does not read holds the answer back; once it reads, it gets all of it', async () => {
+  const pieces = 3000;
+  const server = await pieceServer(pieces);
+  try {
+    const res = await new Promise<http.IncomingMessage>((resolve) => http.get({ port: server.port, host: '127.0.0.1' }, resolve));
+    res.pause();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.ok(server.made.pieces < pieces, `the answer waited for its reader: ${server.made.pieces} of ${pieces} pieces made`);
+    let length = 0;
+    res.on('data', (chunk: Buffer) => (length += chunk.length));
+    res.resume();
+    await new Promise((resolve) => res.on('end', resolve));
+    assert.is(length, pieces * 8192);
+    assert.is(server.made.stopped, 0);
+  } finally {
+    await server.close();
+  }
+});
+
+test('written to HTTP: a reader that goes away stops the answer', async () => {
+  const pieces = 3000;
+  const server = await pieceServer(pieces);
+  try {
+    const req = http.get({ port: server.port, host: '127.0.0.1' }, (res) => {
+      res.pause();
+      setTimeout(() => req.destroy(), 100);
+    });
+    req.on('error', () => undefined);
+    const deadline = Date.now() + 3000;
+    while (server.made.stopped === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.is(server.made.stopped, 1, `the answer stopped after ${server.made.pieces} of ${pieces} pieces`);
+  } finally {
+    await server.close();
+  }
 });
 
 test.run();
