@@ -281,14 +281,21 @@ export async function* changeBatchJson(listing: ChangeListing): AsyncGenerator<s
  * Writes a change-feed answer's pieces to `res` as they are made, straight
  * from the strings (a stream in between converted each piece to a Buffer of
  * its own and added a few turns of stream bookkeeping per piece). A reader
- * that goes away ends the answer.
+ * that goes away ends the answer; a failure while it is made cuts the
+ * connection, so the reader cannot take part of it for the whole.
  */
 export async function writeChanges(res: http.ServerResponse, pieces: AsyncGenerator<string>): Promise<void> {
   res.writeHead(200, { 'content-type': 'application/json; charset=utf-8' });
-  for await (const piece of pieces) {
-    if (res.destroyed) return;
-    // A reader slower than the answer is made: wait for it (or for it to go).
-    if (!res.write(piece)) await drainedOrClosed(res);
+  try {
+    for await (const piece of pieces) {
+      if (res.destroyed) return;
+      // A reader slower than the answer is made: wait for it (or for it to go).
+      if (!res.write(piece)) await drainedOrClosed(res);
+    }
+  } catch (error) {
+    // The status is sent: a cut connection is how the reader learns the answer is not whole.
+    res.destroy();
+    throw error;
   }
   res.end();
 }

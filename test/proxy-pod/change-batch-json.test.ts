@@ -151,12 +151,13 @@ test('an answer without sessions is the batch with an empty list', async () => {
   );
 });
 
-/** An HTTP server answering every request with writeChanges of `pieces` 8 kB pieces (24 MB outlasts loopback's socket buffers); counts the pieces made and the answers closed early. */
-async function pieceServer(pieces: number) {
-  const made = { pieces: 0, stopped: 0 };
+/** An HTTP server answering every request with writeChanges of `pieces` 8 kB pieces, failing before piece `failAt` if given (24 MB outlasts loopback's socket buffers); counts the pieces made and the answers closed early. */
+async function pieceServer(pieces: number, failAt?: number) {
+  const made = { pieces: 0, stopped: 0, failed: 0 };
   async function* answer(): AsyncGenerator<string> {
     try {
       for (let i = 0; i < pieces; i++) {
+        if (i === failAt) throw new Error('made up');
         made.pieces++;
         yield 'x'.repeat(8192);
       }
@@ -164,7 +165,7 @@ async function pieceServer(pieces: number) {
       if (made.pieces < pieces) made.stopped++;
     }
   }
-  const server = http.createServer((_req, res) => void writeChanges(res, answer()));
+  const server = http.createServer((_req, res) => void writeChanges(res, answer()).catch(() => made.failed++));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
   return { made, port, close: () => new Promise((resolve) => server.close(resolve)) };
@@ -201,6 +202,30 @@ test('written to HTTP: a reader that goes away stops the answer', async () => {
     const deadline = Date.now() + 3000;
     while (server.made.stopped === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
     assert.is(server.made.stopped, 1, `the answer stopped after ${server.made.pieces} of ${pieces} pieces`);
+  } finally {
+    await server.close();
+  }
+});
+
+test('written to HTTP: an answer that fails partway cuts the connection, so the reader cannot take it for whole', async () => {
+  const server = await pieceServer(10, 3);
+  try {
+    const outcome = await new Promise<string>((resolve) => {
+      const req = http.get({ port: server.port, host: '127.0.0.1' }, (res) => {
+        let length = 0;
+        res.on('data', (chunk: Buffer) => (length += chunk.length));
+        res.on('end', () => resolve(`ended after ${length} bytes`));
+        res.on('error', () => resolve('cut'));
+        res.on('aborted', () => resolve('cut'));
+      });
+      req.on('error', () => resolve('cut'));
+      setTimeout(() => {
+        req.destroy();
+        resolve('left hanging');
+      }, 3000).unref();
+    });
+    assert.is(outcome, 'cut');
+    assert.is(server.made.failed, 1, 'the failure reaches the caller (the admin API logs it)');
   } finally {
     await server.close();
   }
