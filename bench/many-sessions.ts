@@ -59,7 +59,7 @@ export interface ManySessionsResult {
 type Usage = ReturnType<typeof usageOf>;
 
 /** CPU time between `before` and `after` over `wallSeconds`, in % of one core; undefined when no process was measured. */
-function cpuPercentOf(before: Usage, after: Usage, wallSeconds: number): number | undefined {
+export function cpuPercentOf(before: Usage, after: Usage, wallSeconds: number): number | undefined {
   return after.processes === 0 ? undefined : ((after.cpuSeconds - before.cpuSeconds) / wallSeconds) * 100;
 }
 

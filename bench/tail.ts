@@ -21,7 +21,7 @@
 // p99 then meets the same scheduler (the generator carries all the pairs).
 import { closePairs, type Pair } from './join.ts';
 import { percentile, steadySessions } from './load.ts';
-import { manySessions } from './many-sessions.ts';
+import { cpuPercentOf, manySessions } from './many-sessions.ts';
 import { usageOf } from './process-usage.ts';
 import { startTarget, type Target, type TargetName } from './targets.ts';
 import { benchArgs, build, useCompiledBuild } from './tools.ts';
@@ -88,7 +88,8 @@ async function together(run: number): Promise<void> {
     const cpu = new Map<string, number>();
     started.forEach(({ label }, i) => {
       p99.set(label, percentile(results[i]!.times, 99));
-      if (after[i]!.processes > 0) cpu.set(label, ((after[i]!.cpuSeconds - before[i]!.cpuSeconds) / wall) * 100);
+      const percent = cpuPercentOf(before[i]!, after[i]!, wall);
+      if (percent !== undefined) cpu.set(label, percent);
       console.log(
         `run ${run} ${label} (together): p99 ${fmt(p99.get(label))} µs, p50 ${fmt(percentile(results[i]!.times, 50))} µs` +
           ` (${results[i]!.times.length} trips, ${results[i]!.lost} lost), CPU ${fmt(cpu.get(label), 2)} %`,
