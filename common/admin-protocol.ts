@@ -3,7 +3,7 @@
 //
 //   GET    /v1/info                  -> InstanceInfo
 //   GET    /v1/sessions              -> SessionList (live counters)
-//   GET    /v1/changes?since=N&instance=I&limit=L&counters=1&complete=K -> ChangeBatch (the change feed)
+//   GET    /v1/changes?since=N&instance=I&limit=L&counters=1|skip&complete=K -> ChangeBatch (the change feed)
 //   GET    /v1/sessions/{serial}     -> SessionLookup (one session, or none)
 //   GET    /v1/devices/{serial}      -> DeviceLookup (whether a device waits here for its session)
 //   PUT    /v1/sessions/{serial}     SessionSpec -> SessionState (200), 400, 409
@@ -68,9 +68,12 @@
 // answer with `more: true` a reader adds `complete=K`, K the cursor of its
 // last answer with `more: false` (K <= N; a reset forgets it): the rule above
 // then holds with K in place of N, since what K promised still holds and
-// later pages only add to it. Without `counters=1` every session comes in
-// full, as before; `complete` without it, or above N, is a 400. A reset
-// answer is in full. A
+// later pages only add to it. A reader that adds `counters=skip` instead is
+// told nothing of such sessions (the cursor passes them): it asks for a
+// session (GET /v1/sessions/{serial}) when it wants its counters, whose
+// live values can be newer than its changeSeq says. Without `counters=1` or
+// `skip` every session comes in full, as before; `complete` without one of
+// them, or above N, is a 400. A reset answer is in full. A
 // session restamped when the floor rises keeps its latest full change, which
 // is below the floor: a cursor at or above the floor has seen it, one below
 // gets a reset. A session that has a full change while its answer is being

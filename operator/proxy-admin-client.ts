@@ -48,16 +48,24 @@ export interface EventStream {
   close(): void;
 }
 
+/**
+ * How the feed tells of sessions whose counters alone moved (see
+ * admin-protocol.ts): as counter entries, or not at all (`skip`: the reader
+ * asks for a session when it wants its counters). Undefined: in full states.
+ */
+export type FeedCounters = 'entries' | 'skip';
+
 /** What the reconciler needs from the proxy; faked in unit tests. */
 export interface ProxyAdmin {
   info(): Promise<InstanceInfo>;
   listSessions(): Promise<SessionList>;
   /**
    * The change feed: what changed after `since` (see admin-protocol.ts);
-   * `counters` asks for counter entries, `complete` names the cursor of the
-   * last answer with `more: false` when `since` is not one.
+   * `counters` asks for counter entries or to skip moved counters,
+   * `complete` names the cursor of the last answer with `more: false` when
+   * `since` is not one.
    */
-  changes(since: number, instance: string | undefined, limit?: number, counters?: boolean, complete?: number): Promise<ChangeBatch>;
+  changes(since: number, instance: string | undefined, limit?: number, counters?: FeedCounters, complete?: number): Promise<ChangeBatch>;
   /** Whether a device of this serial waits on the proxy for its session. */
   devicePending(serial: string): Promise<boolean>;
   /** One session by serial, with the instance that answered. */
@@ -340,14 +348,21 @@ export class ProxyAdminClient implements ProxyAdmin {
   /**
    * The change feed: what changed after `since` (a cursor of `instance`; none
    * for a full listing), at most `limit` items; with `counters`, counter
-   * entries for the sessions that need no more: `since` is the cursor of an
-   * answer with `more: false`, or `complete` is (see admin-protocol.ts).
+   * entries (or nothing, `skip`) for the sessions that need no more: `since`
+   * is the cursor of an answer with `more: false`, or `complete` is (see
+   * admin-protocol.ts).
    */
-  async changes(since: number, instance: string | undefined, limit?: number, counters?: boolean, complete?: number): Promise<ChangeBatch> {
+  async changes(
+    since: number,
+    instance: string | undefined,
+    limit?: number,
+    counters?: FeedCounters,
+    complete?: number,
+  ): Promise<ChangeBatch> {
     const query = new URLSearchParams({ since: String(since) });
     if (instance !== undefined) query.set('instance', instance);
     if (limit !== undefined) query.set('limit', String(limit));
-    if (counters) query.set('counters', '1');
+    if (counters) query.set('counters', counters === 'skip' ? 'skip' : '1');
     if (counters && complete !== undefined) query.set('complete', String(complete));
     return toChangeBatch(await this.requestJson('GET', `/v1/changes?${query}`));
   }

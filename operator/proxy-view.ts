@@ -10,6 +10,13 @@
 // when only connections, counters or activity moved, and `restarted` once a
 // new proxy instance has been listed (it runs nothing it ran before).
 //
+// Counters: by default the feed carries them (counter entries), so the view
+// is never more than a read behind. With `counters: 'on-demand'` it reads the
+// feed without them (`counters=skip`) and `current` asks the proxy for a
+// session whose counters may have moved since it was last told them: a
+// proxy with thousands of busy sessions then serves a feed of real changes
+// only, instead of an entry for nearly every session every second.
+//
 // Given the release's pod count, the view tells it to every proxy instance
 // it meets (PUT /v1/peers) before that instance's first listing completes,
 // so nothing is programmed on a pod that does not know its peers yet: a
@@ -27,7 +34,7 @@ import {
 } from '../common/admin-protocol.ts';
 import { type Clock, systemClock } from '../common/clock.ts';
 import type { Logger } from '../common/log.ts';
-import { AdminApiError, type EventStream, type ProxyAdmin } from './proxy-admin-client.ts';
+import { AdminApiError, type EventStream, type FeedCounters, type ProxyAdmin } from './proxy-admin-client.ts';
 
 export interface ProxyViewListener {
   /** Something the reconciler acts on changed; `current` is undefined when the proxy no longer has the serial. */
@@ -54,6 +61,11 @@ export interface ProxyViewOptions {
   batchLimit?: number;
   /** The release's proxy pod count, told to each new instance (PUT /v1/peers); nothing is told without it. */
   replicas?: number;
+  /**
+   * 'feed' (the default): moved counters come with every read. 'on-demand':
+   * they are left out of the feed, and `current` asks for them.
+   */
+  counters?: 'feed' | 'on-demand';
   clock?: Clock;
 }
 
@@ -86,6 +98,15 @@ export class ProxyView {
   private countersRefusedBy: string | undefined;
   /** The instance that refused `complete` (older than it): pages after a read's first come in full states. */
   private completeRefusedBy: string | undefined;
+  /** The instance that refused `counters=skip` (older than it): its moved counters come as entries. */
+  private skipRefusedBy: string | undefined;
+  private readonly countersOnDemand: boolean;
+  /** A read since the last reset left moved counters out: held counters are as old as their state's `freshAt`. */
+  private skipping = false;
+  /** When each held state's counters were last known current (kept with counters on demand). */
+  private readonly freshAt = new WeakMap<SessionState, number>();
+  /** Counter lookups in flight, by serial: callers at the same moment share one. */
+  private readonly lookups = new Map<string, Promise<SessionState | undefined>>();
   /** Serials listed so far in a reset listing; the rest are dropped when it ends. */
   private listing: Set<string> | undefined;
   /** True once a listing of the current instance has completed. */
@@ -106,6 +127,7 @@ export class ProxyView {
     this.staleAfterMs = options.staleAfterMs ?? 5_000;
     this.batchLimit = options.batchLimit ?? DEFAULT_CHANGE_BATCH;
     this.replicas = options.replicas;
+    this.countersOnDemand = options.counters === 'on-demand';
     this.clock = options.clock ?? systemClock;
   }
 
@@ -148,6 +170,26 @@ export class ProxyView {
   /** The proxy's last known state of a session; undefined when it runs none (or is not listed yet). */
   get(serial: string): SessionState | undefined {
     return this.sessions.get(serial);
+  }
+
+  /**
+   * The proxy's state of a session with counters at most `maxAgeMs` old: as
+   * held, unless the feed leaves counters out and they may have moved since
+   * (a party is connected), in which case the proxy is asked. Undefined when
+   * the proxy runs none; a failed lookup answers with the held state.
+   */
+  async current(serial: string, maxAgeMs: number): Promise<SessionState | undefined> {
+    const held = this.sessions.get(serial);
+    if (!held || !this.skipping || held.state !== 'listening') return held;
+    // Counters move only while a party is attached; its leaving is a full change, which carried them.
+    if (!held.deviceConnected && !held.clientConnected) return held;
+    if (this.clock.now() - (this.freshAt.get(held) ?? Number.NEGATIVE_INFINITY) <= maxAgeMs) return held;
+    let lookup = this.lookups.get(serial);
+    if (!lookup) {
+      lookup = this.lookUpCounters(serial).finally(() => this.lookups.delete(serial));
+      this.lookups.set(serial, lookup);
+    }
+    return lookup;
   }
 
   serials(): IterableIterator<string> {
@@ -284,11 +326,31 @@ export class ProxyView {
   private async readChanges(): Promise<ChangeBatch> {
     const complete = this.countersRefusedBy === this.instance ? undefined : this.completeCursor;
     const midway = complete !== undefined && complete !== this.cursor;
-    const counters = complete !== undefined && (!midway || this.completeRefusedBy !== this.instance);
+    const byCounters = complete !== undefined && (!midway || this.completeRefusedBy !== this.instance);
+    const counters: FeedCounters | undefined = !byCounters
+      ? undefined
+      : this.countersOnDemand && this.skipRefusedBy !== this.instance
+        ? 'skip'
+        : 'entries';
     try {
-      return await this.admin.changes(this.cursor, this.instance, this.batchLimit, counters, counters && midway ? complete : undefined);
+      const batch = await this.admin.changes(
+        this.cursor,
+        this.instance,
+        this.batchLimit,
+        counters,
+        counters && midway ? complete : undefined,
+      );
+      // Until a reset (its listing is in full, see beginListing), held counters may be behind.
+      if (counters === 'skip') this.skipping = true;
+      return batch;
     } catch (error) {
       if (!counters || !(error instanceof AdminApiError) || error.status !== 400) throw error;
+      if (counters === 'skip') {
+        // A proxy older than `counters=skip` refuses it: its moved counters come as entries until it restarts.
+        this.skipRefusedBy = this.instance;
+        this.logger.info({ instanceId: this.instance, err: error }, 'the proxy takes no counters=skip: moved counters come in its feed');
+        return this.readChanges();
+      }
       if (midway) {
         // A proxy older than `complete` refuses it: past a read's first page it is read in full states.
         this.completeRefusedBy = this.instance;
@@ -296,12 +358,12 @@ export class ProxyView {
           { instanceId: this.instance, err: error },
           'the proxy takes no complete=: later pages of a read come in full states',
         );
-        return this.admin.changes(this.cursor, this.instance, this.batchLimit, false);
+        return this.admin.changes(this.cursor, this.instance, this.batchLimit);
       }
       // A proxy older than counter entries refuses the parameter: it is asked without until it restarts.
       this.countersRefusedBy = this.instance;
       this.logger.info({ instanceId: this.instance, err: error }, 'the proxy takes no counters=1: its feed is read in full states');
-      return this.admin.changes(this.cursor, this.instance, this.batchLimit, false);
+      return this.admin.changes(this.cursor, this.instance, this.batchLimit);
     }
   }
 
@@ -378,6 +440,7 @@ export class ProxyView {
     }
     this.listing = new Set();
     this.completeCursor = undefined;
+    this.skipping = false;
   }
 
   private endListing(listing: Set<string>, instanceId: string): void {
@@ -419,6 +482,7 @@ export class ProxyView {
     const previous = this.sessions.get(serial);
     if (previous && state.changeSeq !== 0 && state.changeSeq <= previous.changeSeq) return;
     this.sessions.set(serial, state);
+    if (this.countersOnDemand) this.freshAt.set(state, this.clock.now());
     if (!this.listener || !notify) return;
     if (previous && !reconcilerCares(previous, state)) this.listener.telemetry(serial, state, onlyCountersMoved(previous, state));
     else this.listener.sessionChanged(serial, state, previous);
@@ -445,12 +509,43 @@ export class ProxyView {
     return true;
   }
 
+  /**
+   * Asks the proxy for a session's live counters. They can be newer than its
+   * changeSeq says (the sweep has not stamped them yet): a state of the same
+   * changeSeq gives the held one its counters in place.
+   */
+  private async lookUpCounters(serial: string): Promise<SessionState | undefined> {
+    const asked = this.clock.now();
+    try {
+      const found = await this.admin.getSession(serial);
+      this.lastContact = this.clock.now();
+      const state = found.session;
+      const held = this.sessions.get(serial);
+      if (state && held && found.instanceId === this.instance && state.id === held.id) {
+        if (state.changeSeq > held.changeSeq) this.take(state, true);
+        else if (state.changeSeq === held.changeSeq) copyCounters(held, state);
+        const now = this.sessions.get(serial);
+        if (now) this.freshAt.set(now, asked);
+      }
+    } catch (error) {
+      this.logger.warn({ serial, err: error }, 'asking the proxy for a session’s counters failed; its last known ones are shown');
+    }
+    return this.sessions.get(serial);
+  }
+
   private forgetOldRemovals(): void {
     const before = this.clock.now() - REMOVAL_MEMORY_MS;
     for (const [serial, removal] of this.removals) {
       if (removal.at < before && removal.changeSeq <= this.cursor) this.removals.delete(serial);
     }
   }
+}
+
+function copyCounters(held: SessionState, from: SessionState): void {
+  held.transferredBytes = from.transferredBytes;
+  held.droppedBytes = from.droppedBytes;
+  addCounters(held.device, from.device);
+  addCounters(held.client, from.client);
 }
 
 function addCounters(side: SideState, counters: SideCounters): void {

@@ -70,7 +70,14 @@ export async function startStandalone(env: NodeJS.ProcessEnv, logger: Logger): P
     const store = new MemorySessionStore();
     const admin = new ProxyAdminClient({ endpoint: { socketPath } });
     cleanups.push(async () => admin.close());
-    const view = new ProxyView({ admin, logger: logger.child({ part: 'proxy-view' }), pollIntervalMs: config.pollIntervalMs });
+    // Counters are asked for when /status shows them: nothing else here reads them, and a feed that
+    // carried them would hand the proxy process an entry for nearly every busy session each second.
+    const view = new ProxyView({
+      admin,
+      logger: logger.child({ part: 'proxy-view' }),
+      pollIntervalMs: config.pollIntervalMs,
+      counters: 'on-demand',
+    });
     view.start();
     cleanups.push(() => view.stop());
     const metrics = new ControlMetrics(store);

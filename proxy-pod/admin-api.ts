@@ -63,8 +63,17 @@ export interface CounterListing {
 export interface AdminTarget {
   info(): InstanceInfo;
   list(): SessionList;
-  /** `countersUpTo`: counter entries for sessions whose latest full change is at or below it (see admin-protocol.ts). */
-  changes(since: number, instance: string | undefined, limit: number, countersUpTo: number | undefined): ChangeListing;
+  /**
+   * `countersUpTo`: counter entries for sessions whose latest full change is
+   * at or below it, or with `skipCounters` nothing for them (see admin-protocol.ts).
+   */
+  changes(
+    since: number,
+    instance: string | undefined,
+    limit: number,
+    countersUpTo: number | undefined,
+    skipCounters: boolean,
+  ): ChangeListing;
   lookup(serial: string): SessionLookup;
   device(serial: string): DeviceLookup;
   put(serial: string, spec: SessionSpec): Promise<SessionState>;
@@ -162,8 +171,8 @@ export class AdminApi {
       ctx.body = target.list();
     });
     router.get('/v1/changes', (ctx) => {
-      const { since, instance, limit, countersUpTo } = parseChangesQuery(ctx.query);
-      const listing = target.changes(since, instance, limit, countersUpTo);
+      const { since, instance, limit, countersUpTo, skipCounters } = parseChangesQuery(ctx.query);
+      const listing = target.changes(since, instance, limit, countersUpTo, skipCounters);
       ctx.respond = false;
       void writeChanges(ctx.res, changeBatchJson(listing)).catch((err: unknown) =>
         this.logger.error({ err, path: ctx.path }, 'admin request failed'),
@@ -355,17 +364,19 @@ const CHANGES_QUERY_KEYS: ReadonlySet<string> = new Set(['since', 'instance', 'l
 
 /**
  * The change feed's query: `since` (default 0), `instance` (absent: a full
- * listing), `limit`, `counters` (1: counter entries, see admin-protocol.ts;
- * 0 or absent: none), `complete` (with counters=1, the cursor of the reader's
- * last answer with `more: false`, at most `since`; absent: `since` is one);
- * anything else is refused. `countersUpTo`: counter entries for sessions
- * whose latest full change is at or below it; undefined: none.
+ * listing), `limit`, `counters` (1: counter entries, skip: no word of moved
+ * counters, see admin-protocol.ts; 0 or absent: full states), `complete`
+ * (with counters=1 or skip, the cursor of the reader's last answer with
+ * `more: false`, at most `since`; absent: `since` is one); anything else is
+ * refused. `countersUpTo`: counter entries (or, with `skipCounters`, nothing)
+ * for sessions whose latest full change is at or below it; undefined: full states.
  */
 export function parseChangesQuery(query: Record<string, string | string[] | undefined>): {
   since: number;
   instance: string | undefined;
   limit: number;
   countersUpTo: number | undefined;
+  skipCounters: boolean;
 } {
   const bad = (message: string) => new AdminHttpError(400, 'bad_request', message);
   const single = (name: string): string | undefined => {
@@ -392,17 +403,19 @@ export function parseChangesQuery(query: Record<string, string | string[] | unde
   if (instance !== undefined && (instance.length < 1 || instance.length > 128))
     throw bad('instance must be the instanceId of an earlier answer (1-128 characters)');
   const countersText = single('counters');
-  if (countersText !== undefined && countersText !== '0' && countersText !== '1')
-    throw bad(`counters must be 1 (counter entries) or 0, not "${countersText.slice(0, 40)}"`);
+  if (countersText !== undefined && countersText !== '0' && countersText !== '1' && countersText !== 'skip')
+    throw bad(`counters must be 1 (counter entries), skip (none) or 0 (full states), not "${countersText.slice(0, 40)}"`);
+  const byCounters = countersText === '1' || countersText === 'skip';
+  const skipCounters = countersText === 'skip';
   const completeText = single('complete');
-  if (completeText === undefined) return { since, instance, limit, countersUpTo: countersText === '1' ? since : undefined };
+  if (completeText === undefined) return { since, instance, limit, countersUpTo: byCounters ? since : undefined, skipCounters };
   const complete = wholeNumber(completeText, 0);
-  if (countersText !== '1') throw bad('complete goes with counters=1 only');
+  if (!byCounters) throw bad('complete goes with counters=1 or counters=skip only');
   if (!(complete <= since))
     throw bad(
       `complete must be a whole number no greater than since (a cursor of an answer with more: false), not "${completeText.slice(0, 40)}"`,
     );
-  return { since, instance, limit, countersUpTo: complete };
+  return { since, instance, limit, countersUpTo: complete, skipCounters };
 }
 
 /** Validates a PUT body field by field; unknown fields are refused so typos do not pass silently. */

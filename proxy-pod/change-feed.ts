@@ -19,7 +19,8 @@
 // Full changes: each serial's latest change that was not counters-only. A
 // reader that asks gets the serials whose full change is at or below the
 // cursor of its last complete read apart (`counters`): it needs their
-// counters only (see admin-protocol.ts). A restamp is counters-only: the
+// counters only (see admin-protocol.ts), or, if it says so, nothing: it
+// asks for counters when it needs them. A restamp is counters-only: the
 // full change it leaves is below the floor, and a cursor below the floor
 // gets a reset.
 
@@ -126,11 +127,15 @@ export class ChangeFeed {
    * removals together). `sameInstance` is false when the cursor came from
    * another instance (or none): the answer is then a full listing.
    * `countersUpTo` (at most `since`): serials whose latest full change is at
-   * or below it go to `counters` instead of `changed` (not in a reset).
+   * or below it go to `counters` instead of `changed` (not in a reset), or,
+   * with `skipCounters`, are left out: the cursor passes them.
    */
-  read(since: number, limit: number, sameInstance: boolean, countersUpTo?: number): FeedPage {
+  read(since: number, limit: number, sameInstance: boolean, countersUpTo?: number, skipCounters = false): FeedPage {
     const reset = !sameInstance || since < this.floorSeq || since > this.seq;
     const from = reset ? 0 : since;
+    // A reset is in full.
+    const countersOnly = (serial: string) => !reset && countersUpTo !== undefined && this.fullSeqOf(serial) <= countersUpTo;
+    const skipped = (serial: string) => skipCounters && countersOnly(serial);
     const changed: string[] = [];
     const counterSerials: string[] = [];
     const removed: SessionRemoval[] = [];
@@ -145,10 +150,9 @@ export class ChangeFeed {
       if (change && (!removal || change.seq < removal.changeSeq)) {
         i++;
         if (this.latest.get(change.serial) !== change.seq) continue;
-        // A reset is in full.
-        if (!reset && countersUpTo !== undefined && this.fullSeqOf(change.serial) <= countersUpTo) counterSerials.push(change.serial);
-        else changed.push(change.serial);
         cursor = change.seq;
+        if (!countersOnly(change.serial)) changed.push(change.serial);
+        else if (!skipCounters) counterSerials.push(change.serial);
       } else if (removal) {
         r++;
         if (this.removedAt.get(removal.serial) !== removal.changeSeq) continue;
@@ -156,17 +160,17 @@ export class ChangeFeed {
         cursor = removal.changeSeq;
       }
     }
-    const more = this.nextLive(i, r);
+    const more = this.nextLive(i, r, skipped);
     // Nothing left: skipped superseded entries and an empty answer still move the cursor to now.
     if (!more) cursor = this.seq;
     return { reset, changed, counters: counterSerials, removed, cursor, more };
   }
 
-  /** True when a live change or removal remains at or after the given positions. */
-  private nextLive(i: number, r: number): boolean {
+  /** True when a live change (not `skipped`) or removal remains at or after the given positions. */
+  private nextLive(i: number, r: number, skipped: (serial: string) => boolean): boolean {
     for (; i < this.log.length; i++) {
       const entry = this.log[i] as Entry;
-      if (this.latest.get(entry.serial) === entry.seq) return true;
+      if (this.latest.get(entry.serial) === entry.seq && !skipped(entry.serial)) return true;
     }
     for (; r < this.removals.length; r++) {
       const removal = this.removals[r] as SessionRemoval;

@@ -254,16 +254,23 @@ export class ProxyPod {
   /**
    * The change feed (see admin-protocol.ts): what changed after `since`, at
    * most `limit` sessions and removals; with `countersUpTo`, counter entries
-   * for the sessions whose latest full change is at or below it.
+   * (or with `skipCounters` nothing) for the sessions whose latest full
+   * change is at or below it.
    */
-  changes(since: number, instance: string | undefined, limit: number, countersUpTo: number | undefined): ChangeListing {
-    const page = this.feed.read(since, limit, instance === this.instanceId, countersUpTo);
+  changes(
+    since: number,
+    instance: string | undefined,
+    limit: number,
+    countersUpTo: number | undefined,
+    skipCounters: boolean,
+  ): ChangeListing {
+    const page = this.feed.read(since, limit, instance === this.instanceId, countersUpTo, skipCounters);
     const listing: ChangeListing = {
       batch: { ...this.info(), cursor: page.cursor, reset: page.reset, removed: page.removed, more: page.more },
       serials: page.changed,
       state: (serial) => this.sessions.get(serial)?.state(),
     };
-    if (countersUpTo !== undefined) {
+    if (countersUpTo !== undefined && !skipCounters) {
       listing.counters = {
         serials: page.counters,
         // A full change since the read (the answer is written a slice at a time) is after the cursor: the next answer has it in full.

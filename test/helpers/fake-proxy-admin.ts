@@ -11,7 +11,13 @@ import type {
   SessionSpec,
   SessionState,
 } from '../../common/admin-protocol.ts';
-import { AdminApiError, type EventStream, type EventStreamHandlers, type ProxyAdmin } from '../../operator/proxy-admin-client.ts';
+import {
+  AdminApiError,
+  type EventStream,
+  type EventStreamHandlers,
+  type FeedCounters,
+  type ProxyAdmin,
+} from '../../operator/proxy-admin-client.ts';
 
 /** The proxy's admin API in memory, with a change feed, so the reconciler's view can be driven step by step. */
 export class FakeProxy implements ProxyAdmin {
@@ -35,7 +41,13 @@ export class FakeProxy implements ProxyAdmin {
     return { ...(await this.info()), sessions: [...this.sessions.values()].map((s) => ({ ...s })) };
   }
   /** Every changed session in full: `counters` and `complete` (the fourth and fifth arguments) are not served. */
-  async changes(since: number, instance: string | undefined, limit: number, _counters?: boolean, _complete?: number): Promise<ChangeBatch> {
+  async changes(
+    since: number,
+    instance: string | undefined,
+    limit: number,
+    _counters?: FeedCounters,
+    _complete?: number,
+  ): Promise<ChangeBatch> {
     this.feedReads += 1;
     const failure = this.failNextRead;
     this.failNextRead = undefined;

@@ -33,7 +33,7 @@ async function setup() {
 
 test('an Active session shows its pod’s live counters and connections; the rest of status is kept', async () => {
   const { live, session, view } = await setup();
-  const shown = live.overlay(session).status;
+  const shown = (await live.overlay(session)).status;
   assert.equal(
     [shown.phase, shown.host, shown.port, shown.transferredBytes, shown.deviceConnected, shown.deviceAddress, shown.clientAddress],
     ['Active', 'h', 100, 42, true, '10.1.1.1:5000', undefined],
@@ -51,7 +51,7 @@ test('another incarnation, another port, another pod, or a session not Active sh
     { ...session, status: { ...session.status, phase: 'Pending' as const } },
     { ...session, deleting: true },
   ]) {
-    assert.is(live.overlay(other).status.transferredBytes, 7);
+    assert.is((await live.overlay(other)).status.transferredBytes, 7);
   }
   await view.stop();
 });

@@ -5,7 +5,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { ChangeBatch } from '../../common/admin-protocol.ts';
 import { silentLogger } from '../../common/log.ts';
-import { ProxyAdminClient } from '../../operator/proxy-admin-client.ts';
+import { type FeedCounters, ProxyAdminClient } from '../../operator/proxy-admin-client.ts';
 import { ProxyView } from '../../operator/proxy-view.ts';
 import { freePorts, Received, waitFor } from '../helpers/net.ts';
 import { joinPair, startProxy, type TestProxy } from '../helpers/proxy.ts';
@@ -14,16 +14,22 @@ const test = suite('proxy view: counter entries');
 let proxy: TestProxy;
 const cleanup: Array<() => unknown> = [];
 
-/** The real client, keeping every feed answer it returned and the `complete` it was asked with. */
+/** The real client, keeping every feed answer it returned, the `complete` it was asked with, and its session lookups. */
 class RecordingClient extends ProxyAdminClient {
   readonly batches: ChangeBatch[] = [];
   readonly completes: Array<number | undefined> = [];
+  lookups = 0;
+
+  override async getSession(serial: string) {
+    this.lookups += 1;
+    return super.getSession(serial);
+  }
 
   override async changes(
     since: number,
     instance: string | undefined,
     limit?: number,
-    counters?: boolean,
+    counters?: FeedCounters,
     complete?: number,
   ): Promise<ChangeBatch> {
     const batch = await super.changes(since, instance, limit, counters, complete);
@@ -152,6 +158,72 @@ test('a read of several pages has counter entries on every page: past the first,
     'no moved session came as a full state',
   );
   for (const serial of serials) assert.equal(view.get(serial), await proxy.admin.session(serial), `${serial}: the state the proxy lists`);
+});
+
+test('counters on demand: moved counters stay out of the feed, and current() asks the proxy once they are older than asked', async () => {
+  const client = new RecordingClient({ endpoint: { socketPath: proxy.pod.adminAddress } });
+  cleanup.push(() => client.close());
+  const view = new ProxyView({ admin: client, logger: silentLogger(), pollIntervalMs: 60_000, counters: 'on-demand' });
+  const heard: string[] = [];
+  view.start({
+    sessionChanged: (serial) => heard.push(`changed ${serial}`),
+    telemetry: (serial, current) => heard.push(`telemetry ${serial} ${current.transferredBytes}`),
+    restarted: () => undefined,
+  });
+  cleanup.push(() => view.stop());
+  assert.ok(await view.whenSynced(5000));
+  const [port] = (await freePorts(1)) as [number];
+  const pair = await joinPair(proxy.admin, proxy.pod.devicePort, 'PV-DEMAND', { port, persistent: true, ipWhitelist: [] });
+  cleanup.push(
+    () => pair.device.destroy(),
+    () => pair.client.destroy(),
+  );
+  await view.refresh();
+  assert.equal(view.get('PV-DEMAND')?.clientConnected, true, 'the join is a full change: it comes in the feed');
+
+  const received = new Received(pair.client);
+  pair.device.write(Buffer.alloc(32, 0x63));
+  await received.untilLength(32, 2000);
+  await waitFor(async () => (await proxy.admin.session('PV-DEMAND'))?.changeSeq !== view.get('PV-DEMAND')?.changeSeq, 3000, 'the sweep');
+  client.batches.length = 0;
+  heard.length = 0;
+  await view.refresh();
+  assert.ok(client.batches.length > 0);
+  assert.not.ok(
+    client.batches.some((b) => (b.counters ?? []).length > 0 || b.sessions.some((s) => s.serial === 'PV-DEMAND')),
+    'the feed says nothing of moved counters',
+  );
+  assert.is(view.get('PV-DEMAND')?.transferredBytes, 0, 'so the held counters are as of the join');
+
+  const before = client.lookups;
+  assert.is((await view.current('PV-DEMAND', 60_000))?.transferredBytes, 0, 'younger than asked: held, not asked for');
+  assert.is(client.lookups, before);
+  const [a, b] = await Promise.all([view.current('PV-DEMAND', 0), view.current('PV-DEMAND', 0)]);
+  assert.equal([a?.transferredBytes, b?.transferredBytes, a?.device.forwardedBytes], [32, 32, 32], 'asked: the live counters');
+  assert.is(client.lookups, before + 1, 'two callers at one moment share one lookup');
+  assert.is(view.get('PV-DEMAND')?.transferredBytes, 32, 'and the view holds them');
+  assert.equal(heard, ['telemetry PV-DEMAND 32'], 'told as telemetry');
+  assert.is((await view.current('PV-DEMAND', 60_000))?.transferredBytes, 32);
+  assert.is(client.lookups, before + 1, 'fresh now: not asked again');
+
+  pair.client.write(Buffer.alloc(8, 0x64));
+  await new Received(pair.device).untilLength(8, 2000);
+  pair.client.destroy();
+  pair.device.destroy();
+  await waitFor(
+    async () => {
+      await view.refresh();
+      const held = view.get('PV-DEMAND');
+      return held?.clientConnected === false && held.deviceConnected === false;
+    },
+    3000,
+    'both disconnects in the view',
+  );
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  const after = client.lookups;
+  const last = await view.current('PV-DEMAND', 0);
+  assert.equal([last?.transferredBytes, last?.client.forwardedBytes], [40, 8], 'a disconnect is a full change and carries the last bytes');
+  assert.is(client.lookups, after, 'with no party attached the counters cannot move: nothing is asked');
 });
 
 test.run();

@@ -268,7 +268,7 @@ test('counter entries are asked for only with the cursor of an answer with more:
   const asked: boolean[] = [];
   const read = running.changes.bind(running);
   running.changes = (since, instance, limit, counters) => {
-    asked.push(counters === true);
+    asked.push(counters === 'entries');
     return read(since, instance, limit);
   };
   const { view } = setup(2, running);

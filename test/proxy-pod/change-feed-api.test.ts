@@ -53,9 +53,11 @@ test('bad queries get 400 bad_request naming the parameter', async () => {
     ['?limit=ten', /limit/],
     ['?cursor=3', /unknown query parameter "cursor"/],
     ['?instance=', /instance/],
-    ['?counters=yes', /counters must be 1.*or 0/],
+    ['?counters=yes', /counters must be 1.*skip.*or 0/],
+    ['?counters=SKIP', /counters must be 1/],
     ['?counters=1&counters=1', /counters/],
-    ['?since=5&complete=3', /complete goes with counters=1 only/],
+    ['?since=5&complete=3', /complete goes with counters=1 or counters=skip only/],
+    ['?since=2&counters=skip&complete=3', /complete must be a whole number no greater than since/],
     ['?since=2&counters=1&complete=3', /complete must be a whole number no greater than since/],
     ['?since=2&counters=1&complete=x', /complete must be/],
     ['?since=2&counters=1&complete=1&complete=1', /complete must be given once/],
@@ -67,6 +69,7 @@ test('bad queries get 400 bad_request naming the parameter', async () => {
     assert.match(answer.body.message, message, query);
   }
   assert.is((await proxy.admin.request('GET', '/v1/changes?since=0&limit=5000')).status, 200, 'the bounds themselves are fine');
+  assert.is((await proxy.admin.request('GET', '/v1/changes?since=2&counters=skip&complete=1')).status, 200, 'skip with complete');
 });
 
 test('a first read is a full listing; then puts, connects, moved counters and removals each show once, in change order', async () => {

@@ -196,6 +196,30 @@ test('asked for, sessions whose latest full change is at or below the cursor com
   assert.equal(older.counters, [], 'a cursor below every full change: all in full');
 });
 
+test('asked to skip them, sessions whose counters alone moved are left out, and the cursor passes them', () => {
+  const feed = new ChangeFeed();
+  for (const serial of ['A', 'B', 'C']) feed.change(serial);
+  const cursor = feed.read(0, 100, true, 0).cursor;
+  feed.change('A', true);
+  feed.change('B');
+  feed.change('C', true);
+  const page = feed.read(cursor, 100, true, cursor, true);
+  assert.equal([page.changed, page.counters, page.more, page.cursor], [['B'], [], false, feed.current]);
+  const quiet = feed.read(cursor, 1, true, cursor, true);
+  assert.equal([quiet.changed, quiet.more], [['B'], false], 'skipped entries count toward neither `limit` nor `more`');
+  feed.change('A', true);
+  const none = feed.read(page.cursor, 100, true, page.cursor, true);
+  assert.equal(
+    [none.changed, none.counters, none.more, none.cursor],
+    [[], [], false, feed.current],
+    'nothing but moved counters: an empty page at now',
+  );
+  const reset = feed.read(cursor, 100, false, cursor, true);
+  assert.equal(reset.changed, ['B', 'C', 'A'], 'a reset is in full');
+  const entries = feed.read(cursor, 100, true, cursor);
+  assert.equal(entries.counters, ['C', 'A'], 'asked for entries instead, the same changes come as entries');
+});
+
 test('counter entries count toward `limit` and page in change order with the states and removals', () => {
   const feed = new ChangeFeed();
   for (let i = 0; i < 6; i++) feed.change(`S${i}`);
