@@ -145,6 +145,8 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
       admin,
       logger: logger.child({ part: 'proxy-view', proxy: pod.name }),
       pollIntervalMs: config.pollIntervalMs,
+      // Moved counters stay out of the feed: /status asks for them, and the reconciler looks at busy sessions in turn.
+      counters: 'on-demand',
       // Each pod learns the release's size from here, not from its own template (see "Scaling the proxy").
       replicas: cluster.proxies.length,
     });
@@ -194,6 +196,8 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
       // Each step waits on the API server; more keys in flight keep a burst of /on quick.
       concurrency: 16,
       counterFlushesPerSecond: cluster.counterFlushesPerSecond,
+      // The views take counters on demand: status gets them by looks, in turn.
+      counterLooks: true,
       onProxyEvent: (event) => {
         const resource = event.id === undefined ? undefined : informer.withUid(event.id);
         const session = resource?.spec.serial === event.serial ? resource : undefined;

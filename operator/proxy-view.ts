@@ -100,7 +100,7 @@ export class ProxyView {
   private completeRefusedBy: string | undefined;
   /** The instance that refused `counters=skip` (older than it): its moved counters come as entries. */
   private skipRefusedBy: string | undefined;
-  private readonly countersOnDemand: boolean;
+  private readonly onDemand: boolean;
   /** A read since the last reset left moved counters out: held counters are as old as their state's `freshAt`. */
   private skipping = false;
   /** When each held state's counters were last known current (kept with counters on demand). */
@@ -127,7 +127,7 @@ export class ProxyView {
     this.staleAfterMs = options.staleAfterMs ?? 5_000;
     this.batchLimit = options.batchLimit ?? DEFAULT_CHANGE_BATCH;
     this.replicas = options.replicas;
-    this.countersOnDemand = options.counters === 'on-demand';
+    this.onDemand = options.counters === 'on-demand';
     this.clock = options.clock ?? systemClock;
   }
 
@@ -190,6 +190,11 @@ export class ProxyView {
       this.lookups.set(serial, lookup);
     }
     return lookup;
+  }
+
+  /** The feed leaves counters out; `current` asks for them. */
+  get countersOnDemand(): boolean {
+    return this.onDemand;
   }
 
   serials(): IterableIterator<string> {
@@ -329,7 +334,7 @@ export class ProxyView {
     const byCounters = complete !== undefined && (!midway || this.completeRefusedBy !== this.instance);
     const counters: FeedCounters | undefined = !byCounters
       ? undefined
-      : this.countersOnDemand && this.skipRefusedBy !== this.instance
+      : this.onDemand && this.skipRefusedBy !== this.instance
         ? 'skip'
         : 'entries';
     try {
@@ -482,7 +487,7 @@ export class ProxyView {
     const previous = this.sessions.get(serial);
     if (previous && state.changeSeq !== 0 && state.changeSeq <= previous.changeSeq) return;
     this.sessions.set(serial, state);
-    if (this.countersOnDemand) this.freshAt.set(state, this.clock.now());
+    if (this.onDemand) this.freshAt.set(state, this.clock.now());
     if (!this.listener || !notify) return;
     if (previous && !reconcilerCares(previous, state)) this.listener.telemetry(serial, state, onlyCountersMoved(previous, state));
     else this.listener.sessionChanged(serial, state, previous);

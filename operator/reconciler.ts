@@ -20,6 +20,7 @@ import { type Clock, systemClock } from '../common/clock.ts';
 import type { Logger } from '../common/log.ts';
 import { withTimeout } from '../common/timeout.ts';
 import { CounterFlushes } from './counter-flushes.ts';
+import { CounterRounds } from './counter-rounds.ts';
 import { type ReconcileResult, timedReconcile } from './operator-metrics.ts';
 import type { PortAllocator } from './port-allocator.ts';
 import { AdminApiError, type ProxyAdmin } from './proxy-admin-client.ts';
@@ -90,6 +91,13 @@ export interface ReconcilerOptions {
    * when absent.
    */
   counterFlushesPerSecond?: number;
+  /**
+   * Sessions of a pod whose view takes counters on demand get looks at their
+   * counters while a party is attached, so status counters keep up (see
+   * CounterRounds). Off where nothing reads counters from status but through
+   * the view (the standalone mode's /status).
+   */
+  counterLooks?: boolean;
   /** Lifetime limits for sessions that ask for none. */
   limitDefaults?: SessionLimitDefaults;
   /** Sees every proxy event (e.g. to record Kubernetes Events); never changes what is reconciled. */
@@ -102,6 +110,11 @@ export interface ReconcilerOptions {
 
 /** How long placement waits for the pods to say where the device is before it places without knowing. */
 const DEVICE_LOOKUP_MS = 250;
+/**
+ * With a pod's counters on demand (see ProxyView), a session with a party
+ * attached has its counters looked at about this often, as the flush rate allows.
+ */
+const COUNTER_LOOK_MS = 1_000;
 /** The periodic resync syncs a slice of its round this often. */
 const RESYNC_STEP_MS = 1_000;
 
@@ -125,6 +138,8 @@ export class Reconciler {
   private readonly now: () => Date;
   private readonly onProxyEvent: ((event: ProxyEvent) => void) | undefined;
   private readonly counterFlushes: CounterFlushes;
+  private readonly counterRounds: CounterRounds;
+  private readonly counterLooks: boolean;
   private readonly limitDefaults: SessionLimitDefaults;
   private readonly observeReconcile: ReconcilerOptions['observeReconcile'];
   readonly queue: WorkQueue<string>;
@@ -175,6 +190,14 @@ export class Reconciler {
     this.counterFlushes = new CounterFlushes(
       options.counterFlushesPerSecond ?? Number.POSITIVE_INFINITY,
       (serial) => this.queue.addUnlessDelayed(serial),
+      this.clock,
+    );
+    this.counterLooks = options.counterLooks ?? false;
+    // Looks at most as often as counter writes may go: a look that finds moved counters is reported.
+    this.counterRounds = new CounterRounds(
+      options.counterFlushesPerSecond ?? Number.POSITIVE_INFINITY,
+      COUNTER_LOOK_MS,
+      (serial) => void this.lookAtCounters(serial),
       this.clock,
     );
   }
@@ -239,6 +262,7 @@ export class Reconciler {
     this.unsubscribe?.();
     if (this.resyncHandle !== undefined) this.clock.clearTimeout(this.resyncHandle);
     this.counterFlushes.stop();
+    this.counterRounds.stop();
     await Promise.all(
       [...this.pods.values()].map(async (pod) => {
         if (pod.listener) pod.view.unlisten(pod.listener);
@@ -458,6 +482,7 @@ export class Reconciler {
    * turn under the flush rate (the session is reported again then).
    */
   async report(session: ProxySession, pod: Pod, port: number, state: SessionState): Promise<void> {
+    this.watchCounters(pod, state);
     const next: ProxySessionStatus = activeStatus(session, this.placement(pod, port), state, this.now());
     if (sameStatus(next, session.status)) return;
     if (sameBesidesTraffic(next, session.status) && !this.counterFlushes.mayWrite(session.serial)) return;
@@ -512,6 +537,30 @@ export class Reconciler {
   private forgetSerial(serial: string): void {
     for (const pod of this.pods.values()) pod.allocator.releaseOwner(serial);
     this.counterFlushes.forget(serial);
+    this.counterRounds.forget(serial);
+  }
+
+  // ---- counters on demand ----------------------------------------------------
+
+  /** A session whose pod gives counters on demand gets looks while a party is attached (see CounterRounds). */
+  private watchCounters(pod: Pod, state: SessionState): void {
+    if (!this.counterLooks || !pod.view.countersOnDemand) return;
+    if (state.state === 'listening' && (state.deviceConnected || state.clientConnected)) this.counterRounds.watch(state.serial);
+    else this.counterRounds.forget(state.serial);
+  }
+
+  /**
+   * A look: the view asks the pod for the counters; moved ones come back as
+   * telemetry, which queues the report (and its rate-limited write).
+   */
+  private async lookAtCounters(serial: string): Promise<void> {
+    if (this.stopped) return;
+    for (const pod of this.pods.values()) {
+      if (!pod.view.get(serial)) continue;
+      const state = await pod.view.current(serial, COUNTER_LOOK_MS / 2);
+      if (state) this.watchCounters(pod, state);
+      return;
+    }
   }
 
   /** /off or a deleted resource: close the session in its pod, free the port, let the record go. */
