@@ -2,7 +2,7 @@
 // (server) and the reconciler (client). Plain JSON over HTTP:
 //
 //   GET    /v1/info                  -> InstanceInfo
-//   GET    /v1/sessions              -> SessionList (live counters)
+//   GET    /v1/sessions[?serial=S…]  -> SessionList (live counters; with serials, those of them it runs)
 //   GET    /v1/changes?since=N&instance=I&limit=L&counters=1|skip&complete=K -> ChangeBatch (the change feed)
 //   GET    /v1/sessions/{serial}     -> SessionLookup (one session, or none)
 //   GET    /v1/devices/{serial}      -> DeviceLookup (whether a device waits here for its session)
@@ -191,6 +191,8 @@ export interface ChangeBatch extends InstanceInfo {
 
 /** Largest `limit` of one change-feed answer, and the default. */
 export const MAX_CHANGE_BATCH = 5000;
+/** Serials one GET /v1/sessions?serial=… may name. */
+export const MAX_LISTED_SERIALS = 500;
 export const DEFAULT_CHANGE_BATCH = 500;
 
 /** Body of PUT /v1/peers: how many proxy pods the release has (ordinals 0 to replicas-1). */

@@ -58,7 +58,8 @@ export type FeedCounters = 'entries' | 'skip';
 /** What the reconciler needs from the proxy; faked in unit tests. */
 export interface ProxyAdmin {
   info(): Promise<InstanceInfo>;
-  listSessions(): Promise<SessionList>;
+  /** Every session, or those of `serials` the proxy runs (their live counters, say). */
+  listSessions(serials?: readonly string[]): Promise<SessionList>;
   /**
    * The change feed: what changed after `since` (see admin-protocol.ts);
    * `counters` asks for counter entries or to skip moved counters,
@@ -341,8 +342,9 @@ export class ProxyAdminClient implements ProxyAdmin {
     return toInstanceInfo(await this.requestJson('GET', '/v1/info'));
   }
 
-  async listSessions(): Promise<SessionList> {
-    return toSessionList(await this.requestJson('GET', '/v1/sessions'));
+  async listSessions(serials?: readonly string[]): Promise<SessionList> {
+    const query = serials ? `?${new URLSearchParams(serials.map((serial) => ['serial', serial]))}` : '';
+    return toSessionList(await this.requestJson('GET', `/v1/sessions${query}`));
   }
 
   /**

@@ -25,6 +25,7 @@
 import {
   type ChangeBatch,
   DEFAULT_CHANGE_BATCH,
+  MAX_LISTED_SERIALS,
   type ProxyEvent,
   type SessionCounters,
   type SessionSpec,
@@ -180,16 +181,39 @@ export class ProxyView {
    */
   async current(serial: string, maxAgeMs: number): Promise<SessionState | undefined> {
     const held = this.sessions.get(serial);
-    if (!held || !this.skipping || held.state !== 'listening') return held;
-    // Counters move only while a party is attached; its leaving is a full change, which carried them.
-    if (!held.deviceConnected && !held.clientConnected) return held;
-    if (this.clock.now() - (this.freshAt.get(held) ?? Number.NEGATIVE_INFINITY) <= maxAgeMs) return held;
+    if (!held || !this.countersStale(held, maxAgeMs)) return held;
     let lookup = this.lookups.get(serial);
     if (!lookup) {
       lookup = this.lookUpCounters(serial).finally(() => this.lookups.delete(serial));
       this.lookups.set(serial, lookup);
     }
     return lookup;
+  }
+
+  /**
+   * As `current` for many sessions in one request (those whose counters may
+   * have moved); resolves when the view holds what the proxy answered.
+   */
+  async refreshCounters(serials: readonly string[], maxAgeMs: number): Promise<void> {
+    const stale = serials.filter((serial) => {
+      const held = this.sessions.get(serial);
+      return held !== undefined && this.countersStale(held, maxAgeMs) && !this.lookups.has(serial);
+    });
+    if (stale.length === 0) return;
+    for (let from = 0; from < stale.length; from += MAX_LISTED_SERIALS) {
+      const asked = this.clock.now();
+      try {
+        const found = await this.admin.listSessions(stale.slice(from, from + MAX_LISTED_SERIALS));
+        this.lastContact = this.clock.now();
+        for (const state of found.sessions) this.takeLooked(state, found.instanceId, asked);
+      } catch (error) {
+        this.logger.warn(
+          { sessions: stale.length, err: error },
+          'asking the proxy for sessions’ counters failed; their last known ones are kept',
+        );
+        return;
+      }
+    }
   }
 
   /** The feed leaves counters out; `current` asks for them. */
@@ -524,18 +548,32 @@ export class ProxyView {
     try {
       const found = await this.admin.getSession(serial);
       this.lastContact = this.clock.now();
-      const state = found.session;
-      const held = this.sessions.get(serial);
-      if (state && held && found.instanceId === this.instance && state.id === held.id) {
-        if (state.changeSeq > held.changeSeq) this.take(state, true);
-        else if (state.changeSeq === held.changeSeq) copyCounters(held, state);
-        const now = this.sessions.get(serial);
-        if (now) this.freshAt.set(now, asked);
-      }
+      if (found.session) this.takeLooked(found.session, found.instanceId, asked);
     } catch (error) {
       this.logger.warn({ serial, err: error }, 'asking the proxy for a session’s counters failed; its last known ones are shown');
     }
     return this.sessions.get(serial);
+  }
+
+  /** A state the proxy gave when asked at `asked`: taken if newer, its counters if as new; fresh as of then. */
+  private takeLooked(state: SessionState, instanceId: string, asked: number): void {
+    const held = this.sessions.get(state.serial);
+    if (!held || instanceId !== this.instance || state.id !== held.id) return;
+    if (state.changeSeq > held.changeSeq) this.take(state, true);
+    else if (state.changeSeq === held.changeSeq) copyCounters(held, state);
+    const now = this.sessions.get(state.serial);
+    if (now) this.freshAt.set(now, asked);
+  }
+
+  /**
+   * The held counters may be more than `maxAgeMs` behind: the feed leaves
+   * them out, a party is attached (counters move only then; its leaving is a
+   * full change, which carried them), and they were taken longer ago.
+   */
+  private countersStale(held: SessionState, maxAgeMs: number): boolean {
+    if (!this.skipping || held.state !== 'listening') return false;
+    if (!held.deviceConnected && !held.clientConnected) return false;
+    return this.clock.now() - (this.freshAt.get(held) ?? Number.NEGATIVE_INFINITY) > maxAgeMs;
   }
 
   private forgetOldRemovals(): void {

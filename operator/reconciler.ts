@@ -197,7 +197,7 @@ export class Reconciler {
     this.counterRounds = new CounterRounds(
       options.counterFlushesPerSecond ?? Number.POSITIVE_INFINITY,
       COUNTER_LOOK_MS,
-      (serial) => void this.lookAtCounters(serial),
+      (serials) => void this.lookAtCounters(serials),
       this.clock,
     );
   }
@@ -550,17 +550,22 @@ export class Reconciler {
   }
 
   /**
-   * A look: the view asks the pod for the counters; moved ones come back as
-   * telemetry, which queues the report (and its rate-limited write).
+   * A batch of looks: each pod's view asks it for those sessions' counters in
+   * one request; moved ones come back as telemetry, which queues the report
+   * (and its rate-limited write). Those still with a party are watched again.
    */
-  private async lookAtCounters(serial: string): Promise<void> {
-    if (this.stopped) return;
-    for (const pod of this.pods.values()) {
-      if (!pod.view.get(serial)) continue;
-      const state = await pod.view.current(serial, COUNTER_LOOK_MS / 2);
-      if (state) this.watchCounters(pod, state);
-      return;
-    }
+  private async lookAtCounters(serials: readonly string[]): Promise<void> {
+    await Promise.all(
+      [...this.pods.values()].map(async (pod) => {
+        const held = serials.filter((serial) => pod.view.get(serial) !== undefined);
+        if (held.length === 0 || this.stopped) return;
+        await pod.view.refreshCounters(held, COUNTER_LOOK_MS / 2);
+        for (const serial of held) {
+          const state = pod.view.get(serial);
+          if (state) this.watchCounters(pod, state);
+        }
+      }),
+    );
   }
 
   /** /off or a deleted resource: close the session in its pod, free the port, let the record go. */

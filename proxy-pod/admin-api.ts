@@ -18,6 +18,7 @@ import {
   type DeviceLookup,
   type InstanceInfo,
   MAX_CHANGE_BATCH,
+  MAX_LISTED_SERIALS,
   MAX_PROXY_REPLICAS,
   type PeersSpec,
   type PeersState,
@@ -62,7 +63,8 @@ export interface CounterListing {
 /** What the admin API needs of the proxy pod. */
 export interface AdminTarget {
   info(): InstanceInfo;
-  list(): SessionList;
+  /** Every session, or those of `serials` the pod runs. */
+  list(serials?: readonly string[]): SessionList;
   /**
    * `countersUpTo`: counter entries for sessions whose latest full change is
    * at or below it, or with `skipCounters` nothing for them (see admin-protocol.ts).
@@ -168,7 +170,7 @@ export class AdminApi {
       ctx.body = target.info();
     });
     router.get('/v1/sessions', (ctx) => {
-      ctx.body = target.list();
+      ctx.body = target.list(parseSessionsQuery(ctx.query));
     });
     router.get('/v1/changes', (ctx) => {
       const { since, instance, limit, countersUpTo, skipCounters } = parseChangesQuery(ctx.query);
@@ -358,6 +360,21 @@ function serialParam(raw: string | undefined): string {
     throw new AdminHttpError(400, 'bad_request', 'serial must be 1-64 printable ASCII characters without spaces');
   }
   return raw;
+}
+
+/**
+ * GET /v1/sessions: no query lists every session; `serial` (repeated, at
+ * most MAX_LISTED_SERIALS) lists those of them the pod runs, e.g. for their
+ * live counters. Anything else is refused.
+ */
+export function parseSessionsQuery(query: Record<string, string | string[] | undefined>): string[] | undefined {
+  const bad = (message: string) => new AdminHttpError(400, 'bad_request', message);
+  for (const key of Object.keys(query)) if (key !== 'serial') throw bad(`unknown query parameter "${key}" (serial)`);
+  const raw = query.serial;
+  if (raw === undefined) return undefined;
+  const serials = Array.isArray(raw) ? raw : [raw];
+  if (serials.length > MAX_LISTED_SERIALS) throw bad(`at most ${MAX_LISTED_SERIALS} serials per request, not ${serials.length}`);
+  return serials.map(serialParam);
 }
 
 const CHANGES_QUERY_KEYS: ReadonlySet<string> = new Set(['since', 'instance', 'limit', 'counters', 'complete']);

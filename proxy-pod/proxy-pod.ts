@@ -247,7 +247,8 @@ export class ProxyPod {
     });
   }
 
-  list(): SessionList {
+  list(serials?: readonly string[]): SessionList {
+    if (serials) return { ...this.info(), sessions: serials.flatMap((serial) => this.sessions.get(serial)?.state() ?? []) };
     return { ...this.info(), sessions: [...this.sessions.values()].map((s) => s.state()) };
   }
 

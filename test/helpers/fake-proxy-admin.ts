@@ -37,8 +37,9 @@ export class FakeProxy implements ProxyAdmin {
   async info() {
     return { instanceId: this.instanceId, startedAt: '', devicePort: 9000 };
   }
-  async listSessions(): Promise<SessionList> {
-    return { ...(await this.info()), sessions: [...this.sessions.values()].map((s) => ({ ...s })) };
+  async listSessions(serials?: readonly string[]): Promise<SessionList> {
+    const listed = serials ? serials.flatMap((serial) => this.sessions.get(serial) ?? []) : [...this.sessions.values()];
+    return { ...(await this.info()), sessions: listed.map((s) => ({ ...s })) };
   }
   /** Every changed session in full: `counters` and `complete` (the fourth and fifth arguments) are not served. */
   async changes(

@@ -19,10 +19,16 @@ class RecordingClient extends ProxyAdminClient {
   readonly batches: ChangeBatch[] = [];
   readonly completes: Array<number | undefined> = [];
   lookups = 0;
+  readonly listed: string[][] = [];
 
   override async getSession(serial: string) {
     this.lookups += 1;
     return super.getSession(serial);
+  }
+
+  override async listSessions(serials?: readonly string[]) {
+    this.listed.push([...(serials ?? [])]);
+    return super.listSessions(serials);
   }
 
   override async changes(
@@ -224,6 +230,43 @@ test('counters on demand: moved counters stay out of the feed, and current() ask
   const last = await view.current('PV-DEMAND', 0);
   assert.equal([last?.transferredBytes, last?.client.forwardedBytes], [40, 8], 'a disconnect is a full change and carries the last bytes');
   assert.is(client.lookups, after, 'with no party attached the counters cannot move: nothing is asked');
+});
+
+test('counters on demand for many sessions: one request for those that may have moved', async () => {
+  const client = new RecordingClient({ endpoint: { socketPath: proxy.pod.adminAddress } });
+  cleanup.push(() => client.close());
+  const view = new ProxyView({ admin: client, logger: silentLogger(), pollIntervalMs: 60_000, counters: 'on-demand' });
+  view.start();
+  cleanup.push(() => view.stop());
+  assert.ok(await view.whenSynced(5000));
+  const serials = ['PV-MANY-0', 'PV-MANY-1'];
+  const ports = await freePorts(3);
+  const pairs = [];
+  for (const [i, serial] of serials.entries()) {
+    const pair = await joinPair(proxy.admin, proxy.pod.devicePort, serial, { port: ports[i]!, persistent: true, ipWhitelist: [] });
+    cleanup.push(
+      () => pair.device.destroy(),
+      () => pair.client.destroy(),
+    );
+    pairs.push(pair);
+  }
+  // A session with no party: its counters cannot move, so it is never asked for.
+  await proxy.admin.put('PV-MANY-IDLE', { port: ports[2]!, persistent: true });
+  await view.refresh();
+  for (const [i, pair] of pairs.entries()) {
+    const received = new Received(pair.client);
+    pair.device.write(Buffer.alloc(10 + i, 0x65));
+    await received.untilLength(10 + i, 2000);
+  }
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  await view.refreshCounters([...serials, 'PV-MANY-IDLE', 'PV-MANY-UNKNOWN'], 0);
+  assert.equal(client.listed, [serials], 'one request, for the sessions with a party');
+  assert.equal(
+    serials.map((serial) => view.get(serial)?.transferredBytes),
+    [10, 11],
+  );
+  await view.refreshCounters(serials, 60_000);
+  assert.is(client.listed.length, 1, 'fresh: nothing asked');
 });
 
 test.run();

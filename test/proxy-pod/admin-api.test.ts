@@ -71,6 +71,40 @@ test('the same put twice changes nothing', async () => {
   assert.ok(after?.clientConnected, 'the connected client survived the repeated put');
 });
 
+test('GET /v1/sessions?serial=… lists the named sessions the pod runs, in the order asked; bad lists are a 400', async () => {
+  const [portA, portB] = (await freePorts(2)) as [number, number];
+  assert.is((await unix.admin.put('ADM-list-a', { port: portA })).status, 200);
+  assert.is((await unix.admin.put('ADM-list-b', { port: portB })).status, 200);
+  const named = await unix.admin.request<SessionList>('GET', '/v1/sessions?serial=ADM-list-b&serial=ADM-none&serial=ADM-list-a');
+  assert.is(named.status, 200);
+  assert.equal(
+    named.body.sessions.map((s) => [s.serial, s.port]),
+    [
+      ['ADM-list-b', portB],
+      ['ADM-list-a', portA],
+    ],
+  );
+  assert.type(named.body.instanceId, 'string');
+  const one = await unix.admin.request<SessionList>('GET', '/v1/sessions?serial=ADM-list-a');
+  assert.equal(
+    one.body.sessions.map((s) => s.serial),
+    ['ADM-list-a'],
+  );
+  const all = await unix.admin.request<SessionList>('GET', '/v1/sessions');
+  assert.ok(all.body.sessions.length >= 2, 'no query: every session');
+  const many = new URLSearchParams(Array.from({ length: 501 }, (_, i) => ['serial', `S${i}`]));
+  for (const [query, message] of [
+    ['serial=has%20space', /serial must be/],
+    ['other=1', /unknown query parameter "other"/],
+    [many.toString(), /at most 500 serials/],
+  ] as const) {
+    const answer = await unix.admin.request<AdminError>('GET', `/v1/sessions?${query}`);
+    assert.is(answer.status, 400, query.slice(0, 40));
+    assert.match(answer.body.message, message);
+  }
+  for (const serial of ['ADM-list-a', 'ADM-list-b']) await unix.admin.request('DELETE', `/v1/sessions/${serial}`);
+});
+
 test('GET /v1/devices/{serial} says whether a registered device waits here for its session', async () => {
   const before = await unix.admin.request<{ pending: boolean; instanceId: string }>('GET', '/v1/devices/ADM-waiting');
   assert.is(before.status, 200);
