@@ -10,15 +10,16 @@ function setup(perSecond: number) {
   return { clock, granted, flushes };
 }
 
-test('writes go at once while the bucket holds; then the refused wait in line and get their turn in order, one timer for all', async () => {
+test('writes go one at a time, evenly spaced, never in a burst; the refused wait in line and get their turn in order, one timer for all', async () => {
   const { clock, granted, flushes } = setup(2);
   assert.ok(flushes.mayWrite('A'));
-  assert.ok(flushes.mayWrite('B'));
-  for (const serial of ['C', 'D', 'E']) assert.not.ok(flushes.mayWrite(serial));
+  for (const serial of ['B', 'C', 'D', 'E']) assert.not.ok(flushes.mayWrite(serial));
   assert.not.ok(flushes.mayWrite('C'), 'asking again does not jump the line');
   assert.is(clock.pending, 1, 'one timer, however many wait');
   await clock.advance(1500);
-  assert.equal(granted, ['500 C', '1000 D', '1500 E']);
+  assert.equal(granted, ['500 B', '1000 C', '1500 D']);
+  await clock.advance(500);
+  assert.equal(granted.at(-1), '2000 E');
   assert.is(clock.pending, 0, 'nobody waits: no timer left');
   assert.ok(flushes.mayWrite('D'), 'a granted turn is a write');
   assert.not.ok(flushes.mayWrite('D'), 'once');

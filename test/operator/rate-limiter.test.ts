@@ -10,6 +10,14 @@ test('a full bucket lets a burst of its size through, then spaces writes evenly'
   assert.is(limiter.take(now + 200), 0, 'and goes once that has passed');
 });
 
+test('a bucket of burst 1 spaces every write, even after a quiet spell', () => {
+  const limiter = new RateLimiter(10, 1);
+  assert.is(limiter.take(0), 0);
+  assert.is(limiter.take(0), 100);
+  assert.is(limiter.take(60_000), 0);
+  assert.is(limiter.take(60_000), 100, 'an idle minute banks one write, not ten');
+});
+
 test('unlimited never waits', () => {
   const limiter = new RateLimiter(Number.POSITIVE_INFINITY);
   for (let i = 0; i < 1000; i++) assert.is(limiter.take(0), 0);
