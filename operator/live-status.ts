@@ -23,15 +23,33 @@ export class LiveSessions {
     private readonly firstPod: string,
   ) {}
 
-  /** The session with its live fields as its pod reports them now, when the pod runs this incarnation; else as stored. */
-  async overlay(session: ProxySession): Promise<ProxySession> {
+  /**
+   * The sessions with their live fields as their pods report them now, for
+   * each whose pod runs this incarnation; else as stored. Counters are asked
+   * for in one request per pod (see ProxyView.refreshCounters).
+   */
+  async overlay(sessions: readonly ProxySession[]): Promise<ProxySession[]> {
+    const asked = new Map<ProxyView, string[]>();
+    for (const session of sessions) {
+      const view = this.viewOf(session);
+      if (!view) continue;
+      const serials = asked.get(view) ?? [];
+      serials.push(session.serial);
+      asked.set(view, serials);
+    }
+    await Promise.all([...asked].map(([view, serials]) => view.refreshCounters(serials, LIVE_MAX_AGE_MS)));
+    return sessions.map((session) => {
+      const state = this.viewOf(session)?.get(session.serial);
+      return state ? { ...session, status: withLiveStatus(session.status, state) } : session;
+    });
+  }
+
+  /** The view of the session's pod, when the session is Active there and the pod runs this incarnation on its port. */
+  private viewOf(session: ProxySession): ProxyView | undefined {
     const { status } = session;
-    if (status.phase !== 'Active' || session.deleting || status.port === undefined) return session;
+    if (status.phase !== 'Active' || session.deleting || status.port === undefined) return undefined;
     const view = this.views.get(status.proxy ?? this.firstPod);
-    if (!view || !runs(view.get(session.serial), session)) return session;
-    const state = await view.current(session.serial, LIVE_MAX_AGE_MS);
-    if (!state || !runs(state, session)) return session;
-    return { ...session, status: withLiveStatus(status, state) };
+    return view && runs(view.get(session.serial), session) ? view : undefined;
   }
 }
 

@@ -224,7 +224,7 @@ export async function startOperator(env: NodeJS.ProcessEnv, logger: Logger): Pro
   tokensFile?.start();
   const summary = new LogSummary(logger.child({ part: 'control-api' }), config.logSummaryMs);
   const app = createControlApi({
-    commands: new SessionCommands(store, { timeoutMs: config.requestTimeoutMs, live: (session) => live.overlay(session) }),
+    commands: new SessionCommands(store, { timeoutMs: config.requestTimeoutMs, live: (sessions) => live.overlay(sessions) }),
     metrics: controlMetrics,
     logger: logger.child({ part: 'control-api' }),
     tokens,

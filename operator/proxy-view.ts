@@ -107,7 +107,7 @@ export class ProxyView {
   /** When each held state's counters were last known current (kept with counters on demand). */
   private readonly freshAt = new WeakMap<SessionState, number>();
   /** Counter lookups in flight, by serial: callers at the same moment share one. */
-  private readonly lookups = new Map<string, Promise<SessionState | undefined>>();
+  private readonly lookups = new Map<string, Promise<void>>();
   /** Serials listed so far in a reset listing; the rest are dropped when it ends. */
   private listing: Set<string> | undefined;
   /** True once a listing of the current instance has completed. */
@@ -180,40 +180,33 @@ export class ProxyView {
    * the proxy runs none; a failed lookup answers with the held state.
    */
   async current(serial: string, maxAgeMs: number): Promise<SessionState | undefined> {
-    const held = this.sessions.get(serial);
-    if (!held || !this.countersStale(held, maxAgeMs)) return held;
-    let lookup = this.lookups.get(serial);
-    if (!lookup) {
-      lookup = this.lookUpCounters(serial).finally(() => this.lookups.delete(serial));
-      this.lookups.set(serial, lookup);
-    }
-    return lookup;
+    await this.refreshCounters([serial], maxAgeMs);
+    return this.sessions.get(serial);
   }
 
   /**
-   * As `current` for many sessions in one request (those whose counters may
-   * have moved); resolves when the view holds what the proxy answered.
+   * As `current` for many sessions, in one request for those whose counters
+   * may have moved (a lookup already on its way is waited for, not repeated);
+   * resolves when the view holds what the proxy answered.
    */
   async refreshCounters(serials: readonly string[], maxAgeMs: number): Promise<void> {
-    const stale = serials.filter((serial) => {
+    const waits: Array<Promise<void>> = [];
+    const stale: string[] = [];
+    for (const serial of serials) {
+      const inFlight = this.lookups.get(serial);
       const held = this.sessions.get(serial);
-      return held !== undefined && this.countersStale(held, maxAgeMs) && !this.lookups.has(serial);
-    });
-    if (stale.length === 0) return;
-    for (let from = 0; from < stale.length; from += MAX_LISTED_SERIALS) {
-      const asked = this.clock.now();
-      try {
-        const found = await this.admin.listSessions(stale.slice(from, from + MAX_LISTED_SERIALS));
-        this.lastContact = this.clock.now();
-        for (const state of found.sessions) this.takeLooked(state, found.instanceId, asked);
-      } catch (error) {
-        this.logger.warn(
-          { sessions: stale.length, err: error },
-          'asking the proxy for sessions’ counters failed; their last known ones are kept',
-        );
-        return;
-      }
+      if (inFlight) waits.push(inFlight);
+      else if (held && this.countersStale(held, maxAgeMs)) stale.push(serial);
     }
+    for (let from = 0; from < stale.length; from += MAX_LISTED_SERIALS) {
+      const batch = stale.slice(from, from + MAX_LISTED_SERIALS);
+      const lookup = this.lookUpCounters(batch).finally(() => {
+        for (const serial of batch) if (this.lookups.get(serial) === lookup) this.lookups.delete(serial);
+      });
+      for (const serial of batch) this.lookups.set(serial, lookup);
+      waits.push(lookup);
+    }
+    await Promise.all(waits);
   }
 
   /** The feed leaves counters out; `current` asks for them. */
@@ -539,20 +532,19 @@ export class ProxyView {
   }
 
   /**
-   * Asks the proxy for a session's live counters. They can be newer than its
-   * changeSeq says (the sweep has not stamped them yet): a state of the same
-   * changeSeq gives the held one its counters in place.
+   * Asks the proxy for sessions' live counters, in one request. They can be
+   * newer than a session's changeSeq says (the sweep has not stamped them
+   * yet): a state of the same changeSeq gives the held one its counters in place.
    */
-  private async lookUpCounters(serial: string): Promise<SessionState | undefined> {
+  private async lookUpCounters(serials: readonly string[]): Promise<void> {
     const asked = this.clock.now();
     try {
-      const found = await this.admin.getSession(serial);
+      const found = await this.admin.listSessions(serials);
       this.lastContact = this.clock.now();
-      if (found.session) this.takeLooked(found.session, found.instanceId, asked);
+      for (const state of found.sessions) this.takeLooked(state, found.instanceId, asked);
     } catch (error) {
-      this.logger.warn({ serial, err: error }, 'asking the proxy for a session’s counters failed; its last known ones are shown');
+      this.logger.warn({ sessions: serials.length, err: error }, 'asking the proxy for counters failed; the last known ones are shown');
     }
-    return this.sessions.get(serial);
   }
 
   /** A state the proxy gave when asked at `asked`: taken if newer, its counters if as new; fresh as of then. */

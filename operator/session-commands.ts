@@ -52,8 +52,8 @@ export class SessionConflictError extends Error {
 export interface SessionCommandsOptions {
   /** Upper bound for one /on or /off. */
   timeoutMs?: number;
-  /** Gives a stored session its live fields as its proxy pod reports them now (see LiveSessions). */
-  live?: (session: ProxySession) => Promise<ProxySession>;
+  /** Gives stored sessions their live fields as their proxy pods report them now (see LiveSessions). */
+  live?: (sessions: readonly ProxySession[]) => Promise<ProxySession[]>;
   clock?: Clock;
 }
 
@@ -63,7 +63,7 @@ const MAX_ON_ATTEMPTS = 5;
 export class SessionCommands {
   private readonly timeoutMs: number;
   private readonly clock: Clock;
-  private readonly live: (session: ProxySession) => Promise<ProxySession>;
+  private readonly live: (sessions: readonly ProxySession[]) => Promise<ProxySession[]>;
 
   constructor(
     private readonly store: SessionStore,
@@ -71,7 +71,7 @@ export class SessionCommands {
   ) {
     this.timeoutMs = options.timeoutMs ?? 10_000;
     this.clock = options.clock ?? systemClock;
-    this.live = options.live ?? (async (session) => session);
+    this.live = options.live ?? (async (sessions) => [...sessions]);
   }
 
   async on(query: OnQuery): Promise<OnOutcome> {
@@ -170,14 +170,15 @@ export class SessionCommands {
     if (isTerminal(session)) return { kind: 'ended', session };
     // Being switched off: the seed's answer for it is 404.
     if (session.deleting) return { kind: 'not-found' };
-    return { kind: 'found', session: await this.live(session) };
+    const [live] = await this.live([session]);
+    return { kind: 'found', session: live ?? session };
   }
 
   /** A page of sessions ordered by serial (UTF-16 code units equal byte order for printable ASCII), after `after`. */
   async list(limit: number, after?: string): Promise<{ sessions: ProxySession[]; more: boolean }> {
     const all = (await this.store.list()).filter((s) => after === undefined || s.serial > after);
     all.sort((a, b) => (a.serial < b.serial ? -1 : a.serial > b.serial ? 1 : 0));
-    return { sessions: await Promise.all(all.slice(0, limit).map(this.live)), more: all.length > limit };
+    return { sessions: await this.live(all.slice(0, limit)), more: all.length > limit };
   }
 
   private async waitUntilGone(session: ProxySession, timeoutMs: number): Promise<boolean> {

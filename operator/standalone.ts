@@ -108,7 +108,7 @@ export async function startStandalone(env: NodeJS.ProcessEnv, logger: Logger): P
     cleanups.push(async () => summary.close());
     const live = new LiveSessions(new Map([[STANDALONE_PROXY, view]]), STANDALONE_PROXY);
     const app = createControlApi({
-      commands: new SessionCommands(store, { timeoutMs: config.requestTimeoutMs, live: (session) => live.overlay(session) }),
+      commands: new SessionCommands(store, { timeoutMs: config.requestTimeoutMs, live: (sessions) => live.overlay(sessions) }),
       metrics,
       logger: logger.child({ part: 'control-api' }),
       tokens,

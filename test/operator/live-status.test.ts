@@ -33,7 +33,7 @@ async function setup() {
 
 test('an Active session shows its pod’s live counters and connections; the rest of status is kept', async () => {
   const { live, session, view } = await setup();
-  const shown = (await live.overlay(session)).status;
+  const shown = (await live.overlay([session]))[0]!.status;
   assert.equal(
     [shown.phase, shown.host, shown.port, shown.transferredBytes, shown.deviceConnected, shown.deviceAddress, shown.clientAddress],
     ['Active', 'h', 100, 42, true, '10.1.1.1:5000', undefined],
@@ -51,8 +51,59 @@ test('another incarnation, another port, another pod, or a session not Active sh
     { ...session, status: { ...session.status, phase: 'Pending' as const } },
     { ...session, deleting: true },
   ]) {
-    assert.is((await live.overlay(other)).status.transferredBytes, 7);
+    assert.is((await live.overlay([other]))[0]?.status.transferredBytes, 7);
   }
+  await view.stop();
+});
+
+test('with counters on demand, the Active sessions of a page are asked for in one request, once their counters may have moved', async () => {
+  const proxy = new FakeProxy();
+  const clock = new FakeClock();
+  const view = new ProxyView({ admin: proxy, logger: silentLogger(), clock, pollIntervalMs: 60_000, counters: 'on-demand' });
+  view.start();
+  await view.refresh();
+  const live = new LiveSessions(new Map([['proxy-0', view]]), 'proxy-0');
+  const stored: ProxySession[] = [];
+  for (const [i, serial] of ['A', 'B', 'C'].entries()) {
+    await view.put(serial, { id: `uid-${serial}`, port: 100 + i, persistent: true, ipWhitelist: [] });
+    stored.push({
+      serial,
+      uid: `uid-${serial}`,
+      generation: 1,
+      creationTimestamp: '',
+      hasFinalizer: true,
+      deleting: false,
+      spec: { serial, persistent: true, ipWhitelist: [] },
+      status: { phase: 'Active', proxy: 'proxy-0', host: 'h', port: 100 + i, transferredBytes: 0 },
+    });
+  }
+  // A and B have a party; C has none, so its counters cannot move.
+  proxy.update('A', { deviceConnected: true });
+  proxy.update('B', { clientConnected: true });
+  await view.refresh();
+  await view.refresh();
+  proxy.update('A', { transferredBytes: 5 });
+  proxy.update('B', { transferredBytes: 6 });
+  proxy.update('C', { transferredBytes: 7 });
+  const asked: string[][] = [];
+  const list = proxy.listSessions.bind(proxy);
+  proxy.listSessions = (serials) => {
+    asked.push([...(serials ?? [])]);
+    return list(serials);
+  };
+  const fresh = await live.overlay(stored);
+  assert.equal(asked, [], 'counters taken within the last 500 ms are shown as held');
+  assert.equal(
+    fresh.map((s) => s.status.transferredBytes),
+    [0, 0, 0],
+  );
+  await clock.advance(501);
+  const later = await live.overlay(stored);
+  assert.equal(asked, [['A', 'B']], 'one request, for the sessions with a party');
+  assert.equal(
+    later.map((s) => s.status.transferredBytes),
+    [5, 6, 0],
+  );
   await view.stop();
 });
 
