@@ -6,9 +6,9 @@ import * as assert from 'uvu/assert';
 import type { ChangeBatch } from '../../common/admin-protocol.ts';
 import { silentLogger } from '../../common/log.ts';
 import { type FeedCounters, ProxyAdminClient } from '../../operator/proxy-admin-client.ts';
-import { ProxyView } from '../../operator/proxy-view.ts';
+import { ProxyView, type ProxyViewListener, type ProxyViewOptions } from '../../operator/proxy-view.ts';
 import { freePorts, Received, waitFor } from '../helpers/net.ts';
-import { joinPair, startProxy, type TestProxy } from '../helpers/proxy.ts';
+import { type JoinedPair, joinPair, startProxy, type TestProxy } from '../helpers/proxy.ts';
 
 const test = suite('proxy view: counter entries');
 let proxy: TestProxy;
@@ -48,25 +48,43 @@ test.after(async () => {
   await proxy.stop();
 });
 
-test('moved counters come as counter entries: they land in get(), keep the rest of the state, and are telemetry', async () => {
+/** A view of the test proxy through a RecordingClient, listed once; both closed after the tests. */
+async function syncedView(options: Partial<ProxyViewOptions> = {}, listener?: ProxyViewListener) {
   const client = new RecordingClient({ endpoint: { socketPath: proxy.pod.adminAddress } });
   cleanup.push(() => client.close());
-  const view = new ProxyView({ admin: client, logger: silentLogger(), pollIntervalMs: 60_000 });
-  const heard: string[] = [];
-  view.start({
-    sessionChanged: (serial, current) => heard.push(`changed ${serial} ${current?.state ?? 'gone'}`),
-    telemetry: (serial, current, countersOnly) =>
-      heard.push(`telemetry ${serial} ${current.transferredBytes} ${countersOnly ? 'counters only' : 'more'}`),
-    restarted: () => undefined,
-  });
+  const view = new ProxyView({ admin: client, logger: silentLogger(), pollIntervalMs: 60_000, ...options });
+  view.start(listener);
   cleanup.push(() => view.stop());
   assert.ok(await view.whenSynced(5000));
-  const [port] = (await freePorts(1)) as [number];
-  const pair = await joinPair(proxy.admin, proxy.pod.devicePort, 'PV-CNT', { port, persistent: true, ipWhitelist: ['127.0.0.1'] });
-  cleanup.push(
-    () => pair.device.destroy(),
-    () => pair.client.destroy(),
+  return { client, view };
+}
+
+/** A joined pair per serial, on the given ports, persistent; closed after the tests. */
+async function joinedPairs(serials: readonly string[], ports: readonly number[], ipWhitelist: string[] = []) {
+  const pairs = [];
+  for (const [i, serial] of serials.entries()) {
+    const pair = await joinPair(proxy.admin, proxy.pod.devicePort, serial, { port: ports[i] as number, persistent: true, ipWhitelist });
+    cleanup.push(
+      () => pair.device.destroy(),
+      () => pair.client.destroy(),
+    );
+    pairs.push(pair);
+  }
+  return pairs;
+}
+
+test('moved counters come as counter entries: they land in get(), keep the rest of the state, and are telemetry', async () => {
+  const heard: string[] = [];
+  const { client, view } = await syncedView(
+    {},
+    {
+      sessionChanged: (serial, current) => heard.push(`changed ${serial} ${current?.state ?? 'gone'}`),
+      telemetry: (serial, current, countersOnly) =>
+        heard.push(`telemetry ${serial} ${current.transferredBytes} ${countersOnly ? 'counters only' : 'more'}`),
+      restarted: () => undefined,
+    },
   );
+  const [pair] = (await joinedPairs(['PV-CNT'], await freePorts(1), ['127.0.0.1'])) as [JoinedPair];
   await view.refresh();
   const joined = view.get('PV-CNT');
   assert.equal([joined?.deviceConnected, joined?.clientConnected, joined?.transferredBytes], [true, true, 0]);
@@ -107,23 +125,9 @@ test('moved counters come as counter entries: they land in get(), keep the rest 
 });
 
 test('a read of several pages has counter entries on every page: past the first, it names the last complete cursor', async () => {
-  const client = new RecordingClient({ endpoint: { socketPath: proxy.pod.adminAddress } });
-  cleanup.push(() => client.close());
-  const view = new ProxyView({ admin: client, logger: silentLogger(), pollIntervalMs: 60_000, batchLimit: 2 });
-  view.start();
-  cleanup.push(() => view.stop());
-  assert.ok(await view.whenSynced(5000));
+  const { client, view } = await syncedView({ batchLimit: 2 });
   const serials = ['PV-PAGE-0', 'PV-PAGE-1', 'PV-PAGE-2', 'PV-PAGE-3', 'PV-PAGE-4'];
-  const ports = await freePorts(serials.length);
-  const pairs = [];
-  for (const [i, serial] of serials.entries()) {
-    const pair = await joinPair(proxy.admin, proxy.pod.devicePort, serial, { port: ports[i]!, persistent: true, ipWhitelist: [] });
-    cleanup.push(
-      () => pair.device.destroy(),
-      () => pair.client.destroy(),
-    );
-    pairs.push(pair);
-  }
+  const pairs = await joinedPairs(serials, await freePorts(serials.length));
   await view.refresh();
   assert.ok(
     serials.every((serial) => view.get(serial)?.clientConnected),
@@ -161,23 +165,16 @@ test('a read of several pages has counter entries on every page: past the first,
 });
 
 test('counters on demand: moved counters stay out of the feed, and current() asks the proxy once they are older than asked', async () => {
-  const client = new RecordingClient({ endpoint: { socketPath: proxy.pod.adminAddress } });
-  cleanup.push(() => client.close());
-  const view = new ProxyView({ admin: client, logger: silentLogger(), pollIntervalMs: 60_000, counters: 'on-demand' });
   const heard: string[] = [];
-  view.start({
-    sessionChanged: (serial) => heard.push(`changed ${serial}`),
-    telemetry: (serial, current) => heard.push(`telemetry ${serial} ${current.transferredBytes}`),
-    restarted: () => undefined,
-  });
-  cleanup.push(() => view.stop());
-  assert.ok(await view.whenSynced(5000));
-  const [port] = (await freePorts(1)) as [number];
-  const pair = await joinPair(proxy.admin, proxy.pod.devicePort, 'PV-DEMAND', { port, persistent: true, ipWhitelist: [] });
-  cleanup.push(
-    () => pair.device.destroy(),
-    () => pair.client.destroy(),
+  const { client, view } = await syncedView(
+    { counters: 'on-demand' },
+    {
+      sessionChanged: (serial) => heard.push(`changed ${serial}`),
+      telemetry: (serial, current) => heard.push(`telemetry ${serial} ${current.transferredBytes}`),
+      restarted: () => undefined,
+    },
   );
+  const [pair] = (await joinedPairs(['PV-DEMAND'], await freePorts(1))) as [JoinedPair];
   await view.refresh();
   assert.equal(view.get('PV-DEMAND')?.clientConnected, true, 'the join is a full change: it comes in the feed');
 
@@ -227,23 +224,10 @@ test('counters on demand: moved counters stay out of the feed, and current() ask
 });
 
 test('counters on demand for many sessions: one request for those that may have moved', async () => {
-  const client = new RecordingClient({ endpoint: { socketPath: proxy.pod.adminAddress } });
-  cleanup.push(() => client.close());
-  const view = new ProxyView({ admin: client, logger: silentLogger(), pollIntervalMs: 60_000, counters: 'on-demand' });
-  view.start();
-  cleanup.push(() => view.stop());
-  assert.ok(await view.whenSynced(5000));
+  const { client, view } = await syncedView({ counters: 'on-demand' });
   const serials = ['PV-MANY-0', 'PV-MANY-1'];
   const ports = await freePorts(3);
-  const pairs = [];
-  for (const [i, serial] of serials.entries()) {
-    const pair = await joinPair(proxy.admin, proxy.pod.devicePort, serial, { port: ports[i]!, persistent: true, ipWhitelist: [] });
-    cleanup.push(
-      () => pair.device.destroy(),
-      () => pair.client.destroy(),
-    );
-    pairs.push(pair);
-  }
+  const pairs = await joinedPairs(serials, ports);
   // A session with no party: its counters cannot move, so it is never asked for.
   await proxy.admin.put('PV-MANY-IDLE', { port: ports[2]!, persistent: true });
   await view.refresh();
