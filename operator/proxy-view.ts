@@ -119,6 +119,8 @@ export class ProxyView {
   private polling: Promise<void> | undefined;
   private pollAgain = false;
   private failing = false;
+  /** The last counter lookup failed (logged once until one succeeds: /status may ask many times a second). */
+  private lookupsFailing = false;
   private stopped = true;
 
   constructor(options: ProxyViewOptions) {
@@ -542,8 +544,13 @@ export class ProxyView {
       const found = await this.admin.listSessions(serials);
       this.lastContact = this.clock.now();
       for (const state of found.sessions) this.takeLooked(state, found.instanceId, asked);
+      if (this.lookupsFailing) this.logger.info('asking the proxy for counters works again');
+      this.lookupsFailing = false;
     } catch (error) {
-      this.logger.warn({ sessions: serials.length, err: error }, 'asking the proxy for counters failed; the last known ones are shown');
+      if (!this.lookupsFailing) {
+        this.logger.warn({ sessions: serials.length, err: error }, 'asking the proxy for counters failed; the last known ones are shown');
+      }
+      this.lookupsFailing = true;
     }
   }
 

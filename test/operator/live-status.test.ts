@@ -1,5 +1,7 @@
 // /status takes a session's live fields from the view of its proxy pod when
 // that pod runs this incarnation on this port; otherwise what is stored.
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { silentLogger } from '../../common/log.ts';
@@ -103,6 +105,45 @@ test('with counters on demand, the Active sessions of a page are asked for in on
   assert.equal(
     later.map((s) => s.status.transferredBytes),
     [5, 6, 0],
+  );
+  await view.stop();
+});
+
+test('a failed counter lookup shows the last known counters and is logged once until one works again', async () => {
+  const proxy = new FakeProxy();
+  const clock = new FakeClock();
+  const lines: Array<Record<string, unknown>> = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line));
+      done();
+    },
+  });
+  const view = new ProxyView({ admin: proxy, logger: pino({ level: 'info' }, sink), clock, pollIntervalMs: 60_000, counters: 'on-demand' });
+  view.start();
+  await view.refresh();
+  await view.put('A', { id: 'uid-A', port: 100, persistent: true, ipWhitelist: [] });
+  proxy.update('A', { deviceConnected: true });
+  await view.refresh();
+  await view.refresh();
+  proxy.update('A', { transferredBytes: 9 });
+  const list = proxy.listSessions.bind(proxy);
+  let down = true;
+  proxy.listSessions = async (serials) => {
+    if (down) throw new Error('connection refused');
+    return list(serials);
+  };
+  for (let i = 0; i < 3; i++) {
+    await clock.advance(501);
+    assert.is((await view.current('A', 500))?.transferredBytes, 0, 'the last known counters');
+  }
+  down = false;
+  await clock.advance(501);
+  assert.is((await view.current('A', 500))?.transferredBytes, 9);
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(
+    lines.filter((l) => String(l.msg).startsWith('asking the proxy for counters')).map((l) => l.msg),
+    ['asking the proxy for counters failed; the last known ones are shown', 'asking the proxy for counters works again'],
   );
   await view.stop();
 });
