@@ -29,18 +29,19 @@ export class LiveSessions {
    * for in one request per pod (see ProxyView.refreshCounters).
    */
   async overlay(sessions: readonly ProxySession[]): Promise<ProxySession[]> {
+    const views = sessions.map((session) => this.viewOf(session));
     const asked = new Map<ProxyView, string[]>();
-    for (const session of sessions) {
-      const view = this.viewOf(session);
+    for (const [i, view] of views.entries()) {
       if (!view) continue;
       const serials = asked.get(view) ?? [];
-      serials.push(session.serial);
+      serials.push((sessions[i] as ProxySession).serial);
       asked.set(view, serials);
     }
     await Promise.all([...asked].map(([view, serials]) => view.refreshCounters(serials, LIVE_MAX_AGE_MS)));
-    return sessions.map((session) => {
-      const state = this.viewOf(session)?.get(session.serial);
-      return state ? { ...session, status: withLiveStatus(session.status, state) } : session;
+    return sessions.map((session, i) => {
+      // Asked again after the lookup: what it brought may be another incarnation's or an end.
+      const state = views[i]?.get(session.serial);
+      return runs(state, session) ? { ...session, status: withLiveStatus(session.status, state) } : session;
     });
   }
 

@@ -101,7 +101,8 @@ export class ProxyView {
   private completeRefusedBy: string | undefined;
   /** The instance that refused `counters=skip` (older than it): its moved counters come as entries. */
   private skipRefusedBy: string | undefined;
-  private readonly onDemand: boolean;
+  /** The feed leaves counters out; `current` asks for them. */
+  readonly countersOnDemand: boolean;
   /** A read since the last reset left moved counters out: held counters are as old as their state's `freshAt`. */
   private skipping = false;
   /** When each held state's counters were last known current (kept with counters on demand). */
@@ -130,7 +131,7 @@ export class ProxyView {
     this.staleAfterMs = options.staleAfterMs ?? 5_000;
     this.batchLimit = options.batchLimit ?? DEFAULT_CHANGE_BATCH;
     this.replicas = options.replicas;
-    this.onDemand = options.counters === 'on-demand';
+    this.countersOnDemand = options.counters === 'on-demand';
     this.clock = options.clock ?? systemClock;
   }
 
@@ -209,11 +210,6 @@ export class ProxyView {
       waits.push(lookup);
     }
     await Promise.all(waits);
-  }
-
-  /** The feed leaves counters out; `current` asks for them. */
-  get countersOnDemand(): boolean {
-    return this.onDemand;
   }
 
   serials(): IterableIterator<string> {
@@ -353,7 +349,7 @@ export class ProxyView {
     const byCounters = complete !== undefined && (!midway || this.completeRefusedBy !== this.instance);
     const counters: FeedCounters | undefined = !byCounters
       ? undefined
-      : this.onDemand && this.skipRefusedBy !== this.instance
+      : this.countersOnDemand && this.skipRefusedBy !== this.instance
         ? 'skip'
         : 'entries';
     try {
@@ -506,7 +502,7 @@ export class ProxyView {
     const previous = this.sessions.get(serial);
     if (previous && state.changeSeq !== 0 && state.changeSeq <= previous.changeSeq) return;
     this.sessions.set(serial, state);
-    if (this.onDemand) this.freshAt.set(state, this.clock.now());
+    if (this.countersOnDemand) this.freshAt.set(state, this.clock.now());
     if (!this.listener || !notify) return;
     if (previous && !reconcilerCares(previous, state)) this.listener.telemetry(serial, state, onlyCountersMoved(previous, state));
     else this.listener.sessionChanged(serial, state, previous);
@@ -524,10 +520,7 @@ export class ProxyView {
     const held = this.sessions.get(entry.serial);
     if (held?.id !== entry.id) return false;
     if (entry.changeSeq <= held.changeSeq) return true;
-    held.transferredBytes = entry.transferredBytes;
-    held.droppedBytes = entry.droppedBytes;
-    addCounters(held.device, entry.device);
-    addCounters(held.client, entry.client);
+    copyCounters(held, entry);
     held.changeSeq = entry.changeSeq;
     this.listener?.telemetry(entry.serial, held, true);
     return true;
@@ -583,7 +576,8 @@ export class ProxyView {
   }
 }
 
-function copyCounters(held: SessionState, from: SessionState): void {
+/** What the sweep moves (a counter entry, or a looked-up state's), into the held state in place. */
+function copyCounters(held: SessionState, from: SessionCounters): void {
   held.transferredBytes = from.transferredBytes;
   held.droppedBytes = from.droppedBytes;
   addCounters(held.device, from.device);
