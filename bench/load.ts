@@ -11,8 +11,10 @@ export function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 }
 
+export type Direction = 'client→device' | 'device→client';
+
 /** Sends `total` bytes from one end of the pair to the other; bytes per second from the first write to the last byte read. */
-export function throughput(pair: Pair, total: number, direction: 'client→device' | 'device→client'): Promise<number> {
+export function throughput(pair: Pair, total: number, direction: Direction): Promise<number> {
   const [sender, receiver] = direction === 'client→device' ? [pair.client, pair.device] : [pair.device, pair.client];
   const block = Buffer.alloc(MiB, 0x5a);
   return new Promise((resolve, reject) => {

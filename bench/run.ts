@@ -31,8 +31,8 @@ import { EVENT_LOOP_DELAY_GAUGE } from './event-loop-delay.ts';
 import { checkGoals, GOALS, spreadGoals } from './goals.ts';
 import { forwardedHop, type HopVariant } from './hop.ts';
 import { bareHttpRoundTrips } from './http-floor.ts';
-import { BUFFERED_PROBE_RETRY_MS, closePairs, PROXY_PROBE_RETRY_MS } from './join.ts';
-import { MiB, percentile, roundTrips, throughput } from './load.ts';
+import { BUFFERED_PROBE_RETRY_MS, closePairs, type Pair, PROXY_PROBE_RETRY_MS } from './join.ts';
+import { type Direction, MiB, percentile, roundTrips, throughput } from './load.ts';
 import { type ManySessionsResult, manySessions } from './many-sessions.ts';
 import { PhaseFigures } from './phase-figures.ts';
 import { type Figure, markdown, type Results, write } from './report.ts';
@@ -129,7 +129,7 @@ const THROUGHPUT_RUNS = 3;
 const warmupMib = (mib: number) => Math.max(1, Math.round(mib / 4));
 
 /** MiB/s of each measured transfer of `opts.mib`, after the warm-up one, sorted. */
-async function transfers(pair: Parameters<typeof throughput>[0], direction: 'client→device' | 'device→client'): Promise<number[]> {
+async function transfers(pair: Pair, direction: Direction): Promise<number[]> {
   await throughput(pair, warmupMib(opts.mib) * MiB, direction);
   const rates: number[] = [];
   for (let i = 0; i < THROUGHPUT_RUNS; i++) rates.push((await throughput(pair, opts.mib * MiB, direction)) / MiB);

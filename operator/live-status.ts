@@ -31,10 +31,11 @@ export class LiveSessions {
   async overlay(sessions: readonly ProxySession[]): Promise<ProxySession[]> {
     const views = sessions.map((session) => this.viewOf(session));
     const asked = new Map<ProxyView, string[]>();
-    for (const [i, view] of views.entries()) {
+    for (const [i, session] of sessions.entries()) {
+      const view = views[i];
       if (!view) continue;
       const serials = asked.get(view) ?? [];
-      serials.push((sessions[i] as ProxySession).serial);
+      serials.push(session.serial);
       asked.set(view, serials);
     }
     await Promise.all([...asked].map(([view, serials]) => view.refreshCounters(serials, LIVE_MAX_AGE_MS)));
