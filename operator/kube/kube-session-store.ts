@@ -75,7 +75,9 @@ export class KubeSessionStore implements SessionStore {
   async apply(spec: ProxySessionSpec): Promise<ApplyResult> {
     for (let attempt = 0; ; attempt++) {
       try {
-        const existing = this.resourceFor(spec.serial) ?? (await this.fetch(resourceNameForSerial(spec.serial)));
+        // The cache is trusted first: a resource it does not hold yet (another replica's, a moment
+        // old) makes the create below fail with 409, and the next attempt reads it from the API.
+        const existing = this.resourceFor(spec.serial) ?? (attempt > 0 ? await this.fetch(resourceNameForSerial(spec.serial)) : undefined);
         if (existing?.metadata.deletionTimestamp) return { outcome: 'deleting', session: toSession(existing) };
         if (existing && sameSpec(existing.spec, spec)) return { outcome: 'unchanged', session: toSession(existing) };
         if (existing) {
