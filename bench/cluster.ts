@@ -7,7 +7,7 @@
 import { startRigWithCrd, TestCluster } from '../test/helpers/cluster.ts';
 import { listeningPorts, sleep, waitFor } from '../test/helpers/net.ts';
 import type { Rig } from '../test/kube/rig.ts';
-import { type OnLatency, onOffPairsPerSecond, onToListening } from './control-plane.ts';
+import { controlClient, type OnLatency, onOffPairsPerSecond, onToListening } from './control-plane.ts';
 import { DeviceAttachments, inBatches, openProxyPairs } from './join.ts';
 import { type ManySessionsResult, manySessions } from './many-sessions.ts';
 import { operatorCaughtUp } from './operator-drain.ts';
@@ -46,6 +46,7 @@ export async function clusterFigures(
   let rig: Rig | undefined;
   let cluster: TestCluster | undefined;
   let attachments: DeviceAttachments | undefined;
+  let control: ReturnType<typeof controlClient> | undefined;
   try {
     rig = await startRigWithCrd();
     const portRange = await sessionPortRange(Math.max(opts.restartSessions, ...opts.sessions) + 20);
@@ -54,7 +55,9 @@ export async function clusterFigures(
     await cluster.waitForOperatorLeader();
     const c = cluster;
     const binDir = rig.binDir;
-    const call = (path: string) => c.control(path);
+    // The only operator keeps its Control API port for the whole run.
+    control = controlClient(c.controlUrl());
+    const call = control.call;
 
     const cold = await onToListening(call, opts.onWarmup, 'CL-WARM');
     opts.log(`cluster: first ${cold.count} /on of a fresh operator: p50 ${cold.p50Ms.toFixed(1)} ms p99 ${cold.p99Ms.toFixed(1)} ms`);
@@ -114,7 +117,7 @@ export async function clusterFigures(
         restarted = true;
       }
       if (index < opts.sessions.length - 1) {
-        await inBatches(count, 16, (i) => c.control(`/off?serial=${prefix}-${i}`));
+        await inBatches(count, 16, (i) => call(`/off?serial=${prefix}-${i}`));
         await waitFor(
           () => {
             const open = listeningPorts();
@@ -128,14 +131,15 @@ export async function clusterFigures(
     if (!restarted) {
       opts.log(`cluster: creating ${opts.restartSessions} sessions`);
       const ports = await inBatches(opts.restartSessions, 16, async (i) => {
-        const answer = await c.control<{ port: number }>(`/on?serial=RESTART-${i}&persistent=true`);
+        const answer = await call(`/on?serial=RESTART-${i}&persistent=true`);
         if (answer.status !== 200) throw new Error(`/on answered ${answer.status}: ${JSON.stringify(answer.body)}`);
-        return answer.body.port;
+        return (answer.body as { port: number }).port;
       });
       report.restart(await listeningAgainAfterKill(c, ports));
     }
   } finally {
     attachments?.close();
+    control?.close();
     await cluster?.stop();
     await rig?.stop();
   }

@@ -26,7 +26,7 @@ import { execFileSync } from 'node:child_process';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { clusterFigures } from './cluster.ts';
-import { type OnLatency, onOffPairsPerSecond, onToListening } from './control-plane.ts';
+import { controlClient, type OnLatency, onOffPairsPerSecond, onToListening } from './control-plane.ts';
 import { EVENT_LOOP_DELAY_GAUGE } from './event-loop-delay.ts';
 import { checkGoals, GOALS, spreadGoals } from './goals.ts';
 import { forwardedHop, type HopVariant } from './hop.ts';
@@ -89,6 +89,7 @@ const notes: string[] = [
   `In cluster mode the steady part starts once the operator has caught up with the opening: each connect of a pair is written to its session's status at once, so opening thousands of pairs leaves a backlog of status writes that the test rig's API server takes at about 130 a second; the phase waits until a second passes with no more writes than the counter flush rate (50 a second), and the log gives the wait. Measured meanwhile, the steady part was the backlog's (the operator at 21 % of a core with 5,000 sessions, 8–9 % once caught up), and the API server, etcd and the operator took the cores the proxy pod and the load shared.`,
   `Fair join probe: HAProxy, socat and a direct connection buffer the client's first byte until the far end is connected, so one 'p' from the client, answered by the device, proves a pair joined (a retry every ${BUFFERED_PROBE_RETRY_MS} ms stays, and is counted). The proxy drops bytes while a party is missing, so for it the device connects and registers first, the benchmark waits for the proxy's own device-connected event on its admin event stream (GET /v1/events), then connects the client and sends one probe; a retry every ${PROXY_PROBE_RETRY_MS} ms remains only as a safety net. The 'join probes retried' rows count every retry. Open and join time runs, for every target, from the first /on or connect to the last joined pair.`,
   `/on until the port accepts is measured after ${opts.onWarmup} /on + /off calls (${Math.min(opts.onWarmup, 100)} in cluster mode) to the fresh process, which warm up its JIT: a Control API runs for days, and its first calls are slower (the standalone rows for those first calls show by how much).`,
+  "The bench calls the Control API with Node's http client over kept-alive connections (as it times the floor below), not with fetch: with fetch its own garbage collection paused it for 6–12 ms every half second, and those pauses were the slowest /on calls.",
   "The floor under /on: a bare HTTP request and answer (a small PUT, one kept-alive connection) between the benchmark and a plain Node child process over a Unix socket, timed like /on. A standalone /on crosses three such hops (the caller, the Control API, the proxy process), so the tails of three such hops add up in its tail; the machine's wake-ups set them.",
   `The proxy process's largest event-loop delay comes from its own gauge ${EVENT_LOOP_DELAY_GAUGE} (the largest delay since the previous scrape), scraped before the pairs open, after they joined, and after the steady part; "not reported" when the proxy has no such gauge.`,
 ];
@@ -314,8 +315,8 @@ function onOffRateFigure(mode: 'standalone' | 'cluster', pairsPerSecond: number)
 if (opts.targets.includes('proxy')) {
   log('control plane: standalone');
   const app = await startStandalone({ rangeSize: 50, env: { CCCP_LOG_LEVEL: 'warn' } });
+  const { call, close } = controlClient(app.url);
   try {
-    const call = (path: string) => app.call(path);
     const cold = await onToListening(call, opts.onWarmup, 'CP-WARM');
     latencyFigures(
       'standalone-on-cold',
@@ -337,6 +338,7 @@ if (opts.targets.includes('proxy')) {
         ` bare HTTP between two processes p50 ${floor.p50Ms.toFixed(2)} ms p99 ${floor.p99Ms.toFixed(2)} ms`,
     );
   } finally {
+    close();
     await app.stop();
   }
 }

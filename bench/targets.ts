@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { withTimeout } from '../common/timeout.ts';
 import { freePort, waitFor } from '../test/helpers/net.ts';
 import { type RunningStandalone, startStandalone } from '../test/helpers/standalone.ts';
+import { controlClient } from './control-plane.ts';
 import {
   BUFFERED_PROBE_RETRY_MS,
   connect,
@@ -266,6 +267,7 @@ async function startProxyTarget(maxPairs: number, entry?: string, env: Record<st
     await app.stop();
     throw error;
   }
+  const control = controlClient(app.url);
   let sessions = 0;
   return {
     name: 'proxy',
@@ -275,10 +277,11 @@ async function startProxyTarget(maxPairs: number, entry?: string, env: Record<st
     async openPairs(count) {
       const prefix = `BENCH-${sessions}`;
       sessions += count;
-      return openProxyPairs({ count, prefix, control: (path) => app.call(path), devicePort: app.devicePort, attachments });
+      return openProxyPairs({ count, prefix, control: control.call, devicePort: app.devicePort, attachments });
     },
     async stop() {
       attachments.close();
+      control.close();
       await app.stop();
     },
   };
