@@ -4,15 +4,19 @@
 // ProxySession resources, the many-sessions phase with the proxy pod fed by
 // the operator, and the time until the first phase's sessions listen again
 // after `kill -9` of the proxy pod.
-import { startRigWithCrd, TestCluster } from '../test/helpers/cluster.ts';
+import { mustKubectl, startRigWithCrd, TestCluster } from '../test/helpers/cluster.ts';
 import { listeningPorts, sleep, waitFor } from '../test/helpers/net.ts';
 import type { Rig } from '../test/kube/rig.ts';
+import { type ApiFloor, apiWritesPerPair } from './api-floor.ts';
 import { controlClient, type OnLatency, onOffPairsPerSecond, onToListening } from './control-plane.ts';
 import { DeviceAttachments, inBatches, openProxyPairs } from './join.ts';
 import { type ManySessionsResult, manySessions } from './many-sessions.ts';
 import { operatorCaughtUp } from './operator-drain.ts';
 import { sessionPortRange } from './ports.ts';
 import { processesRunFrom } from './process-usage.ts';
+
+/** Where the API floor's resources go: not the operator's namespace. */
+const FLOOR_NAMESPACE = 'cccp-bench-floor';
 
 export interface Restart {
   sessions: number;
@@ -24,6 +28,7 @@ export interface Restart {
 export interface ClusterReport {
   onLatency(on: OnLatency): void;
   onOffRate(pairsPerSecond: number): void;
+  apiFloor(floor: ApiFloor): void;
   manySessions(result: ManySessionsResult): void;
   restart(restart: Restart): void;
 }
@@ -65,6 +70,10 @@ export async function clusterFigures(
     report.onLatency(await onToListening(call, opts.onCount, 'CL-ON'));
     opts.log(`cluster: /on + /off pairs for ${opts.pairSeconds} s`);
     report.onOffRate(await onOffPairsPerSecond(call, opts.pairSeconds, 'CL-PAIR'));
+    // In a namespace of its own, which the operator does not watch.
+    opts.log(`cluster: a pair's API writes alone for ${opts.pairSeconds} s`);
+    await mustKubectl(rig, ['create', 'namespace', FLOOR_NAMESPACE], true);
+    report.apiFloor(await apiWritesPerPair(rig.kubeconfig, FLOOR_NAMESPACE, opts.pairSeconds, 'CL-FLOOR'));
 
     let restarted = false;
     for (const [index, count] of opts.sessions.entries()) {

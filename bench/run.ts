@@ -90,6 +90,7 @@ const notes: string[] = [
   `Fair join probe: HAProxy, socat and a direct connection buffer the client's first byte until the far end is connected, so one 'p' from the client, answered by the device, proves a pair joined (a retry every ${BUFFERED_PROBE_RETRY_MS} ms stays, and is counted). The proxy drops bytes while a party is missing, so for it the device connects and registers first, the benchmark waits for the proxy's own device-connected event on its admin event stream (GET /v1/events), then connects the client and sends one probe; a retry every ${PROXY_PROBE_RETRY_MS} ms remains only as a safety net. The 'join probes retried' rows count every retry. Open and join time runs, for every target, from the first /on or connect to the last joined pair.`,
   `/on until the port accepts is measured after ${opts.onWarmup} /on + /off calls (${Math.min(opts.onWarmup, 100)} in cluster mode) to the fresh process, which warm up its JIT: a Control API runs for days, and its first calls are slower (the standalone rows for those first calls show by how much).`,
   "The bench calls the Control API with Node's http client over kept-alive connections (as it times the floor below), not with fetch: with fetch its own garbage collection paused it for 6–12 ms every half second, and those pauses were the slowest /on calls.",
+  "The floor under the cluster's /on + /off rate: the five API writes one pair makes (create, status Pending with the port, status Active, delete, finalizer removal), made straight to the test rig's API server one after another, in a namespace the operator does not watch; no operator, proxy pod or watch in between. The log gives each write's p50.",
   "The floor under /on: a bare HTTP request and answer (a small PUT, one kept-alive connection) between the benchmark and a plain Node child process over a Unix socket, timed like /on. A standalone /on crosses three such hops (the caller, the Control API, the proxy process), so the tails of three such hops add up in its tail; the machine's wake-ups set them.",
   `The proxy process's largest event-loop delay comes from its own gauge ${EVENT_LOOP_DELAY_GAUGE} (the largest delay since the previous scrape), scraped before the pairs open, after they joined, and after the steady part; "not reported" when the proxy has no such gauge.`,
 ];
@@ -367,6 +368,17 @@ if (opts.cluster && opts.targets.includes('proxy')) {
         onOffRate(pairsPerSecond) {
           onOffRateFigure('cluster', pairsPerSecond);
           log(`  ${pairsPerSecond.toFixed(1)} /on+/off pairs/s`);
+        },
+        apiFloor(floor) {
+          figure({
+            id: 'cluster-api-floor',
+            title: "floor under the cluster's /on + /off: a pair's five API writes alone, one after another",
+            unit: 'pairs/s',
+            better: 'higher',
+            values: { proxy: floor.pairsPerSecond },
+          });
+          const writes = Object.entries(floor.writeP50Ms).map(([write, ms]) => `${write} ${ms.toFixed(1)}`);
+          log(`  a pair's API writes alone: ${floor.pairsPerSecond.toFixed(1)} pairs/s; p50 ms: ${writes.join(', ')}`);
         },
         manySessions(r) {
           const phase = new PhaseFigures(`cluster-many-${r.pairs}-`, `cluster: ${phaseLabel(r.pairs)}`, 'cluster');
