@@ -46,14 +46,7 @@ export async function apiWritesPerPair(kubeconfigPath: string, namespace: string
     pairs++;
   }
   const pairsPerSecond = pairs / ((performance.now() - started) / 1000);
-  const writeP50Ms = Object.fromEntries(
-    Object.entries(times).map(([write, list]) => [
-      write,
-      percentile(
-        [...list].sort((a, b) => a - b),
-        50,
-      ),
-    ]),
-  );
+  for (const list of Object.values(times)) list.sort((a, b) => a - b);
+  const writeP50Ms = Object.fromEntries(Object.entries(times).map(([write, list]) => [write, percentile(list, 50)]));
   return { pairsPerSecond, writeP50Ms };
 }

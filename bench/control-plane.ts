@@ -7,8 +7,6 @@ import net from 'node:net';
 import type { ControlCall } from './join.ts';
 import { percentile } from './load.ts';
 
-export type Call = ControlCall;
-
 /** No answer within this long fails the call. */
 const CALL_TIMEOUT_MS = 30_000;
 
@@ -19,9 +17,9 @@ const CALL_TIMEOUT_MS = 30_000;
  * fetch's short-lived objects copied every half second) were the slowest
  * /on calls of a run. The answer is parsed as JSON when it is JSON.
  */
-export function controlClient(baseUrl: string): { call: Call; close(): void } {
+export function controlClient(baseUrl: string): { call: ControlCall; close(): void } {
   const agent = new http.Agent({ keepAlive: true });
-  const call: Call = (path) =>
+  const call: ControlCall = (path) =>
     new Promise((resolve, reject) => {
       const request = http.get(`${baseUrl}${path}`, { agent }, (answer) => {
         let text = '';
@@ -60,7 +58,7 @@ export interface OnLatency {
 }
 
 /** Sequential /on calls, each timed until its port accepts a connection, each session turned off before the next call. */
-export async function onToListening(call: Call, count: number, prefix: string): Promise<OnLatency> {
+export async function onToListening(call: ControlCall, count: number, prefix: string): Promise<OnLatency> {
   const times: number[] = [];
   for (let i = 0; i < count; i++) {
     const started = performance.now();
@@ -80,7 +78,7 @@ export async function onToListening(call: Call, count: number, prefix: string): 
 }
 
 /** /on then /off for a fresh serial, one pair after another, for `seconds`. */
-export async function onOffPairsPerSecond(call: Call, seconds: number, prefix: string): Promise<number> {
+export async function onOffPairsPerSecond(call: ControlCall, seconds: number, prefix: string): Promise<number> {
   const started = performance.now();
   let pairs = 0;
   while (performance.now() - started < seconds * 1000) {
