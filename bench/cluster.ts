@@ -2,9 +2,8 @@
 // wiring as test/cluster/operator.test.ts: the proxy pod and one operator as
 // processes of their own): /on latency and /on + /off rate through
 // ProxySession resources, the many-sessions phase with the proxy pod fed by
-// the operator, the time until the first phase's sessions listen again
-// after `kill -9` of the proxy pod, and last the API-write floor under the
-// /on + /off rate (bench/api-floor.ts).
+// the operator, and the time until the first phase's sessions listen again
+// after `kill -9` of the proxy pod.
 import { mustKubectl, startRigWithCrd, TestCluster } from '../test/helpers/cluster.ts';
 import { listeningPorts, sleep, waitFor } from '../test/helpers/net.ts';
 import type { Rig } from '../test/kube/rig.ts';
@@ -71,6 +70,10 @@ export async function clusterFigures(
     report.onLatency(await onToListening(call, opts.onCount, 'CL-ON'));
     opts.log(`cluster: /on + /off pairs for ${opts.pairSeconds} s`);
     report.onOffRate(await onOffPairsPerSecond(call, opts.pairSeconds, 'CL-PAIR'));
+    // In a namespace of its own, which the operator does not watch.
+    opts.log(`cluster: a pair's API writes alone for ${opts.pairSeconds} s`);
+    await mustKubectl(rig, ['create', 'namespace', FLOOR_NAMESPACE], true);
+    report.apiFloor(await apiWritesPerPair(rig.kubeconfig, FLOOR_NAMESPACE, opts.pairSeconds, 'CL-FLOOR'));
 
     let restarted = false;
     for (const [index, count] of opts.sessions.entries()) {
@@ -143,18 +146,6 @@ export async function clusterFigures(
       });
       report.restart(await listeningAgainAfterKill(c, ports));
     }
-    // Last, with the operator and the proxy pod stopped, so that nothing else
-    // asks the API server for anything and its writes touch no other figure;
-    // in a namespace of its own.
-    attachments?.close();
-    attachments = undefined;
-    control.close();
-    control = undefined;
-    await c.stop();
-    cluster = undefined;
-    opts.log(`cluster: a pair's API writes alone for ${opts.pairSeconds} s`);
-    await mustKubectl(rig, ['create', 'namespace', FLOOR_NAMESPACE], true);
-    report.apiFloor(await apiWritesPerPair(rig.kubeconfig, FLOOR_NAMESPACE, opts.pairSeconds, 'CL-FLOOR'));
   } finally {
     attachments?.close();
     control?.close();
