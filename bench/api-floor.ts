@@ -3,9 +3,14 @@
 // finalizer removal), made straight to the test rig's API server one after
 // another, with no operator, proxy pod or watch in between. The operator's
 // rate cannot pass it, and on a machine where these writes are slow it says
-// how much of a pair's time is the API server's.
+// how much of a pair's time is the API server's. The statuses are the
+// operator's own (its builders, conditions included), so each write carries
+// what the operator's carries.
+import type { SessionState } from '../common/admin-protocol.ts';
 import { KeepAliveKubeConfig } from '../operator/kube/kube-config.ts';
+import { toSession } from '../operator/kube/kube-session-store.ts';
 import { ProxySessionClient, resourceNameForSerial } from '../operator/kube/proxysession-client.ts';
+import { activeStatus, pendingStatus } from '../operator/session-status.ts';
 import { SESSION_FINALIZER } from '../operator/session-store.ts';
 import { percentile } from './load.ts';
 
@@ -20,11 +25,17 @@ export async function apiWritesPerPair(kubeconfigPath: string, namespace: string
   const kubeConfig = new KeepAliveKubeConfig();
   kubeConfig.loadFromFile(kubeconfigPath);
   const client = new ProxySessionClient(kubeConfig, namespace, 'cccp-bench-floor');
-  const times: Record<string, number[]> = { create: [], pending: [], active: [], delete: [], finalizer: [] };
-  const timed = async <T>(write: string, work: () => Promise<T>): Promise<T> => {
+  const times = {
+    create: [] as number[],
+    pending: [] as number[],
+    active: [] as number[],
+    delete: [] as number[],
+    finalizer: [] as number[],
+  };
+  const timed = async <T>(write: keyof typeof times, work: () => Promise<T>): Promise<T> => {
     const started = performance.now();
     const result = await work();
-    times[write]?.push(performance.now() - started);
+    times[write].push(performance.now() - started);
     return result;
   };
   const place = { proxy: 'proxy-0', host: '127.0.0.1', port: 20000 };
@@ -33,12 +44,12 @@ export async function apiWritesPerPair(kubeconfigPath: string, namespace: string
   while (performance.now() - started < seconds * 1000) {
     const serial = `${prefix}-${pairs}`;
     const name = resourceNameForSerial(serial);
-    const created = await timed('create', () => client.create(name, { serial, persistent: false, ipWhitelist: [] }, [SESSION_FINALIZER]));
+    const spec = { serial, persistent: false, ipWhitelist: [] };
+    const created = await timed('create', () => client.create(name, spec, [SESSION_FINALIZER]));
     const uid = created.metadata.uid;
-    await timed('pending', () => client.replaceStatus(name, uid, { phase: 'Pending', ...place, observedGeneration: 1 }));
-    await timed('active', () =>
-      client.replaceStatus(name, uid, { phase: 'Active', ...place, observedGeneration: 1, deviceConnected: false, clientConnected: false }),
-    );
+    const pending = await timed('pending', () => client.replaceStatus(name, uid, pendingStatus(toSession(created), place, new Date())));
+    const listening = listeningState(serial, uid, place.port);
+    await timed('active', () => client.replaceStatus(name, uid, activeStatus(toSession(pending), place, listening, new Date())));
     const deleted = await timed('delete', () => client.delete(name, uid));
     if (deleted.outcome !== 'deleting')
       throw new Error(`deleting ${name} answered ${deleted.outcome}, not deleting (the finalizer holds it)`);
@@ -49,4 +60,26 @@ export async function apiWritesPerPair(kubeconfigPath: string, namespace: string
   for (const list of Object.values(times)) list.sort((a, b) => a - b);
   const writeP50Ms = Object.fromEntries(Object.entries(times).map(([write, list]) => [write, percentile(list, 50)]));
   return { pairsPerSecond, writeP50Ms };
+}
+
+/** What a proxy pod answers for a session it has just started listening for, nobody attached. */
+function listeningState(serial: string, id: string, port: number): SessionState {
+  const idle = { forwardedBytes: 0, droppedBytes: 0 };
+  return {
+    serial,
+    id,
+    port,
+    persistent: false,
+    ipWhitelist: [],
+    state: 'listening',
+    deviceConnected: false,
+    clientConnected: false,
+    transferredBytes: 0,
+    droppedBytes: 0,
+    device: idle,
+    client: { ...idle },
+    clientsRefused: 0,
+    listeningSince: new Date().toISOString(),
+    changeSeq: 1,
+  };
 }
