@@ -1,7 +1,7 @@
 // The operator's CPU in the cluster mode's many-sessions phase, alone: the
 // test rig's kube-apiserver, one proxy pod and one operator as processes of
 // their own, N pairs opened through the Control API, then every pair
-// exchanges one small message a second. Prints the CPU seconds of the
+// exchanges one small message a second. Prints the round-trip p50 and p99, the CPU seconds of the
 // operator and of the proxy pod (the reference in the same run) over the
 // steady part, and the test rig's API server and etcd's CPU. With --profile
 // the operator is profiled (profile-on-signal.mjs) and its profile of the
@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { startRigWithCrd, TestCluster } from '../test/helpers/cluster.ts';
 import { summarizeProfile } from './cpu-profile.ts';
 import { closePairs, DeviceAttachments, openProxyPairs } from './join.ts';
-import { steadySessions } from './load.ts';
+import { percentile, steadySessions } from './load.ts';
 import { operatorCaughtUp, operatorCounts } from './operator-drain.ts';
 import { sessionPortRange } from './ports.ts';
 import { processesRunFrom, usageOf } from './process-usage.ts';
@@ -59,7 +59,7 @@ for (let run = 1; run <= runs; run++) {
         attachments,
       });
       // The opening's own status writes (a connect is written at once) drain first.
-      const waited = await operatorCaughtUp(cluster, Number(flushes ?? 50), 60);
+      const waited = await operatorCaughtUp(cluster, flushes === undefined ? undefined : Number(flushes), 60);
       log(`run ${run}: the operator caught up with the opening in ${waited.toFixed(0)} s`);
       if (profileFile) process.kill(operatorPid, 'SIGUSR2');
       const countsBefore = await operatorCounts(cluster);
@@ -81,7 +81,8 @@ for (let run = 1; run <= runs; run++) {
           `operator ÷ proxy ${(operatorCpu / proxyCpu).toFixed(2)}; ` +
           `API server and etcd ${((rigCpu / wall) * 100).toFixed(1)} %; ` +
           `${((countsAfter.writes - countsBefore.writes) / wall).toFixed(1)} status writes/s, ` +
-          `${((countsAfter.syncs - countsBefore.syncs) / wall).toFixed(1)} syncs/s`,
+          `${((countsAfter.syncs - countsBefore.syncs) / wall).toFixed(1)} syncs/s; ` +
+          `round trip p50 ${percentile(times, 50).toFixed(0)} µs, p99 ${percentile(times, 99).toFixed(0)} µs`,
       );
       attachments.close();
       attachments = undefined;

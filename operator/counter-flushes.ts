@@ -10,6 +10,19 @@
 import { type Clock, systemClock } from '../common/clock.ts';
 import { RateLimiter } from '../common/rate-limiter.ts';
 
+/**
+ * The default of CCCP_COUNTER_FLUSHES_PER_S. Each counter-only write costs
+ * the API server and etcd about 5 ms of CPU, and a release writes at this
+ * rate for as long as its sessions move bytes (every install of the chart
+ * in a cluster adds its own). At 50 a second the test rig's API server and
+ * etcd took about half a core for it and, sharing the cores, made the proxy
+ * pod's round-trip tail with 5,000 sessions several times longer than at 10
+ * (README, "Cluster mode: the counter writes set the tail here"). Stored
+ * counters lag about busy sessions ÷ this rate seconds; `/status` reads the
+ * live view.
+ */
+export const DEFAULT_COUNTER_FLUSHES_PER_S = 10;
+
 export class CounterFlushes {
   private readonly limiter: RateLimiter;
   /** Serials refused a write, oldest first. */
