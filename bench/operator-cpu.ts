@@ -1,9 +1,10 @@
 // The operator's CPU in the cluster mode's many-sessions phase, alone: the
 // test rig's kube-apiserver, one proxy pod and one operator as processes of
 // their own, N pairs opened through the Control API, then every pair
-// exchanges one small message a second. Prints the round-trip p50 and p99, the CPU seconds of the
-// operator and of the proxy pod (the reference in the same run) over the
-// steady part, and the test rig's API server and etcd's CPU. With --profile
+// exchanges one small message a second. Prints the round-trip p50 and p99,
+// the CPU seconds of the operator and of the proxy pod (the reference in the
+// same run) over the steady part, and the test rig's API server and etcd's
+// CPU. With --profile
 // the operator is profiled (profile-on-signal.mjs) and its profile of the
 // steady part is summed per function (bench/cpu-profile.ts).
 //

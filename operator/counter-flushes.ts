@@ -16,10 +16,10 @@ import { RateLimiter } from '../common/rate-limiter.ts';
  * rate for as long as its sessions move bytes (every install of the chart
  * in a cluster adds its own). At 50 a second the test rig's API server and
  * etcd took about half a core for it and, sharing the cores, made the proxy
- * pod's round-trip tail with 5,000 sessions several times longer than at 10
- * (README, "Cluster mode: the counter writes set the tail here"). Stored
- * counters lag about busy sessions ÷ this rate seconds; `/status` reads the
- * live view.
+ * pod's round-trip p99 with 5,000 sessions 5.3–13.1 ms, where it was
+ * 2.1–6.3 ms at 10 and 1.1–1.7 ms with no writes (README, "Cluster mode:
+ * the counter writes set the tail here"). Stored counters lag about busy
+ * sessions ÷ this rate seconds; `/status` reads the live view.
  */
 export const DEFAULT_COUNTER_FLUSHES_PER_S = 10;
 
