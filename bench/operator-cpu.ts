@@ -4,9 +4,8 @@
 // exchanges one small message a second. Prints the round-trip p50 and p99,
 // the CPU seconds of the operator and of the proxy pod (the reference in the
 // same run) over the steady part, and the test rig's API server and etcd's
-// CPU. With --profile
-// the operator is profiled (profile-on-signal.mjs) and its profile of the
-// steady part is summed per function (bench/cpu-profile.ts).
+// CPU. With --profile the operator is profiled (profile-on-signal.mjs) and
+// its profile of the steady part is summed per function (bench/cpu-profile.ts).
 //
 //   npx tsx bench/operator-cpu.ts [--sessions=1000] [--seconds=20] [--runs=1] [--profile=DIR] [--flushes=N]
 import { existsSync, mkdirSync } from 'node:fs';

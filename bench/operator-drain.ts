@@ -4,7 +4,7 @@
 // of status writes that the API server takes at its own pace (about 130 a
 // second on the shared 2-core machine). A steady part measured meanwhile
 // measures that backlog, not the sessions' steady state.
-import { DEFAULT_COUNTER_FLUSHES_PER_S } from '../operator/counter-flushes.ts';
+import { counterFlushesFromEnv } from '../operator/counter-flushes.ts';
 import type { TestCluster } from '../test/helpers/cluster.ts';
 import { request } from '../test/helpers/http.ts';
 
@@ -22,9 +22,14 @@ export async function operatorCounts(cluster: TestCluster, operator = 'operator-
 /**
  * Waits until a second passes with no more status writes than the counter
  * flush rate allows (after at least two seconds, at most `maxSeconds`);
- * returns the seconds waited.
+ * returns the seconds waited. The rate is by default the one the operators
+ * started from this process read (they inherit its environment).
  */
-export async function operatorCaughtUp(cluster: TestCluster, flushRate = DEFAULT_COUNTER_FLUSHES_PER_S, maxSeconds = 120): Promise<number> {
+export async function operatorCaughtUp(
+  cluster: TestCluster,
+  flushRate = counterFlushesFromEnv(process.env),
+  maxSeconds = 120,
+): Promise<number> {
   const started = performance.now();
   for (let waited = 0, last = await operatorCounts(cluster); waited < maxSeconds; waited++) {
     await new Promise((resolve) => setTimeout(resolve, 1000));

@@ -8,6 +8,7 @@
 // sessions the retries cost most of a core while 50 of them a second got
 // through.
 import { type Clock, systemClock } from '../common/clock.ts';
+import { envInteger } from '../common/env.ts';
 import { RateLimiter } from '../common/rate-limiter.ts';
 
 /**
@@ -21,7 +22,12 @@ import { RateLimiter } from '../common/rate-limiter.ts';
  * the counter writes set the tail here"). Stored counters lag about busy
  * sessions ÷ this rate seconds; `/status` reads the live view.
  */
-export const DEFAULT_COUNTER_FLUSHES_PER_S = 10;
+const DEFAULT_COUNTER_FLUSHES_PER_S = 10;
+
+/** CCCP_COUNTER_FLUSHES_PER_S as the operator reads it (a ConfigError names a bad value). */
+export function counterFlushesFromEnv(env: NodeJS.ProcessEnv): number {
+  return envInteger(env, 'CCCP_COUNTER_FLUSHES_PER_S', DEFAULT_COUNTER_FLUSHES_PER_S, 1, 10_000);
+}
 
 export class CounterFlushes {
   private readonly limiter: RateLimiter;

@@ -18,7 +18,7 @@ import { operatorConfigFromEnv, proxyPodTargets, reconcilerSettings } from './co
 import { createControlApi } from './control-api.ts';
 import { ControlMetrics } from './control-metrics.ts';
 import { ControlTokensFile } from './control-tokens-file.ts';
-import { DEFAULT_COUNTER_FLUSHES_PER_S } from './counter-flushes.ts';
+import { counterFlushesFromEnv } from './counter-flushes.ts';
 import { ensureAdminToken } from './kube/admin-token-secret.ts';
 import { EventRecorder } from './kube/event-recorder.ts';
 import { KeepAliveKubeConfig } from './kube/kube-config.ts';
@@ -95,7 +95,7 @@ export function clusterConfigFromEnv(env: NodeJS.ProcessEnv): ClusterConfig {
     identity: envString(env, 'POD_NAME') ?? `${envString(env, 'HOSTNAME') ?? 'operator'}-${randomUUID().slice(0, 8)}`,
     leaseName: envString(env, 'CCCP_LEASE_NAME') ?? 'cccp-operator',
     leaseDurationSeconds: envInteger(env, 'CCCP_LEASE_DURATION_S', 15, 2, 300),
-    counterFlushesPerSecond: envInteger(env, 'CCCP_COUNTER_FLUSHES_PER_S', DEFAULT_COUNTER_FLUSHES_PER_S, 1, 10_000),
+    counterFlushesPerSecond: counterFlushesFromEnv(env),
     admin: adminTokenSource(env),
     proxies,
   };
