@@ -6,7 +6,6 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { chmod, unlink } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { PassThrough } from 'node:stream';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
@@ -33,6 +32,7 @@ import { type HttpLimits, limitConnections } from '../common/http-limits.ts';
 import type { Logger } from '../common/log.ts';
 import { listen } from '../common/sockets.ts';
 import { addressEntryError } from './address-matcher.ts';
+import { EventFanout } from './event-fanout.ts';
 import { isValidSerial } from './registration.ts';
 import { PortUnavailableError } from './session.ts';
 
@@ -112,7 +112,9 @@ export const STATES_PER_TURN = 32;
 
 export class AdminApi {
   private readonly server: http.Server;
-  private readonly streams = new Set<PassThrough>();
+  private readonly events: EventFanout;
+  /** The event streams' responses, ended on close. */
+  private readonly readers = new Set<http.ServerResponse>();
   private socketPath: string | undefined;
   where = '';
 
@@ -122,6 +124,10 @@ export class AdminApi {
     limits?: HttpLimits,
   ) {
     this.server = http.createServer();
+    this.events = new EventFanout({
+      source: (listener) => target.subscribe(listener),
+      onCut: (waitingBytes) => logger.warn({ waitingBytes }, 'event stream reader cut: it stopped reading'),
+    });
     if (limits) limitConnections(this.server, limits);
   }
 
@@ -149,7 +155,7 @@ export class AdminApi {
   }
 
   async close(): Promise<void> {
-    for (const stream of this.streams) stream.end();
+    for (const res of this.readers) res.end();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeAllConnections();
     await closed;
@@ -202,9 +208,7 @@ export class AdminApi {
     router.put('/v1/peers', (ctx) => {
       ctx.body = target.setPeers(parsePeersSpec(ctx.request.body));
     });
-    router.get('/v1/events', (ctx) => {
-      ctx.body = this.eventStream(ctx);
-    });
+    router.get('/v1/events', (ctx) => this.eventStream(ctx));
 
     app.use(async (ctx, next) => {
       try {
@@ -239,30 +243,25 @@ export class AdminApi {
     return app;
   }
 
-  private eventStream(ctx: Koa.Context): PassThrough {
-    const stream = new PassThrough();
-    const send = (event: ProxyEvent | Record<string, unknown>) => stream.write(`${JSON.stringify(event)}\n`);
-    const info = this.target.info();
-    send({ type: 'hello', instanceId: info.instanceId, seq: 0, at: new Date().toISOString() });
-    const unsubscribe = this.target.subscribe(send);
+  /** The event stream: written straight to the response, by the fan-out (and the heartbeat). */
+  private eventStream(ctx: Koa.Context): void {
+    ctx.respond = false;
+    ctx.req.socket.setTimeout(0);
+    const res = ctx.res;
+    res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+    const { instanceId } = this.target.info();
+    this.events.add(res, { type: 'hello', instanceId, seq: 0, at: new Date().toISOString() });
     // Lets the reader tell a quiet stream from a dead one.
     const heartbeat = setInterval(
-      () => send({ type: 'heartbeat', instanceId: info.instanceId, seq: 0, at: new Date().toISOString() }),
+      () => this.events.send(res, { type: 'heartbeat', instanceId, seq: 0, at: new Date().toISOString() }),
       HEARTBEAT_MS,
     );
-    const stop = () => {
+    res.on('close', () => {
       clearInterval(heartbeat);
-      unsubscribe();
-      this.streams.delete(stream);
-      stream.end();
-    };
-    this.streams.add(stream);
-    ctx.req.on('close', stop);
-    stream.on('close', stop);
-    ctx.type = 'application/x-ndjson';
-    ctx.set('Cache-Control', 'no-store');
-    ctx.req.socket.setTimeout(0);
-    return stream;
+      this.events.remove(res);
+      this.readers.delete(res);
+    });
+    this.readers.add(res);
   }
 }
 
