@@ -8,7 +8,7 @@
 //   GET    /v1/devices/{serial}      -> DeviceLookup (whether a device waits here for its session)
 //   PUT    /v1/sessions/{serial}     SessionSpec -> SessionState (200), 400, 409
 //   DELETE /v1/sessions/{serial}     -> 200 SessionState | 404
-//   GET    /v1/events                -> NDJSON stream of ProxyEvent, first a "hello" (a reader 4 MiB behind is cut)
+//   GET    /v1/events                -> NDJSON stream of ProxyEvent, first a "hello" (a reader 16 MiB behind is cut)
 //   GET    /v1/peers                 -> PeersState | 409 (no peer port)
 //   PUT    /v1/peers                 PeersSpec -> PeersState (200), 400, 409 (no peer port)
 //
