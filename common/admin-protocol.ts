@@ -71,7 +71,10 @@
 // later pages only add to it. A reader that adds `counters=skip` instead is
 // told nothing of such sessions (the cursor passes them): it asks for a
 // session (GET /v1/sessions/{serial}) when it wants its counters, whose
-// live values can be newer than its changeSeq says. Without `counters=1` or
+// live values can be newer than its changeSeq says. Its answers come in the
+// order of the sessions' latest full changes, and its page cursors are
+// those: a session whose full change a page passed is in that page, whatever
+// its later moved counters. Without `counters=1` or
 // `skip` every session comes in full, as before; `complete` without one of
 // them, or above N, is a 400. A reset answer is in full. A
 // session restamped when the floor rises keeps its latest full change, which

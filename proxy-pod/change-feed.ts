@@ -22,7 +22,11 @@
 // counters only (see admin-protocol.ts), or, if it says so, nothing: it
 // asks for counters when it needs them. A restamp is counters-only: the
 // full change it leaves is below the floor, and a cursor below the floor
-// gets a reset.
+// gets a reset. Full changes have a log of their own (compacted the same
+// way), which a reader that skips counters walks instead of the change log:
+// with 5,000 busy sessions the change log gains ~1,500 counters-only entries
+// between two reads 300 ms apart, and walking them took a read 0.1 ms at the
+// median and up to 1.6 ms on the data plane's event loop (3 µs without).
 
 import type { SessionRemoval } from '../common/admin-protocol.ts';
 
@@ -52,6 +56,8 @@ export class ChangeFeed {
   /** Seq of each serial's latest change that was not counters-only. */
   private readonly fullChanges = new Map<string, number>();
   private log: Entry[] = [];
+  /** The full changes, in seq order; an entry is live while it is its serial's latest full change. */
+  private fullLog: Entry[] = [];
   private removals: SessionRemoval[] = [];
   /** Seq of each serial's latest removal, while it is not put again. */
   private readonly removedAt = new Map<string, number>();
@@ -86,6 +92,11 @@ export class ChangeFeed {
     return this.log.length;
   }
 
+  /** Entries in the log of full changes, superseded ones included (for tests). */
+  get fullLogLength(): number {
+    return this.fullLog.length;
+  }
+
   /**
    * Records a change of the serial's session; returns its new changeSeq.
    * `countersOnly`: only its counters and activity times moved (a serial the
@@ -93,11 +104,15 @@ export class ChangeFeed {
    */
   change(serial: string, countersOnly = false): number {
     const seq = ++this.seq;
-    if (!countersOnly || !this.latest.has(serial)) this.fullChanges.set(serial, seq);
+    if (!countersOnly || !this.latest.has(serial)) {
+      this.fullChanges.set(serial, seq);
+      this.fullLog.push({ seq, serial });
+      if (this.fullLog.length > 2 * this.fullChanges.size + 64) this.fullLog = this.fullLog.filter(this.isLatestFull);
+    }
     this.latest.set(serial, seq);
     this.removedAt.delete(serial);
     this.log.push({ seq, serial });
-    if (this.log.length > 2 * this.latest.size + 64) this.compact();
+    if (this.log.length > 2 * this.latest.size + 64) this.log = this.log.filter(this.isLatest);
     return seq;
   }
 
@@ -136,20 +151,24 @@ export class ChangeFeed {
     // A reset is in full.
     const countersOnly = (serial: string) => !reset && countersUpTo !== undefined && this.fullSeqOf(serial) <= countersUpTo;
     const skipped = (serial: string) => skipCounters && countersOnly(serial);
+    // Skipping counters, only full changes can be news: each at its latest full change, not its latest change.
+    const fullOnly = skipCounters && !reset && countersUpTo !== undefined;
+    const log = fullOnly ? this.fullLog : this.log;
+    const live = fullOnly ? this.isLatestFull : this.isLatest;
     const changed: string[] = [];
     const counterSerials: string[] = [];
     const removed: SessionRemoval[] = [];
-    let i = firstAfter(this.log, from, entrySeq);
+    let i = firstAfter(log, from, entrySeq);
     // A full listing forgets everything unlisted, so its removals are not news.
     let r = reset ? this.removals.length : firstAfter(this.removals, from, removalSeq);
     let cursor = from;
     while (changed.length + counterSerials.length + removed.length < limit) {
-      const change = this.log[i];
+      const change = log[i];
       const removal = this.removals[r];
       if (!change && !removal) break;
       if (change && (!removal || change.seq < removal.changeSeq)) {
         i++;
-        if (this.latest.get(change.serial) !== change.seq) continue;
+        if (!live(change)) continue;
         cursor = change.seq;
         if (!countersOnly(change.serial)) changed.push(change.serial);
         else if (!skipCounters) counterSerials.push(change.serial);
@@ -160,17 +179,23 @@ export class ChangeFeed {
         cursor = removal.changeSeq;
       }
     }
-    const more = this.nextLive(i, r, skipped);
+    const more = this.nextLive(log, live, i, r, skipped);
     // Nothing left: skipped superseded entries and an empty answer still move the cursor to now.
     if (!more) cursor = this.seq;
     return { reset, changed, counters: counterSerials, removed, cursor, more };
   }
 
-  /** True when a live change (not `skipped`) or removal remains at or after the given positions. */
-  private nextLive(i: number, r: number, skipped: (serial: string) => boolean): boolean {
-    for (; i < this.log.length; i++) {
-      const entry = this.log[i] as Entry;
-      if (this.latest.get(entry.serial) === entry.seq && !skipped(entry.serial)) return true;
+  /** True when a `live` change of `log` (not `skipped`) or a removal remains at or after the given positions. */
+  private nextLive(
+    log: readonly Entry[],
+    live: (entry: Entry) => boolean,
+    i: number,
+    r: number,
+    skipped: (serial: string) => boolean,
+  ): boolean {
+    for (; i < log.length; i++) {
+      const entry = log[i] as Entry;
+      if (live(entry) && !skipped(entry.serial)) return true;
     }
     for (; r < this.removals.length; r++) {
       const removal = this.removals[r] as SessionRemoval;
@@ -179,9 +204,8 @@ export class ChangeFeed {
     return false;
   }
 
-  private compact(): void {
-    this.log = this.log.filter((entry) => this.latest.get(entry.serial) === entry.seq);
-  }
+  private readonly isLatest = (entry: Entry): boolean => this.latest.get(entry.serial) === entry.seq;
+  private readonly isLatestFull = (entry: Entry): boolean => this.fullChanges.get(entry.serial) === entry.seq;
 
   private dropOldRemovals(): void {
     const dropped = this.removals.splice(0, this.removals.length - this.maxRemovals);
@@ -190,6 +214,8 @@ export class ChangeFeed {
     }
     this.floorSeq = (dropped[dropped.length - 1] as SessionRemoval).changeSeq;
     // Sessions unchanged since before the floor move up to a fresh seq (see the header).
+    // A cursor below the floor gets a reset, which reads the change log: full changes below it are never read again.
+    this.fullLog.splice(0, firstAfter(this.fullLog, this.floorSeq, entrySeq));
     const stale = this.log.splice(0, firstAfter(this.log, this.floorSeq, entrySeq));
     for (const entry of stale) {
       if (this.latest.get(entry.serial) === entry.seq) this.restamped(entry.serial, this.change(entry.serial, true));

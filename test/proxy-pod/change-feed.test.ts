@@ -220,6 +220,64 @@ test('asked to skip them, sessions whose counters alone moved are left out, and 
   assert.equal(entries.counters, ['C', 'A'], 'asked for entries instead, the same changes come as entries');
 });
 
+test('skipping counters, a read pages through the full changes alone: each session with one after the complete cursor comes once, in full', () => {
+  const feed = new ChangeFeed();
+  for (let i = 0; i < 10; i++) feed.change(`S${i}`);
+  const complete = feed.current;
+  let live = 10;
+  const moveAll = () => {
+    for (let i = 0; i < live; i++) feed.change(`S${i}`, true);
+  };
+  feed.change('S3');
+  moveAll();
+  feed.change('S7');
+  moveAll();
+  feed.change('S1');
+  feed.remove('S9', 'id-9');
+  live = 9;
+  moveAll();
+  const pages = [];
+  let since = complete;
+  for (let guard = 0; guard < 10; guard++) {
+    const page = feed.read(since, 1, true, complete, true);
+    pages.push([page.changed, page.counters, page.removed.map((r) => r.serial), page.more]);
+    since = page.cursor;
+    if (!page.more) break;
+  }
+  assert.equal(pages, [
+    [['S3'], [], [], true],
+    [['S7'], [], [], true],
+    [['S1'], [], [], true],
+    [[], [], ['S9'], false],
+  ]);
+  assert.is(since, feed.current, 'the last page ends at now');
+  const full = readAll(feed, complete, 100);
+  assert.equal(
+    new Set(full.changed),
+    new Set(['S0', 'S1', 'S2', 'S3', 'S4', 'S5', 'S6', 'S7', 'S8']),
+    'read without skipping, every moved session',
+  );
+});
+
+test('the log of full changes is compacted too, and a skipping read still finds each session once', () => {
+  const feed = new ChangeFeed();
+  for (let i = 0; i < 100; i++) feed.change(`S${i}`);
+  const complete = feed.current;
+  let longest = 0;
+  for (let round = 0; round < 50; round++) {
+    for (let i = 0; i < 100; i += 7) feed.change(`S${i}`);
+    for (let i = 0; i < 100; i += 3) feed.change(`S${i}`, true);
+    longest = Math.max(longest, feed.fullLogLength);
+  }
+  assert.ok(longest <= 2 * 100 + 64 + 1, `within twice the sessions (was ${longest})`);
+  const page = feed.read(complete, 1000, true, complete, true);
+  assert.equal(
+    page.changed,
+    Array.from({ length: 15 }, (_, k) => `S${k * 7}`),
+    'the sessions with full changes, once each, in the order of their latest',
+  );
+});
+
 test('counter entries count toward `limit` and page in change order with the states and removals', () => {
   const feed = new ChangeFeed();
   for (let i = 0; i < 6; i++) feed.change(`S${i}`);
