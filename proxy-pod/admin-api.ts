@@ -155,7 +155,10 @@ export class AdminApi {
   }
 
   async close(): Promise<void> {
-    for (const res of this.readers) res.end();
+    for (const res of this.readers) {
+      this.events.remove(res);
+      res.end();
+    }
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeAllConnections();
     await closed;

@@ -19,6 +19,8 @@ export interface EventReader {
   write(text: string): boolean;
   /** Bytes queued and not yet taken by the reader. */
   readonly writableLength: number;
+  /** Ended (the API closing): nothing more may be written. */
+  readonly writableEnded: boolean;
   destroy(): void;
 }
 
@@ -85,6 +87,8 @@ export class EventFanout {
   }
 
   private write(reader: EventReader, text: string): void {
+    // Written after its end, a response emits an error nobody listens for.
+    if (reader.writableEnded) return;
     reader.write(text);
     if (reader.writableLength <= MAX_WAITING_BYTES) return;
     this.opts.onCut?.(reader.writableLength);

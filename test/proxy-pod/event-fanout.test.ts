@@ -12,6 +12,7 @@ const test = suite('event fan-out');
 class Reader implements EventReader {
   writes: string[] = [];
   writableLength = 0;
+  writableEnded = false;
   destroyed = false;
   /** Bytes the reader has not taken: each write adds to it when set. */
   stalled = false;
@@ -145,6 +146,20 @@ test('a reader that stops reading is cut once more than the limit waits for it; 
   assert.is(stalled.writes.length, before, 'nothing more is written to a cut reader');
   assert.is(reading.lines().at(-1)?.type, 'device-connected', 'the reading one still gets events');
   assert.not.ok(reading.destroyed);
+});
+
+test('an ended reader gets nothing more, even the events of a turn it was in', () => {
+  const { fanout, emit, endTurn } = rig();
+  const ending = new Reader();
+  const other = new Reader();
+  fanout.add(ending, hello);
+  fanout.add(other, hello);
+  emit();
+  ending.writableEnded = true;
+  endTurn();
+  fanout.send(ending, { type: 'heartbeat', instanceId: 'i', seq: 0, at: 'now' });
+  assert.is(ending.writes.length, 1, 'the hello alone');
+  assert.is(other.writes.length, 2);
 });
 
 test('the source is subscribed to while somebody reads, once, and a heartbeat goes to its reader alone', () => {
