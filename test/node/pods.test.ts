@@ -238,6 +238,20 @@ async function openWhenListening(host: string, port: number, timeoutMs: number):
   }
 }
 
+/** Sends a probe byte from `from` every 100 ms until one reaches `to`; the probes are read and dropped. */
+async function crossed(from: Socket, to: Socket, way: string): Promise<void> {
+  let arrived = false;
+  to.once('data', () => {
+    arrived = true;
+  });
+  const deadline = Date.now() + 30_000;
+  while (!arrived) {
+    if (Date.now() > deadline) throw new Error(`no byte crossed ${way} in 30 s`);
+    from.write('.');
+    await sleep(100);
+  }
+}
+
 /** A device and a client joined through the given addresses exchange `size` random bytes each way, exactly. */
 async function exchange(
   device: { host: string; port: number },
@@ -249,10 +263,14 @@ async function exchange(
   const deviceSocket = opts.waitMs ? await openWhenListening(device.host, device.port, opts.waitMs) : await open(device.host, device.port);
   deviceSocket.write(`${serial}\r`);
   const clientSocket = opts.waitMs ? await openWhenListening(client.host, client.port, opts.waitMs) : await open(client.host, client.port);
+  // Both parties attached before payload flows: data meanwhile is discarded by
+  // design. A fixed wait of 500 ms was too short for a device through a
+  // NodePort on a loaded machine: probes prove it, then go quiet.
+  await crossed(clientSocket, deviceSocket, 'client to device');
+  await crossed(deviceSocket, clientSocket, 'device to client');
+  await sleep(300);
   const atDevice = new Received(deviceSocket);
   const atClient = new Received(clientSocket);
-  // Both parties attached before payload flows: data meanwhile is discarded by design.
-  await sleep(500);
   const up = randomBytes(size);
   const down = randomBytes(size);
   deviceSocket.write(up);
