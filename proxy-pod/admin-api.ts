@@ -113,8 +113,6 @@ export const STATES_PER_TURN = 32;
 export class AdminApi {
   private readonly server: http.Server;
   private readonly events: EventFanout;
-  /** The event streams' responses, ended on close. */
-  private readonly readers = new Set<http.ServerResponse>();
   private socketPath: string | undefined;
   where = '';
 
@@ -155,10 +153,7 @@ export class AdminApi {
   }
 
   async close(): Promise<void> {
-    for (const res of this.readers) {
-      this.events.remove(res);
-      res.end();
-    }
+    this.events.endAll();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeAllConnections();
     await closed;
@@ -262,9 +257,7 @@ export class AdminApi {
     res.on('close', () => {
       clearInterval(heartbeat);
       this.events.remove(res);
-      this.readers.delete(res);
     });
-    this.readers.add(res);
   }
 }
 

@@ -21,6 +21,7 @@ export interface EventReader {
   readonly writableLength: number;
   /** Ended (the API closing): nothing more may be written. */
   readonly writableEnded: boolean;
+  end(): void;
   destroy(): void;
 }
 
@@ -69,6 +70,14 @@ export class EventFanout {
 
   get size(): number {
     return this.readers.size;
+  }
+
+  /** Ends every reader's stream (the API closing); nothing more is written to them. */
+  endAll(): void {
+    for (const reader of [...this.readers.keys()]) {
+      this.remove(reader);
+      reader.end();
+    }
   }
 
   private queue(event: ProxyEvent): void {

@@ -23,6 +23,10 @@ class Reader implements EventReader {
     return !this.stalled;
   }
 
+  end(): void {
+    this.writableEnded = true;
+  }
+
   destroy(): void {
     this.destroyed = true;
   }
@@ -160,6 +164,23 @@ test('an ended reader gets nothing more, even the events of a turn it was in', (
   fanout.send(ending, { type: 'heartbeat', instanceId: 'i', seq: 0, at: 'now' });
   assert.is(ending.writes.length, 1, 'the hello alone');
   assert.is(other.writes.length, 2);
+});
+
+test('closing ends every reader and unsubscribes; a turn pending then writes nothing', () => {
+  const { fanout, emit, endTurn, listeners } = rig();
+  const a = new Reader();
+  const b = new Reader();
+  fanout.add(a, hello);
+  fanout.add(b, hello);
+  emit();
+  fanout.endAll();
+  endTurn();
+  for (const reader of [a, b]) {
+    assert.ok(reader.writableEnded, 'ended');
+    assert.is(reader.writes.length, 1, 'the hello alone');
+  }
+  assert.is(fanout.size, 0);
+  assert.is(listeners.size, 0, 'unsubscribed');
 });
 
 test('the source is subscribed to while somebody reads, once, and a heartbeat goes to its reader alone', () => {
